@@ -39,3 +39,12 @@ def lab() -> Iterator[Lab]:
         if not left and not os.environ.get("KEEP_LAB"):
             shutil.rmtree(base, ignore_errors=True)
         assert not left, f"lab processes still running after down: {left}"
+
+
+@pytest.fixture(scope="session")
+def charm_host(lab: Lab):
+    """The charm's handlers on this host, in a private mount namespace with the lab's /etc/ceph."""
+    from tests.functional.charm_host import CharmHost, enter_private_etc_ceph
+
+    enter_private_etc_ceph(lab)
+    return CharmHost(lab)

@@ -1,0 +1,276 @@
+"""A typed client over the `ceph`, `rbd` and `rados` CLIs for one cluster: every Ceph call is here.
+
+Commands run without a shell, with absolute paths, `--format json` where Ceph offers it, and a
+timeout (a cluster without a mgr makes `rbd mirror pool status` hang forever). Errors are raised as
+`CephError` with the command and Ceph's message, scrubbed of anything that looks like a cephx key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+CEPH = "/usr/bin/ceph"
+RBD = "/usr/bin/rbd"
+RADOS = "/usr/bin/rados"
+
+EBUSY = 16
+EACCES = 13
+EINVAL = 22
+ENOENT = 2
+
+_CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{30,}={0,2}")
+
+
+def scrub(text: str) -> str:
+    """Replace anything that looks like a cephx secret with `<redacted>`."""
+    return _CEPHX_KEY.sub("<redacted>", text)
+
+
+class CephError(Exception):
+    """A Ceph command failed or timed out; `rc` is its exit code (None on timeout)."""
+
+    def __init__(self, cluster: str, args: Sequence[str], rc: int | None, stderr: str):
+        self.cluster = cluster
+        self.args_ = list(args)
+        self.rc = rc
+        self.stderr = scrub(stderr.strip())
+        last = self.stderr.splitlines()[-1] if self.stderr else ""
+        what = "timed out" if rc is None else f"failed (rc={rc})"
+        super().__init__(f"{cluster}: `{' '.join(self.args_)}` {what}: {last}".rstrip(": "))
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the command was killed by the timeout."""
+        return self.rc is None
+
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A pool as `ceph osd pool ls detail` describes it."""
+
+    name: str
+    pg_num: int
+    size: int
+    applications: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A mirror peer of a pool (`rbd mirror pool info`); never carries the key."""
+
+    uuid: str
+    site_name: str
+    client_name: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class MirrorPoolInfo:
+    """Mirror mode and peers of a pool."""
+
+    mode: str
+    peers: tuple[Peer, ...]
+
+
+@dataclass(frozen=True)
+class ImageStatus:
+    """One image of `rbd mirror pool status --verbose`."""
+
+    name: str
+    global_id: str
+    state: str = ""
+    description: str = ""
+    last_update: str = ""
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """One rbd-mirror daemon as the cluster sees it."""
+
+    client_id: str
+    hostname: str
+    health: str
+    callouts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MirrorPoolStatus:
+    """`rbd mirror pool status --verbose` of a pool."""
+
+    health: str
+    daemon_health: str
+    image_health: str
+    daemons: tuple[DaemonStatus, ...]
+    images: tuple[ImageStatus, ...]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The parts of `rbd ls -l` and `rbd info` this charm uses."""
+
+    name: str
+    parent: str = ""  # "pool/image@snap" for a clone
+    features: tuple[str, ...] = ()
+    mirroring_state: str = ""
+    primary: bool | None = None
+
+
+@dataclass
+class CephClient:
+    """One cluster, reached as `--cluster <cluster> --id <client_id>` with the default conf paths."""
+
+    cluster: str
+    client_id: str
+    timeout: float = 60.0
+    runner: Runner = field(default=subprocess.run, repr=False)
+
+    # --- plumbing --------------------------------------------------------------------------
+    def _run(self, tool: str, args: Sequence[str], timeout: float | None = None) -> str:
+        argv = [tool, "--cluster", self.cluster, "--id", self.client_id, *args]
+        try:
+            proc = self.runner(argv, capture_output=True, text=True, check=False,
+                               timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise CephError(self.cluster, argv[:1] + list(args), None, "") from exc
+        except OSError as exc:
+            raise CephError(self.cluster, argv[:1] + list(args), -1, str(exc)) from exc
+        if proc.returncode != 0:
+            raise CephError(self.cluster, argv[:1] + list(args), proc.returncode, proc.stderr)
+        return proc.stdout
+
+    def _json(self, tool: str, args: Sequence[str], timeout: float | None = None):
+        out = self._run(tool, [*args, "--format", "json"], timeout=timeout)
+        try:
+            return json.loads(out) if out.strip() else None
+        except ValueError as exc:
+            raise CephError(self.cluster, [tool, *args], -1, f"unparsable JSON: {exc}") from exc
+
+    # --- pools -----------------------------------------------------------------------------
+    def pools(self) -> list[PoolInfo]:
+        """Every pool of the cluster."""
+        return [
+            PoolInfo(name=p["pool_name"], pg_num=int(p["pg_num"]), size=int(p["size"]),
+                     applications=tuple(sorted(p.get("application_metadata") or {})))
+            for p in self._json(CEPH, ["osd", "pool", "ls", "detail"]) or []
+        ]
+
+    def images(self, pool: str) -> list[ImageInfo]:
+        """Images of `pool` with their parent, one `rbd ls -l` (snapshot rows are skipped)."""
+        out = []
+        for row in self._json(RBD, ["ls", "-l", pool]) or []:
+            if row.get("snapshot"):
+                continue
+            parent = row.get("parent") or {}
+            link = f"{parent['pool']}/{parent['image']}@{parent['snapshot']}" if parent else ""
+            out.append(ImageInfo(name=row["image"], parent=link))
+        return out
+
+    def image_info(self, pool: str, image: str) -> ImageInfo:
+        """Features and mirroring state of one image (`rbd info`)."""
+        info = self._json(RBD, ["info", f"{pool}/{image}"]) or {}
+        mirroring = info.get("mirroring") or {}
+        parent = info.get("parent") or {}
+        link = f"{parent['pool']}/{parent['image']}@{parent['snapshot']}" if parent else ""
+        primary = mirroring.get("primary")
+        return ImageInfo(name=image, parent=link, features=tuple(info.get("features", ())),
+                         mirroring_state=mirroring.get("state", "disabled"),
+                         primary=bool(primary) if primary is not None else None)
+
+    # --- features --------------------------------------------------------------------------
+    def enable_journaling(self, pool: str, image: str) -> str:
+        """Enable journaling (and exclusive-lock when the image lacks it); return what changed."""
+        try:
+            self._run(RBD, ["feature", "enable", f"{pool}/{image}", "journaling"])
+            return "journaling"
+        except CephError as exc:
+            if "exclusive-lock must be enabled" not in exc.stderr:
+                raise
+        self._run(RBD, ["feature", "enable", f"{pool}/{image}", "exclusive-lock", "journaling"])
+        return "exclusive-lock,journaling"
+
+    def disable_journaling(self, pool: str, image: str) -> bool:
+        """Disable journaling; False when it was already disabled."""
+        try:
+            self._run(RBD, ["feature", "disable", f"{pool}/{image}", "journaling"])
+        except CephError as exc:
+            if exc.rc == EINVAL and "already disabled" in exc.stderr:
+                return False
+            raise
+        return True
+
+    # --- mirroring -------------------------------------------------------------------------
+    def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
+        """Mode and peers (without `--all`: that would print the peer key)."""
+        info = self._json(RBD, ["mirror", "pool", "info", pool]) or {}
+        peers = tuple(
+            Peer(uuid=p.get("uuid", ""), site_name=p.get("site_name", ""),
+                 client_name=p.get("client_name", ""), direction=p.get("direction", ""))
+            for p in info.get("peers", [])
+        )
+        return MirrorPoolInfo(mode=info.get("mode", "disabled"), peers=peers)
+
+    def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
+        """Enable mirroring of `pool` in `mode`."""
+        self._run(RBD, ["mirror", "pool", "enable", pool, mode])
+
+    def mirror_pool_disable(self, pool: str) -> None:
+        """Disable mirroring of `pool` (librbd also drops journaling from its images)."""
+        self._run(RBD, ["mirror", "pool", "disable", pool])
+
+    def mirror_image_disable(self, pool: str, image: str) -> None:
+        """Disable mirroring of one image."""
+        self._run(RBD, ["mirror", "image", "disable", f"{pool}/{image}"])
+
+    def mirror_pool_status(self, pool: str) -> MirrorPoolStatus:
+        """`rbd mirror pool status --verbose` (one call for all images of the pool)."""
+        raw = self._json(RBD, ["mirror", "pool", "status", pool, "--verbose"]) or {}
+        summary = raw.get("summary", {})
+        daemons = tuple(
+            DaemonStatus(client_id=d.get("client_id", ""), hostname=d.get("hostname", ""),
+                         health=d.get("health", ""), callouts=tuple(d.get("callouts", ())))
+            for d in raw.get("daemons", [])
+        )
+        images = tuple(
+            ImageStatus(name=i["name"], global_id=i.get("global_id", ""),
+                        state=i.get("state", ""), description=i.get("description", ""),
+                        last_update=i.get("last_update", ""))
+            for i in raw.get("images", [])
+        )
+        return MirrorPoolStatus(health=summary.get("health", "UNKNOWN"),
+                                daemon_health=summary.get("daemon_health", "UNKNOWN"),
+                                image_health=summary.get("image_health", "UNKNOWN"),
+                                daemons=daemons, images=images)
+
+    def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
+        """Add an rx-only peer `client_name@site_name`; return its uuid."""
+        return self._run(RBD, ["mirror", "pool", "peer", "add", pool,
+                               f"{client_name}@{site_name}", "--direction", "rx-only"]).strip()
+
+    def peer_remove(self, pool: str, uuid: str) -> None:
+        """Remove a peer by uuid."""
+        self._run(RBD, ["mirror", "pool", "peer", "remove", pool, uuid])
+
+    def remove_peer_omap(self, pool: str, uuid: str) -> None:
+        """Drop peer `uuid` from the pool's `rbd_mirroring` object (osd caps only; see teardown)."""
+        self._run(RADOS, ["-p", pool, "rmomapkey", "rbd_mirroring", f"mirror_peer_{uuid}"])
+
+    def pool_demote(self, pool: str) -> int:
+        """Demote every primary image of `pool`; return how many were demoted (0 = none left)."""
+        return _count(self._run(RBD, ["mirror", "pool", "demote", pool]))
+
+    def pool_promote(self, pool: str, *, force: bool = False) -> int:
+        """Promote every non-primary image of `pool`; return how many were promoted."""
+        args = ["mirror", "pool", "promote", pool] + (["--force"] if force else [])
+        return _count(self._run(RBD, args))
+
+
+def _count(out: str) -> int:
+    match = re.search(r"(\d+) mirrored images", out)
+    return int(match.group(1)) if match else 0

@@ -1,0 +1,185 @@
+"""The rbd-mirror daemon on this unit: packages, its conf and keyring files, and its systemd unit.
+
+The daemon is the Ubuntu package's `ceph-rbd-mirror@rbd-mirror.<unique_id>`, which runs
+`rbd-mirror --cluster ceph --id rbd-mirror.<unique_id> --setuser ceph`. It reads the destination
+from /etc/ceph/ceph.conf and the source (its remote peer) from /etc/ceph/<source>.conf; both need
+their keyrings beside them, readable by user ceph. Nothing here imports ops.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+PACKAGES = ("rbd-mirror", "ceph-common")
+MARKER = "# Written by the rbd-mirror-migration charm: changes here are overwritten."
+
+
+class ForeignFileError(Exception):
+    """A conf file exists that this charm did not write; we will not overwrite it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"{path} exists and was not written by this charm")
+
+
+class ServiceError(Exception):
+    """The service manager failed to change the daemon's state."""
+
+
+@dataclass(frozen=True)
+class DaemonFiles:
+    """Everything the daemon's files are rendered from."""
+
+    unique_id: str
+    destination_mon_hosts: tuple[str, ...]
+    destination_key: str
+    source_cluster: str
+    source_client: str  # e.g. "client.rbd-mirror-migration"
+    source_mon_hosts: tuple[str, ...]
+    source_key: str
+    concurrent_image_syncs: int = 5
+
+    @property
+    def destination_client(self) -> str:
+        """The destination entity ceph-mon made for us."""
+        return f"client.rbd-mirror.{self.unique_id}"
+
+
+def service_name(unique_id: str) -> str:
+    """The systemd unit of the daemon."""
+    return f"ceph-rbd-mirror@rbd-mirror.{unique_id}"
+
+
+class RbdMirrorDaemon:
+    """Install, configure and run the rbd-mirror daemon; `conf_dir` is /etc/ceph in production."""
+
+    def __init__(self, templates_dir: Path, conf_dir: Path = Path("/etc/ceph")):
+        self.conf_dir = conf_dir
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        )
+
+    # --- packages --------------------------------------------------------------------------
+    @staticmethod
+    def install() -> list[str]:
+        """apt-get install the packages that are missing; return those installed."""
+        from charmhelpers.fetch import apt_install, filter_installed_packages
+
+        missing = filter_installed_packages(list(PACKAGES))
+        if missing:
+            apt_install(missing, fatal=True)
+        return list(missing)
+
+    # --- files -----------------------------------------------------------------------------
+    def paths(self, files: DaemonFiles) -> dict[str, Path]:
+        """The four files, by role."""
+        d = self.conf_dir
+        return {
+            "destination-conf": d / "ceph.conf",
+            "destination-keyring": d / f"ceph.{files.destination_client}.keyring",
+            "source-conf": d / f"{files.source_cluster}.conf",
+            "source-keyring": d / f"{files.source_cluster}.{files.source_client}.keyring",
+        }
+
+    def check_foreign(self, source_cluster: str) -> None:
+        """Raise ForeignFileError if a conf we would write exists and is not ours."""
+        for path in (self.conf_dir / "ceph.conf", self.conf_dir / f"{source_cluster}.conf"):
+            if path.exists() and not path.read_text().startswith(MARKER):
+                raise ForeignFileError(path)
+
+    def write(self, files: DaemonFiles) -> bool:
+        """Render and write all four files where they changed; True if any did."""
+        self.check_foreign(files.source_cluster)
+        paths = self.paths(files)
+        contents = {
+            "destination-conf": self._render(
+                "ceph.conf.j2", mon_hosts=files.destination_mon_hosts,
+                concurrent_image_syncs=files.concurrent_image_syncs),
+            "source-conf": self._render(
+                "source.conf.j2", mon_hosts=files.source_mon_hosts, cluster=files.source_cluster,
+                client_name=files.source_client),
+            "destination-keyring": self._render(
+                "keyring.j2", entity=files.destination_client, key=files.destination_key),
+            "source-keyring": self._render(
+                "keyring.j2", entity=files.source_client, key=files.source_key),
+        }
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        changed = False
+        for role, content in contents.items():
+            mode = 0o600 if role.endswith("keyring") else 0o644
+            changed |= write_if_changed(paths[role], content, mode)
+        return changed
+
+    def _render(self, template: str, **context) -> str:
+        return self._env.get_template(template).render(marker=MARKER, **context)
+
+    # --- service ---------------------------------------------------------------------------
+    @staticmethod
+    def running(unique_id: str) -> bool:
+        """True if the service manager says the daemon is running."""
+        from charmhelpers.core import host
+
+        return bool(host.service_running(service_name(unique_id)))
+
+    @staticmethod
+    def start(unique_id: str, *, restart: bool) -> None:
+        """Enable the daemon and start it (restart it when `restart`)."""
+        from charmhelpers.core import host
+
+        name = service_name(unique_id)
+        host.service("enable", name)
+        ok = host.service_restart(name) if restart else host.service_start(name)
+        if not ok:
+            raise ServiceError(f"could not start {name}; see `journalctl -u {name}`")
+
+    @staticmethod
+    def stop(unique_id: str) -> None:
+        """Stop and disable the daemon."""
+        from charmhelpers.core import host
+
+        name = service_name(unique_id)
+        if not host.service_stop(name):
+            raise ServiceError(f"could not stop {name}")
+        host.service("disable", name)
+
+
+def write_if_changed(path: Path, content: str, mode: int) -> bool:
+    """Atomically write `content` with `mode`, owned by ceph when that user exists.
+
+    The temporary file is created with `mode` before anything is written to it, so a key is never
+    readable by others, not even for an instant.
+    """
+    if path.exists() and path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        owner = _ceph_owner()
+        if owner is not None:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _ceph_owner() -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("ceph").pw_uid, grp.getgrnam("ceph").gr_gid
+    except KeyError:
+        return None

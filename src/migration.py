@@ -1,0 +1,611 @@
+"""The migration workflow, start to end, over two cluster clients. No ops here.
+
+1. `enable_mirroring`: pool-mode mirroring and journaling on the source; pool mode and one rx-only
+   peer on the destination. The rbd-mirror daemon (daemon.py) then copies every image.
+2. `status`: per-pool counts and whether the cutover is safe now (`ready`, with reasons).
+3. `demote_promote`: the cutover. Preflight, demote the source, promote the destination (retried
+   while librbd answers EBUSY), verify. Safety rule: a non-forced promote succeeds only once the
+   destination has replayed the source's demotion, which comes after every write to the image;
+   so "caught up" is proven by librbd itself, not by the lagging `entries_behind_primary`.
+4. `teardown`: remove the peers, disable mirroring clones-before-parents, confirm journaling is
+   gone; the charm then stops the daemon.
+Every step is idempotent: re-running after an interruption finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError, ImageStatus, PoolInfo
+
+Log = Callable[[str], None]
+
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+REPLAYING = "up+replaying"
+# Destination descriptions that mean the cutover has begun for an image (source demoted or
+# destination promoted). Pacific words them like this; see the lab's JSON samples.
+CUTOVER_DESCRIPTIONS = ("local image is primary", "remote image is not primary",
+                        "remote image demoted", "stopped")
+MAX_LISTED = 20
+
+
+class MigrationError(Exception):
+    """An expected failure; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """The source as a peer of the destination pools: `client_name@site_name`."""
+
+    client_name: str
+    site_name: str
+
+
+# --- pool selection --------------------------------------------------------------------------
+
+
+def parse_pool_list(text: str, what: str) -> list[str]:
+    """Split a comma-separated pool list; reject empty items, duplicates and odd names."""
+    items = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in items):
+        raise MigrationError(f"{what}: empty pool name in {text!r}; give names separated by commas")
+    bad = [p for p in items if not POOL_NAME.match(p)]
+    if bad:
+        raise MigrationError(f"{what}: invalid pool name(s) {', '.join(map(repr, bad))}: use "
+                             "letters, digits, '.', '_' and '-'")
+    dupes = sorted({p for p in items if items.count(p) > 1})
+    if dupes:
+        raise MigrationError(f"{what}: pool(s) listed twice: {', '.join(dupes)}")
+    return items
+
+
+def select_pools(configured: str, source_pools: Iterable[PoolInfo], subset: str | None) -> list[str]:
+    """The pools to work on: config `pools` (or every rbd pool), narrowed by an action's `pools`."""
+    by_name = {p.name: p for p in source_pools}
+    if configured.strip():
+        pools = parse_pool_list(configured, "config pools")
+        missing = [p for p in pools if p not in by_name]
+        if missing:
+            raise MigrationError(f"config pools: not on the source: {', '.join(missing)}")
+    else:
+        pools = sorted(name for name, p in by_name.items() if "rbd" in p.applications)
+        if not pools:
+            raise MigrationError("the source has no pool with application rbd; set config pools")
+    if subset is None:
+        return pools
+    wanted = parse_pool_list(subset, "pools")
+    unknown = [p for p in wanted if p not in pools]
+    if unknown:
+        raise MigrationError(f"unknown pool(s) {', '.join(unknown)}: the pools to migrate are "
+                             f"{', '.join(pools)}")
+    return wanted
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _parallel(fn: Callable, items: list, workers: int) -> tuple[list, list[tuple[object, str]]]:
+    """Run fn over items with at most `workers` threads; return (results, [(item, error)])."""
+    results, failures = [], []
+    if not items:
+        return results, failures
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [(item, pool.submit(fn, item)) for item in items]
+        for item, future in futures:
+            try:
+                results.append(future.result())
+            except CephError as exc:
+                failures.append((item, str(exc)))
+    return results, failures
+
+
+# --- 1. enable mirroring ---------------------------------------------------------------------
+
+
+@dataclass
+class PoolEnableResult:
+    """What enable-mirroring found and did on one pool."""
+
+    pool: str
+    images: int = 0
+    changes: list[str] = field(default_factory=list)
+    peer_uuid: str = ""
+
+
+def enable_mirroring(src: CephClient, dst: CephClient, pools: list[str], peer: PeerSpec, *,
+                     dry_run: bool, workers: int, log: Log) -> list[PoolEnableResult]:
+    """Set up one-way mirroring of `pools`; with `dry_run`, only report what would change."""
+    dst_pools = {p.name for p in dst.pools()}
+    missing = [p for p in pools if p not in dst_pools]
+    if missing:
+        raise MigrationError(f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
+                             "them from this charm's broker request; wait until the unit status "
+                             "no longer says 'waiting for destination pools', then re-run")
+    results, failures = [], []
+    for pool in pools:
+        result = PoolEnableResult(pool=pool)
+        results.append(result)
+        src_mode = src.mirror_pool_info(pool).mode
+        if src_mode != "pool":
+            result.changes.append(f"source: mirroring mode {src_mode} -> pool")
+            if not dry_run:
+                src.mirror_pool_enable(pool, "pool")
+        names = [i.name for i in src.images(pool)]
+        result.images = len(names)
+        mirrored = {i.name for i in src.mirror_pool_status(pool).images} if src_mode == "pool" \
+            or not dry_run else set()
+        todo = [n for n in names if n not in mirrored]
+        if todo:
+            result.changes.append(f"source: journaling on {len(todo)} image(s)")
+            log(f"{pool}: enabling journaling on {len(todo)} of {len(names)} image(s)")
+            if not dry_run:
+                _, failed = _parallel(lambda n, p=pool: src.enable_journaling(p, n), todo, workers)
+                failures += [f"{pool}/{n}: {err}" for n, err in failed]
+        dst_info = dst.mirror_pool_info(pool)
+        if dst_info.mode != "pool":
+            result.changes.append(f"destination: mirroring mode {dst_info.mode} -> pool")
+            if not dry_run:
+                dst.mirror_pool_enable(pool, "pool")
+        ours = [p for p in dst_info.peers
+                if p.site_name == peer.site_name and p.client_name == peer.client_name]
+        if ours:
+            result.peer_uuid = ours[0].uuid
+        else:
+            result.changes.append(f"destination: add rx-only peer {peer.client_name}@"
+                                  f"{peer.site_name}")
+            if not dry_run:
+                result.peer_uuid = dst.peer_add(pool, peer.client_name, peer.site_name)
+        log(f"{pool}: {result.images} image(s); "
+            f"{'; '.join(result.changes) or 'already mirrored'}")
+    if failures:
+        raise MigrationError(f"journaling could not be enabled on {len(failures)} image(s) "
+                             f"(the rest is done; re-run to retry): {_listed(failures)}")
+    return results
+
+
+# --- 2. status -------------------------------------------------------------------------------
+
+
+def parse_description(description: str) -> dict[str, object]:
+    """`replaying, {json}` -> the JSON's fields; anything else -> {}."""
+    _, sep, rest = description.partition(", ")
+    if not sep or not rest.startswith("{"):
+        return {}
+    try:
+        data = json.loads(rest)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """One image as the destination's daemon reports it."""
+
+    pool: str
+    name: str
+    state: str
+    description: str
+    last_update: str
+
+    @property
+    def entries_behind(self) -> int | None:
+        """`entries_behind_primary` from a journal-mode description, if any."""
+        value = parse_description(self.description).get("entries_behind_primary")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def bytes_per_second(self) -> float | None:
+        """Replay throughput from the description, if any."""
+        value = parse_description(self.description).get("bytes_per_second")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def caught_up(self) -> bool:
+        """Replaying with nothing left to replay (as far as the lagging status knows)."""
+        return self.state == REPLAYING and (self.entries_behind or 0) == 0
+
+    @property
+    def in_cutover(self) -> bool:
+        """The source was demoted or the destination promoted for this image."""
+        return self.state in ("up+stopped", "up+unknown") and \
+            self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
+
+    def as_dict(self) -> dict[str, object]:
+        """For action results."""
+        return {"pool": self.pool, "image": self.name, "state": self.state,
+                "entries-behind-primary": self.entries_behind,
+                "bytes-per-second": self.bytes_per_second,
+                "description": self.description.split(",")[0], "last-update": self.last_update}
+
+
+@dataclass
+class PoolReport:
+    """The mirroring state of one pool on both sides."""
+
+    pool: str
+    source_mode: str = "disabled"
+    destination_mode: str = "disabled"
+    peers: int = 0
+    source_images: list[str] = field(default_factory=list)
+    not_journaled: list[str] = field(default_factory=list)
+    images: list[ImageReport] = field(default_factory=list)
+    health: str = "UNKNOWN"
+    daemon_health: str = "UNKNOWN"
+    problems: list[str] = field(default_factory=list)
+    destination_images: int = 0  # counted only while destination mirroring is disabled
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Destination image counts by state, plus `missing` for source images not there yet."""
+        counts: dict[str, int] = {}
+        for image in self.images:
+            counts[image.state] = counts.get(image.state, 0) + 1
+        missing = len(self.missing)
+        if missing:
+            counts["missing"] = missing
+        return counts
+
+    @property
+    def missing(self) -> list[str]:
+        """Source images the destination does not report yet."""
+        there = {i.name for i in self.images}
+        return [n for n in self.source_images if n not in there]
+
+    def as_dict(self, verbose: bool) -> dict[str, object]:
+        """For action results."""
+        out: dict[str, object] = {
+            "source-mode": self.source_mode, "destination-mode": self.destination_mode,
+            "peers": self.peers, "images": len(self.source_images), "states": self.states,
+            "health": self.health, "daemon-health": self.daemon_health,
+        }
+        if verbose:
+            out["image-status"] = [i.as_dict() for i in self.images]
+        return out
+
+
+@dataclass
+class StatusReport:
+    """Status of every pool, and the cutover verdict."""
+
+    pools: list[PoolReport]
+    reasons: list[str]
+
+    @property
+    def ready(self) -> bool:
+        """True when every image is caught up and nothing else stands in the way."""
+        return not self.reasons
+
+    @property
+    def total(self) -> int:
+        """Images on the source."""
+        return sum(len(p.source_images) for p in self.pools)
+
+    @property
+    def replaying(self) -> int:
+        """Destination images caught up."""
+        return sum(1 for p in self.pools for i in p.images if i.caught_up)
+
+    @property
+    def promoted(self) -> int:
+        """Destination images that say they are primary."""
+        return sum(1 for p in self.pools for i in p.images
+                   if i.description.startswith("local image is primary"))
+
+    @property
+    def in_cutover(self) -> int:
+        """Destination images for which the cutover has begun."""
+        return sum(1 for p in self.pools for i in p.images if i.in_cutover)
+
+
+def status(src: CephClient, dst: CephClient, pools: list[str], *,
+           daemon_running: bool) -> StatusReport:
+    """Read both sides of every pool and decide whether the cutover may start."""
+    reports, reasons = [], []
+    if not daemon_running:
+        reasons.append("the rbd-mirror daemon is not running on this unit")
+    for pool in pools:
+        report = PoolReport(pool=pool)
+        reports.append(report)
+        report.source_mode = src.mirror_pool_info(pool).mode
+        report.source_images = [i.name for i in src.images(pool)]
+        dst_info = dst.mirror_pool_info(pool)
+        report.destination_mode = dst_info.mode
+        report.peers = len(dst_info.peers)
+        if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
+            report.problems.append(f"{pool}: mirroring is not set up (source mode "
+                                   f"{report.source_mode}, destination mode "
+                                   f"{report.destination_mode}, {report.peers} peer(s)): "
+                                   "run enable-mirroring")
+        if report.source_mode == "pool":
+            mirrored = {i.name for i in src.mirror_pool_status(pool).images}
+            report.not_journaled = [n for n in report.source_images if n not in mirrored]
+        if report.destination_mode == "disabled":
+            report.destination_images = len(dst.images(pool))
+        else:
+            dst_status = dst.mirror_pool_status(pool)
+            report.health, report.daemon_health = dst_status.health, dst_status.daemon_health
+            report.images = [_image_report(pool, i) for i in dst_status.images]
+        report.problems += _image_problems(report)
+        reasons += report.problems
+    return StatusReport(pools=reports, reasons=reasons)
+
+
+def torn_down(report: StatusReport) -> bool:
+    """Mirroring is off on every destination pool and the pools hold the migrated images."""
+    return all(p.destination_mode == "disabled" and p.destination_images > 0
+               for p in report.pools)
+
+
+def phase(report: StatusReport) -> str:
+    """The migration phase in a few words, with the next step."""
+    n, total = len(report.pools), report.total
+    if torn_down(report):
+        return "torn down: relate the cloud to ceph-mon (README: after the charm)"
+    if any(p.destination_mode == "disabled" for p in report.pools):
+        return f"ready: {n} pools; run enable-mirroring"
+    if total and report.promoted == total:
+        return "cutover done: run teardown"
+    if report.in_cutover:
+        return f"cutover in progress ({report.promoted}/{total} promoted): re-run demote-promote"
+    if report.ready:
+        return f"{report.replaying}/{total} replaying: ready for cutover"
+    hint = "; run enable-mirroring" if any(p.not_journaled for p in report.pools) else ""
+    return f"syncing {report.replaying}/{total} images{hint}"
+
+
+def _image_report(pool: str, image: ImageStatus) -> ImageReport:
+    return ImageReport(pool=pool, name=image.name, state=image.state,
+                       description=image.description, last_update=image.last_update)
+
+
+def _image_problems(report: PoolReport) -> list[str]:
+    problems = [f"{report.pool}/{n}: no journaling on the source, so not mirrored: "
+                "run enable-mirroring" for n in report.not_journaled]
+    if report.destination_mode == "disabled":
+        return problems
+    problems += [f"{report.pool}/{n}: not on the destination yet" for n in report.missing]
+    problems += [f"{report.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
+                 for i in report.images if not i.caught_up]
+    return problems
+
+
+# --- 3. cutover ------------------------------------------------------------------------------
+
+
+@dataclass
+class CutoverResult:
+    """What demote-promote did, per pool."""
+
+    demoted: dict[str, int] = field(default_factory=dict)
+    promoted: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    seconds: float = 0.0
+    forced: bool = False
+
+
+def demote_promote(src: CephClient, dst: CephClient, pools: list[str], *, timeout: float,
+                   force: bool, daemon_running: bool, log: Log,
+                   sleep: Callable[[float], None] = time.sleep) -> CutoverResult:
+    """Cut over `pools` from the source to the destination; see the module docstring."""
+    start = time.monotonic()
+    result = CutoverResult(forced=force)
+    if force:
+        log("FORCE: promoting the destination without a preflight; unreplayed writes are lost")
+        for pool in pools:
+            try:
+                result.demoted[pool] = src.pool_demote(pool)
+            except CephError as exc:
+                log(f"{pool}: source not demoted ({exc}); demote it before it is used again")
+        for pool in pools:
+            result.promoted[pool] = dst.pool_promote(pool, force=True)
+            log(f"{pool}: promoted {result.promoted[pool]} image(s) by force")
+        result.seconds = time.monotonic() - start
+        return result
+    _preflight(status(src, dst, pools, daemon_running=daemon_running))
+    for pool in pools:
+        result.demoted[pool] = src.pool_demote(pool)
+        log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
+    pending = list(pools)
+    deadline = start + timeout
+    while pending:
+        result.attempts += 1
+        for pool in list(pending):
+            try:
+                count = dst.pool_promote(pool)
+            except CephError as exc:
+                if exc.rc != EBUSY:
+                    raise
+                continue
+            result.promoted[pool] = result.promoted.get(pool, 0) + count
+            pending.remove(pool)
+            log(f"{pool}: promoted {result.promoted[pool]} destination image(s)")
+        if pending:
+            if time.monotonic() >= deadline:
+                raise MigrationError(
+                    f"timed out after {timeout:.0f}s: {', '.join(pending)} not fully promoted "
+                    "(the demotion has not been replayed yet). The source is demoted and no image "
+                    "is primary twice; re-run demote-promote to finish")
+            sleep(1.0)
+    _verify_cutover(src, dst, pools)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _preflight(report: StatusReport) -> None:
+    """Fail, changing nothing, unless every image is caught up or already in the cutover."""
+    blocking = []
+    for pool in report.pools:
+        blocking += [p for p in pool.problems if "mirroring is not set up" in p]
+        blocking += [f"{pool.pool}/{n}: not on the destination" for n in pool.missing]
+        blocking += [f"{pool.pool}/{n}: not journaled" for n in pool.not_journaled]
+        blocking += [f"{pool.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
+                     for i in pool.images if not (i.caught_up or i.in_cutover)]
+    started = report.in_cutover > 0
+    if not started and any("daemon is not running" in r for r in report.reasons):
+        blocking.insert(0, "the rbd-mirror daemon is not running on this unit")
+    if blocking:
+        raise MigrationError(f"not ready for cutover, nothing changed: {_listed(blocking)}")
+
+
+def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> None:
+    """Pool demote/promote skip images already in the wanted role: a count of 0 proves it."""
+    wrong = []
+    for pool in pools:
+        if (n := src.pool_demote(pool)) != 0:
+            wrong.append(f"{pool}: {n} source image(s) were primary again and have been demoted")
+        if (n := dst.pool_promote(pool)) != 0:
+            wrong.append(f"{pool}: {n} destination image(s) were not primary")
+    if wrong:
+        raise MigrationError(f"cutover verification failed: {'; '.join(wrong)}; re-run")
+
+
+# --- 4. teardown -----------------------------------------------------------------------------
+
+
+@dataclass
+class TeardownResult:
+    """What teardown did, per pool."""
+
+    peers_removed: dict[str, list[str]] = field(default_factory=dict)
+    peers_removed_by_omap: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    journaling_removed: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+def teardown(dst: CephClient, pools: list[str], peer: PeerSpec, *, dry_run: bool, workers: int,
+             log: Log) -> TeardownResult:
+    """Stop mirroring into the destination pools once every image there is primary."""
+    result = TeardownResult()
+    images = {pool: dst.images(pool) for pool in pools}
+    infos = _image_infos(dst, images, workers)
+    not_primary = [f"{p}/{i.name}" for p, i in infos if i.mirroring_state == "enabled"
+                   and i.primary is False]
+    if not_primary:
+        raise MigrationError(f"refusing teardown, nothing changed: {len(not_primary)} destination "
+                             f"image(s) are not primary: {_listed(not_primary)}; run "
+                             "demote-promote first")
+    for pool in pools:
+        _remove_peers(dst, pool, peer, dry_run, result, log)
+    result.order = _disable_order(images)
+    for pool in result.order:
+        _disable_pool(dst, pool, images[pool], dry_run, workers, result, log)
+    if not dry_run:
+        infos = _image_infos(dst, images, workers)
+    still = [(p, i.name) for p, i in infos if "journaling" in i.features]
+    if still:
+        result.changes.append(f"disable journaling left on {len(still)} image(s)")
+        if not dry_run:
+            removed, failed = _parallel(lambda pi: pi if dst.disable_journaling(*pi) else None,
+                                        still, workers)
+            result.journaling_removed = [f"{p}/{n}" for p, n in filter(None, removed)]
+            if failed:
+                raise MigrationError(f"journaling still on {_listed([str(f) for f in failed])}")
+    log(f"teardown: {'would change' if dry_run else 'changed'}: "
+        f"{'; '.join(result.changes) or 'nothing'}")
+    return result
+
+
+def _image_infos(dst: CephClient, images: dict, workers: int) -> list:
+    items = [(pool, i.name) for pool, imgs in images.items() for i in imgs]
+    infos, failed = _parallel(lambda pi: (pi[0], dst.image_info(*pi)), items, workers)
+    if failed:
+        raise MigrationError(f"could not read {len(failed)} destination image(s): "
+                             f"{_listed([f'{i}: {e}' for i, e in failed])}")
+    return infos
+
+
+def _remove_peers(dst: CephClient, pool: str, peer: PeerSpec, dry_run: bool,
+                  result: TeardownResult, log: Log) -> None:
+    info = dst.mirror_pool_info(pool)
+    foreign = [p for p in info.peers if p.site_name != peer.site_name]
+    if foreign:
+        raise MigrationError(f"{pool}: peer(s) of other sites ({', '.join(p.site_name for p in "
+                             "foreign)}) are registered; remove them by hand, then re-run")
+    for p in info.peers:
+        result.changes.append(f"{pool}: remove peer {p.uuid}")
+        if dry_run:
+            continue
+        try:
+            dst.peer_remove(pool, p.uuid)
+        except CephError as exc:
+            if exc.rc != EACCES:
+                raise
+            # ceph-mon's rbd-mirror key may not `config-key rm` the peer's attributes, and
+            # librbd then refuses the whole removal. The key's `osd profile rbd` may drop the
+            # peer record from the pool's rbd_mirroring object; check the pool afterwards.
+            dst.remove_peer_omap(pool, p.uuid)
+            if any(q.uuid == p.uuid for q in dst.mirror_pool_info(pool).peers):
+                raise MigrationError(f"{pool}: peer {p.uuid} could not be removed") from exc
+            result.peers_removed_by_omap.append(f"{pool}:{p.uuid}")
+        result.peers_removed.setdefault(pool, []).append(p.uuid)
+        log(f"{pool}: removed peer {p.uuid}")
+
+
+def _disable_order(images: dict) -> list[str]:
+    """Pools holding clones come before the pools holding their parents (librbd insists)."""
+    parents_of: dict[str, set[str]] = {pool: set() for pool in images}
+    for pool, imgs in images.items():
+        for image in imgs:
+            parent_pool = image.parent.split("/")[0] if image.parent else ""
+            if parent_pool in images and parent_pool != pool:
+                parents_of[parent_pool].add(pool)  # parent_pool waits for pool
+    order: list[str] = []
+    remaining = dict(parents_of)
+    while remaining:
+        ready = sorted(p for p, waits in remaining.items() if not (waits - set(order)))
+        if not ready:  # a cycle between pools: per-image order inside each pool handles it
+            ready = sorted(remaining)
+        for pool in ready:
+            order.append(pool)
+            del remaining[pool]
+    return order
+
+
+def _clones_first(pool: str, imgs: list) -> list[str]:
+    """Image names of `pool`, each clone before its parent inside the pool."""
+    depth: dict[str, int] = {}
+    by_name = {i.name: i for i in imgs}
+
+    def level(name: str, seen: frozenset = frozenset()) -> int:
+        parent = by_name[name].parent
+        pname = parent.split("@")[0].split("/", 1)[1] if parent.startswith(f"{pool}/") else ""
+        if not pname or pname not in by_name or pname in seen:
+            return 0
+        return 1 + level(pname, seen | {name})
+
+    for name in by_name:
+        depth[name] = level(name)
+    return sorted(by_name, key=lambda n: (-depth[n], n))
+
+
+def _disable_pool(dst: CephClient, pool: str, imgs: list, dry_run: bool, workers: int,
+                  result: TeardownResult, log: Log) -> None:
+    mode = dst.mirror_pool_info(pool).mode
+    if mode == "disabled":
+        return
+    result.changes.append(f"{pool}: disable mirroring (mode {mode})")
+    if dry_run:
+        return
+    try:
+        dst.mirror_pool_disable(pool)
+    except CephError as exc:
+        if exc.rc not in (EBUSY, EINVAL):
+            raise
+        # Half-disabled (mode image) or a clone in the same pool: image by image, clones first.
+        log(f"{pool}: pool-wide disable refused ({exc.rc}); disabling image by image")
+        for name in _clones_first(pool, imgs):
+            if dst.image_info(pool, name).mirroring_state != "disabled":
+                dst.mirror_image_disable(pool, name)
+        dst.mirror_pool_disable(pool)
+    result.disabled.append(pool)
+    log(f"{pool}: mirroring disabled")

@@ -1,0 +1,156 @@
+"""What ceph-proxy (source) and ceph-mon (destination) send us, parsed and checked; broker requests.
+
+Values on these relations are plain strings (see the interfaces notes in the README). Parsing never
+raises on missing data: it returns None, and the charm waits. Junk raises `RelationDataError`,
+whose message names the key but never echoes a key's value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+_KEY = re.compile(r"^[A-Za-z0-9+/]{20,}={0,2}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
+
+
+class RelationDataError(ValueError):
+    """A relation carries a value we cannot use; the message says which and what to fix."""
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """From ceph-proxy: our key on the source and the source's monitors (`host:port`)."""
+
+    key: str
+    mon_hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BrokerResponse:
+    """ceph-mon's (or ceph-proxy's) reply to a broker request."""
+
+    request_id: str
+    exit_code: int
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class DestinationData:
+    """From ceph-mon: the key of `client.rbd-mirror.<unique_id>`, monitors, pools, broker reply."""
+
+    key: str
+    mon_hosts: tuple[str, ...]
+    pools: frozenset[str]
+    broker: BrokerResponse | None
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """A pool to ask ceph-mon for."""
+
+    name: str
+    pg_num: int
+    replicas: int
+
+
+def _check_key(value: str, where: str) -> str:
+    if not _KEY.match(value):
+        raise RelationDataError(f"{where}: the key is not a cephx secret")
+    return value
+
+
+def parse_mon_address(value: str, where: str) -> str:
+    """Return a monitor address for a conf's `mon host`: `ip`, `ip:port`, `[v6]:port`, or host."""
+    text = value.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise RelationDataError(f"{where}: bad port in monitor address {text!r}")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
+            raise RelationDataError(f"{where}: {text!r} is not a monitor address") from None
+        return f"{host}:{port}" if port else host
+    shown = f"[{addr}]" if addr.version == 6 else str(addr)
+    return f"{shown}:{port}" if port else shown
+
+
+def _mon_hosts(values: Iterable[str], where: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values:
+        for part in value.split():
+            addr = parse_mon_address(part, where)
+            if addr not in out:
+                out.append(addr)
+    return tuple(out)
+
+
+def parse_source(units: Iterable[Mapping[str, str]]) -> SourceData | None:
+    """ceph-proxy's unit databags -> SourceData, or None until a key and addresses are there."""
+    for data in units:
+        key, addrs = data.get("key", ""), data.get("ceph-public-address", "")
+        if key and addrs:
+            auth = data.get("auth", "cephx")
+            if auth != "cephx":
+                raise RelationDataError(f"source: auth {auth!r} is not supported (need cephx)")
+            return SourceData(key=_check_key(key, "source"),
+                              mon_hosts=_mon_hosts([addrs], "source: ceph-public-address"))
+    return None
+
+
+def parse_broker_response(raw: str, where: str) -> BrokerResponse:
+    """Parse a `broker-rsp-<unit>` value."""
+    try:
+        rsp = json.loads(raw)
+        return BrokerResponse(request_id=str(rsp.get("request-id") or ""),
+                              exit_code=int(rsp["exit-code"]), stderr=str(rsp.get("stderr", "")))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RelationDataError(f"{where}: the broker response is not valid JSON with "
+                                "an exit-code") from None
+
+
+def parse_destination(units: Iterable[Mapping[str, str]], unique_id: str,
+                      unit_name: str) -> DestinationData | None:
+    """ceph-mon's unit databags -> DestinationData, or None until our key has arrived."""
+    key, pools, broker = "", frozenset[str](), None
+    addrs: list[str] = []
+    rsp_key = "broker-rsp-" + unit_name.replace("/", "-")
+    for data in units:
+        if data.get("ceph-public-address"):
+            addrs.append(data["ceph-public-address"])
+        if data.get(f"{unique_id}_key"):
+            key = _check_key(data[f"{unique_id}_key"], "destination")
+        if data.get("pools"):
+            try:
+                pools = frozenset(json.loads(data["pools"]))
+            except (ValueError, TypeError):
+                raise RelationDataError("destination: `pools` is not a JSON object") from None
+        if data.get(rsp_key):
+            broker = parse_broker_response(data[rsp_key], "destination")
+    if not key or not addrs:
+        return None
+    return DestinationData(key=key, mon_hosts=_mon_hosts(addrs, "destination"), pools=pools,
+                           broker=broker)
+
+
+def broker_request(pools: Iterable[PoolRequest]) -> tuple[str, str]:
+    """A CephBrokerRq JSON creating `pools` with application rbd; returns (request_id, json).
+
+    The request id is a digest of the ops, so an unchanged request is not processed twice.
+    """
+    ops = [{"op": "create-pool", "name": p.name, "replicas": p.replicas, "pg_num": p.pg_num,
+            "app-name": "rbd"} for p in sorted(pools, key=lambda p: p.name)]
+    request_id = hashlib.sha1(json.dumps(ops, sort_keys=True).encode(),
+                              usedforsecurity=False).hexdigest()
+    return request_id, json.dumps({"api-version": 1, "request-id": request_id, "ops": ops},
+                                  sort_keys=True)

@@ -1,0 +1,136 @@
+"""Run the charm's real handlers (ops.testing) on this machine, against the lab.
+
+The charm's code runs unmodified. Around it:
+- a private mount namespace where /etc/ceph, /run/ceph and /var/log/ceph are test directories,
+  and /run/systemd/system exists (so charmhelpers uses systemctl);
+- a stand-in `systemctl` first on PATH that runs rbd-mirror the way the packaged unit does;
+- charmhelpers told it runs on Ubuntu (it refuses to import core.host on Debian);
+- the lab playing ceph-proxy and ceph-mon on the two relations.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import socket
+from pathlib import Path
+
+from tests.functional.lab import Lab
+from tests.functional.lab.charms import broker_rsp_key, ceph_mon_data, ceph_proxy_data
+from tests.functional.lab.procs import run
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN = Path(__file__).with_name("standin")
+CLONE_NEWNS = 0x00020000
+APP = "rbd-mirror-migration"
+UNIT = f"{APP}/0"
+
+
+def pretend_ubuntu() -> None:
+    """Let charmhelpers' host and fetch modules import and pick systemd on this Debian machine."""
+    import charmhelpers.osplatform
+
+    charmhelpers.osplatform.get_platform = lambda: "ubuntu"
+    ubuntu = {"DISTRIB_ID": "Ubuntu", "DISTRIB_RELEASE": "24.04", "DISTRIB_CODENAME": "noble",
+              "DISTRIB_DESCRIPTION": "Ubuntu 24.04"}
+    import charmhelpers.core.host as host
+    import charmhelpers.core.host_factory.ubuntu as host_ubuntu
+
+    host.lsb_release = lambda: ubuntu  # type: ignore[assignment]
+    host_ubuntu.lsb_release = lambda: ubuntu  # type: ignore[assignment]
+
+
+def enter_private_etc_ceph(lab: Lab) -> Path:
+    """Move this process into a mount namespace whose /etc/ceph etc. live in the lab dir."""
+    root = lab.base / "charm-host"
+    dirs = {"/etc/ceph": root / "etc-ceph", "/run/ceph": root / "run-ceph",
+            "/var/log/ceph": root / "log-ceph"}
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True)
+    for path in (dirs["/run/ceph"], dirs["/var/log/ceph"]):
+        run(["chown", "ceph:ceph", str(path)])
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    run(["mount", "--make-rprivate", "/"])
+    for target, source in dirs.items():
+        Path(target).mkdir(parents=True, exist_ok=True)
+        run(["mount", "--bind", str(source), target])
+    Path("/run/systemd").mkdir(exist_ok=True)
+    run(["mount", "-t", "tmpfs", "tmpfs", "/run/systemd"])
+    Path("/run/systemd/system").mkdir()
+    os.environ["PATH"] = f"{STANDIN}:{os.environ['PATH']}"
+    os.environ["RBD_MIRROR_LAB_SERVICES"] = str(lab.services_dir)
+    pretend_ubuntu()
+    return dirs["/etc/ceph"]
+
+
+def charm_root(base: Path) -> Path:
+    """A charm root for ops.testing with the real templates/ (metadata is written by ops)."""
+    root = base / "charm-root"
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "templates"
+    if not link.exists():
+        link.symlink_to(REPO / "templates")
+    return root
+
+
+class CharmHost:
+    """One unit of the charm on this host, related to the lab's stand-ins for the real charms."""
+
+    def __init__(self, lab: Lab):
+        from ops import testing
+
+        import charm  # imported after pretend_ubuntu()
+
+        self.lab = lab
+        self.testing = testing
+        self.ctx = testing.Context(charm.RbdMirrorMigrationCharm, app_name=APP, unit_id=0,
+                                   charm_root=charm_root(lab.base))
+        self.unique_id = socket.gethostname()
+        self.state = testing.State(leader=True, relations=self._relations(broker_req=None))
+
+    def _relations(self, broker_req: str | None):
+        t = self.testing
+        source = t.Relation(endpoint="source", interface="ceph-client",
+                            remote_app_name="ceph-proxy",
+                            remote_units_data={0: ceph_proxy_data(self.lab.src, APP)})
+        dest = t.Relation(endpoint="destination", interface="ceph-rbd-mirror",
+                          remote_app_name="ceph-mon",
+                          remote_units_data={0: ceph_mon_data(self.lab.dst, self.unique_id,
+                                                              unit_name=UNIT,
+                                                              broker_req=broker_req)})
+        return [source, dest]
+
+    def relation(self, endpoint: str):
+        """The current state of our relation on `endpoint`."""
+        return next(r for r in self.state.relations if r.endpoint == endpoint)
+
+    def hook(self, name: str, endpoint: str | None = None):
+        """Run a hook (e.g. install, relation_changed on an endpoint); keep the new state."""
+        on = self.ctx.on
+        event = getattr(on, name)(self.relation(endpoint)) if endpoint else getattr(on, name)()
+        self.state = self.ctx.run(event, self.state)
+        return self.state
+
+    def play_ceph_mon(self) -> None:
+        """ceph-mon answers what we sent: runs our broker request, publishes key and pools."""
+        sent = dict(self.relation("destination").local_unit_data)
+        local = {r.endpoint: dict(r.local_unit_data) for r in self.state.relations}
+        relations = self._relations(broker_req=sent.get("broker_req"))
+        for rel in relations:
+            rel.local_unit_data.update(local[rel.endpoint])
+        self.state = self.testing.State(leader=True, relations=relations,
+                                        config=dict(self.state.config))
+        self.hook("relation_changed", "destination")
+
+    def broker_response(self) -> dict:
+        """ceph-mon's reply to our broker request."""
+        data = self.relation("destination").remote_units_data[0]
+        return json.loads(data[broker_rsp_key(UNIT)])
+
+    def action(self, name: str, **params):
+        """Run an action; return (results, logs). Raises testing.ActionFailed on event.fail."""
+        self.state = self.ctx.run(self.ctx.on.action(name, params=params), self.state)
+        return dict(self.ctx.action_results or {}), list(self.ctx.action_logs)
