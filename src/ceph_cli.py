@@ -124,7 +124,7 @@ class ImageInfo:
 
 @dataclass
 class CephClient:
-    """One cluster, reached as `--cluster <cluster> --id <client_id>` with the default conf paths."""
+    """One cluster, reached as `--cluster <cluster> --id <client_id>` (default conf paths)."""
 
     cluster: str
     client_id: str
@@ -135,8 +135,9 @@ class CephClient:
     def _run(self, tool: str, args: Sequence[str], timeout: float | None = None) -> str:
         argv = [tool, "--cluster", self.cluster, "--id", self.client_id, *args]
         try:
-            proc = self.runner(argv, capture_output=True, text=True, check=False,
-                               timeout=timeout or self.timeout)
+            proc = self.runner(
+                argv, capture_output=True, text=True, check=False, timeout=timeout or self.timeout
+            )
         except subprocess.TimeoutExpired as exc:
             raise CephError(self.cluster, argv[:1] + list(args), None, "") from exc
         except OSError as exc:
@@ -156,8 +157,12 @@ class CephClient:
     def pools(self) -> list[PoolInfo]:
         """Every pool of the cluster."""
         return [
-            PoolInfo(name=p["pool_name"], pg_num=int(p["pg_num"]), size=int(p["size"]),
-                     applications=tuple(sorted(p.get("application_metadata") or {})))
+            PoolInfo(
+                name=p["pool_name"],
+                pg_num=int(p["pg_num"]),
+                size=int(p["size"]),
+                applications=tuple(sorted(p.get("application_metadata") or {})),
+            )
             for p in self._json(CEPH, ["osd", "pool", "ls", "detail"]) or []
         ]
 
@@ -179,9 +184,13 @@ class CephClient:
         parent = info.get("parent") or {}
         link = f"{parent['pool']}/{parent['image']}@{parent['snapshot']}" if parent else ""
         primary = mirroring.get("primary")
-        return ImageInfo(name=image, parent=link, features=tuple(info.get("features", ())),
-                         mirroring_state=mirroring.get("state", "disabled"),
-                         primary=bool(primary) if primary is not None else None)
+        return ImageInfo(
+            name=image,
+            parent=link,
+            features=tuple(info.get("features", ())),
+            mirroring_state=mirroring.get("state", "disabled"),
+            primary=bool(primary) if primary is not None else None,
+        )
 
     # --- features --------------------------------------------------------------------------
     def enable_journaling(self, pool: str, image: str) -> str:
@@ -210,8 +219,12 @@ class CephClient:
         """Mode and peers (without `--all`: that would print the peer key)."""
         info = self._json(RBD, ["mirror", "pool", "info", pool]) or {}
         peers = tuple(
-            Peer(uuid=p.get("uuid", ""), site_name=p.get("site_name", ""),
-                 client_name=p.get("client_name", ""), direction=p.get("direction", ""))
+            Peer(
+                uuid=p.get("uuid", ""),
+                site_name=p.get("site_name", ""),
+                client_name=p.get("client_name", ""),
+                direction=p.get("direction", ""),
+            )
             for p in info.get("peers", [])
         )
         return MirrorPoolInfo(mode=info.get("mode", "disabled"), peers=peers)
@@ -233,32 +246,54 @@ class CephClient:
         raw = self._json(RBD, ["mirror", "pool", "status", pool, "--verbose"]) or {}
         summary = raw.get("summary", {})
         daemons = tuple(
-            DaemonStatus(client_id=d.get("client_id", ""), hostname=d.get("hostname", ""),
-                         health=d.get("health", ""), callouts=tuple(d.get("callouts", ())))
+            DaemonStatus(
+                client_id=d.get("client_id", ""),
+                hostname=d.get("hostname", ""),
+                health=d.get("health", ""),
+                callouts=tuple(d.get("callouts", ())),
+            )
             for d in raw.get("daemons", [])
         )
         images = tuple(
-            ImageStatus(name=i["name"], global_id=i.get("global_id", ""),
-                        state=i.get("state", ""), description=i.get("description", ""),
-                        last_update=i.get("last_update", ""))
+            ImageStatus(
+                name=i["name"],
+                global_id=i.get("global_id", ""),
+                state=i.get("state", ""),
+                description=i.get("description", ""),
+                last_update=i.get("last_update", ""),
+            )
             for i in raw.get("images", [])
         )
-        return MirrorPoolStatus(health=summary.get("health", "UNKNOWN"),
-                                daemon_health=summary.get("daemon_health", "UNKNOWN"),
-                                image_health=summary.get("image_health", "UNKNOWN"),
-                                daemons=daemons, images=images)
+        return MirrorPoolStatus(
+            health=summary.get("health", "UNKNOWN"),
+            daemon_health=summary.get("daemon_health", "UNKNOWN"),
+            image_health=summary.get("image_health", "UNKNOWN"),
+            daemons=daemons,
+            images=images,
+        )
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""
-        return self._run(RBD, ["mirror", "pool", "peer", "add", pool,
-                               f"{client_name}@{site_name}", "--direction", "rx-only"]).strip()
+        return self._run(
+            RBD,
+            [
+                "mirror",
+                "pool",
+                "peer",
+                "add",
+                pool,
+                f"{client_name}@{site_name}",
+                "--direction",
+                "rx-only",
+            ],
+        ).strip()
 
     def peer_remove(self, pool: str, uuid: str) -> None:
         """Remove a peer by uuid."""
         self._run(RBD, ["mirror", "pool", "peer", "remove", pool, uuid])
 
     def remove_peer_omap(self, pool: str, uuid: str) -> None:
-        """Drop peer `uuid` from the pool's `rbd_mirroring` object (osd caps only; see teardown)."""
+        """Drop peer `uuid` from the pool's `rbd_mirroring` object (needs osd caps only)."""
         self._run(RADOS, ["-p", pool, "rmomapkey", "rbd_mirroring", f"mirror_peer_{uuid}"])
 
     def pool_demote(self, pool: str) -> int:

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
-from dataclasses import dataclass
 
 import ops
 
 import migration
-from ceph_cli import CephClient, CephError, scrub
+from ceph_cli import CephClient, CephError, PoolInfo, scrub
 from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
 from inputs import (
     CharmConfig,
@@ -44,7 +44,7 @@ NEXT_STEPS = (
 )
 
 
-class NotReady(Exception):
+class NotReadyError(Exception):
     """Inputs are missing or wrong; `status` is what the unit should show."""
 
     def __init__(self, status: ops.StatusBase):
@@ -52,7 +52,7 @@ class NotReady(Exception):
         super().__init__(status.message)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Context:
     """Everything derived from config and relations that the actions and the status need."""
 
@@ -61,6 +61,7 @@ class Context:
     destination: CephClient
     pools: list[str]
     peer: PeerSpec
+    source_pools: tuple[PoolInfo, ...]
 
 
 class RbdMirrorMigrationCharm(ops.CharmBase):
@@ -71,10 +72,17 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         self.daemon = RbdMirrorDaemon(self.charm_dir / "templates")
         self._report: migration.StatusReport | None = None
         on = self.on
-        for event in (on.install, on.config_changed, on.upgrade_charm, on.update_status,
-                      on[SOURCE].relation_changed, on[SOURCE].relation_broken,
-                      on[DESTINATION].relation_joined, on[DESTINATION].relation_changed,
-                      on[DESTINATION].relation_broken):
+        for event in (
+            on.install,
+            on.config_changed,
+            on.upgrade_charm,
+            on.update_status,
+            on[SOURCE].relation_changed,
+            on[SOURCE].relation_broken,
+            on[DESTINATION].relation_joined,
+            on[DESTINATION].relation_changed,
+            on[DESTINATION].relation_broken,
+        ):
             framework.observe(event, self._reconcile)
         framework.observe(on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(on.enable_mirroring_action, self._on_enable_mirroring_action)
@@ -92,30 +100,35 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         try:
             return self.load_config(CharmConfig)
         except (ValueError, TypeError) as exc:
-            raise NotReady(ops.BlockedStatus(f"Invalid config: {exc}")) from None
+            raise NotReadyError(ops.BlockedStatus(f"Invalid config: {exc}")) from None
 
     def _relation_data(self) -> tuple[SourceData, DestinationData]:
         src_rel, dst_rel = self.model.get_relation(SOURCE), self.model.get_relation(DESTINATION)
         if src_rel is None:
-            raise NotReady(ops.BlockedStatus("Missing relation: source (relate to "
-                                             "ceph-proxy:client)"))
+            raise NotReadyError(
+                ops.BlockedStatus("Missing relation: source (relate to ceph-proxy:client)")
+            )
         if dst_rel is None:
-            raise NotReady(ops.BlockedStatus("Missing relation: destination (relate to "
-                                             "ceph-mon:rbd-mirror)"))
+            raise NotReadyError(
+                ops.BlockedStatus("Missing relation: destination (relate to ceph-mon:rbd-mirror)")
+            )
         try:
             source = parse_source(dict(src_rel.data[u]) for u in src_rel.units)
-            dest = parse_destination((dict(dst_rel.data[u]) for u in dst_rel.units),
-                                     self.unique_id, self.unit.name)
+            dest = parse_destination(
+                (dict(dst_rel.data[u]) for u in dst_rel.units), self.unique_id, self.unit.name
+            )
         except RelationDataError as exc:
-            raise NotReady(ops.BlockedStatus(str(exc))) from None
+            raise NotReadyError(ops.BlockedStatus(str(exc))) from None
         if source is None:
-            raise NotReady(ops.WaitingStatus("waiting for ceph-proxy to send the source key"))
+            raise NotReadyError(ops.WaitingStatus("waiting for ceph-proxy to send the source key"))
         if dest is None:
-            raise NotReady(ops.WaitingStatus("waiting for ceph-mon to send the destination key"))
+            raise NotReadyError(
+                ops.WaitingStatus("waiting for ceph-mon to send the destination key")
+            )
         return source, dest
 
     def _context(self) -> Context:
-        """Config, relations and the source's pools: raise NotReady with the status to show."""
+        """Config, relations and source pools; raise NotReadyError with the status to show."""
         config = self._config()
         source_data, dest_data = self._relation_data()
         del source_data
@@ -123,45 +136,72 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         src = CephClient(config.source_cluster_name, self.app.name, timeout=timeout)
         dst = CephClient("ceph", f"rbd-mirror.{self.unique_id}", timeout=timeout)
         try:
-            pools = migration.select_pools(config.pools, src.pools(), None)
+            source_pools = src.pools()
         except CephError as exc:
-            raise NotReady(ops.BlockedStatus(f"source unreachable: {exc}")) from None
+            if not config.pools.strip():
+                raise NotReadyError(ops.BlockedStatus(f"source unreachable: {exc}")) from None
+            # Disaster path: with the pools named in config, the destination can still be
+            # promoted by force while the source is gone.
+            logger.warning("source unreachable, using config pools: %s", exc)
+            source_pools = [
+                PoolInfo(name=n, pg_num=0, size=0, applications=("rbd",))
+                for n in migration.parse_pool_list(config.pools, "config pools")
+            ]
+        try:
+            pools = migration.select_pools(config.pools, source_pools, None)
         except MigrationError as exc:
-            raise NotReady(ops.BlockedStatus(str(exc))) from None
+            raise NotReadyError(ops.BlockedStatus(str(exc))) from None
         missing = [p for p in pools if p not in dest_data.pools]
         if dest_data.broker and dest_data.broker.exit_code != 0:
-            raise NotReady(ops.BlockedStatus(
-                f"ceph-mon could not create the pools: {scrub(dest_data.broker.stderr)[:200]}"))
+            raise NotReadyError(
+                ops.BlockedStatus(
+                    f"ceph-mon could not create the pools: {scrub(dest_data.broker.stderr)[:200]}"
+                )
+            )
         if missing:
-            raise NotReady(ops.WaitingStatus(f"waiting for destination pools: "
-                                             f"{', '.join(missing)}"))
-        peer = PeerSpec(client_name=f"client.{self.app.name}",
-                        site_name=config.source_cluster_name)
-        return Context(config=config, source=src, destination=dst, pools=pools, peer=peer)
+            raise NotReadyError(
+                ops.WaitingStatus(f"waiting for destination pools: {', '.join(missing)}")
+            )
+        peer = PeerSpec(
+            client_name=f"client.{self.app.name}", site_name=config.source_cluster_name
+        )
+        return Context(
+            config=config,
+            source=src,
+            destination=dst,
+            pools=pools,
+            peer=peer,
+            source_pools=tuple(source_pools),
+        )
 
     # --- reconcile -------------------------------------------------------------------------
     def _reconcile(self, _: ops.EventBase) -> None:
         """Bring packages, relation data, files and the daemon in line with every input."""
         try:
             config = self._config()
-        except NotReady:
+        except NotReadyError:
             return
         self.daemon.install()
         dst_rel = self.model.get_relation(DESTINATION)
         if dst_rel is not None:
-            dst_rel.data[self.unit].update({"unique_id": self.unique_id,
-                                            "unit-name": self.unit.name})
+            dst_rel.data[self.unit].update(
+                {"unique_id": self.unique_id, "unit-name": self.unit.name}
+            )
         try:
             source, dest = self._relation_data()
-        except NotReady as exc:
+        except NotReadyError as exc:
             logger.info("not configuring the daemon yet: %s", exc)
             return
         files = DaemonFiles(
-            unique_id=self.unique_id, destination_mon_hosts=dest.mon_hosts,
-            destination_key=dest.key, source_cluster=config.source_cluster_name,
-            source_client=f"client.{self.app.name}", source_mon_hosts=source.mon_hosts,
+            unique_id=self.unique_id,
+            destination_mon_hosts=dest.mon_hosts,
+            destination_key=dest.key,
+            source_cluster=config.source_cluster_name,
+            source_client=f"client.{self.app.name}",
+            source_mon_hosts=source.mon_hosts,
             source_key=source.key,
-            concurrent_image_syncs=config.rbd_mirror_concurrent_image_syncs)
+            concurrent_image_syncs=config.rbd_mirror_concurrent_image_syncs,
+        )
         try:
             changed = self.daemon.write(files)
         except ForeignFileError as exc:
@@ -173,8 +213,9 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     def _request_pools(self, config: CharmConfig) -> None:
         """Ask ceph-mon to create each pool to migrate, as it is on the source."""
         dst_rel = self.model.get_relation(DESTINATION)
-        src = CephClient(config.source_cluster_name, self.app.name,
-                         timeout=float(config.command_timeout))
+        src = CephClient(
+            config.source_cluster_name, self.app.name, timeout=float(config.command_timeout)
+        )
         try:
             source_pools = src.pools()
             names = migration.select_pools(config.pools, source_pools, None)
@@ -182,8 +223,12 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             logger.warning("cannot request destination pools yet: %s", exc)
             return
         by_name = {p.name: p for p in source_pools}
-        requests = [PoolRequest(name=n, pg_num=by_name[n].pg_num,
-                                replicas=config.pool_replicas or by_name[n].size) for n in names]
+        requests = [
+            PoolRequest(
+                name=n, pg_num=by_name[n].pg_num, replicas=config.pool_replicas or by_name[n].size
+            )
+            for n in names
+        ]
         _, body = broker_request(requests)
         if dst_rel is not None and dst_rel.data[self.unit].get("broker_req") != body:
             dst_rel.data[self.unit]["broker_req"] = body
@@ -193,7 +238,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         """Keep the daemon running (restart on new files) unless the migration is torn down."""
         try:
             report = self._status_report(self._context())
-        except (NotReady, CephError, MigrationError) as exc:
+        except (NotReadyError, CephError, MigrationError) as exc:
             logger.info("daemon state unchanged: %s", exc)
             return
         if migration.torn_down(report):
@@ -208,8 +253,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     def _status_report(self, ctx: Context) -> migration.StatusReport:
         if self._report is None:
             self._report = migration.status(
-                ctx.source, ctx.destination, ctx.pools,
-                daemon_running=self.daemon.running(self.unique_id))
+                ctx.source,
+                ctx.destination,
+                ctx.pools,
+                daemon_running=self.daemon.running(self.unique_id),
+            )
         return self._report
 
     # --- status ----------------------------------------------------------------------------
@@ -218,21 +266,28 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             self.daemon.check_foreign(self._config().source_cluster_name)
             ctx = self._context()
             report = self._status_report(ctx)
-        except NotReady as exc:
+        except NotReadyError as exc:
             event.add_status(exc.status)
             return
         except ForeignFileError as exc:
-            event.add_status(ops.BlockedStatus(f"{exc.path} was not written by this charm "
-                                               "(co-located ceph-mon?): use another machine"))
+            event.add_status(
+                ops.BlockedStatus(
+                    f"{exc.path} was not written by this charm "
+                    "(co-located ceph-mon?): use another machine"
+                )
+            )
             return
         except CephError as exc:
             event.add_status(ops.BlockedStatus(f"cluster unreachable: {exc}"[:250]))
             return
         running = self.daemon.running(self.unique_id)
         if not running and not migration.torn_down(report):
-            event.add_status(ops.BlockedStatus(
-                "rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
-                f"-u ceph-rbd-mirror@rbd-mirror.{self.unique_id})"))
+            event.add_status(
+                ops.BlockedStatus(
+                    "rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
+                    f"-u ceph-rbd-mirror@rbd-mirror.{self.unique_id})"
+                )
+            )
             return
         event.add_status(ops.ActiveStatus(migration.phase(report)))
 
@@ -241,10 +296,9 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         try:
             ctx = self._context()
             if pools is not None:
-                ctx = Context(ctx.config, ctx.source, ctx.destination,
-                              migration.select_pools(ctx.config.pools, ctx.source.pools(), pools),
-                              ctx.peer)
-        except NotReady as exc:
+                subset = migration.select_pools(ctx.config.pools, ctx.source_pools, pools)
+                ctx = dataclasses.replace(ctx, pools=subset)
+        except NotReadyError as exc:
             event.fail(f"not ready: {exc.status.message}")
             return None
         except (MigrationError, CephError) as exc:
@@ -257,24 +311,41 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         ctx = self._action_context(event, params.pools)
         if ctx is None:
             return
-        event.log(f"{'dry run: ' if params.dry_run else ''}enabling mirroring of "
-                  f"{', '.join(ctx.pools)}")
+        event.log(
+            f"{'dry run: ' if params.dry_run else ''}enabling mirroring of {', '.join(ctx.pools)}"
+        )
         try:
             results = migration.enable_mirroring(
-                ctx.source, ctx.destination, ctx.pools, ctx.peer, dry_run=params.dry_run,
-                workers=ctx.config.max_workers, log=event.log)
+                ctx.source,
+                ctx.destination,
+                ctx.pools,
+                ctx.peer,
+                dry_run=params.dry_run,
+                workers=ctx.config.max_workers,
+                log=event.log,
+            )
         except (MigrationError, CephError) as exc:
             event.fail(str(exc))
             return
         if not params.dry_run:
             self._reconcile(event)
-        event.set_results({
-            "dry-run": params.dry_run,
-            "pools": json.dumps({r.pool: {"images": r.images, "changes": r.changes,
-                                          "peer-uuid": r.peer_uuid} for r in results}),
-            "changes": sum(len(r.changes) for r in results),
-            "images": sum(r.images for r in results),
-        })
+        event.set_results(
+            {
+                "dry-run": params.dry_run,
+                "pools": json.dumps(
+                    {
+                        r.pool: {
+                            "images": r.images,
+                            "changes": r.changes,
+                            "peer-uuid": r.peer_uuid,
+                        }
+                        for r in results
+                    }
+                ),
+                "changes": sum(len(r.changes) for r in results),
+                "images": sum(r.images for r in results),
+            }
+        )
 
     def _on_status_action(self, event: ops.ActionEvent) -> None:
         params = event.load_params(StatusParams, errors="fail")
@@ -282,19 +353,25 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         if ctx is None:
             return
         try:
-            report = migration.status(ctx.source, ctx.destination, ctx.pools,
-                                      daemon_running=self.daemon.running(self.unique_id))
+            report = migration.status(
+                ctx.source,
+                ctx.destination,
+                ctx.pools,
+                daemon_running=self.daemon.running(self.unique_id),
+            )
         except CephError as exc:
             event.fail(str(exc))
             return
-        event.set_results({
-            "phase": migration.phase(report),
-            "ready-for-cutover": str(report.ready).lower(),
-            "reasons": json.dumps(report.reasons[:50]),
-            "images": report.total,
-            "replaying": report.replaying,
-            "pools": json.dumps({p.pool: p.as_dict(params.verbose) for p in report.pools}),
-        })
+        event.set_results(
+            {
+                "phase": migration.phase(report),
+                "ready-for-cutover": str(report.ready).lower(),
+                "reasons": json.dumps(report.reasons[:50]),
+                "images": report.total,
+                "replaying": report.replaying,
+                "pools": json.dumps({p.pool: p.as_dict(params.verbose) for p in report.pools}),
+            }
+        )
 
     def _on_demote_promote_action(self, event: ops.ActionEvent) -> None:
         params = event.load_params(DemotePromoteParams, errors="fail")
@@ -303,18 +380,27 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             return
         try:
             result = migration.demote_promote(
-                ctx.source, ctx.destination, ctx.pools, timeout=params.timeout,
-                force=params.force, daemon_running=self.daemon.running(self.unique_id),
-                log=event.log)
+                ctx.source,
+                ctx.destination,
+                ctx.pools,
+                timeout=params.timeout,
+                force=params.force,
+                daemon_running=self.daemon.running(self.unique_id),
+                log=event.log,
+            )
         except (MigrationError, CephError) as exc:
             event.fail(str(exc))
             return
-        event.set_results({
-            "demoted": json.dumps(result.demoted), "promoted": json.dumps(result.promoted),
-            "attempts": result.attempts, "seconds": f"{result.seconds:.1f}",
-            "forced": str(result.forced).lower(),
-            "next": "run teardown",
-        })
+        event.set_results(
+            {
+                "demoted": json.dumps(result.demoted),
+                "promoted": json.dumps(result.promoted),
+                "attempts": result.attempts,
+                "seconds": f"{result.seconds:.1f}",
+                "forced": str(result.forced).lower(),
+                "next": "run teardown",
+            }
+        )
 
     def _on_teardown_action(self, event: ops.ActionEvent) -> None:
         params = event.load_params(TeardownParams, errors="fail")
@@ -323,10 +409,15 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             return
         stop = False
         try:
-            result = migration.teardown(ctx.destination, ctx.pools, ctx.peer,
-                                        dry_run=params.dry_run, workers=ctx.config.max_workers,
-                                        log=event.log)
-            all_pools = migration.select_pools(ctx.config.pools, ctx.source.pools(), None)
+            result = migration.teardown(
+                ctx.destination,
+                ctx.pools,
+                ctx.peer,
+                dry_run=params.dry_run,
+                workers=ctx.config.max_workers,
+                log=event.log,
+            )
+            all_pools = migration.select_pools(ctx.config.pools, ctx.source_pools, None)
             stop = not params.dry_run and set(all_pools) <= set(ctx.pools)
             if stop:
                 event.log("stopping the rbd-mirror daemon")
@@ -334,16 +425,18 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except (MigrationError, CephError, ServiceError) as exc:
             event.fail(str(exc))
             return
-        event.set_results({
-            "dry-run": params.dry_run,
-            "changes": json.dumps(result.changes),
-            "order": ",".join(result.order),
-            "peers-removed": json.dumps(result.peers_removed),
-            "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
-            "journaling-removed": len(result.journaling_removed),
-            "daemon-stopped": str(stop).lower(),
-            "next-steps": NEXT_STEPS.format(app=self.app.name),
-        })
+        event.set_results(
+            {
+                "dry-run": params.dry_run,
+                "changes": json.dumps(result.changes),
+                "order": ",".join(result.order),
+                "peers-removed": json.dumps(result.peers_removed),
+                "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
+                "journaling-removed": len(result.journaling_removed),
+                "daemon-stopped": str(stop).lower(),
+                "next-steps": NEXT_STEPS.format(app=self.app.name),
+            }
+        )
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -64,7 +64,9 @@ class RbdMirrorDaemon:
         self.conf_dir = conf_dir
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
         )
 
     # --- packages --------------------------------------------------------------------------
@@ -101,15 +103,22 @@ class RbdMirrorDaemon:
         paths = self.paths(files)
         contents = {
             "destination-conf": self._render(
-                "ceph.conf.j2", mon_hosts=files.destination_mon_hosts,
-                concurrent_image_syncs=files.concurrent_image_syncs),
+                "ceph.conf.j2",
+                mon_hosts=files.destination_mon_hosts,
+                concurrent_image_syncs=files.concurrent_image_syncs,
+            ),
             "source-conf": self._render(
-                "source.conf.j2", mon_hosts=files.source_mon_hosts, cluster=files.source_cluster,
-                client_name=files.source_client),
+                "source.conf.j2",
+                mon_hosts=files.source_mon_hosts,
+                cluster=files.source_cluster,
+                client_name=files.source_client,
+            ),
             "destination-keyring": self._render(
-                "keyring.j2", entity=files.destination_client, key=files.destination_key),
+                "keyring.j2", entity=files.destination_client, key=files.destination_key
+            ),
             "source-keyring": self._render(
-                "keyring.j2", entity=files.source_client, key=files.source_key),
+                "keyring.j2", entity=files.source_client, key=files.source_key
+            ),
         }
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         changed = False

@@ -22,8 +22,10 @@ class CharmConfig:
     def __post_init__(self):
         name = self.source_cluster_name
         if not _CLUSTER_NAME.match(name) or name == "ceph":
-            raise ValueError(f"source-cluster-name {name!r}: use letters, digits, '-' and '_', "
-                             "start with a letter, and not 'ceph' (the destination)")
+            raise ValueError(
+                f"source-cluster-name {name!r}: use letters, digits, '-' and '_', "
+                "start with a letter, and not 'ceph' (the destination)"
+            )
         for option, value, low, high in (
             ("pool-replicas", self.pool_replicas, 0, 10),
             ("command-timeout", self.command_timeout, 5, 3600),

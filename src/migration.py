@@ -29,8 +29,12 @@ POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REPLAYING = "up+replaying"
 # Destination descriptions that mean the cutover has begun for an image (source demoted or
 # destination promoted). Pacific words them like this; see the lab's JSON samples.
-CUTOVER_DESCRIPTIONS = ("local image is primary", "remote image is not primary",
-                        "remote image demoted", "stopped")
+CUTOVER_DESCRIPTIONS = (
+    "local image is primary",
+    "remote image is not primary",
+    "remote image demoted",
+    "stopped",
+)
 MAX_LISTED = 20
 
 
@@ -53,19 +57,25 @@ def parse_pool_list(text: str, what: str) -> list[str]:
     """Split a comma-separated pool list; reject empty items, duplicates and odd names."""
     items = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in items):
-        raise MigrationError(f"{what}: empty pool name in {text!r}; give names separated by commas")
+        raise MigrationError(
+            f"{what}: empty pool name in {text!r}; give names separated by commas"
+        )
     bad = [p for p in items if not POOL_NAME.match(p)]
     if bad:
-        raise MigrationError(f"{what}: invalid pool name(s) {', '.join(map(repr, bad))}: use "
-                             "letters, digits, '.', '_' and '-'")
+        raise MigrationError(
+            f"{what}: invalid pool name(s) {', '.join(map(repr, bad))}: use "
+            "letters, digits, '.', '_' and '-'"
+        )
     dupes = sorted({p for p in items if items.count(p) > 1})
     if dupes:
         raise MigrationError(f"{what}: pool(s) listed twice: {', '.join(dupes)}")
     return items
 
 
-def select_pools(configured: str, source_pools: Iterable[PoolInfo], subset: str | None) -> list[str]:
-    """The pools to work on: config `pools` (or every rbd pool), narrowed by an action's `pools`."""
+def select_pools(
+    configured: str, source_pools: Iterable[PoolInfo], subset: str | None
+) -> list[str]:
+    """The pools to work on: config `pools` (else every rbd pool), narrowed by `subset`."""
     by_name = {p.name: p for p in source_pools}
     if configured.strip():
         pools = parse_pool_list(configured, "config pools")
@@ -81,8 +91,9 @@ def select_pools(configured: str, source_pools: Iterable[PoolInfo], subset: str 
     wanted = parse_pool_list(subset, "pools")
     unknown = [p for p in wanted if p not in pools]
     if unknown:
-        raise MigrationError(f"unknown pool(s) {', '.join(unknown)}: the pools to migrate are "
-                             f"{', '.join(pools)}")
+        raise MigrationError(
+            f"unknown pool(s) {', '.join(unknown)}: the pools to migrate are {', '.join(pools)}"
+        )
     return wanted
 
 
@@ -119,55 +130,85 @@ class PoolEnableResult:
     peer_uuid: str = ""
 
 
-def enable_mirroring(src: CephClient, dst: CephClient, pools: list[str], peer: PeerSpec, *,
-                     dry_run: bool, workers: int, log: Log) -> list[PoolEnableResult]:
+def enable_mirroring(
+    src: CephClient,
+    dst: CephClient,
+    pools: list[str],
+    peer: PeerSpec,
+    *,
+    dry_run: bool,
+    workers: int,
+    log: Log,
+) -> list[PoolEnableResult]:
     """Set up one-way mirroring of `pools`; with `dry_run`, only report what would change."""
     dst_pools = {p.name for p in dst.pools()}
     missing = [p for p in pools if p not in dst_pools]
     if missing:
-        raise MigrationError(f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
-                             "them from this charm's broker request; wait until the unit status "
-                             "no longer says 'waiting for destination pools', then re-run")
+        raise MigrationError(
+            f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
+            "them from this charm's broker request; wait until the unit status "
+            "no longer says 'waiting for destination pools', then re-run"
+        )
     results, failures = [], []
     for pool in pools:
         result = PoolEnableResult(pool=pool)
         results.append(result)
-        src_mode = src.mirror_pool_info(pool).mode
-        if src_mode != "pool":
-            result.changes.append(f"source: mirroring mode {src_mode} -> pool")
-            if not dry_run:
-                src.mirror_pool_enable(pool, "pool")
-        names = [i.name for i in src.images(pool)]
-        result.images = len(names)
-        mirrored = {i.name for i in src.mirror_pool_status(pool).images} if src_mode == "pool" \
-            or not dry_run else set()
-        todo = [n for n in names if n not in mirrored]
-        if todo:
-            result.changes.append(f"source: journaling on {len(todo)} image(s)")
-            log(f"{pool}: enabling journaling on {len(todo)} of {len(names)} image(s)")
-            if not dry_run:
-                _, failed = _parallel(lambda n, p=pool: src.enable_journaling(p, n), todo, workers)
-                failures += [f"{pool}/{n}: {err}" for n, err in failed]
-        dst_info = dst.mirror_pool_info(pool)
-        if dst_info.mode != "pool":
-            result.changes.append(f"destination: mirroring mode {dst_info.mode} -> pool")
-            if not dry_run:
-                dst.mirror_pool_enable(pool, "pool")
-        ours = [p for p in dst_info.peers
-                if p.site_name == peer.site_name and p.client_name == peer.client_name]
-        if ours:
-            result.peer_uuid = ours[0].uuid
-        else:
-            result.changes.append(f"destination: add rx-only peer {peer.client_name}@"
-                                  f"{peer.site_name}")
-            if not dry_run:
-                result.peer_uuid = dst.peer_add(pool, peer.client_name, peer.site_name)
-        log(f"{pool}: {result.images} image(s); "
-            f"{'; '.join(result.changes) or 'already mirrored'}")
+        failures += _enable_source(src, pool, result, dry_run=dry_run, workers=workers, log=log)
+        _enable_destination(dst, pool, peer, result, dry_run=dry_run)
+        log(f"{pool}: {result.images} image(s); {'; '.join(result.changes) or 'already mirrored'}")
     if failures:
-        raise MigrationError(f"journaling could not be enabled on {len(failures)} image(s) "
-                             f"(the rest is done; re-run to retry): {_listed(failures)}")
+        raise MigrationError(
+            f"journaling could not be enabled on {len(failures)} image(s) "
+            f"(the rest is done; re-run to retry): {_listed(failures)}"
+        )
     return results
+
+
+def _enable_source(
+    src: CephClient, pool: str, result: PoolEnableResult, *, dry_run: bool, workers: int, log: Log
+) -> list[str]:
+    """Pool mode, then journaling on every image not yet mirrored; return per-image failures."""
+    src_mode = src.mirror_pool_info(pool).mode
+    if src_mode != "pool":
+        result.changes.append(f"source: mirroring mode {src_mode} -> pool")
+        if not dry_run:
+            src.mirror_pool_enable(pool, "pool")
+    names = [i.name for i in src.images(pool)]
+    result.images = len(names)
+    # In pool mode, the images listed by mirror pool status are exactly those with journaling.
+    enabled = src_mode == "pool" or not dry_run
+    mirrored = {i.name for i in src.mirror_pool_status(pool).images} if enabled else set()
+    todo = [n for n in names if n not in mirrored]
+    if not todo:
+        return []
+    result.changes.append(f"source: journaling on {len(todo)} image(s)")
+    log(f"{pool}: enabling journaling on {len(todo)} of {len(names)} image(s)")
+    if dry_run:
+        return []
+    _, failed = _parallel(lambda n: src.enable_journaling(pool, n), todo, workers)
+    return [f"{pool}/{n}: {err}" for n, err in failed]
+
+
+def _enable_destination(
+    dst: CephClient, pool: str, peer: PeerSpec, result: PoolEnableResult, *, dry_run: bool
+) -> None:
+    """Pool mode and our rx-only peer on the destination pool."""
+    info = dst.mirror_pool_info(pool)
+    if info.mode != "pool":
+        result.changes.append(f"destination: mirroring mode {info.mode} -> pool")
+        if not dry_run:
+            dst.mirror_pool_enable(pool, "pool")
+    ours = [
+        p
+        for p in info.peers
+        if p.site_name == peer.site_name and p.client_name == peer.client_name
+    ]
+    if ours:
+        result.peer_uuid = ours[0].uuid
+        return
+    result.changes.append(f"destination: add rx-only peer {peer.client_name}@{peer.site_name}")
+    if not dry_run:
+        result.peer_uuid = dst.peer_add(pool, peer.client_name, peer.site_name)
 
 
 # --- 2. status -------------------------------------------------------------------------------
@@ -215,15 +256,22 @@ class ImageReport:
     @property
     def in_cutover(self) -> bool:
         """The source was demoted or the destination promoted for this image."""
-        return self.state in ("up+stopped", "up+unknown") and \
-            self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
+        return (
+            self.state in ("up+stopped", "up+unknown")
+            and self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
+        )
 
     def as_dict(self) -> dict[str, object]:
         """For action results."""
-        return {"pool": self.pool, "image": self.name, "state": self.state,
-                "entries-behind-primary": self.entries_behind,
-                "bytes-per-second": self.bytes_per_second,
-                "description": self.description.split(",")[0], "last-update": self.last_update}
+        return {
+            "pool": self.pool,
+            "image": self.name,
+            "state": self.state,
+            "entries-behind-primary": self.entries_behind,
+            "bytes-per-second": self.bytes_per_second,
+            "description": self.description.split(",")[0],
+            "last-update": self.last_update,
+        }
 
 
 @dataclass
@@ -262,9 +310,13 @@ class PoolReport:
     def as_dict(self, verbose: bool) -> dict[str, object]:
         """For action results."""
         out: dict[str, object] = {
-            "source-mode": self.source_mode, "destination-mode": self.destination_mode,
-            "peers": self.peers, "images": len(self.source_images), "states": self.states,
-            "health": self.health, "daemon-health": self.daemon_health,
+            "source-mode": self.source_mode,
+            "destination-mode": self.destination_mode,
+            "peers": self.peers,
+            "images": len(self.source_images),
+            "states": self.states,
+            "health": self.health,
+            "daemon-health": self.daemon_health,
         }
         if verbose:
             out["image-status"] = [i.as_dict() for i in self.images]
@@ -296,8 +348,12 @@ class StatusReport:
     @property
     def promoted(self) -> int:
         """Destination images that say they are primary."""
-        return sum(1 for p in self.pools for i in p.images
-                   if i.description.startswith("local image is primary"))
+        return sum(
+            1
+            for p in self.pools
+            for i in p.images
+            if i.description.startswith("local image is primary")
+        )
 
     @property
     def in_cutover(self) -> int:
@@ -305,8 +361,9 @@ class StatusReport:
         return sum(1 for p in self.pools for i in p.images if i.in_cutover)
 
 
-def status(src: CephClient, dst: CephClient, pools: list[str], *,
-           daemon_running: bool) -> StatusReport:
+def status(
+    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool
+) -> StatusReport:
     """Read both sides of every pool and decide whether the cutover may start."""
     reports, reasons = [], []
     if not daemon_running:
@@ -320,10 +377,12 @@ def status(src: CephClient, dst: CephClient, pools: list[str], *,
         report.destination_mode = dst_info.mode
         report.peers = len(dst_info.peers)
         if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
-            report.problems.append(f"{pool}: mirroring is not set up (source mode "
-                                   f"{report.source_mode}, destination mode "
-                                   f"{report.destination_mode}, {report.peers} peer(s)): "
-                                   "run enable-mirroring")
+            report.problems.append(
+                f"{pool}: mirroring is not set up (source mode "
+                f"{report.source_mode}, destination mode "
+                f"{report.destination_mode}, {report.peers} peer(s)): "
+                "run enable-mirroring"
+            )
         if report.source_mode == "pool":
             mirrored = {i.name for i in src.mirror_pool_status(pool).images}
             report.not_journaled = [n for n in report.source_images if n not in mirrored]
@@ -340,8 +399,7 @@ def status(src: CephClient, dst: CephClient, pools: list[str], *,
 
 def torn_down(report: StatusReport) -> bool:
     """Mirroring is off on every destination pool and the pools hold the migrated images."""
-    return all(p.destination_mode == "disabled" and p.destination_images > 0
-               for p in report.pools)
+    return all(p.destination_mode == "disabled" and p.destination_images > 0 for p in report.pools)
 
 
 def phase(report: StatusReport) -> str:
@@ -362,18 +420,28 @@ def phase(report: StatusReport) -> str:
 
 
 def _image_report(pool: str, image: ImageStatus) -> ImageReport:
-    return ImageReport(pool=pool, name=image.name, state=image.state,
-                       description=image.description, last_update=image.last_update)
+    return ImageReport(
+        pool=pool,
+        name=image.name,
+        state=image.state,
+        description=image.description,
+        last_update=image.last_update,
+    )
 
 
 def _image_problems(report: PoolReport) -> list[str]:
-    problems = [f"{report.pool}/{n}: no journaling on the source, so not mirrored: "
-                "run enable-mirroring" for n in report.not_journaled]
+    problems = [
+        f"{report.pool}/{n}: no journaling on the source, so not mirrored: run enable-mirroring"
+        for n in report.not_journaled
+    ]
     if report.destination_mode == "disabled":
         return problems
     problems += [f"{report.pool}/{n}: not on the destination yet" for n in report.missing]
-    problems += [f"{report.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
-                 for i in report.images if not i.caught_up]
+    problems += [
+        f"{report.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
+        for i in report.images
+        if not i.caught_up
+    ]
     return problems
 
 
@@ -391,30 +459,62 @@ class CutoverResult:
     forced: bool = False
 
 
-def demote_promote(src: CephClient, dst: CephClient, pools: list[str], *, timeout: float,
-                   force: bool, daemon_running: bool, log: Log,
-                   sleep: Callable[[float], None] = time.sleep) -> CutoverResult:
+def demote_promote(
+    src: CephClient,
+    dst: CephClient,
+    pools: list[str],
+    *,
+    timeout: float,
+    force: bool,
+    daemon_running: bool,
+    log: Log,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CutoverResult:
     """Cut over `pools` from the source to the destination; see the module docstring."""
     start = time.monotonic()
     result = CutoverResult(forced=force)
     if force:
-        log("FORCE: promoting the destination without a preflight; unreplayed writes are lost")
+        _force_promote(src, dst, pools, result, log)
+    else:
+        _preflight(status(src, dst, pools, daemon_running=daemon_running))
         for pool in pools:
-            try:
-                result.demoted[pool] = src.pool_demote(pool)
-            except CephError as exc:
-                log(f"{pool}: source not demoted ({exc}); demote it before it is used again")
-        for pool in pools:
-            result.promoted[pool] = dst.pool_promote(pool, force=True)
-            log(f"{pool}: promoted {result.promoted[pool]} image(s) by force")
-        result.seconds = time.monotonic() - start
-        return result
-    _preflight(status(src, dst, pools, daemon_running=daemon_running))
+            result.demoted[pool] = src.pool_demote(pool)
+            log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
+        _promote_until_done(dst, pools, result, start + timeout, log, sleep)
+        _verify_cutover(src, dst, pools)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _force_promote(
+    src: CephClient, dst: CephClient, pools: list[str], result: CutoverResult, log: Log
+) -> None:
+    """The disaster path: demote the source if it answers, promote the destination by force."""
+    log("FORCE: promoting the destination without a preflight; unreplayed writes are lost")
     for pool in pools:
-        result.demoted[pool] = src.pool_demote(pool)
-        log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
+        try:
+            result.demoted[pool] = src.pool_demote(pool)
+        except CephError as exc:
+            log(f"{pool}: source not demoted ({exc}); demote it before it is used again")
+    for pool in pools:
+        result.promoted[pool] = dst.pool_promote(pool, force=True)
+        log(f"{pool}: promoted {result.promoted[pool]} image(s) by force")
+
+
+def _promote_until_done(
+    dst: CephClient,
+    pools: list[str],
+    result: CutoverResult,
+    deadline: float,
+    log: Log,
+    sleep: Callable[[float], None],
+) -> None:
+    """`pool promote` each pool until it answers 0; EBUSY means the demotion is still in flight.
+
+    `pool promote` is not all-or-nothing (it promotes some images and answers EBUSY for the
+    rest), and it skips images already primary, so repeating it is safe.
+    """
     pending = list(pools)
-    deadline = start + timeout
     while pending:
         result.attempts += 1
         for pool in list(pending):
@@ -427,16 +527,15 @@ def demote_promote(src: CephClient, dst: CephClient, pools: list[str], *, timeou
             result.promoted[pool] = result.promoted.get(pool, 0) + count
             pending.remove(pool)
             log(f"{pool}: promoted {result.promoted[pool]} destination image(s)")
-        if pending:
-            if time.monotonic() >= deadline:
-                raise MigrationError(
-                    f"timed out after {timeout:.0f}s: {', '.join(pending)} not fully promoted "
-                    "(the demotion has not been replayed yet). The source is demoted and no image "
-                    "is primary twice; re-run demote-promote to finish")
-            sleep(1.0)
-    _verify_cutover(src, dst, pools)
-    result.seconds = time.monotonic() - start
-    return result
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"timed out: {', '.join(pending)} not fully promoted (the demotion has not been "
+                "replayed yet). The source is demoted and no image is primary twice; re-run "
+                "demote-promote to finish"
+            )
+        sleep(1.0)
 
 
 def _preflight(report: StatusReport) -> None:
@@ -446,8 +545,11 @@ def _preflight(report: StatusReport) -> None:
         blocking += [p for p in pool.problems if "mirroring is not set up" in p]
         blocking += [f"{pool.pool}/{n}: not on the destination" for n in pool.missing]
         blocking += [f"{pool.pool}/{n}: not journaled" for n in pool.not_journaled]
-        blocking += [f"{pool.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
-                     for i in pool.images if not (i.caught_up or i.in_cutover)]
+        blocking += [
+            f"{pool.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
+            for i in pool.images
+            if not (i.caught_up or i.in_cutover)
+        ]
     started = report.in_cutover > 0
     if not started and any("daemon is not running" in r for r in report.reasons):
         blocking.insert(0, "the rbd-mirror daemon is not running on this unit")
@@ -482,18 +584,22 @@ class TeardownResult:
     changes: list[str] = field(default_factory=list)
 
 
-def teardown(dst: CephClient, pools: list[str], peer: PeerSpec, *, dry_run: bool, workers: int,
-             log: Log) -> TeardownResult:
+def teardown(
+    dst: CephClient, pools: list[str], peer: PeerSpec, *, dry_run: bool, workers: int, log: Log
+) -> TeardownResult:
     """Stop mirroring into the destination pools once every image there is primary."""
     result = TeardownResult()
     images = {pool: dst.images(pool) for pool in pools}
     infos = _image_infos(dst, images, workers)
-    not_primary = [f"{p}/{i.name}" for p, i in infos if i.mirroring_state == "enabled"
-                   and i.primary is False]
+    not_primary = [
+        f"{p}/{i.name}" for p, i in infos if i.mirroring_state == "enabled" and i.primary is False
+    ]
     if not_primary:
-        raise MigrationError(f"refusing teardown, nothing changed: {len(not_primary)} destination "
-                             f"image(s) are not primary: {_listed(not_primary)}; run "
-                             "demote-promote first")
+        raise MigrationError(
+            f"refusing teardown, nothing changed: {len(not_primary)} destination "
+            f"image(s) are not primary: {_listed(not_primary)}; run "
+            "demote-promote first"
+        )
     for pool in pools:
         _remove_peers(dst, pool, peer, dry_run, result, log)
     result.order = _disable_order(images)
@@ -505,13 +611,16 @@ def teardown(dst: CephClient, pools: list[str], peer: PeerSpec, *, dry_run: bool
     if still:
         result.changes.append(f"disable journaling left on {len(still)} image(s)")
         if not dry_run:
-            removed, failed = _parallel(lambda pi: pi if dst.disable_journaling(*pi) else None,
-                                        still, workers)
+            removed, failed = _parallel(
+                lambda pi: pi if dst.disable_journaling(*pi) else None, still, workers
+            )
             result.journaling_removed = [f"{p}/{n}" for p, n in filter(None, removed)]
             if failed:
                 raise MigrationError(f"journaling still on {_listed([str(f) for f in failed])}")
-    log(f"teardown: {'would change' if dry_run else 'changed'}: "
-        f"{'; '.join(result.changes) or 'nothing'}")
+    log(
+        f"teardown: {'would change' if dry_run else 'changed'}: "
+        f"{'; '.join(result.changes) or 'nothing'}"
+    )
     return result
 
 
@@ -519,18 +628,24 @@ def _image_infos(dst: CephClient, images: dict, workers: int) -> list:
     items = [(pool, i.name) for pool, imgs in images.items() for i in imgs]
     infos, failed = _parallel(lambda pi: (pi[0], dst.image_info(*pi)), items, workers)
     if failed:
-        raise MigrationError(f"could not read {len(failed)} destination image(s): "
-                             f"{_listed([f'{i}: {e}' for i, e in failed])}")
+        raise MigrationError(
+            f"could not read {len(failed)} destination image(s): "
+            f"{_listed([f'{i}: {e}' for i, e in failed])}"
+        )
     return infos
 
 
-def _remove_peers(dst: CephClient, pool: str, peer: PeerSpec, dry_run: bool,
-                  result: TeardownResult, log: Log) -> None:
+def _remove_peers(
+    dst: CephClient, pool: str, peer: PeerSpec, dry_run: bool, result: TeardownResult, log: Log
+) -> None:
     info = dst.mirror_pool_info(pool)
     foreign = [p for p in info.peers if p.site_name != peer.site_name]
     if foreign:
-        raise MigrationError(f"{pool}: peer(s) of other sites ({', '.join(p.site_name for p in "
-                             "foreign)}) are registered; remove them by hand, then re-run")
+        sites = ", ".join(p.site_name for p in foreign)
+        raise MigrationError(
+            f"{pool}: peer(s) of other sites ({sites}) are registered; remove "
+            "them by hand, then re-run"
+        )
     for p in info.peers:
         result.changes.append(f"{pool}: remove peer {p.uuid}")
         if dry_run:
@@ -588,8 +703,15 @@ def _clones_first(pool: str, imgs: list) -> list[str]:
     return sorted(by_name, key=lambda n: (-depth[n], n))
 
 
-def _disable_pool(dst: CephClient, pool: str, imgs: list, dry_run: bool, workers: int,
-                  result: TeardownResult, log: Log) -> None:
+def _disable_pool(
+    dst: CephClient,
+    pool: str,
+    imgs: list,
+    dry_run: bool,
+    workers: int,
+    result: TeardownResult,
+    log: Log,
+) -> None:
     mode = dst.mirror_pool_info(pool).mode
     if mode == "disabled":
         return

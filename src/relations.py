@@ -1,4 +1,4 @@
-"""What ceph-proxy (source) and ceph-mon (destination) send us, parsed and checked; broker requests.
+"""What ceph-proxy (source) and ceph-mon (destination) send us, parsed and checked.
 
 Values on these relations are plain strings (see the interfaces notes in the README). Parsing never
 raises on missing data: it returns None, and the charm waits. Junk raises `RelationDataError`,
@@ -103,8 +103,10 @@ def parse_source(units: Iterable[Mapping[str, str]]) -> SourceData | None:
             auth = data.get("auth", "cephx")
             if auth != "cephx":
                 raise RelationDataError(f"source: auth {auth!r} is not supported (need cephx)")
-            return SourceData(key=_check_key(key, "source"),
-                              mon_hosts=_mon_hosts([addrs], "source: ceph-public-address"))
+            return SourceData(
+                key=_check_key(key, "source"),
+                mon_hosts=_mon_hosts([addrs], "source: ceph-public-address"),
+            )
     return None
 
 
@@ -112,15 +114,20 @@ def parse_broker_response(raw: str, where: str) -> BrokerResponse:
     """Parse a `broker-rsp-<unit>` value."""
     try:
         rsp = json.loads(raw)
-        return BrokerResponse(request_id=str(rsp.get("request-id") or ""),
-                              exit_code=int(rsp["exit-code"]), stderr=str(rsp.get("stderr", "")))
+        return BrokerResponse(
+            request_id=str(rsp.get("request-id") or ""),
+            exit_code=int(rsp["exit-code"]),
+            stderr=str(rsp.get("stderr", "")),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise RelationDataError(f"{where}: the broker response is not valid JSON with "
-                                "an exit-code") from None
+        raise RelationDataError(
+            f"{where}: the broker response is not valid JSON with an exit-code"
+        ) from None
 
 
-def parse_destination(units: Iterable[Mapping[str, str]], unique_id: str,
-                      unit_name: str) -> DestinationData | None:
+def parse_destination(
+    units: Iterable[Mapping[str, str]], unique_id: str, unit_name: str
+) -> DestinationData | None:
     """ceph-mon's unit databags -> DestinationData, or None until our key has arrived."""
     key, pools, broker = "", frozenset[str](), None
     addrs: list[str] = []
@@ -139,8 +146,9 @@ def parse_destination(units: Iterable[Mapping[str, str]], unique_id: str,
             broker = parse_broker_response(data[rsp_key], "destination")
     if not key or not addrs:
         return None
-    return DestinationData(key=key, mon_hosts=_mon_hosts(addrs, "destination"), pools=pools,
-                           broker=broker)
+    return DestinationData(
+        key=key, mon_hosts=_mon_hosts(addrs, "destination"), pools=pools, broker=broker
+    )
 
 
 def broker_request(pools: Iterable[PoolRequest]) -> tuple[str, str]:
@@ -148,9 +156,19 @@ def broker_request(pools: Iterable[PoolRequest]) -> tuple[str, str]:
 
     The request id is a digest of the ops, so an unchanged request is not processed twice.
     """
-    ops = [{"op": "create-pool", "name": p.name, "replicas": p.replicas, "pg_num": p.pg_num,
-            "app-name": "rbd"} for p in sorted(pools, key=lambda p: p.name)]
-    request_id = hashlib.sha1(json.dumps(ops, sort_keys=True).encode(),
-                              usedforsecurity=False).hexdigest()
-    return request_id, json.dumps({"api-version": 1, "request-id": request_id, "ops": ops},
-                                  sort_keys=True)
+    ops = [
+        {
+            "op": "create-pool",
+            "name": p.name,
+            "replicas": p.replicas,
+            "pg_num": p.pg_num,
+            "app-name": "rbd",
+        }
+        for p in sorted(pools, key=lambda p: p.name)
+    ]
+    request_id = hashlib.sha1(
+        json.dumps(ops, sort_keys=True).encode(), usedforsecurity=False
+    ).hexdigest()
+    return request_id, json.dumps(
+        {"api-version": 1, "request-id": request_id, "ops": ops}, sort_keys=True
+    )

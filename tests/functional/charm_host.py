@@ -15,10 +15,14 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.functional.lab import Lab
 from tests.functional.lab.charms import broker_rsp_key, ceph_mon_data, ceph_proxy_data
 from tests.functional.lab.procs import run
+
+if TYPE_CHECKING:
+    from ops.testing import Relation
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).with_name("standin")
@@ -32,8 +36,12 @@ def pretend_ubuntu() -> None:
     import charmhelpers.osplatform
 
     charmhelpers.osplatform.get_platform = lambda: "ubuntu"
-    ubuntu = {"DISTRIB_ID": "Ubuntu", "DISTRIB_RELEASE": "24.04", "DISTRIB_CODENAME": "noble",
-              "DISTRIB_DESCRIPTION": "Ubuntu 24.04"}
+    ubuntu = {
+        "DISTRIB_ID": "Ubuntu",
+        "DISTRIB_RELEASE": "24.04",
+        "DISTRIB_CODENAME": "noble",
+        "DISTRIB_DESCRIPTION": "Ubuntu 24.04",
+    }
     import charmhelpers.core.host as host
     import charmhelpers.core.host_factory.ubuntu as host_ubuntu
 
@@ -44,8 +52,11 @@ def pretend_ubuntu() -> None:
 def enter_private_etc_ceph(lab: Lab) -> Path:
     """Move this process into a mount namespace whose /etc/ceph etc. live in the lab dir."""
     root = lab.base / "charm-host"
-    dirs = {"/etc/ceph": root / "etc-ceph", "/run/ceph": root / "run-ceph",
-            "/var/log/ceph": root / "log-ceph"}
+    dirs = {
+        "/etc/ceph": root / "etc-ceph",
+        "/run/ceph": root / "run-ceph",
+        "/var/log/ceph": root / "log-ceph",
+    }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     for path in (dirs["/run/ceph"], dirs["/var/log/ceph"]):
@@ -86,31 +97,48 @@ class CharmHost:
 
         self.lab = lab
         self.testing = testing
-        self.ctx = testing.Context(charm.RbdMirrorMigrationCharm, app_name=APP, unit_id=0,
-                                   charm_root=charm_root(lab.base))
+        self.ctx = testing.Context(
+            charm.RbdMirrorMigrationCharm, app_name=APP, unit_id=0, charm_root=charm_root(lab.base)
+        )
         self.unique_id = socket.gethostname()
         self.state = testing.State(leader=True, relations=self._relations(broker_req=None))
 
-    def _relations(self, broker_req: str | None):
+    def _relations(self, broker_req: str | None, local: dict[str, dict[str, str]] | None = None):
         t = self.testing
-        source = t.Relation(endpoint="source", interface="ceph-client",
-                            remote_app_name="ceph-proxy",
-                            remote_units_data={0: ceph_proxy_data(self.lab.src, APP)})
-        dest = t.Relation(endpoint="destination", interface="ceph-rbd-mirror",
-                          remote_app_name="ceph-mon",
-                          remote_units_data={0: ceph_mon_data(self.lab.dst, self.unique_id,
-                                                              unit_name=UNIT,
-                                                              broker_req=broker_req)})
+        local = local or {}
+        source = t.Relation(
+            endpoint="source",
+            interface="ceph-client",
+            local_unit_data=local.get("source", {}),
+            remote_app_name="ceph-proxy",
+            remote_units_data={0: ceph_proxy_data(self.lab.src, APP)},
+        )
+        dest = t.Relation(
+            endpoint="destination",
+            interface="ceph-rbd-mirror",
+            local_unit_data=local.get("destination", {}),
+            remote_app_name="ceph-mon",
+            remote_units_data={
+                0: ceph_mon_data(
+                    self.lab.dst, self.unique_id, unit_name=UNIT, broker_req=broker_req
+                )
+            },
+        )
         return [source, dest]
 
-    def relation(self, endpoint: str):
+    def relation(self, endpoint: str) -> Relation:
         """The current state of our relation on `endpoint`."""
-        return next(r for r in self.state.relations if r.endpoint == endpoint)
+        rel = next(r for r in self.state.relations if r.endpoint == endpoint)
+        assert isinstance(rel, self.testing.Relation)
+        return rel
 
     def hook(self, name: str, endpoint: str | None = None):
         """Run a hook (e.g. install, relation_changed on an endpoint); keep the new state."""
         on = self.ctx.on
-        event = getattr(on, name)(self.relation(endpoint)) if endpoint else getattr(on, name)()
+        if endpoint:
+            event = getattr(on, name)(self.relation(endpoint), remote_unit=0)
+        else:
+            event = getattr(on, name)()
         self.state = self.ctx.run(event, self.state)
         return self.state
 
@@ -118,11 +146,10 @@ class CharmHost:
         """ceph-mon answers what we sent: runs our broker request, publishes key and pools."""
         sent = dict(self.relation("destination").local_unit_data)
         local = {r.endpoint: dict(r.local_unit_data) for r in self.state.relations}
-        relations = self._relations(broker_req=sent.get("broker_req"))
-        for rel in relations:
-            rel.local_unit_data.update(local[rel.endpoint])
-        self.state = self.testing.State(leader=True, relations=relations,
-                                        config=dict(self.state.config))
+        relations = self._relations(broker_req=sent.get("broker_req"), local=local)
+        self.state = self.testing.State(
+            leader=True, relations=relations, config=dict(self.state.config)
+        )
         self.hook("relation_changed", "destination")
 
     def broker_response(self) -> dict:

@@ -31,7 +31,8 @@ def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(charm_host: Cha
     etc = Path("/etc/ceph")
     for keyring in etc.glob("*.keyring"):
         assert keyring.stat().st_mode & 0o777 == 0o600
-    assert "key" not in (etc / "source.conf").read_text()
+    secret = host.relation("source").remote_units_data[0]["key"]
+    assert secret not in (etc / "source.conf").read_text()
     assert lab.service_pids(), "the charm started the rbd-mirror daemon"
     assert host.state.unit_status.name == "active", host.state.unit_status
     assert "run enable-mirroring" in host.state.unit_status.message

@@ -1,7 +1,8 @@
 """A two-cluster Ceph lab on 127.0.0.1 for the functional tests, the demo and the benchmarks.
 
 `Lab(base).up()` brings up `src` and `dst`; `Lab(base).down()` stops exactly what it started,
-rbd-mirror daemons first. The command line is `python -m tests.functional.lab up|down|status|seed DIR`.
+rbd-mirror daemons first.
+The command line is `python -m tests.functional.lab up|down|status|seed DIR`.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ class Lab:
 
     def all_pids(self) -> list[int]:
         """Every live PID the lab started."""
-        return [*self.service_pids().values(), *self.src.running_pids().values(),
-                *self.dst.running_pids().values()]
+        return [
+            *self.service_pids().values(),
+            *self.src.running_pids().values(),
+            *self.dst.running_pids().values(),
+        ]
 
     def status(self) -> dict[str, object]:
         """Health and daemons of both clusters."""
@@ -69,7 +73,6 @@ class Lab:
         for cluster in (self.src, self.dst):
             pids = cluster.running_pids()
             health = cluster.health() if "mon.a" in pids else "DOWN"
-            out[cluster.name] = {"health": health, "daemons": pids,
-                                 "mon": cluster.spec.mon_host}
+            out[cluster.name] = {"health": health, "daemons": pids, "mon": cluster.spec.mon_host}
         out["services"] = self.service_pids()
         return out

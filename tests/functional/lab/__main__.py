@@ -16,8 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one lab command; exit 1 with the error on failure."""
     parser = argparse.ArgumentParser(prog="python -m tests.functional.lab")
     parser.add_argument("command", choices=("up", "down", "status", "seed"))
-    parser.add_argument("dir", nargs="?", type=Path, default=default_base(),
-                        help="lab directory (default $RBD_MIRROR_LAB or /tmp/rbd-mirror-lab)")
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        default=default_base(),
+        help="lab directory (default $RBD_MIRROR_LAB or /tmp/rbd-mirror-lab)",
+    )
     args = parser.parse_args(argv)
     lab = Lab(args.dir.resolve())
     start = time.monotonic()

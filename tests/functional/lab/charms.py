@@ -13,10 +13,12 @@ from .cluster import HOST, Cluster
 
 PROXY_CAPS = ("mon", 'allow r; allow command "osd blacklist"', "osd", "allow rwx")
 MON_RBD_MIRROR_CAPS = (
-    "mon", 'allow profile rbd-mirror-peer; allow command "service dump"; '
-    'allow command "service status"',
-    "osd", "profile rbd",
-    "mgr", "allow r",
+    "mon",
+    'allow profile rbd-mirror-peer; allow command "service dump"; allow command "service status"',
+    "osd",
+    "profile rbd",
+    "mgr",
+    "allow r",
 )
 
 
@@ -30,8 +32,9 @@ def broker_rsp_key(unit_name: str) -> str:
     return "broker-rsp-" + unit_name.replace("/", "-")
 
 
-def ceph_proxy_data(src: Cluster, application: str, *, broker_req: str | None = None,
-                    unit_name: str = "") -> dict[str, str]:
+def ceph_proxy_data(
+    src: Cluster, application: str, *, broker_req: str | None = None, unit_name: str = ""
+) -> dict[str, str]:
     """ceph-proxy's `client` databag for our application, over the lab's `src` cluster."""
     data = {
         "auth": "cephx",
@@ -43,8 +46,9 @@ def ceph_proxy_data(src: Cluster, application: str, *, broker_req: str | None = 
     return data
 
 
-def ceph_mon_data(dst: Cluster, unique_id: str, *, unit_name: str,
-                  broker_req: str | None = None) -> dict[str, str]:
+def ceph_mon_data(
+    dst: Cluster, unique_id: str, *, unit_name: str, broker_req: str | None = None
+) -> dict[str, str]:
     """ceph-mon's `rbd-mirror` databag for a unit that sent `unique_id` (and `broker_req`)."""
     data = {
         "auth": "cephx",
@@ -76,8 +80,13 @@ def run_broker_request(cluster: Cluster, request: str) -> str:
         req_id = req.get("request-id")
         for op in req["ops"]:
             if op.get("op") != "create-pool":
-                return json.dumps({"exit-code": 1, "request-id": req_id,
-                                   "stderr": f"Unknown operation '{op.get('op')}'"})
+                return json.dumps(
+                    {
+                        "exit-code": 1,
+                        "request-id": req_id,
+                        "stderr": f"Unknown operation '{op.get('op')}'",
+                    }
+                )
             _create_pool(cluster, op)
     except (ValueError, KeyError, TypeError) as exc:
         return json.dumps({"exit-code": 1, "stderr": f"bad broker request: {exc}"})

@@ -1,4 +1,4 @@
-"""One single-host Ceph Pacific cluster on 127.0.0.1: 1 mon, 1 mgr, 1 memstore OSD, all under one dir.
+"""One single-host Ceph Pacific cluster on 127.0.0.1: 1 mon, 1 mgr, 1 memstore OSD, in one dir.
 
 The two lab clusters differ only in their `ClusterSpec`. `dst` listens on the default mon ports
 (3300/6789) because ceph-mon's relation data carries addresses without ports; `src` uses its own
@@ -185,8 +185,10 @@ class Cluster:
         for port in (self.spec.mon_v2, self.spec.mon_v1):
             with socket.socket() as sock:
                 if sock.connect_ex((HOST, port)) == 0:
-                    raise LabError(f"{self.name}: mon port {HOST}:{port} is already in use "
-                                   "(another lab running?)")
+                    raise LabError(
+                        f"{self.name}: mon port {HOST}:{port} is already in use "
+                        "(another lab running?)"
+                    )
 
     def _bootstrap(self) -> None:
         d = self.dir
@@ -194,28 +196,99 @@ class Cluster:
             (d / sub).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
         (d / "fsid").write_text(fsid + "\n")
-        self.conf.write_text(CONF_TEMPLATE.format(
-            fsid=fsid, mon_host=self.spec.mon_host, host=HOST, port_min=self.spec.port_min,
-            port_max=self.spec.port_max, d=d, memstore=MEMSTORE_BYTES))
+        self.conf.write_text(
+            CONF_TEMPLATE.format(
+                fsid=fsid,
+                mon_host=self.spec.mon_host,
+                host=HOST,
+                port_min=self.spec.port_min,
+                port_max=self.spec.port_max,
+                d=d,
+                memstore=MEMSTORE_BYTES,
+            )
+        )
         mon_keyring = d / "mon.keyring"
-        run(["ceph-authtool", "--create-keyring", str(mon_keyring), "--gen-key", "-n", "mon.",
-             "--cap", "mon", "allow *"])
-        run(["ceph-authtool", "--create-keyring", str(self.admin_keyring), "--gen-key", "-n",
-             "client.admin", "--cap", "mon", "allow *", "--cap", "osd", "allow *",
-             "--cap", "mgr", "allow *", "--cap", "mds", "allow *"])
+        run(
+            [
+                "ceph-authtool",
+                "--create-keyring",
+                str(mon_keyring),
+                "--gen-key",
+                "-n",
+                "mon.",
+                "--cap",
+                "mon",
+                "allow *",
+            ]
+        )
+        run(
+            [
+                "ceph-authtool",
+                "--create-keyring",
+                str(self.admin_keyring),
+                "--gen-key",
+                "-n",
+                "client.admin",
+                "--cap",
+                "mon",
+                "allow *",
+                "--cap",
+                "osd",
+                "allow *",
+                "--cap",
+                "mgr",
+                "allow *",
+                "--cap",
+                "mds",
+                "allow *",
+            ]
+        )
         self.admin_keyring.chmod(0o600)
         run(["ceph-authtool", str(mon_keyring), "--import-keyring", str(self.admin_keyring)])
         monmap = d / "monmap"
-        run(["monmaptool", "--create", "--clobber", "--fsid", fsid, "--addv", "a",
-             self.spec.mon_host, str(monmap)])
+        run(
+            [
+                "monmaptool",
+                "--create",
+                "--clobber",
+                "--fsid",
+                fsid,
+                "--addv",
+                "a",
+                self.spec.mon_host,
+                str(monmap),
+            ]
+        )
         base = ["--cluster", self.name, "-c", str(self.conf)]
-        run(["ceph-mon", *base, "--mkfs", "-i", "a", "--monmap", str(monmap),
-             "--keyring", str(mon_keyring)])
+        run(
+            [
+                "ceph-mon",
+                *base,
+                "--mkfs",
+                "-i",
+                "a",
+                "--monmap",
+                str(monmap),
+                "--keyring",
+                str(mon_keyring),
+            ]
+        )
         self._start("mon.a")
         mgr_dir = d / "mgr" / f"{self.name}-x"
         mgr_dir.mkdir(parents=True, exist_ok=True)
-        self.ceph("auth", "get-or-create", "mgr.x", "mon", "allow profile mgr", "osd", "allow *",
-                  "mds", "allow *", "-o", str(mgr_dir / "keyring"))
+        self.ceph(
+            "auth",
+            "get-or-create",
+            "mgr.x",
+            "mon",
+            "allow profile mgr",
+            "osd",
+            "allow *",
+            "mds",
+            "allow *",
+            "-o",
+            str(mgr_dir / "keyring"),
+        )
         self._start("mgr.x")
         secret = run(["ceph-authtool", "--gen-print-key"]).stdout.decode().strip()
         osd_uuid = str(uuid.uuid4())
@@ -236,11 +309,15 @@ class Cluster:
 
     def _start(self, daemon: str) -> None:
         kind, ident = daemon.split(".")
-        run([f"ceph-{kind}", "--cluster", self.name, "-c", str(self.conf), "-i", ident],
-            timeout=DAEMON_WAIT_S)
+        run(
+            [f"ceph-{kind}", "--cluster", self.name, "-c", str(self.conf), "-i", ident],
+            timeout=DAEMON_WAIT_S,
+        )
         if not wait_for(lambda: self._daemon_up(daemon), timeout=DAEMON_WAIT_S):
-            raise LabError(f"{self.name}: {daemon} not up within {DAEMON_WAIT_S:.0f}s; "
-                           f"see {self.dir}/log/{self.name}-{daemon}.log")
+            raise LabError(
+                f"{self.name}: {daemon} not up within {DAEMON_WAIT_S:.0f}s; "
+                f"see {self.dir}/log/{self.name}-{daemon}.log"
+            )
 
     def _daemon_up(self, daemon: str) -> bool:
         pid = read_pid(self.pid_file(daemon))
@@ -269,5 +346,7 @@ class Cluster:
             return states == {"active+clean"} and self.health() == "HEALTH_OK"
 
         if not wait_for(ok, timeout=DAEMON_WAIT_S, interval=1.0):
-            raise LabError(f"{self.name}: not HEALTH_OK with all PGs active+clean within "
-                           f"{DAEMON_WAIT_S:.0f}s: {self.health()}")
+            raise LabError(
+                f"{self.name}: not HEALTH_OK with all PGs active+clean within "
+                f"{DAEMON_WAIT_S:.0f}s: {self.health()}"
+            )

@@ -7,8 +7,15 @@ import shutil
 
 from .procs import LabError, run
 
-PACKAGES = ("ceph-mon", "ceph-osd", "ceph-mgr", "rbd-mirror", "ceph-common", "python3-rbd",
-            "python3-rados")
+PACKAGES = (
+    "ceph-mon",
+    "ceph-osd",
+    "ceph-mgr",
+    "rbd-mirror",
+    "ceph-common",
+    "python3-rbd",
+    "python3-rados",
+)
 BINARIES = ("ceph-mon", "ceph-osd", "ceph-mgr", "rbd-mirror", "ceph", "rbd", "rados")
 
 
@@ -35,5 +42,8 @@ def ensure_packages() -> None:
         raise LabError(f"Ceph packages missing ({', '.join(missing())}) and not root to install")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-qq"], timeout=600, env=env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], timeout=1200,
-        env=env)
+    run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        timeout=1200,
+        env=env,
+    )

@@ -15,12 +15,19 @@ class LabError(RuntimeError):
     """A lab step failed; the message says which and why."""
 
 
-def run(args: list[str], *, timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None,
-        env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(
+    args: list[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
     """Run a command (no shell), bounded in time; raise LabError with its stderr on failure."""
     try:
-        proc = subprocess.run(args, input=input, capture_output=True, timeout=timeout, env=env,
-                              check=False)
+        proc = subprocess.run(
+            args, input=input, capture_output=True, timeout=timeout, env=env, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout:.0f}s: {' '.join(args)}") from exc
     if check and proc.returncode != 0:

@@ -1,4 +1,4 @@
-"""Write distinct random data into an RBD image with librbd (run by /usr/bin/python3, which has it).
+"""Write distinct random data into an RBD image with librbd (run by /usr/bin/python3).
 
 `rbd bench` writes the same bytes at the same offsets every time, so two clones written with it end
 up identical; this writes os.urandom blocks at random offsets instead.

@@ -23,8 +23,14 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 MiB = 1024 * 1024
 
 
-def seed(cluster: Cluster, *, image_mib: int = 64, volume_mib: int = 32, clones: int = 3,
-         volumes: int = 3) -> dict[str, str]:
+def seed(
+    cluster: Cluster,
+    *,
+    image_mib: int = 64,
+    volume_mib: int = 32,
+    clones: int = 3,
+    volumes: int = 3,
+) -> dict[str, str]:
     """Create pools and images on `cluster`; write `seed.json` with md5 by `pool/image`."""
     existing = set(cluster.ceph("osd", "pool", "ls").split())
     if any(p in existing for p in POOLS):
@@ -33,8 +39,9 @@ def seed(cluster: Cluster, *, image_mib: int = 64, volume_mib: int = 32, clones:
         cluster.ceph("osd", "pool", "create", pool, "8", "8")
         cluster.rbd("pool", "init", pool)
     glance_id = str(uuid.uuid4())
-    cluster.rbd("import", "--dest-pool", "glance", "-", glance_id,
-                input=os.urandom(image_mib * MiB))
+    cluster.rbd(
+        "import", "--dest-pool", "glance", "-", glance_id, input=os.urandom(image_mib * MiB)
+    )
     cluster.rbd("snap", "create", f"glance/{glance_id}@snap")
     cluster.rbd("snap", "protect", f"glance/{glance_id}@snap")
     for _ in range(clones):
@@ -42,24 +49,55 @@ def seed(cluster: Cluster, *, image_mib: int = 64, volume_mib: int = 32, clones:
         cluster.rbd("clone", f"glance/{glance_id}@snap", f"nova/{disk}")
         write_random(cluster, "nova", disk, count=16, block=64 * 1024)
     for _ in range(volumes):
-        cluster.rbd("import", "--dest-pool", "cinder-ceph", "-", f"volume-{uuid.uuid4()}",
-                    input=os.urandom(volume_mib * MiB))
+        cluster.rbd(
+            "import",
+            "--dest-pool",
+            "cinder-ceph",
+            "-",
+            f"volume-{uuid.uuid4()}",
+            input=os.urandom(volume_mib * MiB),
+        )
     sums = md5_all(cluster)
     (cluster.dir / "seed.json").write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
     return sums
 
 
-def write_random(cluster: Cluster, pool: str, image: str, *, count: int, block: int,
-                 seconds: float = 0.0) -> None:
+def write_random(
+    cluster: Cluster, pool: str, image: str, *, count: int, block: int, seconds: float = 0.0
+) -> None:
     """Write `count` random blocks at random offsets (repeating for `seconds`, if given)."""
-    run([SYSTEM_PYTHON, str(WRITER), str(cluster.conf), cluster.name, pool, image, str(count),
-         str(block), str(seconds)], timeout=120 + seconds)
+    run(
+        [
+            SYSTEM_PYTHON,
+            str(WRITER),
+            str(cluster.conf),
+            cluster.name,
+            pool,
+            image,
+            str(count),
+            str(block),
+            str(seconds),
+        ],
+        timeout=120 + seconds,
+    )
 
 
 def start_writer(cluster: Cluster, pool: str, image: str, seconds: float) -> subprocess.Popen:
     """Start a background writer that keeps writing for `seconds`; the caller waits on it."""
-    return subprocess.Popen([SYSTEM_PYTHON, str(WRITER), str(cluster.conf), cluster.name, pool,
-                             image, "8", str(64 * 1024), str(seconds)], stdout=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            SYSTEM_PYTHON,
+            str(WRITER),
+            str(cluster.conf),
+            cluster.name,
+            pool,
+            image,
+            "8",
+            str(64 * 1024),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+    )
 
 
 def images(cluster: Cluster, pool: str) -> list[str]:
@@ -69,8 +107,9 @@ def images(cluster: Cluster, pool: str) -> list[str]:
 
 def md5(cluster: Cluster, pool: str, image: str) -> str:
     """md5 of the full content of `pool/image` (`rbd export -`)."""
-    return hashlib.md5(cluster.rbd_bytes("export", f"{pool}/{image}", "-", "--no-progress"),
-                       usedforsecurity=False).hexdigest()
+    return hashlib.md5(
+        cluster.rbd_bytes("export", f"{pool}/{image}", "-", "--no-progress"), usedforsecurity=False
+    ).hexdigest()
 
 
 def md5_all(cluster: Cluster, pools: tuple[str, ...] = POOLS) -> dict[str, str]:

@@ -1,0 +1,204 @@
+"""An in-memory stand-in for `CephClient`, for unit tests of the charm's branches only.
+
+It models just enough of RBD mirroring (modes, peers, journaling, primary flags, daemon states) to
+drive every branch of the charm; Ceph's real behaviour is proven by the functional tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ceph_cli import (
+    EBUSY,
+    CephError,
+    ImageInfo,
+    ImageStatus,
+    MirrorPoolInfo,
+    MirrorPoolStatus,
+    Peer,
+    PoolInfo,
+)
+
+
+@dataclass
+class FakeImage:
+    name: str
+    parent: str = ""
+    features: set[str] = field(default_factory=lambda: {"layering", "exclusive-lock"})
+    primary: bool = True
+    mirror_enabled: bool = False
+
+
+@dataclass
+class FakeCluster:
+    name: str
+    pool_images: dict[str, list[FakeImage]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    peers: dict[str, list[Peer]] = field(default_factory=dict)
+    states: dict[str, tuple[str, str]] = field(default_factory=dict)  # image -> (state, desc)
+    unreachable: bool = False
+    promote_busy: int = 0  # EBUSY answers before promote succeeds
+    calls: list[str] = field(default_factory=list)
+
+    def _call(self, what: str) -> None:
+        self.calls.append(what)
+        if self.unreachable:
+            raise CephError(self.name, [what], None, "")
+
+    def _imgs(self, pool: str) -> list[FakeImage]:
+        if pool not in self.pool_images:
+            raise CephError(self.name, ["pool", pool], 2, f"error opening pool {pool}")
+        return self.pool_images[pool]
+
+    def image(self, pool: str, name: str) -> FakeImage:
+        return next(i for i in self._imgs(pool) if i.name == name)
+
+    # --- the CephClient surface ---
+    def pools(self) -> list[PoolInfo]:
+        self._call("osd pool ls detail")
+        return [
+            PoolInfo(name=p, pg_num=8, size=1, applications=("rbd",)) for p in self.pool_images
+        ]
+
+    def images(self, pool: str) -> list[ImageInfo]:
+        self._call(f"ls {pool}")
+        return [ImageInfo(name=i.name, parent=i.parent) for i in self._imgs(pool)]
+
+    def image_info(self, pool: str, image: str) -> ImageInfo:
+        self._call(f"info {pool}/{image}")
+        img = self.image(pool, image)
+        enabled = img.mirror_enabled and self.modes.get(pool, "disabled") != "disabled"
+        return ImageInfo(
+            name=image,
+            parent=img.parent,
+            features=tuple(sorted(img.features)),
+            mirroring_state="enabled" if enabled else "disabled",
+            primary=img.primary if enabled else None,
+        )
+
+    def enable_journaling(self, pool: str, image: str) -> str:
+        self._call(f"feature enable {pool}/{image}")
+        img = self.image(pool, image)
+        img.features |= {"exclusive-lock", "journaling"}
+        img.mirror_enabled = self.modes.get(pool) == "pool"
+        return "journaling"
+
+    def disable_journaling(self, pool: str, image: str) -> bool:
+        img = self.image(pool, image)
+        had = "journaling" in img.features
+        img.features.discard("journaling")
+        return had
+
+    def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
+        self._call(f"mirror pool info {pool}")
+        return MirrorPoolInfo(
+            mode=self.modes.get(pool, "disabled"), peers=tuple(self.peers.get(pool, []))
+        )
+
+    def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
+        self._call(f"mirror pool enable {pool}")
+        self.modes[pool] = mode
+        for img in self._imgs(pool):
+            img.mirror_enabled = "journaling" in img.features
+
+    def mirror_pool_disable(self, pool: str) -> None:
+        self._call(f"mirror pool disable {pool}")
+        if self.peers.get(pool):
+            raise CephError(self.name, ["mirror pool disable"], EBUSY, "peers")
+        self.modes[pool] = "disabled"
+        for img in self._imgs(pool):
+            img.features.discard("journaling")
+            img.mirror_enabled = False
+
+    def mirror_image_disable(self, pool: str, image: str) -> None:
+        self.image(pool, image).mirror_enabled = False
+
+    def mirror_pool_status(self, pool: str) -> MirrorPoolStatus:
+        self._call(f"mirror pool status {pool}")
+        imgs = tuple(
+            ImageStatus(
+                name=i.name,
+                global_id="g",
+                state=self.states.get(i.name, ("up+replaying", ""))[0],
+                description=self.states.get(i.name, ("", "replaying"))[1],
+            )
+            for i in self._imgs(pool)
+            if i.mirror_enabled
+        )
+        return MirrorPoolStatus(
+            health="OK", daemon_health="OK", image_health="OK", daemons=(), images=imgs
+        )
+
+    def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
+        self._call(f"peer add {pool}")
+        self.peers.setdefault(pool, []).append(
+            Peer(
+                uuid=f"uuid-{pool}",
+                site_name=site_name,
+                client_name=client_name,
+                direction="rx-only",
+            )
+        )
+        return f"uuid-{pool}"
+
+    def peer_remove(self, pool: str, uuid: str) -> None:
+        self._call(f"peer remove {pool}")
+        self.peers[pool] = [p for p in self.peers.get(pool, []) if p.uuid != uuid]
+
+    def remove_peer_omap(self, pool: str, uuid: str) -> None:
+        self.peer_remove(pool, uuid)
+
+    def pool_demote(self, pool: str) -> int:
+        self._call(f"demote {pool}")
+        changed = [i for i in self._imgs(pool) if i.mirror_enabled and i.primary]
+        for img in changed:
+            img.primary = False
+        return len(changed)
+
+    def pool_promote(self, pool: str, *, force: bool = False) -> int:
+        self._call(f"promote {pool}")
+        if self.promote_busy and not force:
+            self.promote_busy -= 1
+            raise CephError(self.name, ["promote"], EBUSY, "demotion is not propagated yet")
+        changed = [i for i in self._imgs(pool) if i.mirror_enabled and not i.primary]
+        for img in changed:
+            img.primary = True
+            self.states[img.name] = ("up+stopped", "local image is primary")
+        return len(changed)
+
+
+def make_pair() -> tuple[FakeCluster, FakeCluster]:
+    """A source with the OpenStack layout and an empty destination with the same pools."""
+    src = FakeCluster(
+        "source",
+        pool_images={
+            "glance": [FakeImage("img")],
+            "nova": [
+                FakeImage("a_disk", parent="glance/img@snap"),
+                FakeImage("b_disk", parent="glance/img@snap"),
+            ],
+            "cinder-ceph": [FakeImage("volume-1")],
+        },
+    )
+    dst = FakeCluster("ceph", pool_images={p: [] for p in src.pool_images})
+    return src, dst
+
+
+def mirror(src: FakeCluster, dst: FakeCluster) -> None:
+    """What the rbd-mirror daemon does: copy every mirror-enabled source image, non-primary."""
+    for pool, imgs in src.pool_images.items():
+        for img in imgs:
+            if (
+                img.mirror_enabled
+                and dst.modes.get(pool) == "pool"
+                and not any(i.name == img.name for i in dst.pool_images[pool])
+            ):
+                dst.pool_images[pool].append(
+                    FakeImage(
+                        img.name,
+                        parent=img.parent,
+                        features=set(img.features),
+                        primary=False,
+                        mirror_enabled=True,
+                    )
+                )

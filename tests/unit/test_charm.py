@@ -1,0 +1,404 @@
+"""ops.testing tests of every event and action branch of the charm (Ceph is faked here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ops import testing
+
+from daemon import MARKER
+from tests.unit.conftest import (
+    DST_KEY,
+    HOST,
+    SRC_KEY,
+    World,
+    destination_relation,
+    ready_state,
+    source_relation,
+)
+from tests.unit.fake_ceph import mirror
+
+
+def _status(world: World, state: testing.State):
+    return world.run(world.ctx.on.update_status(), state).unit_status
+
+
+def test_collect_status_blocked_without_source(world):
+    status = _status(world, testing.State(relations=[destination_relation()]))
+    assert status == testing.BlockedStatus(
+        "Missing relation: source (relate to ceph-proxy:client)"
+    )
+
+
+def test_collect_status_blocked_without_destination(world):
+    status = _status(world, testing.State(relations=[source_relation()]))
+    assert status == testing.BlockedStatus(
+        "Missing relation: destination (relate to ceph-mon:rbd-mirror)"
+    )
+
+
+def test_collect_status_waits_for_source_key(world):
+    state = testing.State(relations=[source_relation(key=None), destination_relation()])
+    assert _status(world, state) == testing.WaitingStatus(
+        "waiting for ceph-proxy to send the source key"
+    )
+
+
+def test_collect_status_waits_for_destination_key(world):
+    state = testing.State(
+        relations=[source_relation(), destination_relation(**{f"{HOST}_key": None})]
+    )
+    assert _status(world, state) == testing.WaitingStatus(
+        "waiting for ceph-mon to send the destination key"
+    )
+
+
+def test_collect_status_waits_for_destination_pools(world):
+    state = testing.State(relations=[source_relation(), destination_relation(pools=("nova",))])
+    assert _status(world, state) == testing.WaitingStatus(
+        "waiting for destination pools: cinder-ceph, glance"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"ceph-public-address": "not an address;rm -rf"}, "not a monitor address"),
+        ({"ceph-public-address": "10.0.0.1:99999"}, "bad port"),
+        ({"key": "$(reboot)"}, "not a cephx secret"),
+        ({"auth": "none"}, "not supported"),
+    ],
+)
+def test_collect_status_blocked_on_junk_source_data(world, overrides, words):
+    state = testing.State(relations=[source_relation(**overrides), destination_relation()])
+    status = _status(world, state)
+    assert status.name == "blocked" and words in status.message
+    assert SRC_KEY not in status.message
+
+
+def test_collect_status_blocked_on_malformed_broker_response(world):
+    state = testing.State(
+        relations=[
+            source_relation(),
+            destination_relation(**{"broker-rsp-rbd-mirror-migration-0": "{not json"}),
+        ]
+    )
+    status = _status(world, state)
+    assert status.name == "blocked" and "broker response" in status.message
+
+
+def test_collect_status_blocked_when_broker_failed(world):
+    rsp = json.dumps({"exit-code": 1, "stderr": "pool quota"})
+    state = testing.State(
+        relations=[
+            source_relation(),
+            destination_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),
+        ]
+    )
+    assert "could not create the pools: pool quota" in _status(world, state).message
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"source-cluster-name": "ceph"}, "source-cluster-name"),
+        ({"source-cluster-name": "a b"}, "source-cluster-name"),
+        ({"max-workers": 0}, "max-workers"),
+        ({"command-timeout": 1}, "command-timeout"),
+    ],
+)
+def test_collect_status_blocked_on_invalid_config(world, config, words):
+    status = _status(world, ready_state(config=config))
+    assert status.name == "blocked" and words in status.message
+
+
+def test_collect_status_blocked_when_config_pool_is_not_on_source(world):
+    status = _status(world, ready_state(config={"pools": "nova,ghost"}))
+    assert status == testing.BlockedStatus("config pools: not on the source: ghost")
+
+
+def test_collect_status_blocked_when_source_unreachable(world):
+    world.src.unreachable = True
+    status = _status(world, ready_state())
+    assert status.name == "blocked" and "source unreachable" in status.message
+
+
+def test_collect_status_blocked_on_foreign_ceph_conf(world):
+    world.etc.mkdir()
+    (world.etc / "ceph.conf").write_text("[global]\nfsid = x\n")
+    status = _status(world, ready_state())
+    assert status.name == "blocked" and "not written by this charm" in status.message
+    assert (world.etc / "ceph.conf").read_text() == "[global]\nfsid = x\n"
+
+
+def test_reconcile_writes_files_sends_unique_id_and_broker_request(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state())
+    dst = next(r for r in out.relations if r.endpoint == "destination")
+    assert dst.local_unit_data["unique_id"] == HOST
+    req = json.loads(dst.local_unit_data["broker_req"])
+    assert {op["name"] for op in req["ops"]} == {"glance", "nova", "cinder-ceph"}
+    assert all(op["app-name"] == "rbd" and op["replicas"] == 1 for op in req["ops"])
+    conf = (world.etc / "ceph.conf").read_text()
+    assert conf.startswith(MARKER) and "mon host = 10.0.1.1" in conf
+    src_conf = (world.etc / "source.conf").read_text()
+    assert "10.0.0.1:6789 10.0.0.2:6789" in src_conf and SRC_KEY not in src_conf
+    for name, key in (
+        (f"ceph.client.rbd-mirror.{HOST}.keyring", DST_KEY),
+        ("source.client.rbd-mirror-migration.keyring", SRC_KEY),
+    ):
+        path = world.etc / name
+        assert key in path.read_text() and path.stat().st_mode & 0o777 == 0o600
+    assert world.service["running"] and world.service["starts"] == 1
+    assert out.unit_status == testing.ActiveStatus("ready: 3 pools; run enable-mirroring")
+
+
+def test_reconcile_uses_configured_replicas(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state(config={"pool-replicas": 3}))
+    dst = next(r for r in out.relations if r.endpoint == "destination")
+    assert {op["replicas"] for op in json.loads(dst.local_unit_data["broker_req"])["ops"]} == {3}
+
+
+def test_reconcile_restarts_a_dead_daemon_and_not_twice(world):
+    state = world.run(world.ctx.on.install(), ready_state())
+    world.service["running"] = False
+    state = world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 2
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 2
+
+
+def test_reconcile_waits_without_relations(world):
+    out = world.run(world.ctx.on.install(), testing.State())
+    assert world.service["starts"] == 0 and out.unit_status.name == "blocked"
+
+
+def test_collect_status_blocked_when_daemon_down(world, monkeypatch):
+    import charm
+
+    monkeypatch.setattr(charm.RbdMirrorDaemon, "start", staticmethod(lambda *a, **k: None))
+    out = world.run(world.ctx.on.update_status(), ready_state())
+    assert out.unit_status.name == "blocked" and "daemon not running" in out.unit_status.message
+
+
+def _enable(world: World, state, **params):
+    return world.run(world.ctx.on.action("enable-mirroring", params=params), state)
+
+
+def test_enable_mirroring_dry_run_changes_nothing(world):
+    world.service["running"] = True
+    _enable(world, ready_state(), **{"dry-run": True})
+    results = world.ctx.action_results
+    assert results["dry-run"] is True and results["changes"] > 0
+    assert world.src.modes == {} and world.dst.modes == {} and world.dst.peers == {}
+
+
+def test_enable_mirroring_sets_up_both_sides_then_is_a_noop(world):
+    world.service["running"] = True
+    _enable(world, ready_state())
+    assert world.src.modes == dict.fromkeys(world.src.pool_images, "pool")
+    assert world.dst.modes == dict.fromkeys(world.src.pool_images, "pool")
+    assert all(len(p) == 1 for p in world.dst.peers.values())
+    assert all("journaling" in i.features for imgs in world.src.pool_images.values() for i in imgs)
+    pools = json.loads(world.ctx.action_results["pools"])
+    assert pools["nova"]["peer-uuid"] == "uuid-nova" and pools["nova"]["images"] == 2
+    assert any("journaling" in line for line in world.ctx.action_logs)
+    _enable(world, ready_state())
+    assert world.ctx.action_results["changes"] == 0
+
+
+@pytest.mark.parametrize(
+    "pools, words",
+    [
+        ("ghost", "unknown pool(s) ghost"),
+        ("nova,nova", "listed twice"),
+        ("nova,", "empty pool name"),
+        ("nova;reboot", "invalid pool name"),
+        ("a b", "invalid pool name"),
+    ],
+)
+def test_enable_mirroring_rejects_bad_pools_and_changes_nothing(world, pools, words):
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state(), pools=pools)
+    assert words in exc.value.message
+    assert world.src.modes == {} and world.dst.modes == {}
+
+
+def test_enable_mirroring_fails_when_destination_pool_missing(world):
+    del world.dst.pool_images["nova"]
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "destination pool(s) missing: nova" in exc.value.message
+    assert world.src.modes == {}
+
+
+def test_enable_mirroring_fails_when_not_ready(world):
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, testing.State(relations=[source_relation()]))
+    assert exc.value.message.startswith("not ready: Missing relation: destination")
+
+
+def test_enable_mirroring_reports_unreachable_source(world):
+    state = ready_state()
+    world.src.unreachable = True
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, state)
+    assert "source unreachable" in exc.value.message
+
+
+def _migrated(world: World):
+    world.service["running"] = True
+    state = _enable(world, ready_state())
+    mirror(world.src, world.dst)
+    return state
+
+
+def test_status_reports_not_ready_before_sync_with_reasons(world):
+    world.service["running"] = True
+    _enable(world, ready_state())
+    world.run(world.ctx.on.action("status"), ready_state())
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == "false"
+    assert any("not on the destination yet" in r for r in json.loads(results["reasons"]))
+
+
+def test_status_ready_when_all_replaying_verbose_lists_images(world):
+    state = _migrated(world)
+    world.dst.states["a_disk"] = (
+        "up+replaying",
+        'replaying, {"entries_behind_primary":0,"bytes_per_second":12.5}',
+    )
+    world.run(world.ctx.on.action("status", params={"verbose": True}), state)
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == "true" and results["replaying"] == 4
+    nova = json.loads(results["pools"])["nova"]
+    image = next(i for i in nova["image-status"] if i["image"] == "a_disk")
+    assert image["entries-behind-primary"] == 0 and image["bytes-per-second"] == 12.5
+    assert results["phase"] == "4/4 replaying: ready for cutover"
+
+
+def test_status_not_ready_when_daemon_down(world):
+    state = _migrated(world)
+    world.service["running"] = False
+    world.run(world.ctx.on.action("status"), state)
+    assert "daemon is not running" in world.ctx.action_results["reasons"]
+
+
+def test_status_never_shows_keys(world):
+    state = _migrated(world)
+    world.run(world.ctx.on.action("status", params={"verbose": True}), state)
+    text = json.dumps(world.ctx.action_results) + " ".join(world.ctx.action_logs)
+    assert SRC_KEY not in text and DST_KEY not in text
+
+
+def _cutover(world: World, state, **params):
+    return world.run(world.ctx.on.action("demote-promote", params=params), state)
+
+
+def test_demote_promote_refuses_while_an_image_lags(world):
+    state = _migrated(world)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping, IMAGE_SYNC/COPY_IMAGE 40%")
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "cinder-ceph/volume-1: up+syncing" in exc.value.message
+    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_refuses_when_daemon_down(world):
+    state = _migrated(world)
+    world.service["running"] = False
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "daemon is not running" in exc.value.message
+
+
+def test_demote_promote_retries_ebusy_then_verifies(world):
+    state = _migrated(world)
+    world.dst.promote_busy = 2
+    _cutover(world, state, timeout=30)
+    results = world.ctx.action_results
+    assert sum(json.loads(results["promoted"]).values()) == 4
+    assert not any(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(world, monkeypatch):
+    import migration
+
+    state = _migrated(world)
+    world.dst.promote_busy = 10**6
+    clock = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(migration.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(migration.time, "sleep", lambda s: None)
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state, timeout=5)
+    assert "re-run demote-promote" in exc.value.message
+    assert not any(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_rerun_after_interruption_finishes(world):
+    state = _migrated(world)
+    for pool in world.src.pool_images:
+        world.src.pool_demote(pool)
+    for imgs in world.dst.pool_images.values():
+        for img in imgs:
+            world.dst.states[img.name] = ("up+unknown", "remote image is not primary")
+    world.dst.pool_promote("nova")
+    _cutover(world, state)
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_force_promotes_without_source(world):
+    state = _migrated(world)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping")
+    world.src.unreachable = True
+    state = testing.State(relations=state.relations, config={"pools": "glance,nova,cinder-ceph"})
+    with pytest.raises(testing.ActionFailed):
+        _cutover(world, state)
+    assert not any(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+    _cutover(world, state, force=True)
+    assert world.ctx.action_results["forced"] == "true"
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+    assert any("FORCE" in line for line in world.ctx.action_logs)
+
+
+def test_demote_promote_rejects_bad_timeout(world):
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, ready_state(), timeout=0)
+    assert "timeout" in exc.value.message
+
+
+def test_teardown_refuses_before_cutover(world):
+    state = _migrated(world)
+    with pytest.raises(testing.ActionFailed) as exc:
+        world.run(world.ctx.on.action("teardown"), state)
+    assert "not primary" in exc.value.message
+    assert all(len(p) == 1 for p in world.dst.peers.values())
+
+
+def test_teardown_after_cutover_disables_clones_first_and_stops_daemon(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.run(world.ctx.on.action("teardown", params={"dry-run": True}), state)
+    assert world.ctx.action_results["daemon-stopped"] == "false"
+    assert world.dst.modes["nova"] == "pool"
+    world.run(world.ctx.on.action("teardown"), state)
+    results = world.ctx.action_results
+    assert results["order"].index("nova") < results["order"].index("glance")
+    assert results["daemon-stopped"] == "true" and world.service["stops"] == 1
+    assert "remove-relation rbd-mirror-migration:destination" in results["next-steps"]
+    assert set(world.dst.modes.values()) == {"disabled"}
+    assert not any(
+        "journaling" in i.features for imgs in world.dst.pool_images.values() for i in imgs
+    )
+    out = world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 0 or not world.service["running"]
+    assert out.unit_status.message.startswith("torn down")
+
+
+def test_teardown_subset_keeps_daemon(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.run(world.ctx.on.action("teardown", params={"pools": "cinder-ceph"}), state)
+    assert world.ctx.action_results["daemon-stopped"] == "false"
+    assert world.dst.modes["cinder-ceph"] == "disabled" and world.dst.modes["nova"] == "pool"
