@@ -103,6 +103,7 @@ async def test_four_actions_migrate_every_byte(ops_test: OpsTest):
     """enable-mirroring, status until ready, demote-promote, teardown; md5s equal."""
     before = await md5s(ops_test, "src-mon/0")
     await run_action(ops_test, "enable-mirroring")
+    status: dict = {}
     for _ in range(120):
         status = await run_action(ops_test, "status")
         if status["ready-for-cutover"] == "true":

@@ -1,0 +1,199 @@
+"""CephClient: argv shape (no shell, absolute paths), parsing real Pacific output, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ceph_cli import EBUSY, CephClient, CephError, scrub
+
+SAMPLES = Path(__file__).with_name("samples")
+KEY = "AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0=="
+
+
+class Runner:
+    """Records argv and answers with canned (rc, stdout, stderr) by a substring of the command."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]]):
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv, **kw):
+        assert kw.get("timeout") and not kw.get("shell")
+        self.calls.append(argv)
+        cmd = " ".join(argv)
+        for needle, (rc, out, err) in self.answers.items():
+            if needle in cmd:
+                if rc == -9:
+                    raise subprocess.TimeoutExpired(argv, kw["timeout"])
+                return subprocess.CompletedProcess(argv, rc, out, err)
+        raise AssertionError(f"unexpected command {cmd}")
+
+
+def client(answers) -> tuple[CephClient, Runner]:
+    runner = Runner(answers)
+    return CephClient("source", "app", timeout=7, runner=runner), runner
+
+
+def test_every_command_is_absolute_with_cluster_and_id():
+    c, runner = client({"osd pool ls detail": (0, "[]", "")})
+    c.pools()
+    argv = runner.calls[0]
+    assert argv[:5] == ["/usr/bin/ceph", "--cluster", "source", "--id", "app"]
+    assert argv[-2:] == ["--format", "json"]
+
+
+def test_pools_parse_applications_and_sizes():
+    detail = [
+        {"pool_name": "nova", "pg_num": 32, "size": 3, "application_metadata": {"rbd": {}}},
+        {"pool_name": "x", "pg_num": 1, "size": 1},
+    ]
+    c, _ = client({"osd pool ls detail": (0, json.dumps(detail), "")})
+    nova, x = c.pools()
+    assert (nova.name, nova.pg_num, nova.size, nova.applications) == ("nova", 32, 3, ("rbd",))
+    assert x.applications == ()
+
+
+def test_mirror_pool_status_parses_real_replaying_sample():
+    sample = (SAMPLES / "journal-dst-status-nova-replaying.json").read_text()
+    c, _ = client({"mirror pool status nova --verbose": (0, sample, "")})
+    status = c.mirror_pool_status("nova")
+    assert status.daemon_health == "OK" and len(status.images) == 3
+    assert {i.state for i in status.images} == {"up+replaying"}
+    assert status.daemons[0].client_id == "rbd-mirror-dst"
+
+
+def test_mirror_pool_status_of_primary_side_has_names_only():
+    sample = (SAMPLES / "journal-src-status-nova-primary.json").read_text()
+    c, _ = client({"mirror pool status": (0, sample, "")})
+    status = c.mirror_pool_status("nova")
+    assert len(status.images) == 3 and all(i.state == "" for i in status.images)
+
+
+def test_mirror_pool_info_never_asks_for_keys():
+    sample = (SAMPLES / "dst-pool-info-glance-confpeer.json").read_text()
+    c, runner = client({"mirror pool info": (0, sample, "")})
+    info = c.mirror_pool_info("glance")
+    assert "--all" not in runner.calls[0]
+    assert info.mode == "pool" and info.peers[0].client_name == "client.rbd-mirror-src"
+
+
+def test_images_skips_snapshot_rows_and_reads_parents():
+    rows = [
+        {"image": "img", "id": "1"},
+        {"image": "img", "snapshot": "snap"},
+        {
+            "image": "c_disk",
+            "parent": {"pool": "glance", "pool_namespace": "", "image": "img", "snapshot": "snap"},
+        },
+    ]
+    c, _ = client({"ls -l nova": (0, json.dumps(rows), "")})
+    assert [(i.name, i.parent) for i in c.images("nova")] == [
+        ("img", ""),
+        ("c_disk", "glance/img@snap"),
+    ]
+
+
+def test_image_info_reads_features_and_primary():
+    info = {
+        "features": ["layering", "journaling"],
+        "mirroring": {"mode": "journal", "state": "enabled", "primary": False},
+    }
+    c, _ = client({"info nova/a": (0, json.dumps(info), "")})
+    got = c.image_info("nova", "a")
+    assert got.primary is False and got.mirroring_state == "enabled"
+    assert "journaling" in got.features
+
+
+def test_enable_journaling_adds_exclusive_lock_when_missing():
+    err = "cannot enable journaling. exclusive-lock must be enabled before enabling journaling."
+    c, runner = client(
+        {
+            "exclusive-lock journaling": (0, "", ""),
+            "feature enable nova/a journaling": (22, "", err),
+        }
+    )
+    assert c.enable_journaling("nova", "a") == "exclusive-lock,journaling"
+    assert len(runner.calls) == 2
+
+
+def test_disable_journaling_tolerates_already_disabled():
+    err = "librbd::Operations: one or more requested features are already disabled"
+    c, _ = client({"feature disable": (22, "", err)})
+    assert c.disable_journaling("nova", "a") is False
+
+
+@pytest.mark.parametrize(
+    "out, count", [("Promoted 5 mirrored images\n", 5), ("Promoted 0 mirrored images\n", 0)]
+)
+def test_pool_promote_returns_count(out, count):
+    c, _ = client({"mirror pool promote": (0, out, "")})
+    assert c.pool_promote("nova") == count
+
+
+def test_pool_promote_ebusy_is_a_ceph_error_with_rc():
+    c, _ = client(
+        {
+            "mirror pool promote": (
+                16,
+                "",
+                "rbd: failed to promote image X: (16) Device or resource busy",
+            )
+        }
+    )
+    with pytest.raises(CephError) as exc:
+        c.pool_promote("nova")
+    assert exc.value.rc == EBUSY and "Device or resource busy" in str(exc.value)
+
+
+def test_force_promote_passes_force():
+    c, runner = client({"mirror pool promote": (0, "Promoted 1 mirrored images", "")})
+    c.pool_promote("nova", force=True)
+    assert runner.calls[0][-1] == "--force"
+
+
+def test_timeout_is_reported_not_hung():
+    c, _ = client({"mirror pool status": (-9, "", "")})
+    with pytest.raises(CephError) as exc:
+        c.mirror_pool_status("nova")
+    assert exc.value.timed_out and "timed out" in str(exc.value)
+
+
+def test_errors_never_carry_keys():
+    c, _ = client({"auth": (1, "", f"bad key {KEY} in keyring")})
+    with pytest.raises(CephError) as exc:
+        c._run("/usr/bin/ceph", ["auth", "ls"])
+    assert KEY not in str(exc.value) and "<redacted>" in str(exc.value)
+    assert scrub(f"key = {KEY}") == "key = <redacted>"
+
+
+def test_unparsable_json_is_a_ceph_error():
+    c, _ = client({"osd pool ls": (0, "{not json", "")})
+    with pytest.raises(CephError, match="unparsable JSON"):
+        c.pools()
+
+
+def test_missing_binary_is_a_ceph_error():
+    def runner(argv, **kw):
+        raise FileNotFoundError(2, "No such file", argv[0])
+
+    c = CephClient("ceph", "x", runner=runner)
+    with pytest.raises(CephError, match="No such file"):
+        c.pools()
+
+
+def test_peer_add_returns_uuid_and_is_rx_only():
+    c, runner = client({"peer add": (0, "3b85c968-913e-49e2-9e98-cf9deedb3f0d\n", "")})
+    assert c.peer_add("nova", "client.app", "source") == "3b85c968-913e-49e2-9e98-cf9deedb3f0d"
+    assert runner.calls[0][-2:] == ["--direction", "rx-only"]
+    assert "client.app@source" in runner.calls[0]
+
+
+def test_remove_peer_omap_targets_only_that_peer_key():
+    c, runner = client({"rmomapkey": (0, "", "")})
+    c.remove_peer_omap("nova", "u1")
+    assert runner.calls[0][0] == "/usr/bin/rados"
+    assert runner.calls[0][-4:] == ["nova", "rmomapkey", "rbd_mirroring", "mirror_peer_u1"]

@@ -1,0 +1,81 @@
+"""Pure parts of the workflow: pool selection, status descriptions, teardown order."""
+
+from __future__ import annotations
+
+import pytest
+
+from ceph_cli import ImageInfo, PoolInfo
+from migration import (
+    ImageReport,
+    MigrationError,
+    _clones_first,
+    _disable_order,
+    parse_description,
+    select_pools,
+)
+
+SOURCE = [
+    PoolInfo("nova", 8, 1, ("rbd",)),
+    PoolInfo("glance", 8, 1, ("rbd",)),
+    PoolInfo("metrics", 1, 1, ("mgr_devicehealth",)),
+]
+
+
+def test_empty_config_means_every_rbd_pool():
+    assert select_pools("", SOURCE, None) == ["glance", "nova"]
+
+
+def test_subset_must_be_configured():
+    with pytest.raises(MigrationError, match="unknown pool"):
+        select_pools("nova", SOURCE, "glance")
+
+
+def test_no_rbd_pool_on_source_is_an_error():
+    with pytest.raises(MigrationError, match="no pool with application rbd"):
+        select_pools("", [PoolInfo("x", 1, 1, ())], None)
+
+
+def test_description_json_is_parsed_and_junk_ignored():
+    desc = 'replaying, {"bytes_per_second":17.5,"entries_behind_primary":3}'
+    assert parse_description(desc)["entries_behind_primary"] == 3
+    assert parse_description("starting replay") == {}
+    assert parse_description("replaying, {broken") == {}
+    assert parse_description("replaying, master_position=[...], entries_behind_master=0") == {}
+
+
+def test_lagging_replay_is_not_caught_up():
+    report = ImageReport(
+        "nova", "a", "up+replaying", 'replaying, {"entries_behind_primary":4}', ""
+    )
+    assert not report.caught_up and report.entries_behind == 4
+
+
+def test_cutover_states_are_recognised():
+    assert ImageReport("p", "a", "up+unknown", "remote image is not primary", "").in_cutover
+    assert ImageReport("p", "a", "up+stopped", "local image is primary", "").in_cutover
+    assert not ImageReport("p", "a", "up+error", "error bootstrapping replay", "").in_cutover
+
+
+def test_clone_pools_are_disabled_before_parent_pools():
+    images = {
+        "glance": [ImageInfo("img")],
+        "nova": [ImageInfo("a", parent="glance/img@snap")],
+        "cinder-ceph": [ImageInfo("v", parent="glance/img@snap"), ImageInfo("w")],
+    }
+    order = _disable_order(images)
+    assert order.index("nova") < order.index("glance")
+    assert order.index("cinder-ceph") < order.index("glance")
+
+
+def test_pool_cycle_still_orders_every_pool():
+    images = {"a": [ImageInfo("x", parent="b/y@s")], "b": [ImageInfo("y", parent="a/x@s")]}
+    assert sorted(_disable_order(images)) == ["a", "b"]
+
+
+def test_clones_inside_a_pool_come_before_their_parents():
+    imgs = [
+        ImageInfo("base"),
+        ImageInfo("snapclone", parent="cinder/base@s"),
+        ImageInfo("deeper", parent="cinder/snapclone@s"),
+    ]
+    assert _clones_first("cinder", imgs) == ["deeper", "snapclone", "base"]
