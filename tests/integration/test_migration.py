@@ -31,6 +31,7 @@ async def ssh(ops_test: OpsTest, unit: str, *cmd: str) -> str:
 
 async def run_action(ops_test: OpsTest, action: str, **params) -> dict:
     """Run an action on our unit and return its results."""
+    assert ops_test.model is not None
     unit = ops_test.model.applications[APP].units[0]
     result = await (await unit.run_action(action, **params)).wait()
     assert result.status == "completed", result.results
@@ -52,6 +53,7 @@ async def test_deploy_and_relate(ops_test: OpsTest):
     """Source cluster + ceph-proxy, destination cluster, this charm, related."""
     charm = await ops_test.build_charm(ROOT)
     model = ops_test.model
+    assert model is not None
     await model.deploy(
         "ceph-mon",
         application_name="src-mon",
