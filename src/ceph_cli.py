@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,10 +131,22 @@ class CephClient:
     client_id: str
     timeout: float = 60.0
     runner: Runner = field(default=subprocess.run, repr=False)
+    # Give up on an unreachable cluster after this long (librados would wait 300 s).
+    connect_timeout: float = 10.0
 
     # --- plumbing --------------------------------------------------------------------------
     def _run(self, tool: str, args: Sequence[str], timeout: float | None = None) -> str:
-        argv = [tool, "--cluster", self.cluster, "--id", self.client_id, *args]
+        mount = str(int(min(self.connect_timeout, timeout or self.timeout)))
+        argv = [
+            tool,
+            "--cluster",
+            self.cluster,
+            "--id",
+            self.client_id,
+            "--client_mount_timeout",
+            mount,
+            *args,
+        ]
         try:
             proc = self.runner(
                 argv, capture_output=True, text=True, check=False, timeout=timeout or self.timeout
@@ -299,6 +312,20 @@ class CephClient:
     def pool_demote(self, pool: str) -> int:
         """Demote every primary image of `pool`; return how many were demoted (0 = none left)."""
         return _count(self._run(RBD, ["mirror", "pool", "demote", pool]))
+
+    def can_blocklist(self) -> bool:
+        """Can this key blocklist? rbd-mirror needs it to break a dead instance's lock.
+
+        Probes with a 1-second entry for an address no client has (port 0, random nonce).
+        """
+        probe = f"127.255.255.254:0/{secrets.randbelow(2**31) + 1}"
+        try:
+            self._run(CEPH, ["osd", "blocklist", "add", probe, "1"])
+        except CephError as exc:
+            if exc.rc == EACCES:
+                return False
+            raise
+        return True
 
     def pool_promote(self, pool: str, *, force: bool = False) -> int:
         """Promote every non-primary image of `pool`; return how many were promoted."""

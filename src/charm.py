@@ -29,6 +29,7 @@ from relations import (
     broker_request,
     parse_destination,
     parse_source,
+    source_key_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ops.BlockedStatus("Missing relation: destination (relate to ceph-mon:rbd-mirror)")
             )
         try:
-            source = parse_source(dict(src_rel.data[u]) for u in src_rel.units)
+            source = parse_source((dict(src_rel.data[u]) for u in src_rel.units), self.unit.name)
             dest = parse_destination(
                 (dict(dst_rel.data[u]) for u in dst_rel.units), self.unique_id, self.unit.name
             )
@@ -131,7 +132,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         """Config, relations and source pools; raise NotReadyError with the status to show."""
         config = self._config()
         source_data, dest_data = self._relation_data()
-        del source_data
+        if source_data.broker and source_data.broker.exit_code != 0:
+            reason = scrub(source_data.broker.stderr)[:200]
+            raise NotReadyError(
+                ops.BlockedStatus(f"ceph-proxy could not set our key's caps: {reason}")
+            )
         timeout = float(config.command_timeout)
         src = CephClient(config.source_cluster_name, self.app.name, timeout=timeout)
         dst = CephClient("ceph", f"rbd-mirror.{self.unique_id}", timeout=timeout)
@@ -187,6 +192,9 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             dst_rel.data[self.unit].update(
                 {"unique_id": self.unique_id, "unit-name": self.unit.name}
             )
+        src_rel = self.model.get_relation(SOURCE)
+        if src_rel is not None:
+            src_rel.data[self.unit]["broker_req"] = source_key_request(self.app.name)[1]
         try:
             source, dest = self._relation_data()
         except NotReadyError as exc:
@@ -280,6 +288,16 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except CephError as exc:
             event.add_status(ops.BlockedStatus(f"cluster unreachable: {exc}"[:250]))
             return
+        if report.split_brain:
+            event.add_status(ops.BlockedStatus(migration.phase(report) + ": see status action"))
+            return
+        if report.source_error and not migration.torn_down(report):
+            event.add_status(
+                ops.BlockedStatus(
+                    "source unreachable; if it is lost for good: demote-promote force=true"
+                )
+            )
+            return
         running = self.daemon.running(self.unique_id)
         if not running and not migration.torn_down(report):
             event.add_status(
@@ -329,9 +347,23 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             return
         if not params.dry_run:
             self._reconcile(event)
+        can_blocklist = None
+        if not params.dry_run:  # the probe adds a 1-second blocklist entry: not in a dry run
+            try:
+                can_blocklist = ctx.source.can_blocklist()
+            except CephError as exc:
+                event.fail(f"mirroring is enabled, but the source key check failed: {exc}")
+                return
+        if can_blocklist is False:
+            event.log(
+                "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
+                "over its own image locks; ceph-proxy has not applied this charm's key request "
+                "(mon/osd 'profile rbd'). Mirroring runs, but fix this before relying on it."
+            )
         event.set_results(
             {
                 "dry-run": params.dry_run,
+                "source-key-can-blocklist": str(can_blocklist).lower(),  # "none" in a dry run
                 "pools": json.dumps(
                     {
                         r.pool: {
@@ -366,6 +398,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             {
                 "phase": migration.phase(report),
                 "ready-for-cutover": str(report.ready).lower(),
+                "source-reachable": str(not report.source_error).lower(),
+                "split-brain": json.dumps(report.split_brain),
                 "reasons": json.dumps(report.reasons[:50]),
                 "images": report.total,
                 "replaying": report.replaying,

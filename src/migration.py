@@ -329,6 +329,8 @@ class StatusReport:
 
     pools: list[PoolReport]
     reasons: list[str]
+    source_error: str = ""
+    split_brain: list[str] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -362,39 +364,74 @@ class StatusReport:
 
 
 def status(
-    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool
+    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool, workers: int = 4
 ) -> StatusReport:
-    """Read both sides of every pool and decide whether the cutover may start."""
+    """Read both sides of every pool and decide whether the cutover may start.
+
+    An unreachable source is reported (`source_error`), not raised: the destination's side is
+    still shown, and the disaster path needs it. After a cutover, source images that are still
+    primary while their destination copy is primary are reported as split-brain.
+    """
     reports, reasons = [], []
+    source_error = ""
     if not daemon_running:
         reasons.append("the rbd-mirror daemon is not running on this unit")
     for pool in pools:
         report = PoolReport(pool=pool)
         reports.append(report)
-        report.source_mode = src.mirror_pool_info(pool).mode
-        report.source_images = [i.name for i in src.images(pool)]
-        dst_info = dst.mirror_pool_info(pool)
-        report.destination_mode = dst_info.mode
-        report.peers = len(dst_info.peers)
-        if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
-            report.problems.append(
-                f"{pool}: mirroring is not set up (source mode "
-                f"{report.source_mode}, destination mode "
-                f"{report.destination_mode}, {report.peers} peer(s)): "
-                "run enable-mirroring"
-            )
-        if report.source_mode == "pool":
-            mirrored = {i.name for i in src.mirror_pool_status(pool).images}
-            report.not_journaled = [n for n in report.source_images if n not in mirrored]
-        if report.destination_mode == "disabled":
-            report.destination_images = len(dst.images(pool))
-        else:
-            dst_status = dst.mirror_pool_status(pool)
-            report.health, report.daemon_health = dst_status.health, dst_status.daemon_health
-            report.images = [_image_report(pool, i) for i in dst_status.images]
+        if not source_error:
+            try:
+                _read_source(src, report)
+            except CephError as exc:
+                source_error = str(exc)
+                reasons.append(f"source unreachable: {exc}")
+        _read_destination(dst, report)
         report.problems += _image_problems(report)
         reasons += report.problems
-    return StatusReport(pools=reports, reasons=reasons)
+    split = [] if source_error else _split_brain(src, reports, workers)
+    reasons += [f"SPLIT-BRAIN: {name} is primary on both clusters" for name in split]
+    return StatusReport(
+        pools=reports, reasons=reasons, source_error=source_error, split_brain=split
+    )
+
+
+def _read_source(src: CephClient, report: PoolReport) -> None:
+    report.source_mode = src.mirror_pool_info(report.pool).mode
+    report.source_images = [i.name for i in src.images(report.pool)]
+    if report.source_mode == "pool":
+        mirrored = {i.name for i in src.mirror_pool_status(report.pool).images}
+        report.not_journaled = [n for n in report.source_images if n not in mirrored]
+
+
+def _read_destination(dst: CephClient, report: PoolReport) -> None:
+    pool = report.pool
+    info = dst.mirror_pool_info(pool)
+    report.destination_mode, report.peers = info.mode, len(info.peers)
+    if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
+        report.problems.append(
+            f"{pool}: mirroring is not set up (source mode {report.source_mode}, destination "
+            f"mode {report.destination_mode}, {report.peers} peer(s)): run enable-mirroring"
+        )
+    if report.destination_mode == "disabled":
+        report.destination_images = len(dst.images(pool))
+        return
+    dst_status = dst.mirror_pool_status(pool)
+    report.health, report.daemon_health = dst_status.health, dst_status.daemon_health
+    report.images = [_image_report(pool, i) for i in dst_status.images]
+    if not report.source_images:  # source unreachable: the destination's list is all we know
+        report.source_images = [i.name for i in report.images]
+
+
+def _split_brain(src: CephClient, reports: list[PoolReport], workers: int) -> list[str]:
+    """Images primary on the destination (by its status) that the source says are primary too."""
+    promoted = [
+        (p.pool, i.name)
+        for p in reports
+        for i in p.images
+        if i.description.startswith("local image is primary")
+    ]
+    infos, _ = _parallel(lambda pi: (pi, src.image_info(*pi)), promoted, workers)
+    return sorted(f"{p}/{n}" for (p, n), info in infos if info.primary)
 
 
 def torn_down(report: StatusReport) -> bool:
@@ -405,6 +442,8 @@ def torn_down(report: StatusReport) -> bool:
 def phase(report: StatusReport) -> str:
     """The migration phase in a few words, with the next step."""
     n, total = len(report.pools), report.total
+    if report.split_brain:
+        return f"SPLIT-BRAIN: {len(report.split_brain)} image(s) primary on both clusters"
     if torn_down(report):
         return "torn down: relate the cloud to ceph-mon (README: after the charm)"
     if any(p.destination_mode == "disabled" for p in report.pools):

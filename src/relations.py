@@ -23,20 +23,21 @@ class RelationDataError(ValueError):
 
 
 @dataclass(frozen=True)
-class SourceData:
-    """From ceph-proxy: our key on the source and the source's monitors (`host:port`)."""
-
-    key: str
-    mon_hosts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class BrokerResponse:
     """ceph-mon's (or ceph-proxy's) reply to a broker request."""
 
     request_id: str
     exit_code: int
     stderr: str = ""
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """From ceph-proxy: our key on the source, its monitors (`host:port`), its broker reply."""
+
+    key: str
+    mon_hosts: tuple[str, ...]
+    broker: BrokerResponse | None = None
 
 
 @dataclass(frozen=True)
@@ -95,17 +96,20 @@ def _mon_hosts(values: Iterable[str], where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_source(units: Iterable[Mapping[str, str]]) -> SourceData | None:
+def parse_source(units: Iterable[Mapping[str, str]], unit_name: str = "") -> SourceData | None:
     """ceph-proxy's unit databags -> SourceData, or None until a key and addresses are there."""
+    rsp_key = "broker-rsp-" + unit_name.replace("/", "-")
     for data in units:
         key, addrs = data.get("key", ""), data.get("ceph-public-address", "")
         if key and addrs:
             auth = data.get("auth", "cephx")
             if auth != "cephx":
                 raise RelationDataError(f"source: auth {auth!r} is not supported (need cephx)")
+            broker = parse_broker_response(data[rsp_key], "source") if data.get(rsp_key) else None
             return SourceData(
                 key=_check_key(key, "source"),
                 mon_hosts=_mon_hosts([addrs], "source: ceph-public-address"),
+                broker=broker,
             )
     return None
 
@@ -166,9 +170,24 @@ def broker_request(pools: Iterable[PoolRequest]) -> tuple[str, str]:
         }
         for p in sorted(pools, key=lambda p: p.name)
     ]
+    return _broker_body(ops)
+
+
+def _broker_body(ops: list[dict]) -> tuple[str, str]:
+    """Wrap `ops` in a CephBrokerRq; the request id is a digest of the ops."""
     request_id = hashlib.sha1(
         json.dumps(ops, sort_keys=True).encode(), usedforsecurity=False
     ).hexdigest()
-    return request_id, json.dumps(
-        {"api-version": 1, "request-id": request_id, "ops": ops}, sort_keys=True
-    )
+    body = {"api-version": 1, "request-id": request_id, "ops": ops}
+    return request_id, json.dumps(body, sort_keys=True)
+
+
+# rbd-mirror must be able to blocklist a dead instance of itself on the source to take over
+# its image locks. ceph-proxy's caps for our key only allow the pre-Pacific `osd blacklist`.
+SOURCE_KEY_CAPS = ["mon", "profile rbd", "osd", "profile rbd"]
+
+
+def source_key_request(application: str) -> tuple[str, str]:
+    """A broker request asking ceph-proxy to give `client.<application>` rbd profile caps."""
+    ops = [{"op": "set-key-permissions", "permissions": SOURCE_KEY_CAPS, "client": application}]
+    return _broker_body(ops)

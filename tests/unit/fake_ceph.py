@@ -38,6 +38,7 @@ class FakeCluster:
     states: dict[str, tuple[str, str]] = field(default_factory=dict)  # image -> (state, desc)
     unreachable: bool = False
     promote_busy: int = 0  # EBUSY answers before promote succeeds
+    blocklist_ok: bool = True
     calls: list[str] = field(default_factory=list)
 
     def _call(self, what: str) -> None:
@@ -147,6 +148,10 @@ class FakeCluster:
 
     def remove_peer_omap(self, pool: str, uuid: str) -> None:
         self.peer_remove(pool, uuid)
+
+    def can_blocklist(self) -> bool:
+        self._call("osd blocklist add")
+        return self.blocklist_ok
 
     def pool_demote(self, pool: str) -> int:
         self._call(f"demote {pool}")

@@ -43,6 +43,7 @@ def test_every_command_is_absolute_with_cluster_and_id():
     c.pools()
     argv = runner.calls[0]
     assert argv[:5] == ["/usr/bin/ceph", "--cluster", "source", "--id", "app"]
+    assert argv[5:7] == ["--client_mount_timeout", "7"]
     assert argv[-2:] == ["--format", "json"]
 
 

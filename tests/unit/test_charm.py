@@ -402,3 +402,77 @@ def test_teardown_subset_keeps_daemon(world):
     world.run(world.ctx.on.action("teardown", params={"pools": "cinder-ceph"}), state)
     assert world.ctx.action_results["daemon-stopped"] == "false"
     assert world.dst.modes["cinder-ceph"] == "disabled" and world.dst.modes["nova"] == "pool"
+
+
+def test_reconcile_asks_ceph_proxy_for_rbd_profile_caps(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state())
+    src = next(r for r in out.relations if r.endpoint == "source")
+    (op,) = json.loads(src.local_unit_data["broker_req"])["ops"]
+    assert op == {
+        "op": "set-key-permissions",
+        "client": "rbd-mirror-migration",
+        "permissions": ["mon", "profile rbd", "osd", "profile rbd"],
+    }
+
+
+def test_collect_status_blocked_when_ceph_proxy_refused_caps(world):
+    rsp = json.dumps({"exit-code": 1, "stderr": "denied"})
+    state = testing.State(
+        relations=[
+            source_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),
+            destination_relation(),
+        ]
+    )
+    assert "could not set our key's caps: denied" in _status(world, state).message
+
+
+def test_enable_mirroring_warns_when_source_key_cannot_blocklist(world):
+    world.service["running"] = True
+    world.src.blocklist_ok = False
+    _enable(world, ready_state())
+    assert world.ctx.action_results["source-key-can-blocklist"] == "false"
+    assert any("cannot blocklist" in line for line in world.ctx.action_logs)
+
+
+def test_enable_mirroring_dry_run_does_not_probe_blocklist(world):
+    _enable(world, ready_state(), **{"dry-run": True})
+    assert "osd blocklist add" not in world.src.calls
+
+
+def test_status_with_source_unreachable_still_shows_destination(world):
+    state = _migrated(world)
+    world.src.unreachable = True
+    state = testing.State(relations=state.relations, config={"pools": "glance,nova,cinder-ceph"})
+    out = world.run(world.ctx.on.action("status"), state)
+    results = world.ctx.action_results
+    assert results["source-reachable"] == "false" and results["ready-for-cutover"] == "false"
+    assert json.loads(results["pools"])["nova"]["images"] == 2
+    assert out.unit_status.name == "blocked" and "source unreachable" in out.unit_status.message
+
+
+def test_status_reports_split_brain_after_forced_promotion(world):
+    state = _migrated(world)
+    config = {"pools": "glance,nova,cinder-ceph"}
+    world.src.unreachable = True
+    _cutover(world, testing.State(relations=state.relations, config=config), force=True)
+    world.src.unreachable = False  # the source comes back, its images still primary
+    out = world.run(
+        world.ctx.on.action("status"), testing.State(relations=state.relations, config=config)
+    )
+    split = json.loads(world.ctx.action_results["split-brain"])
+    assert "nova/a_disk" in split and len(split) == 4
+    assert out.unit_status.name == "blocked" and "SPLIT-BRAIN" in out.unit_status.message
+
+
+@pytest.mark.parametrize("endpoint", ["source", "destination"])
+def test_relation_broken_goes_blocked_and_keeps_files(world, endpoint):
+    state = world.run(world.ctx.on.install(), ready_state())
+    rel = next(r for r in state.relations if r.endpoint == endpoint)
+    out = world.run(world.ctx.on.relation_broken(rel), state)
+    assert out.unit_status.name == "blocked"
+    assert "Missing relation: " + endpoint in out.unit_status.message
+
+
+def test_upgrade_charm_reconciles(world):
+    out = world.run(world.ctx.on.upgrade_charm(), ready_state())
+    assert (world.etc / "ceph.conf").exists() and out.unit_status.name == "active"
