@@ -46,7 +46,7 @@ def run_demo(lab: Lab) -> bool:
     ):
         host.hook(hook, endpoint)
     say(f"charm: related; unit status: {host.state.unit_status.message}", t0)
-    host.play_ceph_mon()
+    host.play_remote_charms()
     say(
         f"ceph-mon: broker reply {host.broker_response()['exit-code']}; "
         f"unit status: {host.state.unit_status.message}",

@@ -252,7 +252,10 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         if migration.torn_down(report):
             return
         try:
-            if files_changed or not self.daemon.running(self.unique_id):
+            running = self.daemon.running(self.unique_id)
+            if not running:
+                logger.warning("rbd-mirror daemon is not running: starting it")
+            if files_changed or not running:
                 self.daemon.start(self.unique_id, restart=True)
                 self._report = None
         except ServiceError as exc:

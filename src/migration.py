@@ -534,7 +534,8 @@ def _force_promote(
         try:
             result.demoted[pool] = src.pool_demote(pool)
         except CephError as exc:
-            log(f"{pool}: source not demoted ({exc}); demote it before it is used again")
+            log(f"source not demoted ({exc}): demote its pools before it is used again")
+            break
     for pool in pools:
         result.promoted[pool] = dst.pool_promote(pool, force=True)
         log(f"{pool}: promoted {result.promoted[pool]} image(s) by force")
@@ -580,6 +581,11 @@ def _promote_until_done(
 def _preflight(report: StatusReport) -> None:
     """Fail, changing nothing, unless every image is caught up or already in the cutover."""
     blocking = []
+    if report.source_error:
+        blocking.append(
+            f"source unreachable ({report.source_error}); if it is lost for good, "
+            "re-run with force=true (the disaster path)"
+        )
     for pool in report.pools:
         blocking += [p for p in pool.problems if "mirroring is not set up" in p]
         blocking += [f"{pool.pool}/{n}: not on the destination" for n in pool.missing]

@@ -101,17 +101,23 @@ class CharmHost:
             charm.RbdMirrorMigrationCharm, app_name=APP, unit_id=0, charm_root=charm_root(lab.base)
         )
         self.unique_id = socket.gethostname()
-        self.state = testing.State(leader=True, relations=self._relations(broker_req=None))
+        self.seen: list[str] = []  # every result, action log, failure and unit status shown
+        self.state = testing.State(leader=True, relations=self._relations())
 
-    def _relations(self, broker_req: str | None, local: dict[str, dict[str, str]] | None = None):
+    def _relations(self, local: dict[str, dict[str, str]] | None = None):
+        """Both relations as the lab's stand-ins answer what our unit has sent (`local`)."""
         t = self.testing
         local = local or {}
+        src_req = local.get("source", {}).get("broker_req")
+        dst_req = local.get("destination", {}).get("broker_req")
         source = t.Relation(
             endpoint="source",
             interface="ceph-client",
             local_unit_data=local.get("source", {}),
             remote_app_name="ceph-proxy",
-            remote_units_data={0: ceph_proxy_data(self.lab.src, APP)},
+            remote_units_data={
+                0: ceph_proxy_data(self.lab.src, APP, broker_req=src_req, unit_name=UNIT)
+            },
         )
         dest = t.Relation(
             endpoint="destination",
@@ -119,9 +125,7 @@ class CharmHost:
             local_unit_data=local.get("destination", {}),
             remote_app_name="ceph-mon",
             remote_units_data={
-                0: ceph_mon_data(
-                    self.lab.dst, self.unique_id, unit_name=UNIT, broker_req=broker_req
-                )
+                0: ceph_mon_data(self.lab.dst, self.unique_id, unit_name=UNIT, broker_req=dst_req)
             },
         )
         return [source, dest]
@@ -140,24 +144,46 @@ class CharmHost:
         else:
             event = getattr(on, name)()
         self.state = self.ctx.run(event, self.state)
+        self.seen.append(self.state.unit_status.message)
         return self.state
 
-    def play_ceph_mon(self) -> None:
-        """ceph-mon answers what we sent: runs our broker request, publishes key and pools."""
-        sent = dict(self.relation("destination").local_unit_data)
+    def play_remote_charms(self) -> None:
+        """ceph-proxy and ceph-mon answer what we sent (broker requests), then relation-changed."""
         local = {r.endpoint: dict(r.local_unit_data) for r in self.state.relations}
-        relations = self._relations(broker_req=sent.get("broker_req"), local=local)
         self.state = self.testing.State(
-            leader=True, relations=relations, config=dict(self.state.config)
+            leader=True, relations=self._relations(local), config=dict(self.state.config)
         )
+        self.hook("relation_changed", "source")
         self.hook("relation_changed", "destination")
 
-    def broker_response(self) -> dict:
-        """ceph-mon's reply to our broker request."""
-        data = self.relation("destination").remote_units_data[0]
+    def relate(self) -> None:
+        """install, both relations joined, and the remote charms' answers: a ready unit."""
+        self.hook("install")
+        self.hook("relation_changed", "source")
+        self.hook("relation_changed", "destination")
+        self.play_remote_charms()
+
+    def broker_response(self, endpoint: str = "destination") -> dict:
+        """ceph-mon's (or ceph-proxy's) reply to our broker request."""
+        data = self.relation(endpoint).remote_units_data[0]
         return json.loads(data[broker_rsp_key(UNIT)])
 
     def action(self, name: str, **params):
         """Run an action; return (results, logs). Raises testing.ActionFailed on event.fail."""
-        self.state = self.ctx.run(self.ctx.on.action(name, params=params), self.state)
-        return dict(self.ctx.action_results or {}), list(self.ctx.action_logs)
+        try:
+            self.state = self.ctx.run(self.ctx.on.action(name, params=params), self.state)
+        except self.testing.ActionFailed as exc:
+            self.seen += [exc.message, *self.ctx.action_logs]
+            raise
+        except Exception as exc:  # an injected crash: its message is output too
+            self.seen.append(str(exc))
+            raise
+        results, logs = dict(self.ctx.action_results or {}), list(self.ctx.action_logs)
+        self.seen += [json.dumps(results), *logs, self.state.unit_status.message]
+        return results, logs
+
+    def secrets(self) -> list[str]:
+        """The two cephx secrets the lab handed to the charm."""
+        src = self.relation("source").remote_units_data[0]["key"]
+        dst = self.relation("destination").remote_units_data[0][f"{self.unique_id}_key"]
+        return [src, dst]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.charm_host import CharmHost
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import pid_alive
 from tests.functional.lab.seed import seed
@@ -42,9 +44,43 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="session")
-def charm_host(lab: Lab):
-    """The charm's handlers on this host, in a private mount namespace with the lab's /etc/ceph."""
-    from tests.functional.charm_host import CharmHost, enter_private_etc_ceph
+def charm_host_env(lab: Lab) -> Lab:
+    """This process in a private mount namespace with the lab's /etc/ceph (entered once)."""
+    from tests.functional.charm_host import enter_private_etc_ceph
 
     enter_private_etc_ceph(lab)
-    return CharmHost(lab)
+    return lab
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if record.exc_info:
+            self.lines.append(logging.Formatter().formatException(record.exc_info))
+
+
+@pytest.fixture
+def fresh_host(charm_host_env: Lab, request) -> Iterator[CharmHost]:
+    """A freshly seeded source, an empty destination and a new unit of the charm.
+
+    After the test, no cephx secret may appear in anything the charm showed or logged.
+    Mark a test with `@pytest.mark.big_image(MiB)` to add a large volume to the seed.
+    """
+    lab = charm_host_env
+    lab.reset()
+    marker = request.node.get_closest_marker("big_image")
+    seed(lab.src, big_mib=marker.args[0] if marker else 0)
+    records = _Records()
+    logging.getLogger().addHandler(records)
+    host = CharmHost(lab)
+    try:
+        yield host
+    finally:
+        logging.getLogger().removeHandler(records)
+    shown = "\n".join(host.seen + records.lines)
+    for secret in host.secrets():
+        assert secret not in shown, "a cephx secret was shown or logged"

@@ -12,20 +12,22 @@ from tests.functional.lab.seed import POOLS, images, md5_all, recorded
 SYNC_TIMEOUT_S = 420
 
 
-def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(charm_host: CharmHost):
-    lab = charm_host.lab
-    host = charm_host
+def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(fresh_host: CharmHost):
+    host = fresh_host
+    lab = host.lab
 
     # Relations: the charm sends unique_id and a broker request; ceph-mon creates the pools.
     host.hook("install")
     host.hook("relation_changed", "source")
     host.hook("relation_changed", "destination")
+    assert host.state.unit_status.name == "waiting"
     sent = host.relation("destination").local_unit_data
     assert sent["unique_id"] == host.unique_id
     ops = json.loads(sent["broker_req"])["ops"]
     assert sorted(op["name"] for op in ops) == sorted(POOLS)
-    host.play_ceph_mon()
+    host.play_remote_charms()
     assert host.broker_response()["exit-code"] == 0
+    assert host.broker_response("source")["exit-code"] == 0
     for pool in POOLS:
         assert pool in lab.dst.ceph("osd", "pool", "ls").split()
     etc = Path("/etc/ceph")
@@ -44,6 +46,7 @@ def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(charm_host: Cha
 
     results, logs = host.action("enable-mirroring")
     assert results["images"] == 7
+    assert results["source-key-can-blocklist"] == "true", "ceph-proxy applied our caps request"
     assert logs
     again, _ = host.action("enable-mirroring")
     assert again["changes"] == 0, "a second enable-mirroring changes nothing"

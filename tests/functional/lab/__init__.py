@@ -59,6 +59,24 @@ class Lab:
                 out[pid_file.stem] = pid
         return out
 
+    def reset(self) -> None:
+        """Stop rbd-mirror daemons and delete the OpenStack pools on both clusters (for reuse)."""
+        from .seed import POOLS
+
+        for pid_file in sorted(self.services_dir.glob("*.pid")):
+            pid = read_pid(pid_file)
+            if pid is not None:
+                stop_pid(pid, timeout=30)
+            pid_file.unlink(missing_ok=True)
+        for cluster in (self.src, self.dst):
+            if len(cluster.running_pids()) < 3:
+                cluster.up()
+            existing = set(cluster.ceph("osd", "pool", "ls").split())
+            for pool in POOLS:
+                if pool in existing:
+                    cluster.ceph("osd", "pool", "rm", pool, pool, "--yes-i-really-really-mean-it")
+            (cluster.dir / "seed.json").unlink(missing_ok=True)
+
     def all_pids(self) -> list[int]:
         """Every live PID the lab started."""
         return [

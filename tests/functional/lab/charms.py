@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from .cluster import HOST, Cluster
+from .procs import run
 
 PROXY_CAPS = ("mon", 'allow r; allow command "osd blacklist"', "osd", "allow rwx")
 MON_RBD_MIRROR_CAPS = (
@@ -23,7 +24,13 @@ MON_RBD_MIRROR_CAPS = (
 
 
 def _key(cluster: Cluster, entity: str, caps: tuple[str, ...]) -> str:
-    cluster.ceph("auth", "get-or-create", entity, *caps)
+    """The entity's key, created with `caps` the first time (later caps changes are kept)."""
+    got = run(
+        ["ceph", "--cluster", cluster.name, "-c", str(cluster.conf), "auth", "get-key", entity],
+        check=False,
+    )
+    if got.returncode != 0:
+        cluster.ceph("auth", "get-or-create", entity, *caps)
     return cluster.ceph("auth", "get-key", entity).strip()
 
 
@@ -79,7 +86,23 @@ def run_broker_request(cluster: Cluster, request: str) -> str:
         req = json.loads(request)
         req_id = req.get("request-id")
         for op in req["ops"]:
-            if op.get("op") != "create-pool":
+            if op.get("op") == "create-pool":
+                _create_pool(cluster, op)
+            elif op.get("op") == "set-key-permissions":
+                # charms.ceph runs `ceph auth caps` and reports 0 even when it fails: so do we.
+                run_cli = [
+                    "ceph",
+                    "--cluster",
+                    cluster.name,
+                    "-c",
+                    str(cluster.conf),
+                    "auth",
+                    "caps",
+                    f"client.{op['client']}",
+                    *op["permissions"],
+                ]
+                run(run_cli, check=False)
+            else:
                 return json.dumps(
                     {
                         "exit-code": 1,
@@ -87,7 +110,6 @@ def run_broker_request(cluster: Cluster, request: str) -> str:
                         "stderr": f"Unknown operation '{op.get('op')}'",
                     }
                 )
-            _create_pool(cluster, op)
     except (ValueError, KeyError, TypeError) as exc:
         return json.dumps({"exit-code": 1, "stderr": f"bad broker request: {exc}"})
     return json.dumps({"exit-code": 0, "request-id": req_id})

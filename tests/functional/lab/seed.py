@@ -30,8 +30,12 @@ def seed(
     volume_mib: int = 32,
     clones: int = 3,
     volumes: int = 3,
+    big_mib: int = 0,
 ) -> dict[str, str]:
-    """Create pools and images on `cluster`; write `seed.json` with md5 by `pool/image`."""
+    """Create pools and images on `cluster`; write `seed.json` with md5 by `pool/image`.
+
+    With `big_mib`, cinder-ceph also gets `volume-big` of that many MiB of random data.
+    """
     existing = set(cluster.ceph("osd", "pool", "ls").split())
     if any(p in existing for p in POOLS):
         raise LabError(f"{cluster.name} is already seeded (pools {sorted(existing)})")
@@ -56,6 +60,16 @@ def seed(
             "-",
             f"volume-{uuid.uuid4()}",
             input=os.urandom(volume_mib * MiB),
+        )
+    if big_mib:  # one large volume, e.g. to kill rbd-mirror in the middle of its copy
+        cluster.rbd(
+            "import",
+            "--dest-pool",
+            "cinder-ceph",
+            "-",
+            "volume-big",
+            input=os.urandom(big_mib * MiB),
+            timeout=600,
         )
     sums = md5_all(cluster)
     (cluster.dir / "seed.json").write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
@@ -82,8 +96,25 @@ def write_random(
     )
 
 
-def start_writer(cluster: Cluster, pool: str, image: str, seconds: float) -> subprocess.Popen:
-    """Start a background writer that keeps writing for `seconds`; the caller waits on it."""
+def primary_sampler(src: Cluster, dst: Cluster, seconds: float) -> subprocess.Popen:
+    """Start sampling both clusters for images primary on both sides; read its stdout after."""
+    return subprocess.Popen(
+        [
+            SYSTEM_PYTHON,
+            str(Path(__file__).with_name("primary_sampler.py")),
+            str(src.conf),
+            str(dst.conf),
+            str(seconds),
+            *POOLS,
+        ],
+        stdout=subprocess.PIPE,
+    )
+
+
+def start_writer(
+    cluster: Cluster, pool: str, image: str, stop_file: Path, seconds: float = 600
+) -> subprocess.Popen:
+    """Start a background writer; it stops cleanly once `stop_file` exists (or after `seconds`)."""
     return subprocess.Popen(
         [
             SYSTEM_PYTHON,
@@ -95,6 +126,7 @@ def start_writer(cluster: Cluster, pool: str, image: str, seconds: float) -> sub
             "8",
             str(64 * 1024),
             str(seconds),
+            str(stop_file),
         ],
         stdout=subprocess.PIPE,
     )

@@ -1,0 +1,230 @@
+"""The fault matrix on the lab: every way the migration can be hurt leaves the data intact.
+
+Each test starts from a freshly seeded source and an empty destination (fixture `fresh_host`),
+and ends by comparing md5s; `fresh_host` also checks that no cephx secret was shown or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from ops import testing
+
+import migration
+from tests.functional.charm_host import CharmHost
+from tests.functional.lab.procs import pid_alive, read_pid, wait_for
+from tests.functional.lab.seed import (
+    POOLS,
+    images,
+    md5,
+    md5_all,
+    primary_sampler,
+    recorded,
+    start_writer,
+)
+
+SYNC_TIMEOUT_S = 420
+ALL_POOLS = {"pools": ",".join(POOLS)}
+
+
+def wait_ready(host: CharmHost, timeout: float = SYNC_TIMEOUT_S) -> dict:
+    """Run `status` until ready-for-cutover (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        results, _ = host.action("status")
+        if results["ready-for-cutover"] == "true":
+            return results
+        assert time.monotonic() < deadline, f"not ready after {timeout}s: {results['reasons']}"
+        time.sleep(5)
+
+
+def primaries(host: CharmHost, cluster) -> dict[str, bool]:
+    """`pool/image` -> mirroring primary, as the cluster's admin sees it."""
+    out = {}
+    for pool in POOLS:
+        for image in images(cluster, pool):
+            info = cluster.rbd_json("info", f"{pool}/{image}")
+            out[f"{pool}/{image}"] = bool(info.get("mirroring", {}).get("primary"))
+    return out
+
+
+@pytest.mark.big_image(512)
+def test_killed_daemon_is_restarted_by_the_next_hook_and_the_sync_completes(fresh_host, caplog):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    results, _ = host.action("enable-mirroring")
+    assert results["source-key-can-blocklist"] == "true"
+
+    def copying() -> bool:
+        return lab.dst.rbd_json("du", "cinder-ceph/volume-big")["images"][0]["used_size"] > 0
+
+    assert wait_for(copying, timeout=180, interval=1), "the big volume never started copying"
+    (pid,) = lab.service_pids().values()
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not pid_alive(pid), timeout=10, interval=0.2)
+    results, _ = host.action("status")
+    assert "daemon is not running" in results["reasons"]
+    caplog.clear()
+    host.hook("update_status")
+    assert "rbd-mirror daemon is not running: starting it" in caplog.text
+    (new_pid,) = lab.service_pids().values()
+    assert new_pid != pid
+    wait_ready(host)
+    host.action("demote-promote", timeout=120)
+    assert md5(lab.dst, "cinder-ceph", "volume-big") == recorded(lab.src)["cinder-ceph/volume-big"]
+    assert md5_all(lab.dst) == recorded(lab.src)
+
+
+def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
+    fresh_host, monkeypatch, tmp_path
+):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.action("enable-mirroring")
+
+    # Fault 4: lagging images -> refuse, list them, change nothing.
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("demote-promote")
+    assert "not ready for cutover, nothing changed" in exc.value.message
+    assert all(primaries(host, lab.src).values())
+    assert not any(primaries(host, lab.dst).values())
+
+    # Fault 2: writes keep landing on the source while it mirrors.
+    stop = tmp_path / "stop-writing"
+    disk = images(lab.src, "nova")[0]
+    writers = [
+        start_writer(lab.src, "nova", disk, stop),
+        start_writer(lab.src, "cinder-ceph", images(lab.src, "cinder-ceph")[0], stop),
+    ]
+    wait_ready(host)
+    time.sleep(10)  # more writes after the first "ready"
+    stop.touch()
+    rounds = [int(w.communicate(timeout=60)[0]) for w in writers]
+    assert all(r > 0 for r in rounds)
+
+    sampler = primary_sampler(lab.src, lab.dst, seconds=120)
+
+    # Fault 3a: the action dies after demoting the source, before any promotion.
+    def die(*args, **kwargs):
+        raise RuntimeError("simulated crash of the action process")
+
+    monkeypatch.setattr(migration, "_promote_until_done", die)
+    with pytest.raises(Exception, match="simulated crash"):
+        host.action("demote-promote")
+    source_at_demotion = md5_all(lab.src)
+    assert source_at_demotion != recorded(lab.src), "the writers changed the source"
+    assert not any(primaries(host, lab.src).values())
+    # Fault 3b: dies after promoting only the first pool.
+    monkeypatch.undo()
+    original = migration._promote_until_done
+
+    def partial(dst, pools, *args, **kwargs):
+        original(dst, pools[:1], *args, **kwargs)
+        raise RuntimeError("simulated crash after a partial promote")
+
+    monkeypatch.setattr(migration, "_promote_until_done", partial)
+    with pytest.raises(Exception, match="partial promote"):
+        host.action("demote-promote")
+    monkeypatch.undo()
+
+    def in_progress() -> bool:
+        host.hook("update_status")
+        return host.state.unit_status.message.startswith("cutover in progress")
+
+    assert wait_for(in_progress, timeout=90, interval=5), host.state.unit_status
+    results, _ = host.action("status")
+    assert results["ready-for-cutover"] == "false"
+
+    results, _ = host.action("demote-promote", timeout=120)  # the re-run finishes the job
+    assert all(primaries(host, lab.dst).values())
+    assert not any(primaries(host, lab.src).values())
+    assert md5_all(lab.dst) == source_at_demotion
+
+    # Fault 6a: teardown dies after removing the peers, before disabling any pool.
+    def die_disabling(*args, **kwargs):
+        raise RuntimeError("simulated crash during teardown")
+
+    monkeypatch.setattr(migration, "_disable_pool", die_disabling)
+    with pytest.raises(Exception, match="during teardown"):
+        host.action("teardown")
+    monkeypatch.undo()
+    assert all(not lab.dst.rbd_json("mirror", "pool", "info", p)["peers"] for p in POOLS)
+    # Fault 6b: someone disables the parent pool first: librbd leaves it half-disabled.
+    with pytest.raises(Exception, match="rc=16"):
+        lab.dst.rbd("mirror", "pool", "disable", "glance")
+    assert lab.dst.rbd_json("mirror", "pool", "info", "glance")["mode"] == "image"
+
+    results, _ = host.action("teardown")
+    assert results["daemon-stopped"] == "true"
+    for pool in POOLS:
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+    assert md5_all(lab.dst) == source_at_demotion
+    report = json.loads(sampler.communicate(timeout=180)[0])
+    assert report["samples"] > 10 and report["violations"] == []
+
+
+def test_unreachable_source_is_reported_forced_promotion_then_split_brain(fresh_host):
+    host, lab = fresh_host, fresh_host.lab
+    host.state = testing.State(leader=True, relations=host.state.relations, config=ALL_POOLS)
+    host.relate()
+    host.action("enable-mirroring")
+    wait_ready(host)
+
+    mon = read_pid(lab.src.pid_file("mon.a"))
+    assert mon is not None
+    os.kill(mon, signal.SIGTERM)
+    assert wait_for(lambda: not pid_alive(mon), timeout=30)
+    start = time.monotonic()
+    results, _ = host.action("status")
+    print(f"status with the source mon down answered in {time.monotonic() - start:.1f}s")
+    assert results["source-reachable"] == "false"
+    assert json.loads(results["pools"])["nova"]["images"] == 3
+    host.hook("update_status")
+    assert "source unreachable" in host.state.unit_status.message
+
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("demote-promote")
+    assert "source unreachable" in exc.value.message
+    assert not any(primaries(host, lab.dst).values())
+
+    results, logs = host.action("demote-promote", force=True)
+    assert results["forced"] == "true" and any("FORCE" in line for line in logs)
+    assert all(primaries(host, lab.dst).values())
+
+    lab.src.up()  # the source comes back with its images still primary
+
+    def split() -> int:
+        return len(json.loads(host.action("status")[0]["split-brain"]))
+
+    assert wait_for(lambda: split() == 7, timeout=120, interval=5), split()
+    host.hook("update_status")
+    assert "SPLIT-BRAIN" in host.state.unit_status.message
+
+
+def test_destination_not_ready_is_named_exactly(fresh_host):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    lab.dst.ceph("osd", "pool", "rm", "nova", "nova", "--yes-i-really-really-mean-it")
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("enable-mirroring")
+    assert "destination pool(s) missing: nova" in exc.value.message
+    assert lab.src.rbd_json("mirror", "pool", "info", "glance")["mode"] == "disabled"
+
+    host.play_remote_charms()  # ceph-mon re-runs the broker request: nova is back
+    host.action("enable-mirroring")
+    uuid = lab.dst.rbd_json("mirror", "pool", "info", "glance")["peers"][0]["uuid"]
+    lab.dst.rbd("mirror", "pool", "peer", "remove", "glance", uuid)
+    results, _ = host.action("status")
+    assert "glance: mirroring is not set up" in results["reasons"]
+    assert "0 peer(s)" in results["reasons"]
+
+    for pid in lab.service_pids().values():
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not lab.service_pids(), timeout=30)
+    results, _ = host.action("status")
+    assert "daemon is not running" in results["reasons"]
+    assert md5_all(lab.src) == recorded(lab.src)
