@@ -13,8 +13,11 @@ import secrets
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CEPH = "/usr/bin/ceph"
+SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
+BULK_HELPER = Path(__file__).with_name("rbd_bulk.py")
 RBD = "/usr/bin/rbd"
 RADOS = "/usr/bin/rados"
 
@@ -159,6 +162,36 @@ class CephClient:
             raise CephError(self.cluster, argv[:1] + list(args), proc.returncode, proc.stderr)
         return proc.stdout
 
+    def _bulk(self, request: dict, timeout: float | None = None) -> dict:
+        """Run rbd_bulk.py (librbd, one process for a pool) under the system Python."""
+        request = {
+            "cluster": self.cluster,
+            "client_id": self.client_id,
+            "connect_timeout": int(min(self.connect_timeout, self.timeout)),
+            **request,
+        }
+        argv = [SYSTEM_PYTHON, str(BULK_HELPER)]
+        what = [f"rbd_bulk {request['op']} {request['pool']}"]
+        try:
+            proc = self.runner(
+                argv,
+                input=json.dumps(request),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout or self.timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CephError(self.cluster, what, None, "") from exc
+        except OSError as exc:
+            raise CephError(self.cluster, what, -1, str(exc)) from exc
+        if proc.returncode != 0:
+            raise CephError(self.cluster, what, proc.returncode, proc.stderr)
+        try:
+            return json.loads(proc.stdout)
+        except ValueError as exc:
+            raise CephError(self.cluster, what, -1, f"unparsable JSON: {exc}") from exc
+
     def _json(self, tool: str, args: Sequence[str], timeout: float | None = None):
         out = self._run(tool, [*args, "--format", "json"], timeout=timeout)
         try:
@@ -205,7 +238,46 @@ class CephClient:
             primary=bool(primary) if primary is not None else None,
         )
 
+    def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
+        """Features, parent, mirroring state and primary flag of every image: one process."""
+        answer = self._bulk(
+            {"op": "image-states", "pool": pool, "workers": workers}, timeout=self.timeout * 5
+        )
+        if answer.get("failed"):
+            name, error = next(iter(answer["failed"].items()))
+            raise CephError(
+                self.cluster,
+                [f"rbd_bulk image-states {pool}"],
+                -1,
+                f"{len(answer['failed'])} image(s) unreadable, e.g. {name}: {error}",
+            )
+        return [
+            ImageInfo(
+                name=i["name"],
+                parent=i["parent"],
+                features=tuple(i["features"]),
+                mirroring_state=i["mirroring_state"],
+                primary=i["primary"],
+            )
+            for i in answer["images"]
+        ]
+
     # --- features --------------------------------------------------------------------------
+    def enable_journaling_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Journaling (and exclusive-lock where missing) on `images`, in one librbd process.
+
+        Returns ({image: what changed}, {image: error}); images that had it are in neither.
+        """
+        answer = self._bulk(
+            {"op": "enable-journaling", "pool": pool, "images": list(images), "workers": workers},
+            timeout=self.timeout * 5,
+        )
+        return dict(answer.get("changed", {})), {
+            k: scrub(v) for k, v in answer.get("failed", {}).items()
+        }
+
     def enable_journaling(self, pool: str, image: str) -> str:
         """Enable journaling (and exclusive-lock when the image lacks it); return what changed."""
         try:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import jinja2
 
-PACKAGES = ("rbd-mirror", "ceph-common")
+# python3-rbd: the librbd bindings of the system Python, used by rbd_bulk.py for per-image work.
+PACKAGES = ("rbd-mirror", "ceph-common", "python3-rbd")
 MARKER = "# Written by the rbd-mirror-migration charm: changes here are overwritten."
 
 

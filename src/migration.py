@@ -185,8 +185,8 @@ def _enable_source(
     log(f"{pool}: enabling journaling on {len(todo)} of {len(names)} image(s)")
     if dry_run:
         return []
-    _, failed = _parallel(lambda n: src.enable_journaling(pool, n), todo, workers)
-    return [f"{pool}/{n}: {err}" for n, err in failed]
+    _, failed = src.enable_journaling_all(pool, todo, workers=workers)
+    return [f"{pool}/{n}: {err}" for n, err in failed.items()]
 
 
 def _enable_destination(
@@ -424,14 +424,18 @@ def _read_destination(dst: CephClient, report: PoolReport) -> None:
 
 def _split_brain(src: CephClient, reports: list[PoolReport], workers: int) -> list[str]:
     """Images primary on the destination (by its status) that the source says are primary too."""
-    promoted = [
-        (p.pool, i.name)
-        for p in reports
-        for i in p.images
-        if i.description.startswith("local image is primary")
-    ]
-    infos, _ = _parallel(lambda pi: (pi, src.image_info(*pi)), promoted, workers)
-    return sorted(f"{p}/{n}" for (p, n), info in infos if info.primary)
+    out = []
+    for report in reports:
+        promoted = {
+            i.name for i in report.images if i.description.startswith("local image is primary")
+        }
+        if promoted:
+            out += [
+                f"{report.pool}/{i.name}"
+                for i in src.image_states(report.pool, workers=workers)
+                if i.name in promoted and i.primary
+            ]
+    return sorted(out)
 
 
 def torn_down(report: StatusReport) -> bool:
@@ -515,7 +519,8 @@ def demote_promote(
     if force:
         _force_promote(src, dst, pools, result, log)
     else:
-        _preflight(status(src, dst, pools, daemon_running=daemon_running))
+        report = status(src, dst, pools, daemon_running=daemon_running)
+        _preflight(report, _cutover_started(src, report))
         for pool in pools:
             result.demoted[pool] = src.pool_demote(pool)
             log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
@@ -578,8 +583,26 @@ def _promote_until_done(
         sleep(1.0)
 
 
-def _preflight(report: StatusReport) -> None:
-    """Fail, changing nothing, unless every image is caught up or already in the cutover."""
+def _cutover_started(src: CephClient, report: StatusReport) -> set[str]:
+    """Pools whose source already has demoted images: an earlier run got that far.
+
+    Asked of librbd (primary flags), not of the destination's lagging status.
+    """
+    if report.source_error:
+        return set()
+    return {
+        pool.pool
+        for pool in report.pools
+        if any(i.primary is False for i in src.image_states(pool.pool))
+    }
+
+
+def _preflight(report: StatusReport, started: set[str]) -> None:
+    """Fail, changing nothing, unless every image is caught up or its cutover has begun.
+
+    In a pool whose source is (partly) demoted, the lag figures no longer matter: the promote
+    itself waits for the demotion to be replayed. Missing or unjournaled images always block.
+    """
     blocking = []
     if report.source_error:
         blocking.append(
@@ -590,12 +613,13 @@ def _preflight(report: StatusReport) -> None:
         blocking += [p for p in pool.problems if "mirroring is not set up" in p]
         blocking += [f"{pool.pool}/{n}: not on the destination" for n in pool.missing]
         blocking += [f"{pool.pool}/{n}: not journaled" for n in pool.not_journaled]
+        if pool.pool in started:
+            continue
         blocking += [
             f"{pool.pool}/{i.name}: {i.state} ({i.description.split(',')[0]})"
             for i in pool.images
             if not (i.caught_up or i.in_cutover)
         ]
-    started = report.in_cutover > 0
     if not started and any("daemon is not running" in r for r in report.reasons):
         blocking.insert(0, "the rbd-mirror daemon is not running on this unit")
     if blocking:
@@ -634,8 +658,8 @@ def teardown(
 ) -> TeardownResult:
     """Stop mirroring into the destination pools once every image there is primary."""
     result = TeardownResult()
-    images = {pool: dst.images(pool) for pool in pools}
-    infos = _image_infos(dst, images, workers)
+    infos = _image_infos(dst, pools, workers)
+    images = {pool: [i for p, i in infos if p == pool] for pool in pools}
     not_primary = [
         f"{p}/{i.name}" for p, i in infos if i.mirroring_state == "enabled" and i.primary is False
     ]
@@ -650,12 +674,12 @@ def teardown(
     result.order = _disable_order(images)
     for pool in result.order:
         _disable_pool(dst, pool, images[pool], dry_run, workers, result, log)
-    if not dry_run:
-        infos = _image_infos(dst, images, workers)
-    still = [(p, i.name) for p, i in infos if "journaling" in i.features]
-    if still:
-        result.changes.append(f"disable journaling left on {len(still)} image(s)")
-        if not dry_run:
+    if not dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
+        still = [
+            (p, i.name) for p, i in _image_infos(dst, pools, workers) if "journaling" in i.features
+        ]
+        if still:
+            result.changes.append(f"disable journaling left on {len(still)} image(s)")
             removed, failed = _parallel(
                 lambda pi: pi if dst.disable_journaling(*pi) else None, still, workers
             )
@@ -669,15 +693,9 @@ def teardown(
     return result
 
 
-def _image_infos(dst: CephClient, images: dict, workers: int) -> list:
-    items = [(pool, i.name) for pool, imgs in images.items() for i in imgs]
-    infos, failed = _parallel(lambda pi: (pi[0], dst.image_info(*pi)), items, workers)
-    if failed:
-        raise MigrationError(
-            f"could not read {len(failed)} destination image(s): "
-            f"{_listed([f'{i}: {e}' for i, e in failed])}"
-        )
-    return infos
+def _image_infos(dst: CephClient, pools: Iterable[str], workers: int) -> list:
+    """(pool, ImageInfo) of every destination image: one librbd process per pool."""
+    return [(pool, info) for pool in pools for info in dst.image_states(pool, workers=workers)]
 
 
 def _remove_peers(
@@ -770,8 +788,13 @@ def _disable_pool(
             raise
         # Half-disabled (mode image) or a clone in the same pool: image by image, clones first.
         log(f"{pool}: pool-wide disable refused ({exc.rc}); disabling image by image")
+        enabled = {
+            i.name
+            for i in dst.image_states(pool, workers=workers)
+            if i.mirroring_state == "enabled"
+        }
         for name in _clones_first(pool, imgs):
-            if dst.image_info(pool, name).mirroring_state != "disabled":
+            if name in enabled:
                 dst.mirror_image_disable(pool, name)
         dst.mirror_pool_disable(pool)
     result.disabled.append(pool)

@@ -39,6 +39,7 @@ class FakeCluster:
     unreachable: bool = False
     promote_busy: int = 0  # EBUSY answers before promote succeeds
     blocklist_ok: bool = True
+    fail_images: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
     def _call(self, what: str) -> None:
@@ -83,6 +84,23 @@ class FakeCluster:
         img.features |= {"exclusive-lock", "journaling"}
         img.mirror_enabled = self.modes.get(pool) == "pool"
         return "journaling"
+
+    def enable_journaling_all(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk enable-journaling {pool}")
+        changed, failed = {}, {}
+        for name in images:
+            if name in self.fail_images:
+                failed[name] = "PermissionError: [errno 13] denied"
+                continue
+            img = self.image(pool, name)
+            img.features |= {"exclusive-lock", "journaling"}
+            img.mirror_enabled = self.modes.get(pool) == "pool"
+            changed[name] = "journaling"
+        return changed, failed
+
+    def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
+        self._call(f"bulk image-states {pool}")
+        return [self.image_info(pool, i.name) for i in self._imgs(pool)]
 
     def disable_journaling(self, pool: str, image: str) -> bool:
         img = self.image(pool, image)

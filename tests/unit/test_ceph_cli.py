@@ -198,3 +198,60 @@ def test_remove_peer_omap_targets_only_that_peer_key():
     c.remove_peer_omap("nova", "u1")
     assert runner.calls[0][0] == "/usr/bin/rados"
     assert runner.calls[0][-4:] == ["nova", "rmomapkey", "rbd_mirroring", "mirror_peer_u1"]
+
+
+def test_bulk_helper_runs_under_system_python_with_a_json_request():
+    seen = {}
+
+    def runner(argv, **kw):
+        seen["argv"], seen["input"] = argv, json.loads(kw["input"])
+        return subprocess.CompletedProcess(
+            argv,
+            0,
+            json.dumps(
+                {"changed": {"a": "journaling"}, "failed": {"b": f"PermissionError: {KEY}"}}
+            ),
+            "",
+        )
+
+    c = CephClient("source", "app", runner=runner)
+    changed, failed = c.enable_journaling_all("nova", ["a", "b"], workers=3)
+    assert seen["argv"][0] == "/usr/bin/python3" and seen["argv"][1].endswith("rbd_bulk.py")
+    assert seen["input"] == {
+        "cluster": "source",
+        "client_id": "app",
+        "connect_timeout": 10,
+        "op": "enable-journaling",
+        "pool": "nova",
+        "images": ["a", "b"],
+        "workers": 3,
+    }
+    assert changed == {"a": "journaling"} and KEY not in failed["b"]
+
+
+def test_image_states_maps_fields_and_refuses_partial_answers():
+    answer = {
+        "images": [
+            {
+                "name": "a",
+                "parent": "glance/i@snap",
+                "features": ["journaling"],
+                "mirroring_state": "enabled",
+                "primary": True,
+            }
+        ],
+        "failed": {},
+    }
+    c, _ = client({"rbd_bulk.py": (0, json.dumps(answer), "")})
+    (info,) = c.image_states("nova")
+    assert info.primary is True and info.parent == "glance/i@snap"
+    answer["failed"] = {"b": "ImageNotFound"}
+    c, _ = client({"rbd_bulk.py": (0, json.dumps(answer), "")})
+    with pytest.raises(CephError, match="1 image"):
+        c.image_states("nova")
+
+
+def test_bulk_helper_failure_is_a_ceph_error():
+    c, _ = client({"rbd_bulk.py": (1, "", "ObjectNotFound: [errno 2] error opening pool")})
+    with pytest.raises(CephError, match="error opening pool"):
+        c.image_states("nova")

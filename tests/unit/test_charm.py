@@ -476,3 +476,38 @@ def test_relation_broken_goes_blocked_and_keeps_files(world, endpoint):
 def test_upgrade_charm_reconciles(world):
     out = world.run(world.ctx.on.upgrade_charm(), ready_state())
     assert (world.etc / "ceph.conf").exists() and out.unit_status.name == "active"
+
+
+def test_enable_mirroring_reports_per_image_failures_and_finishes_the_rest(world):
+    world.service["running"] = True
+    world.src.fail_images = {"b_disk"}
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "nova/b_disk: PermissionError" in exc.value.message and "re-run" in exc.value.message
+    assert "journaling" in world.src.image("nova", "a_disk").features
+    assert world.dst.modes["cinder-ceph"] == "pool", "the other pools were set up"
+
+
+def test_enable_mirroring_uses_one_bulk_call_per_pool(world):
+    world.service["running"] = True
+    _enable(world, ready_state())
+    bulk = [c for c in world.src.calls if c.startswith("bulk enable-journaling")]
+    assert sorted(bulk) == sorted(f"bulk enable-journaling {p}" for p in world.src.pool_images)
+    assert not any(c.startswith("feature enable") for c in world.src.calls)
+
+
+def test_demote_promote_rerun_trusts_demoted_source_over_lagging_status(world):
+    state = _migrated(world)
+    for pool in world.src.pool_images:
+        world.src.pool_demote(pool)  # an earlier run demoted the source, then died
+    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
+    _cutover(world, state)
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_first_run_refuses_a_lagging_image(world):
+    state = _migrated(world)
+    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "nova/a_disk: up+replaying" in exc.value.message

@@ -1,0 +1,1 @@
+"""Benchmarks of the charm against the manual procedure: `python -m bench`."""

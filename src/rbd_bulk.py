@@ -1,0 +1,131 @@
+"""Per-image RBD work for a whole pool in one process, through librbd (python3-rbd).
+
+The charm's own interpreter is a venv without the Ceph bindings, so `CephClient` runs this file
+with /usr/bin/python3 (which has python3-rbd). One process per pool replaces one `rbd` process per
+image: journaling on 200 images goes from ~12 s (serial CLI) to ~3 s. Standard library plus
+rados/rbd only; reads a JSON request on stdin, writes a JSON answer on stdout.
+
+Request: {"cluster", "client_id", "connect_timeout", "op", "pool", "images", "workers"}
+ops:
+- "enable-journaling": enable exclusive-lock (if missing) and journaling on `images`;
+  answers {"changed": {name: "journaling"|"exclusive-lock,journaling"}, "failed": {name: error}}.
+- "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
+  answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import rados  # type: ignore[import-not-found]
+import rbd  # type: ignore[import-not-found]
+
+FEATURE_NAMES = {
+    getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
+    for n in (
+        "layering",
+        "striping",
+        "exclusive-lock",
+        "object-map",
+        "fast-diff",
+        "deep-flatten",
+        "journaling",
+        "data-pool",
+        "operations",
+        "migrating",
+        "non-primary",
+    )
+    if hasattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_"))
+}
+
+
+def _enable_journaling(ioctx, name: str) -> str:
+    with rbd.Image(ioctx, name) as image:
+        features = image.features()
+        if features & rbd.RBD_FEATURE_JOURNALING:
+            return ""
+        changed = []
+        if not features & rbd.RBD_FEATURE_EXCLUSIVE_LOCK:
+            image.update_features(rbd.RBD_FEATURE_EXCLUSIVE_LOCK, True)
+            changed.append("exclusive-lock")
+        image.update_features(rbd.RBD_FEATURE_JOURNALING, True)
+        changed.append("journaling")
+        return ",".join(changed)
+
+
+def _image_state(ioctx, name: str) -> dict:
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        features = image.features()
+        try:
+            parent = image.get_parent_image_spec()
+            link = f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
+        except rbd.ImageNotFound:
+            link = ""
+        try:
+            info = image.mirror_image_get_info()
+        except rbd.Error:
+            info = {}
+    state = info.get("state")
+    enabled = state == rbd.RBD_MIRROR_IMAGE_ENABLED
+    return {
+        "name": name,
+        "features": [n for bit, n in FEATURE_NAMES.items() if features & bit],
+        "parent": link,
+        "mirroring_state": "enabled" if enabled else "disabled",
+        "primary": bool(info.get("primary")) if enabled else None,
+    }
+
+
+def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:
+    done, failed = {}, {}
+
+    def one(name: str):
+        try:
+            return name, fn(ioctx, name), None
+        except (rbd.Error, rados.Error) as exc:
+            return name, None, f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for name, value, error in pool.map(one, names):
+            if error is None:
+                done[name] = value
+            else:
+                failed[name] = error
+    return done, failed
+
+
+def handle(req: dict) -> dict:
+    """Connect, run one op on one pool, answer."""
+    conf = {"client_mount_timeout": str(req.get("connect_timeout", 10))}
+    # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
+    with (
+        rados.Rados(
+            clustername=req["cluster"], name=f"client.{req['client_id']}", conffile="", conf=conf
+        ) as cluster,
+        cluster.open_ioctx(req["pool"]) as ioctx,
+    ):
+        workers = int(req.get("workers", 4))
+        if req["op"] == "enable-journaling":
+            done, failed = _each(ioctx, _enable_journaling, list(req["images"]), workers)
+            return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
+        if req["op"] == "image-states":
+            names = rbd.RBD().list(ioctx)
+            done, failed = _each(ioctx, _image_state, names, workers)
+            return {"images": [done[n] for n in names if n in done], "failed": failed}
+    raise ValueError(f"unknown op {req['op']!r}")
+
+
+def main() -> int:
+    """Read the request from stdin, print the answer; errors go to stderr with rc 1."""
+    try:
+        print(json.dumps(handle(json.load(sys.stdin))))
+    except (rados.Error, rbd.Error, ValueError, KeyError) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
