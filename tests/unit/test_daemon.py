@@ -1,0 +1,82 @@
+"""The daemon's files: rendered from templates, keys never readable by others, foreign confs kept."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import daemon
+from daemon import MARKER, DaemonFiles, ForeignFileError, RbdMirrorDaemon, service_name
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = DaemonFiles(
+    unique_id="host1",
+    destination_mon_hosts=("10.0.1.1", "10.0.1.2"),
+    destination_key="AQBdstdstdstdstdstdstdstdstdstdstdstdst0==",
+    source_cluster="source",
+    source_client="client.app",
+    source_mon_hosts=("10.0.0.1:6789",),
+    source_key="AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0==",
+    concurrent_image_syncs=7,
+)
+
+
+@pytest.fixture
+def mirror(tmp_path) -> RbdMirrorDaemon:
+    return RbdMirrorDaemon(REPO / "templates", tmp_path)
+
+
+def test_write_renders_all_four_files_then_is_idempotent(mirror, tmp_path):
+    assert mirror.write(FILES) is True
+    conf = (tmp_path / "ceph.conf").read_text()
+    assert conf.startswith(MARKER) and "mon host = 10.0.1.1 10.0.1.2" in conf
+    assert "rbd mirror concurrent image syncs = 7" in conf
+    keyring = (tmp_path / "ceph.client.rbd-mirror.host1.keyring").read_text()
+    assert keyring == f"[client.rbd-mirror.host1]\n\tkey = {FILES.destination_key}\n"
+    assert (tmp_path / "source.client.app.keyring").exists()
+    assert FILES.source_key not in (tmp_path / "source.conf").read_text()
+    assert mirror.write(FILES) is False
+
+
+def test_keyrings_are_0600_and_confs_0644(mirror, tmp_path):
+    mirror.write(FILES)
+    for path in tmp_path.iterdir():
+        expected = 0o600 if path.name.endswith(".keyring") else 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_a_key_is_never_written_to_a_file_others_can_read(mirror, monkeypatch):
+    real_fdopen = os.fdopen
+    modes = []
+
+    def checked_fdopen(fd, *args, **kwargs):
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(daemon.os, "fdopen", checked_fdopen)
+    mirror.write(FILES)
+    assert sorted(modes) == [0o600, 0o600, 0o644, 0o644]
+
+
+def test_a_loose_mode_on_an_existing_keyring_is_tightened(mirror, tmp_path):
+    mirror.write(FILES)
+    path = tmp_path / "source.client.app.keyring"
+    path.chmod(0o644)
+    assert mirror.write(FILES) is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name", ["ceph.conf", "source.conf"])
+def test_foreign_conf_is_never_overwritten(mirror, tmp_path, name):
+    (tmp_path / name).write_text("[global]\nfsid = theirs\n")
+    with pytest.raises(ForeignFileError):
+        mirror.write(FILES)
+    assert (tmp_path / name).read_text() == "[global]\nfsid = theirs\n"
+    assert not list(tmp_path.glob("*.keyring")), "nothing written"
+
+
+def test_service_name_matches_the_packaged_unit():
+    assert service_name("host1") == "ceph-rbd-mirror@rbd-mirror.host1"
