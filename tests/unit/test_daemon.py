@@ -1,4 +1,4 @@
-"""The daemon's files: rendered from templates, keys never readable by others, foreign confs kept."""
+"""The daemon files: rendered from templates, keys never readable by others, foreign confs kept."""
 
 from __future__ import annotations
 
