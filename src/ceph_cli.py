@@ -85,34 +85,24 @@ class MirrorPoolInfo:
 
 @dataclass(frozen=True)
 class ImageStatus:
-    """One image of `rbd mirror pool status --verbose`."""
+    """One mirrored image's status as its cluster's daemon reports it, and its primary flag."""
 
     name: str
     global_id: str
     state: str = ""
     description: str = ""
     last_update: str = ""
+    primary: bool | None = None
 
 
 @dataclass(frozen=True)
-class DaemonStatus:
-    """One rbd-mirror daemon as the cluster sees it."""
+class PoolState:
+    """A pool's mirroring as librbd reports it in one call: mode, peers, images, statuses."""
 
-    client_id: str
-    hostname: str
-    health: str
-    callouts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MirrorPoolStatus:
-    """`rbd mirror pool status --verbose` of a pool."""
-
-    health: str
-    daemon_health: str
-    image_health: str
-    daemons: tuple[DaemonStatus, ...]
-    images: tuple[ImageStatus, ...]
+    mode: str
+    peers: tuple[Peer, ...]
+    images: tuple[str, ...]
+    statuses: tuple[ImageStatus, ...]
 
 
 @dataclass(frozen=True)
@@ -212,30 +202,36 @@ class CephClient:
             for p in self._json(CEPH, ["osd", "pool", "ls", "detail"]) or []
         ]
 
-    def images(self, pool: str) -> list[ImageInfo]:
-        """Images of `pool` with their parent, one `rbd ls -l` (snapshot rows are skipped)."""
-        out = []
-        for row in self._json(RBD, ["ls", "-l", pool]) or []:
-            if row.get("snapshot"):
-                continue
-            parent = row.get("parent") or {}
-            link = f"{parent['pool']}/{parent['image']}@{parent['snapshot']}" if parent else ""
-            out.append(ImageInfo(name=row["image"], parent=link))
-        return out
+    def pool_state(self, pool: str) -> PoolState:
+        """Mode, peers, image names, and each mirrored image's status and primary flag.
 
-    def image_info(self, pool: str, image: str) -> ImageInfo:
-        """Features and mirroring state of one image (`rbd info`)."""
-        info = self._json(RBD, ["info", f"{pool}/{image}"]) or {}
-        mirroring = info.get("mirroring") or {}
-        parent = info.get("parent") or {}
-        link = f"{parent['pool']}/{parent['image']}@{parent['snapshot']}" if parent else ""
-        primary = mirroring.get("primary")
-        return ImageInfo(
-            name=image,
-            parent=link,
-            features=tuple(info.get("features", ())),
-            mirroring_state=mirroring.get("state", "disabled"),
-            primary=bool(primary) if primary is not None else None,
+        One process for the pool whatever its size (`rbd mirror pool status` + `rbd ls` +
+        `rbd mirror pool info` + an `rbd info` per image for the primary flags otherwise).
+        """
+        answer = self._bulk({"op": "pool-state", "pool": pool})
+        return PoolState(
+            mode=answer["mode"],
+            peers=tuple(
+                Peer(
+                    uuid=p["uuid"],
+                    site_name=p["site_name"],
+                    client_name=p["client_name"],
+                    direction=p["direction"],
+                )
+                for p in answer["peers"]
+            ),
+            images=tuple(answer["images"]),
+            statuses=tuple(
+                ImageStatus(
+                    name=i["name"],
+                    global_id=i["global_id"],
+                    state=i["state"],
+                    description=i["description"],
+                    last_update=i["last_update"],
+                    primary=i["primary"],
+                )
+                for i in answer["statuses"]
+            ),
         )
 
     def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
@@ -278,17 +274,6 @@ class CephClient:
             k: scrub(v) for k, v in answer.get("failed", {}).items()
         }
 
-    def enable_journaling(self, pool: str, image: str) -> str:
-        """Enable journaling (and exclusive-lock when the image lacks it); return what changed."""
-        try:
-            self._run(RBD, ["feature", "enable", f"{pool}/{image}", "journaling"])
-            return "journaling"
-        except CephError as exc:
-            if "exclusive-lock must be enabled" not in exc.stderr:
-                raise
-        self._run(RBD, ["feature", "enable", f"{pool}/{image}", "exclusive-lock", "journaling"])
-        return "exclusive-lock,journaling"
-
     def disable_journaling(self, pool: str, image: str) -> bool:
         """Disable journaling; False when it was already disabled."""
         try:
@@ -325,37 +310,6 @@ class CephClient:
     def mirror_image_disable(self, pool: str, image: str) -> None:
         """Disable mirroring of one image."""
         self._run(RBD, ["mirror", "image", "disable", f"{pool}/{image}"])
-
-    def mirror_pool_status(self, pool: str) -> MirrorPoolStatus:
-        """`rbd mirror pool status --verbose` (one call for all images of the pool)."""
-        raw = self._json(RBD, ["mirror", "pool", "status", pool, "--verbose"]) or {}
-        summary = raw.get("summary", {})
-        daemons = tuple(
-            DaemonStatus(
-                client_id=d.get("client_id", ""),
-                hostname=d.get("hostname", ""),
-                health=d.get("health", ""),
-                callouts=tuple(d.get("callouts", ())),
-            )
-            for d in raw.get("daemons", [])
-        )
-        images = tuple(
-            ImageStatus(
-                name=i["name"],
-                global_id=i.get("global_id", ""),
-                state=i.get("state", ""),
-                description=i.get("description", ""),
-                last_update=i.get("last_update", ""),
-            )
-            for i in raw.get("images", [])
-        )
-        return MirrorPoolStatus(
-            health=summary.get("health", "UNKNOWN"),
-            daemon_health=summary.get("daemon_health", "UNKNOWN"),
-            image_health=summary.get("image_health", "UNKNOWN"),
-            daemons=daemons,
-            images=images,
-        )
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""

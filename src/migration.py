@@ -168,21 +168,20 @@ def _enable_source(
     src: CephClient, pool: str, result: PoolEnableResult, *, dry_run: bool, workers: int, log: Log
 ) -> list[str]:
     """Pool mode, then journaling on every image not yet mirrored; return per-image failures."""
-    src_mode = src.mirror_pool_info(pool).mode
-    if src_mode != "pool":
-        result.changes.append(f"source: mirroring mode {src_mode} -> pool")
+    state = src.pool_state(pool)
+    if state.mode != "pool":
+        result.changes.append(f"source: mirroring mode {state.mode} -> pool")
         if not dry_run:
             src.mirror_pool_enable(pool, "pool")
-    names = [i.name for i in src.images(pool)]
-    result.images = len(names)
-    # In pool mode, the images listed by mirror pool status are exactly those with journaling.
-    enabled = src_mode == "pool" or not dry_run
-    mirrored = {i.name for i in src.mirror_pool_status(pool).images} if enabled else set()
-    todo = [n for n in names if n not in mirrored]
+    result.images = len(state.images)
+    # In pool mode, the mirrored images are exactly those with journaling. Before pool mode,
+    # none is listed; the helper skips images that already have journaling.
+    mirrored = {i.name for i in state.statuses}
+    todo = [n for n in state.images if n not in mirrored]
     if not todo:
         return []
     result.changes.append(f"source: journaling on {len(todo)} image(s)")
-    log(f"{pool}: enabling journaling on {len(todo)} of {len(names)} image(s)")
+    log(f"{pool}: enabling journaling on {len(todo)} of {len(state.images)} image(s)")
     if dry_run:
         return []
     _, failed = src.enable_journaling_all(pool, todo, workers=workers)
@@ -193,14 +192,14 @@ def _enable_destination(
     dst: CephClient, pool: str, peer: PeerSpec, result: PoolEnableResult, *, dry_run: bool
 ) -> None:
     """Pool mode and our rx-only peer on the destination pool."""
-    info = dst.mirror_pool_info(pool)
-    if info.mode != "pool":
-        result.changes.append(f"destination: mirroring mode {info.mode} -> pool")
+    state = dst.pool_state(pool)
+    if state.mode != "pool":
+        result.changes.append(f"destination: mirroring mode {state.mode} -> pool")
         if not dry_run:
             dst.mirror_pool_enable(pool, "pool")
     ours = [
         p
-        for p in info.peers
+        for p in state.peers
         if p.site_name == peer.site_name and p.client_name == peer.client_name
     ]
     if ours:
@@ -235,6 +234,7 @@ class ImageReport:
     state: str
     description: str
     last_update: str
+    primary: bool = False  # librbd's flag on the destination, not the status description
 
     @property
     def entries_behind(self) -> int | None:
@@ -256,7 +256,7 @@ class ImageReport:
     @property
     def in_cutover(self) -> bool:
         """The source was demoted or the destination promoted for this image."""
-        return (
+        return self.primary or (
             self.state in ("up+stopped", "up+unknown")
             and self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
         )
@@ -267,6 +267,7 @@ class ImageReport:
             "pool": self.pool,
             "image": self.name,
             "state": self.state,
+            "primary": self.primary,
             "entries-behind-primary": self.entries_behind,
             "bytes-per-second": self.bytes_per_second,
             "description": self.description.split(",")[0],
@@ -285,10 +286,19 @@ class PoolReport:
     source_images: list[str] = field(default_factory=list)
     not_journaled: list[str] = field(default_factory=list)
     images: list[ImageReport] = field(default_factory=list)
-    health: str = "UNKNOWN"
-    daemon_health: str = "UNKNOWN"
     problems: list[str] = field(default_factory=list)
     destination_images: int = 0  # counted only while destination mirroring is disabled
+    source_primary: dict[str, bool] = field(default_factory=dict)  # librbd's flags, by image
+
+    @property
+    def health(self) -> str:
+        """ERROR if an image is in error, WARNING if one is not replaying or stopped, else OK."""
+        states = {i.state.split("+")[-1] for i in self.images} | (
+            {"missing"} if self.missing else set()
+        )
+        if "error" in states:
+            return "ERROR"
+        return "OK" if states <= {"replaying", "stopped"} else "WARNING"
 
     @property
     def states(self) -> dict[str, int]:
@@ -316,7 +326,6 @@ class PoolReport:
             "images": len(self.source_images),
             "states": self.states,
             "health": self.health,
-            "daemon-health": self.daemon_health,
         }
         if verbose:
             out["image-status"] = [i.as_dict() for i in self.images]
@@ -349,13 +358,8 @@ class StatusReport:
 
     @property
     def promoted(self) -> int:
-        """Destination images that say they are primary."""
-        return sum(
-            1
-            for p in self.pools
-            for i in p.images
-            if i.description.startswith("local image is primary")
-        )
+        """Destination images that are primary (librbd's flag)."""
+        return sum(1 for p in self.pools for i in p.images if i.primary)
 
     @property
     def in_cutover(self) -> int:
@@ -364,13 +368,13 @@ class StatusReport:
 
 
 def status(
-    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool, workers: int = 4
+    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool
 ) -> StatusReport:
     """Read both sides of every pool and decide whether the cutover may start.
 
-    An unreachable source is reported (`source_error`), not raised: the destination's side is
-    still shown, and the disaster path needs it. After a cutover, source images that are still
-    primary while their destination copy is primary are reported as split-brain.
+    One librbd process per pool and side (`CephClient.pool_state`). An unreachable source is
+    reported (`source_error`), not raised: the destination's side is still shown, and the
+    disaster path needs it. Images primary on both sides are reported as split-brain.
     """
     reports, reasons = [], []
     source_error = ""
@@ -388,7 +392,7 @@ def status(
         _read_destination(dst, report)
         report.problems += _image_problems(report)
         reasons += report.problems
-    split = [] if source_error else _split_brain(src, reports, workers)
+    split = [] if source_error else _split_brain(reports)
     reasons += [f"SPLIT-BRAIN: {name} is primary on both clusters" for name in split]
     return StatusReport(
         pools=reports, reasons=reasons, source_error=source_error, split_brain=split
@@ -396,46 +400,38 @@ def status(
 
 
 def _read_source(src: CephClient, report: PoolReport) -> None:
-    report.source_mode = src.mirror_pool_info(report.pool).mode
-    report.source_images = [i.name for i in src.images(report.pool)]
-    if report.source_mode == "pool":
-        mirrored = {i.name for i in src.mirror_pool_status(report.pool).images}
-        report.not_journaled = [n for n in report.source_images if n not in mirrored]
+    state = src.pool_state(report.pool)
+    report.source_mode, report.source_images = state.mode, list(state.images)
+    report.source_primary = {i.name: bool(i.primary) for i in state.statuses}
+    if report.source_mode == "pool":  # in pool mode, mirrored == journaled
+        report.not_journaled = [n for n in state.images if n not in report.source_primary]
 
 
 def _read_destination(dst: CephClient, report: PoolReport) -> None:
     pool = report.pool
-    info = dst.mirror_pool_info(pool)
-    report.destination_mode, report.peers = info.mode, len(info.peers)
+    state = dst.pool_state(pool)
+    report.destination_mode, report.peers = state.mode, len(state.peers)
     if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
         report.problems.append(
             f"{pool}: mirroring is not set up (source mode {report.source_mode}, destination "
             f"mode {report.destination_mode}, {report.peers} peer(s)): run enable-mirroring"
         )
     if report.destination_mode == "disabled":
-        report.destination_images = len(dst.images(pool))
+        report.destination_images = len(state.images)
         return
-    dst_status = dst.mirror_pool_status(pool)
-    report.health, report.daemon_health = dst_status.health, dst_status.daemon_health
-    report.images = [_image_report(pool, i) for i in dst_status.images]
+    report.images = [_image_report(pool, i) for i in state.statuses]
     if not report.source_images:  # source unreachable: the destination's list is all we know
         report.source_images = [i.name for i in report.images]
 
 
-def _split_brain(src: CephClient, reports: list[PoolReport], workers: int) -> list[str]:
-    """Images primary on the destination (by its status) that the source says are primary too."""
-    out = []
-    for report in reports:
-        promoted = {
-            i.name for i in report.images if i.description.startswith("local image is primary")
-        }
-        if promoted:
-            out += [
-                f"{report.pool}/{i.name}"
-                for i in src.image_states(report.pool, workers=workers)
-                if i.name in promoted and i.primary
-            ]
-    return sorted(out)
+def _split_brain(reports: list[PoolReport]) -> list[str]:
+    """Images that librbd says are primary on both clusters."""
+    return sorted(
+        f"{r.pool}/{i.name}"
+        for r in reports
+        for i in r.images
+        if i.primary and r.source_primary.get(i.name)
+    )
 
 
 def torn_down(report: StatusReport) -> bool:
@@ -469,6 +465,7 @@ def _image_report(pool: str, image: ImageStatus) -> ImageReport:
         state=image.state,
         description=image.description,
         last_update=image.last_update,
+        primary=bool(image.primary),
     )
 
 
@@ -520,7 +517,7 @@ def demote_promote(
         _force_promote(src, dst, pools, result, log)
     else:
         report = status(src, dst, pools, daemon_running=daemon_running)
-        _preflight(report, _cutover_started(src, report))
+        _preflight(report, _cutover_started(report))
         for pool in pools:
             result.demoted[pool] = src.pool_demote(pool)
             log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
@@ -583,18 +580,12 @@ def _promote_until_done(
         sleep(1.0)
 
 
-def _cutover_started(src: CephClient, report: StatusReport) -> set[str]:
+def _cutover_started(report: StatusReport) -> set[str]:
     """Pools whose source already has demoted images: an earlier run got that far.
 
-    Asked of librbd (primary flags), not of the destination's lagging status.
+    Read from librbd's primary flags, not from the destination's lagging status.
     """
-    if report.source_error:
-        return set()
-    return {
-        pool.pool
-        for pool in report.pools
-        if any(i.primary is False for i in src.image_states(pool.pool))
-    }
+    return {p.pool for p in report.pools if any(v is False for v in p.source_primary.values())}
 
 
 def _preflight(report: StatusReport, started: set[str]) -> None:

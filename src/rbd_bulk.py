@@ -5,10 +5,13 @@ with /usr/bin/python3 (which has python3-rbd). One process per pool replaces one
 image: journaling on 200 images goes from ~12 s (serial CLI) to ~3 s. Standard library plus
 rados/rbd only; reads a JSON request on stdin, writes a JSON answer on stdout.
 
-Request: {"cluster", "client_id", "connect_timeout", "op", "pool", "images", "workers"}
+Request: {"cluster", "client_id", "connect_timeout", "op", "pool", "images", "workers"}, and
+optionally "conffile" (default: the standard search path for the cluster name).
 ops:
 - "enable-journaling": enable exclusive-lock (if missing) and journaling on `images`;
   answers {"changed": {name: "journaling"|"exclusive-lock,journaling"}, "failed": {name: error}}.
+- "pool-state": mirror mode, peers (never their keys), image names, and for every mirrored image
+  its status (`up+replaying` etc., description, last update) and primary flag.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 """
@@ -78,6 +81,59 @@ def _image_state(ioctx, name: str) -> dict:
     }
 
 
+STATUS_STATES = {
+    getattr(rbd, f"MIRROR_IMAGE_STATUS_STATE_{n.upper()}"): n
+    for n in (
+        "unknown",
+        "error",
+        "syncing",
+        "starting_replay",
+        "replaying",
+        "stopping_replay",
+        "stopped",
+    )
+}
+MODES = {
+    rbd.RBD_MIRROR_MODE_DISABLED: "disabled",
+    rbd.RBD_MIRROR_MODE_IMAGE: "image",
+    rbd.RBD_MIRROR_MODE_POOL: "pool",
+}
+
+
+def _pool_state(ioctx) -> dict:
+    """Mode, peers, image names and every mirrored image's status and primary flag."""
+    api = rbd.RBD()
+    mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
+    peers = [
+        {
+            "uuid": p.get("uuid", ""),
+            "site_name": p.get("site_name") or p.get("cluster_name", ""),
+            "client_name": p.get("client_name", ""),
+            "direction": str(p.get("direction", "")),
+        }
+        for p in api.mirror_peer_list(ioctx)
+    ]
+    statuses = []
+    if mode != "disabled":
+        primary = {
+            image_id: bool(info.get("primary"))
+            for image_id, info in api.mirror_image_info_list(ioctx)
+        }
+        for entry in api.mirror_image_status_list(ioctx):  # this cluster's own daemon's view
+            statuses.append(
+                {
+                    "name": entry.get("name", ""),
+                    "global_id": (entry.get("info") or {}).get("global_id", ""),
+                    "primary": primary.get(entry.get("id"), False),
+                    "state": f"{'up' if entry.get('up') else 'down'}+"
+                    f"{STATUS_STATES.get(entry.get('state'), 'unknown')}",
+                    "description": entry.get("description", ""),
+                    "last_update": str(entry.get("last_update", "")),
+                }
+            )
+    return {"mode": mode, "peers": peers, "images": api.list(ioctx), "statuses": statuses}
+
+
 def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:
     done, failed = {}, {}
 
@@ -102,7 +158,10 @@ def handle(req: dict) -> dict:
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with (
         rados.Rados(
-            clustername=req["cluster"], name=f"client.{req['client_id']}", conffile="", conf=conf
+            clustername=req["cluster"],
+            name=f"client.{req['client_id']}",
+            conffile=req.get("conffile", ""),
+            conf=conf,
         ) as cluster,
         cluster.open_ioctx(req["pool"]) as ioctx,
     ):
@@ -110,6 +169,8 @@ def handle(req: dict) -> dict:
         if req["op"] == "enable-journaling":
             done, failed = _each(ioctx, _enable_journaling, list(req["images"]), workers)
             return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
+        if req["op"] == "pool-state":
+            return _pool_state(ioctx)
         if req["op"] == "image-states":
             names = rbd.RBD().list(ioctx)
             done, failed = _each(ioctx, _image_state, names, workers)

@@ -42,6 +42,16 @@ def wait_ready(host: CharmHost, timeout: float = SYNC_TIMEOUT_S) -> dict:
         time.sleep(5)
 
 
+def all_replaying(lab) -> bool:
+    """Every seeded image is up+replaying on the destination (lag not considered)."""
+    states = [
+        i["state"]
+        for pool in POOLS
+        for i in lab.dst.rbd_json("mirror", "pool", "status", pool, "--verbose")["images"]
+    ]
+    return len(states) == 7 and set(states) == {"up+replaying"}
+
+
 def primaries(host: CharmHost, cluster) -> dict[str, bool]:
     """`pool/image` -> mirroring primary, as the cluster's admin sees it."""
     out = {}
@@ -100,11 +110,12 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
         start_writer(lab.src, "nova", disk, stop),
         start_writer(lab.src, "cinder-ceph", images(lab.src, "cinder-ceph")[0], stop),
     ]
-    wait_ready(host)
-    time.sleep(10)  # more writes after the first "ready"
-    stop.touch()
+    assert wait_for(lambda: all_replaying(lab), timeout=SYNC_TIMEOUT_S, interval=5)
+    time.sleep(15)  # writes keep landing while every image replays
+    stop.touch()  # "stop the instances", just before the cutover
     rounds = [int(w.communicate(timeout=60)[0]) for w in writers]
     assert all(r > 0 for r in rounds)
+    wait_ready(host)
 
     sampler = primary_sampler(lab.src, lab.dst, seconds=120)
 

@@ -14,9 +14,9 @@ from ceph_cli import (
     ImageInfo,
     ImageStatus,
     MirrorPoolInfo,
-    MirrorPoolStatus,
     Peer,
     PoolInfo,
+    PoolState,
 )
 
 
@@ -62,10 +62,6 @@ class FakeCluster:
             PoolInfo(name=p, pg_num=8, size=1, applications=("rbd",)) for p in self.pool_images
         ]
 
-    def images(self, pool: str) -> list[ImageInfo]:
-        self._call(f"ls {pool}")
-        return [ImageInfo(name=i.name, parent=i.parent) for i in self._imgs(pool)]
-
     def image_info(self, pool: str, image: str) -> ImageInfo:
         self._call(f"info {pool}/{image}")
         img = self.image(pool, image)
@@ -77,13 +73,6 @@ class FakeCluster:
             mirroring_state="enabled" if enabled else "disabled",
             primary=img.primary if enabled else None,
         )
-
-    def enable_journaling(self, pool: str, image: str) -> str:
-        self._call(f"feature enable {pool}/{image}")
-        img = self.image(pool, image)
-        img.features |= {"exclusive-lock", "journaling"}
-        img.mirror_enabled = self.modes.get(pool) == "pool"
-        return "journaling"
 
     def enable_journaling_all(self, pool: str, images, *, workers: int = 4):
         self._call(f"bulk enable-journaling {pool}")
@@ -132,20 +121,26 @@ class FakeCluster:
     def mirror_image_disable(self, pool: str, image: str) -> None:
         self.image(pool, image).mirror_enabled = False
 
-    def mirror_pool_status(self, pool: str) -> MirrorPoolStatus:
-        self._call(f"mirror pool status {pool}")
-        imgs = tuple(
+    def pool_state(self, pool: str) -> PoolState:
+        self._call(f"bulk pool-state {pool}")
+        imgs = self._imgs(pool)
+        mode = self.modes.get(pool, "disabled")
+        statuses = tuple(
             ImageStatus(
                 name=i.name,
                 global_id="g",
                 state=self.states.get(i.name, ("up+replaying", ""))[0],
                 description=self.states.get(i.name, ("", "replaying"))[1],
+                primary=i.primary,
             )
-            for i in self._imgs(pool)
-            if i.mirror_enabled
+            for i in imgs
+            if i.mirror_enabled and mode != "disabled"
         )
-        return MirrorPoolStatus(
-            health="OK", daemon_health="OK", image_health="OK", daemons=(), images=imgs
+        return PoolState(
+            mode=mode,
+            peers=tuple(self.peers.get(pool, [])),
+            images=tuple(i.name for i in imgs),
+            statuses=statuses,
         )
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:

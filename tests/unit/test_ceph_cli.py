@@ -58,67 +58,12 @@ def test_pools_parse_applications_and_sizes():
     assert x.applications == ()
 
 
-def test_mirror_pool_status_parses_real_replaying_sample():
-    sample = (SAMPLES / "journal-dst-status-nova-replaying.json").read_text()
-    c, _ = client({"mirror pool status nova --verbose": (0, sample, "")})
-    status = c.mirror_pool_status("nova")
-    assert status.daemon_health == "OK" and len(status.images) == 3
-    assert {i.state for i in status.images} == {"up+replaying"}
-    assert status.daemons[0].client_id == "rbd-mirror-dst"
-
-
-def test_mirror_pool_status_of_primary_side_has_names_only():
-    sample = (SAMPLES / "journal-src-status-nova-primary.json").read_text()
-    c, _ = client({"mirror pool status": (0, sample, "")})
-    status = c.mirror_pool_status("nova")
-    assert len(status.images) == 3 and all(i.state == "" for i in status.images)
-
-
 def test_mirror_pool_info_never_asks_for_keys():
     sample = (SAMPLES / "dst-pool-info-glance-confpeer.json").read_text()
     c, runner = client({"mirror pool info": (0, sample, "")})
     info = c.mirror_pool_info("glance")
     assert "--all" not in runner.calls[0]
     assert info.mode == "pool" and info.peers[0].client_name == "client.rbd-mirror-src"
-
-
-def test_images_skips_snapshot_rows_and_reads_parents():
-    rows = [
-        {"image": "img", "id": "1"},
-        {"image": "img", "snapshot": "snap"},
-        {
-            "image": "c_disk",
-            "parent": {"pool": "glance", "pool_namespace": "", "image": "img", "snapshot": "snap"},
-        },
-    ]
-    c, _ = client({"ls -l nova": (0, json.dumps(rows), "")})
-    assert [(i.name, i.parent) for i in c.images("nova")] == [
-        ("img", ""),
-        ("c_disk", "glance/img@snap"),
-    ]
-
-
-def test_image_info_reads_features_and_primary():
-    info = {
-        "features": ["layering", "journaling"],
-        "mirroring": {"mode": "journal", "state": "enabled", "primary": False},
-    }
-    c, _ = client({"info nova/a": (0, json.dumps(info), "")})
-    got = c.image_info("nova", "a")
-    assert got.primary is False and got.mirroring_state == "enabled"
-    assert "journaling" in got.features
-
-
-def test_enable_journaling_adds_exclusive_lock_when_missing():
-    err = "cannot enable journaling. exclusive-lock must be enabled before enabling journaling."
-    c, runner = client(
-        {
-            "exclusive-lock journaling": (0, "", ""),
-            "feature enable nova/a journaling": (22, "", err),
-        }
-    )
-    assert c.enable_journaling("nova", "a") == "exclusive-lock,journaling"
-    assert len(runner.calls) == 2
 
 
 def test_disable_journaling_tolerates_already_disabled():
@@ -157,9 +102,9 @@ def test_force_promote_passes_force():
 
 
 def test_timeout_is_reported_not_hung():
-    c, _ = client({"mirror pool status": (-9, "", "")})
+    c, _ = client({"mirror pool info": (-9, "", "")})
     with pytest.raises(CephError) as exc:
-        c.mirror_pool_status("nova")
+        c.mirror_pool_info("nova")
     assert exc.value.timed_out and "timed out" in str(exc.value)
 
 
@@ -255,3 +200,30 @@ def test_bulk_helper_failure_is_a_ceph_error():
     c, _ = client({"rbd_bulk.py": (1, "", "ObjectNotFound: [errno 2] error opening pool")})
     with pytest.raises(CephError, match="error opening pool"):
         c.image_states("nova")
+
+
+def test_pool_state_is_one_process_with_statuses_and_primary_flags():
+    answer = {
+        "mode": "pool",
+        "images": ["a", "b"],
+        "peers": [
+            {"uuid": "u", "site_name": "source", "client_name": "client.app", "direction": "0"}
+        ],
+        "statuses": [
+            {
+                "name": "a",
+                "global_id": "g",
+                "primary": False,
+                "state": "up+replaying",
+                "description": "replaying, {}",
+                "last_update": "2026-11-24 07:10:45",
+            }
+        ],
+    }
+    c, runner = client({"rbd_bulk.py": (0, json.dumps(answer), "")})
+    state = c.pool_state("nova")
+    assert len(runner.calls) == 1
+    assert state.mode == "pool" and state.images == ("a", "b")
+    assert state.peers[0].client_name == "client.app"
+    (a,) = state.statuses
+    assert a.state == "up+replaying" and a.primary is False
