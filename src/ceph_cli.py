@@ -25,6 +25,7 @@ EBUSY = 16
 EACCES = 13
 EINVAL = 22
 ENOENT = 2
+ETIMEDOUT = 110
 
 _CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{30,}={0,2}")
 
@@ -126,9 +127,25 @@ class CephClient:
     runner: Runner = field(default=subprocess.run, repr=False)
     # Give up on an unreachable cluster after this long (librados would wait 300 s).
     connect_timeout: float = 10.0
+    # Set once the cluster did not answer: later calls fail at once instead of waiting again.
+    unreachable: CephError | None = field(default=None, repr=False)
 
     # --- plumbing --------------------------------------------------------------------------
+    def _check(self, exc: CephError) -> CephError:
+        """Remember a cluster that did not answer; return the error to raise."""
+        if (
+            exc.timed_out
+            or exc.rc == ETIMEDOUT
+            or any(
+                m in exc.stderr for m in ("error connecting to the cluster", "couldn't connect")
+            )
+        ):
+            self.unreachable = exc
+        return exc
+
     def _run(self, tool: str, args: Sequence[str], timeout: float | None = None) -> str:
+        if self.unreachable is not None:
+            raise self.unreachable
         mount = str(int(min(self.connect_timeout, timeout or self.timeout)))
         argv = [
             tool,
@@ -145,11 +162,13 @@ class CephClient:
                 argv, capture_output=True, text=True, check=False, timeout=timeout or self.timeout
             )
         except subprocess.TimeoutExpired as exc:
-            raise CephError(self.cluster, argv[:1] + list(args), None, "") from exc
+            raise self._check(CephError(self.cluster, argv[:1] + list(args), None, "")) from exc
         except OSError as exc:
             raise CephError(self.cluster, argv[:1] + list(args), -1, str(exc)) from exc
         if proc.returncode != 0:
-            raise CephError(self.cluster, argv[:1] + list(args), proc.returncode, proc.stderr)
+            raise self._check(
+                CephError(self.cluster, argv[:1] + list(args), proc.returncode, proc.stderr)
+            )
         return proc.stdout
 
     def _bulk(self, request: dict, timeout: float | None = None) -> dict:
@@ -162,6 +181,8 @@ class CephClient:
         }
         argv = [SYSTEM_PYTHON, str(BULK_HELPER)]
         what = [f"rbd_bulk {request['op']} {request['pool']}"]
+        if self.unreachable is not None:
+            raise self.unreachable
         try:
             proc = self.runner(
                 argv,
@@ -172,11 +193,11 @@ class CephClient:
                 timeout=timeout or self.timeout,
             )
         except subprocess.TimeoutExpired as exc:
-            raise CephError(self.cluster, what, None, "") from exc
+            raise self._check(CephError(self.cluster, what, None, "")) from exc
         except OSError as exc:
             raise CephError(self.cluster, what, -1, str(exc)) from exc
         if proc.returncode != 0:
-            raise CephError(self.cluster, what, proc.returncode, proc.stderr)
+            raise self._check(CephError(self.cluster, what, proc.returncode, proc.stderr))
         try:
             return json.loads(proc.stdout)
         except ValueError as exc:

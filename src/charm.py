@@ -72,6 +72,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         super().__init__(framework)
         self.daemon = RbdMirrorDaemon(self.charm_dir / "templates")
         self._report: migration.StatusReport | None = None
+        self._ctx: Context | NotReadyError | None = None
+        self._pair: tuple[CephClient, CephClient] | None = None
         on = self.on
         for event in (
             on.install,
@@ -129,7 +131,30 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         return source, dest
 
     def _context(self) -> Context:
-        """Config, relations and source pools; raise NotReadyError with the status to show."""
+        """Config, relations and source pools; raise NotReadyError with the status to show.
+
+        Built once per dispatch, so that its clients remember a cluster that did not answer.
+        """
+        if self._ctx is None:
+            try:
+                self._ctx = self._build_context()
+            except NotReadyError as exc:
+                self._ctx = exc
+        if isinstance(self._ctx, NotReadyError):
+            raise self._ctx
+        return self._ctx
+
+    def _clients(self, config: CharmConfig) -> tuple[CephClient, CephClient]:
+        """The source and destination clients, one pair per dispatch."""
+        if self._pair is None:
+            timeout = float(config.command_timeout)
+            self._pair = (
+                CephClient(config.source_cluster_name, self.app.name, timeout=timeout),
+                CephClient("ceph", f"rbd-mirror.{self.unique_id}", timeout=timeout),
+            )
+        return self._pair
+
+    def _build_context(self) -> Context:
         config = self._config()
         source_data, dest_data = self._relation_data()
         if source_data.broker and source_data.broker.exit_code != 0:
@@ -137,9 +162,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             raise NotReadyError(
                 ops.BlockedStatus(f"ceph-proxy could not set our key's caps: {reason}")
             )
-        timeout = float(config.command_timeout)
-        src = CephClient(config.source_cluster_name, self.app.name, timeout=timeout)
-        dst = CephClient("ceph", f"rbd-mirror.{self.unique_id}", timeout=timeout)
+        src, dst = self._clients(config)
         try:
             source_pools = src.pools()
         except CephError as exc:
@@ -221,9 +244,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     def _request_pools(self, config: CharmConfig) -> None:
         """Ask ceph-mon to create each pool to migrate, as it is on the source."""
         dst_rel = self.model.get_relation(DESTINATION)
-        src = CephClient(
-            config.source_cluster_name, self.app.name, timeout=float(config.command_timeout)
-        )
+        src, _ = self._clients(config)
         try:
             source_pools = src.pools()
             names = migration.select_pools(config.pools, source_pools, None)

@@ -227,3 +227,29 @@ def test_pool_state_is_one_process_with_statuses_and_primary_flags():
     assert state.peers[0].client_name == "client.app"
     (a,) = state.statuses
     assert a.state == "up+replaying" and a.primary is False
+
+
+@pytest.mark.parametrize(
+    "rc, err",
+    [
+        (110, "rbd: couldn't connect to the cluster!"),
+        (1, "RADOS timed out (error connecting to the cluster)"),
+        (-9, ""),
+    ],
+)
+def test_an_unreachable_cluster_is_waited_for_once(rc, err):
+    c, runner = client({"mirror pool info": (rc, "", err), "osd pool ls": (0, "[]", "")})
+    with pytest.raises(CephError):
+        c.mirror_pool_info("nova")
+    with pytest.raises(CephError):
+        c.pools()
+    assert len(runner.calls) == 1, "the second call failed at once"
+
+
+def test_an_ordinary_error_does_not_mark_the_cluster_unreachable():
+    c, runner = client(
+        {"mirror pool info": (2, "", "error opening pool"), "osd pool ls": (0, "[]", "")}
+    )
+    with pytest.raises(CephError):
+        c.mirror_pool_info("nova")
+    assert c.pools() == [] and len(runner.calls) == 2
