@@ -231,7 +231,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             source_client=f"client.{self.app.name}",
             source_mon_hosts=source.mon_hosts,
             source_key=source.key,
-            concurrent_image_syncs=config.rbd_mirror_concurrent_image_syncs,
+            tuning=config.daemon_tuning,
         )
         try:
             changed = self.daemon.write(files)

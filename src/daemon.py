@@ -45,7 +45,7 @@ class DaemonFiles:
     source_client: str  # e.g. "client.rbd-mirror-migration"
     source_mon_hosts: tuple[str, ...]
     source_key: str
-    concurrent_image_syncs: int = 5
+    tuning: tuple[tuple[str, int], ...] = ()  # Ceph options for the daemon's [client] section
 
     @property
     def destination_client(self) -> str:
@@ -106,7 +106,7 @@ class RbdMirrorDaemon:
             "destination-conf": self._render(
                 "ceph.conf.j2",
                 mon_hosts=files.destination_mon_hosts,
-                concurrent_image_syncs=files.concurrent_image_syncs,
+                tuning=files.tuning,
             ),
             "source-conf": self._render(
                 "source.conf.j2",

@@ -18,6 +18,22 @@ class CharmConfig:
     command_timeout: int = 60
     max_workers: int = 4
     rbd_mirror_concurrent_image_syncs: int = 5
+    rbd_concurrent_management_ops: int = 10
+    rbd_mirror_pool_replayers_refresh_interval: int = 10
+    rbd_mirror_image_state_check_interval: int = 10
+
+    @property
+    def daemon_tuning(self) -> tuple[tuple[str, int], ...]:
+        """Ceph options for the rbd-mirror daemon's [client] section."""
+        return (
+            ("rbd_mirror_concurrent_image_syncs", self.rbd_mirror_concurrent_image_syncs),
+            ("rbd_concurrent_management_ops", self.rbd_concurrent_management_ops),
+            (
+                "rbd_mirror_pool_replayers_refresh_interval",
+                self.rbd_mirror_pool_replayers_refresh_interval,
+            ),
+            ("rbd_mirror_image_state_check_interval", self.rbd_mirror_image_state_check_interval),
+        )
 
     def __post_init__(self):
         name = self.source_cluster_name
@@ -31,6 +47,19 @@ class CharmConfig:
             ("command-timeout", self.command_timeout, 5, 3600),
             ("max-workers", self.max_workers, 1, 64),
             ("rbd-mirror-concurrent-image-syncs", self.rbd_mirror_concurrent_image_syncs, 1, 64),
+            ("rbd-concurrent-management-ops", self.rbd_concurrent_management_ops, 1, 256),
+            (
+                "rbd-mirror-pool-replayers-refresh-interval",
+                self.rbd_mirror_pool_replayers_refresh_interval,
+                1,
+                3600,
+            ),
+            (
+                "rbd-mirror-image-state-check-interval",
+                self.rbd_mirror_image_state_check_interval,
+                1,
+                3600,
+            ),
         ):
             if not low <= value <= high:
                 raise ValueError(f"{option} must be between {low} and {high}, not {value}")

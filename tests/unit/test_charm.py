@@ -511,3 +511,28 @@ def test_demote_promote_first_run_refuses_a_lagging_image(world):
     with pytest.raises(testing.ActionFailed) as exc:
         _cutover(world, state)
     assert "nova/a_disk: up+replaying" in exc.value.message
+
+
+def test_config_change_of_a_tuning_option_rewrites_conf_and_restarts_daemon(world):
+    state = world.run(world.ctx.on.install(), ready_state())
+    assert world.service["starts"] == 1
+    conf = (world.etc / "ceph.conf").read_text()
+    assert "rbd_mirror_pool_replayers_refresh_interval = 10" in conf
+    state = testing.State(relations=state.relations, config={"rbd-concurrent-management-ops": 32})
+    world.run(world.ctx.on.config_changed(), state)
+    assert "rbd_concurrent_management_ops = 32" in (world.etc / "ceph.conf").read_text()
+    assert world.service["starts"] == 2
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "rbd-concurrent-management-ops",
+        "rbd-mirror-pool-replayers-refresh-interval",
+        "rbd-mirror-image-state-check-interval",
+        "rbd-mirror-concurrent-image-syncs",
+    ],
+)
+def test_collect_status_blocked_on_out_of_range_tuning(world, option):
+    status = _status(world, ready_state(config={option: 0}))
+    assert status.name == "blocked" and option in status.message

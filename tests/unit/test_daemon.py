@@ -20,7 +20,7 @@ FILES = DaemonFiles(
     source_client="client.app",
     source_mon_hosts=("10.0.0.1:6789",),
     source_key="AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0==",
-    concurrent_image_syncs=7,
+    tuning=(("rbd_mirror_concurrent_image_syncs", 7), ("rbd_concurrent_management_ops", 20)),
 )
 
 
@@ -33,7 +33,10 @@ def test_write_renders_all_four_files_then_is_idempotent(mirror, tmp_path):
     assert mirror.write(FILES) is True
     conf = (tmp_path / "ceph.conf").read_text()
     assert conf.startswith(MARKER) and "mon host = 10.0.1.1 10.0.1.2" in conf
-    assert "rbd mirror concurrent image syncs = 7" in conf
+    assert (
+        "[client]\nrbd_mirror_concurrent_image_syncs = 7\nrbd_concurrent_management_ops = 20\n"
+        in conf
+    )
     keyring = (tmp_path / "ceph.client.rbd-mirror.host1.keyring").read_text()
     assert keyring == f"[client.rbd-mirror.host1]\n\tkey = {FILES.destination_key}\n"
     assert (tmp_path / "source.client.app.keyring").exists()
