@@ -119,10 +119,11 @@ def bench(lab: Lab, images: int, big_mib: int) -> list[dict]:
     rows: list[dict] = []
     counter = Counter()
     lab.up()
+    enter_private_etc_ceph(lab)
+    rows += bench_seeded_sync(lab)
     for pool in ("bench-a", "bench-b"):
         seconds, _ = timed(lambda p=pool: make_images(lab, p, images))
         print(f"setup: {images} images in {pool} in {seconds:.1f}s", flush=True)
-    enter_private_etc_ceph(lab)
     host = CharmHost(lab)
     from ops import testing
 
@@ -214,6 +215,53 @@ def bench(lab: Lab, images: int, big_mib: int) -> list[dict]:
             "unit": "MiB",
             "note": f"{images} images per pool",
         }
+    )
+    return rows
+
+
+CEPH_DEFAULT_TUNING = {
+    "rbd-mirror-pool-replayers-refresh-interval": 30,
+    "rbd-mirror-image-state-check-interval": 30,
+    "rbd-concurrent-management-ops": 10,
+    "rbd-mirror-concurrent-image-syncs": 5,
+}
+
+
+def bench_seeded_sync(lab: Lab) -> list[dict]:
+    """The OpenStack seed: enable-mirroring to ready-for-cutover, Ceph's tuning vs the charm's."""
+    from ops import testing
+
+    from tests.functional.charm_host import CharmHost
+    from tests.functional.lab.seed import seed
+
+    times = {}
+    for name, config in (("ceph defaults", CEPH_DEFAULT_TUNING), ("charm defaults", {})):
+        lab.reset()
+        seed(lab.src)
+        host = CharmHost(lab)
+        host.state = testing.State(leader=True, relations=host.state.relations, config=config)
+        host.relate()
+        start = time.monotonic()
+        host.action("enable-mirroring")
+        ok = wait_for(
+            lambda h=host: h.action("status")[0]["ready-for-cutover"] == "true",
+            timeout=900,
+            interval=2,
+        )
+        times[name] = time.monotonic() - start
+        print(
+            f"seeded migration ({name}): ready for cutover {times[name]:.1f}s after "
+            f"enable-mirroring{'' if ok else ' (TIMED OUT)'}",
+            flush=True,
+        )
+    lab.reset()
+    rows: list[dict] = []
+    report(
+        rows,
+        "4b. seeded migration (7 images) enable -> ready",
+        times["ceph defaults"],
+        times["charm defaults"],
+        note="baseline = Ceph's default daemon tuning",
     )
     return rows
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import pid_alive
-from tests.functional.lab.seed import POOLS, images, md5_all, recorded
+from tests.functional.lab.seed import POOLS, images, md5_all, recorded, seed
+
+
+@pytest.fixture(scope="module")
+def lab(lab: Lab) -> Lab:
+    """The session's lab, reset to a fresh seed: other modules change both clusters."""
+    lab.reset()
+    seed(lab.src)
+    return lab
 
 
 def test_both_clusters_are_healthy_and_independent(lab: Lab):
