@@ -42,13 +42,17 @@ class Lab:
 
     def down(self) -> None:
         """Stop rbd-mirror daemons first (G10), then dst, then src; by PID only."""
+        self.stop_services()
+        self.dst.down()
+        self.src.down()
+
+    def stop_services(self) -> None:
+        """Stop the daemons that stand-in service managers started (by their pid files)."""
         for pid_file in sorted(self.services_dir.glob("*.pid")):
             pid = read_pid(pid_file)
             if pid is not None:
                 stop_pid(pid, timeout=30)
             pid_file.unlink(missing_ok=True)
-        self.dst.down()
-        self.src.down()
 
     def service_pids(self) -> dict[str, int]:
         """Live daemons started by stand-in service managers, by unit name."""
@@ -63,11 +67,7 @@ class Lab:
         """Stop rbd-mirror daemons and delete the OpenStack pools on both clusters (for reuse)."""
         from .seed import POOLS
 
-        for pid_file in sorted(self.services_dir.glob("*.pid")):
-            pid = read_pid(pid_file)
-            if pid is not None:
-                stop_pid(pid, timeout=30)
-            pid_file.unlink(missing_ok=True)
+        self.stop_services()
         for cluster in (self.src, self.dst):
             if len(cluster.running_pids()) < 3:
                 cluster.up()

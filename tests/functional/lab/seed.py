@@ -76,24 +76,35 @@ def seed(
     return sums
 
 
+def _writer(
+    cluster: Cluster,
+    pool: str,
+    image: str,
+    count: int,
+    block: int,
+    seconds: float,
+    stop_file: str = "",
+) -> list[str]:
+    """The command line of rbd_write.py."""
+    argv = [
+        SYSTEM_PYTHON,
+        str(WRITER),
+        str(cluster.conf),
+        cluster.name,
+        pool,
+        image,
+        str(count),
+        str(block),
+        str(seconds),
+    ]
+    return argv + [stop_file] if stop_file else argv
+
+
 def write_random(
     cluster: Cluster, pool: str, image: str, *, count: int, block: int, seconds: float = 0.0
 ) -> None:
     """Write `count` random blocks at random offsets (repeating for `seconds`, if given)."""
-    run(
-        [
-            SYSTEM_PYTHON,
-            str(WRITER),
-            str(cluster.conf),
-            cluster.name,
-            pool,
-            image,
-            str(count),
-            str(block),
-            str(seconds),
-        ],
-        timeout=120 + seconds,
-    )
+    run(_writer(cluster, pool, image, count, block, seconds), timeout=120 + seconds)
 
 
 def primary_sampler(src: Cluster, dst: Cluster, seconds: float) -> subprocess.Popen:
@@ -115,21 +126,8 @@ def start_writer(
     cluster: Cluster, pool: str, image: str, stop_file: Path, seconds: float = 600
 ) -> subprocess.Popen:
     """Start a background writer; it stops cleanly once `stop_file` exists (or after `seconds`)."""
-    return subprocess.Popen(
-        [
-            SYSTEM_PYTHON,
-            str(WRITER),
-            str(cluster.conf),
-            cluster.name,
-            pool,
-            image,
-            "8",
-            str(64 * 1024),
-            str(seconds),
-            str(stop_file),
-        ],
-        stdout=subprocess.PIPE,
-    )
+    argv = _writer(cluster, pool, image, 8, 64 * 1024, seconds, str(stop_file))
+    return subprocess.Popen(argv, stdout=subprocess.PIPE)
 
 
 def images(cluster: Cluster, pool: str) -> list[str]:
