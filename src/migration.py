@@ -522,7 +522,9 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         _promote_until_done(dst, pools, result, start + timeout, log, sleep)
-        _verify_cutover(src, dst, pools)
+        after = _verify_cutover(src, dst, pools)
+        before = {p.pool: sum(1 for i in p.images if i.primary) for p in report.pools}
+        result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in pools}
     result.seconds = time.monotonic() - start
     return result
 
@@ -566,9 +568,8 @@ def _promote_until_done(
                 if exc.rc != EBUSY:
                     raise
                 continue
-            result.promoted[pool] = result.promoted.get(pool, 0) + count
             pending.remove(pool)
-            log(f"{pool}: promoted {result.promoted[pool]} destination image(s)")
+            log(f"{pool}: promotion complete ({count} in the last round)")
         if not pending:
             return
         if time.monotonic() >= deadline:
@@ -617,16 +618,28 @@ def _preflight(report: StatusReport, started: set[str]) -> None:
         raise MigrationError(f"not ready for cutover, nothing changed: {_listed(blocking)}")
 
 
-def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> None:
-    """Pool demote/promote skip images already in the wanted role: a count of 0 proves it."""
-    wrong = []
+def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> dict[str, int]:
+    """Check librbd's primary flags on both sides; return the destination primaries per pool.
+
+    Every mirrored destination image must be primary, no source image primary, none missing.
+    """
+    wrong, primaries = [], {}
     for pool in pools:
-        if (n := src.pool_demote(pool)) != 0:
-            wrong.append(f"{pool}: {n} source image(s) were primary again and have been demoted")
-        if (n := dst.pool_promote(pool)) != 0:
-            wrong.append(f"{pool}: {n} destination image(s) were not primary")
+        source, dest = src.pool_state(pool), dst.pool_state(pool)
+        still = [i.name for i in source.statuses if i.primary]
+        not_yet = [i.name for i in dest.statuses if not i.primary]
+        missing = [i.name for i in source.statuses if i.name not in dest.images]
+        for what, names in (
+            ("still primary on the source", still),
+            ("not primary on the destination", not_yet),
+            ("missing on the destination", missing),
+        ):
+            if names:
+                wrong.append(f"{pool}: {len(names)} image(s) {what}: {_listed(names)}")
+        primaries[pool] = sum(1 for i in dest.statuses if i.primary)
     if wrong:
         raise MigrationError(f"cutover verification failed: {'; '.join(wrong)}; re-run")
+    return primaries
 
 
 # --- 4. teardown -----------------------------------------------------------------------------

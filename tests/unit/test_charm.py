@@ -536,3 +536,35 @@ def test_config_change_of_a_tuning_option_rewrites_conf_and_restarts_daemon(worl
 def test_collect_status_blocked_on_out_of_range_tuning(world, option):
     status = _status(world, ready_state(config={option: 0}))
     assert status.name == "blocked" and option in status.message
+
+
+def test_demote_promote_counts_images_promoted_by_partial_rounds(world):
+    state = _migrated(world)
+    world.dst.promote_busy = 1
+    real = world.dst.pool_promote
+
+    def partial_then_busy(pool, *, force=False):
+        if world.dst.promote_busy and pool == "nova":
+            world.dst.image("nova", "a_disk").primary = True  # promoted, yet rc=16
+        return real(pool, force=force)
+
+    world.dst.pool_promote = partial_then_busy  # type: ignore[method-assign]
+    _cutover(world, state)
+    assert json.loads(world.ctx.action_results["promoted"])["nova"] == 2
+    _cutover(world, state)
+    assert sum(json.loads(world.ctx.action_results["promoted"]).values()) == 0
+
+
+def test_demote_promote_verification_catches_a_source_primary(world):
+    state = _migrated(world)
+    real = world.dst.pool_promote
+
+    def promote_and_break(pool, *, force=False):
+        count = real(pool, force=force)
+        world.src.image("glance", "img").primary = True  # someone promoted it back
+        return count
+
+    world.dst.pool_promote = promote_and_break  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "glance: 1 image(s) still primary on the source" in exc.value.message
