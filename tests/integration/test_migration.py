@@ -84,7 +84,7 @@ async def test_deploy_and_relate(ops_test: OpsTest):
     await model.deploy(
         "ceph-proxy", config={"fsid": fsid, "admin-key": key, "monitor-hosts": f"{addr}:6789"}
     )
-    await model.deploy(charm, application_name=APP, to="0")
+    await model.deploy(charm, application_name=APP)  # its own machine: no foreign ceph.conf
     await model.integrate(f"{APP}:source", "ceph-proxy:client")
     await model.integrate(f"{APP}:destination", "ceph-mon:rbd-mirror")
     for pool in POOLS:
