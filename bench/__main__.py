@@ -112,7 +112,9 @@ def report(
     )
 
 
-def bench(lab: Lab, images: int, big_mib: int) -> list[dict]:
+def bench(
+    lab: Lab, images: int, big_mib: int, seeded: bool = True, management_ops: int = 0
+) -> list[dict]:
     """Run every benchmark; return the rows."""
     from tests.functional.charm_host import CharmHost, enter_private_etc_ceph
 
@@ -120,7 +122,8 @@ def bench(lab: Lab, images: int, big_mib: int) -> list[dict]:
     counter = Counter()
     lab.up()
     enter_private_etc_ceph(lab)
-    rows += bench_seeded_sync(lab)
+    if seeded:
+        rows += bench_seeded_sync(lab)
     for pool in ("bench-a", "bench-b"):
         seconds, _ = timed(lambda p=pool: make_images(lab, p, images))
         print(f"setup: {images} images in {pool} in {seconds:.1f}s", flush=True)
@@ -182,24 +185,7 @@ def bench(lab: Lab, images: int, big_mib: int) -> list[dict]:
         lambda: host.action("status")[0]["ready-for-cutover"] == "true", timeout=300, interval=5
     )
 
-    # 3. demote-promote vs bare demote + promote retried until rc=0.
-    def bare() -> int:
-        rbd_cli(lab.src, "mirror", "pool", "demote", "bench-a")
-        attempts = 0
-        while rbd_cli(lab.dst, "mirror", "pool", "promote", "bench-a", check=False).returncode:
-            attempts += 1
-            time.sleep(1)
-        return attempts
-
-    base, _ = timed(bare)
-    ours, procs, _ = counter.measure(lambda: host.action("demote-promote", pools="bench-b"))
-    report(
-        rows,
-        f"3. demote-promote, {images} images",
-        base,
-        ours,
-        note=f"overhead {100 * (ours - base) / base:+.0f}% (includes preflight and verify)",
-    )
+    rows += bench_cutover(lab, host, counter, images)
 
     # 4. initial sync of one big image vs rbd export | rbd import.
     if big_mib:
@@ -262,6 +248,30 @@ def bench_seeded_sync(lab: Lab) -> list[dict]:
         times["ceph defaults"],
         times["charm defaults"],
         note="baseline = Ceph's default daemon tuning",
+    )
+    return rows
+
+
+def bench_cutover(lab: Lab, host, counter: Counter, images: int) -> list[dict]:
+    """demote-promote vs bare `pool demote` + `pool promote` retried until rc=0."""
+    rows: list[dict] = []
+
+    def bare() -> int:
+        rbd_cli(lab.src, "mirror", "pool", "demote", "bench-a")
+        attempts = 0
+        while rbd_cli(lab.dst, "mirror", "pool", "promote", "bench-a", check=False).returncode:
+            attempts += 1
+            time.sleep(1)
+        return attempts
+
+    base, _ = timed(bare)
+    ours, procs, _ = counter.measure(lambda: host.action("demote-promote", pools="bench-b"))
+    report(
+        rows,
+        f"3. demote-promote, {images} images",
+        base,
+        ours,
+        note=f"overhead {100 * (ours - base) / base:+.0f}% (includes preflight and verify)",
     )
     return rows
 
@@ -332,10 +342,21 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--skip-seeded",
+        action="store_true",
+        help="skip the seeded-migration tuning comparison (about 3 minutes)",
+    )
     args = parser.parse_args()
     lab = Lab(Path(tempfile.mkdtemp(prefix="rbd-mirror-bench-")))
     try:
-        rows = bench(lab, args.images, args.big_mib)
+        rows = bench(
+            lab,
+            args.images,
+            args.big_mib,
+            seeded=not args.skip_seeded,
+            management_ops=args.management_ops,
+        )
     except LabError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

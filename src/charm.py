@@ -289,6 +289,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ctx.destination,
                 ctx.pools,
                 daemon_running=self.daemon.running(self.unique_id),
+                workers=ctx.config.max_workers,
             )
         return self._report
 
@@ -369,8 +370,6 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except (MigrationError, CephError) as exc:
             event.fail(str(exc))
             return
-        if not params.dry_run:
-            self._reconcile(event)
         can_blocklist = None
         if not params.dry_run:  # the probe adds a 1-second blocklist entry: not in a dry run
             try:
@@ -414,10 +413,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ctx.destination,
                 ctx.pools,
                 daemon_running=self.daemon.running(self.unique_id),
+                workers=ctx.config.max_workers,
             )
         except CephError as exc:
             event.fail(str(exc))
             return
+        if ctx.pools == self._context().pools:
+            self._report = report  # the unit status reuses it
         event.set_results(
             {
                 "phase": migration.phase(report),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import jinja2
 
 # python3-rbd: the librbd bindings of the system Python, used by rbd_bulk.py for per-image work.
 PACKAGES = ("rbd-mirror", "ceph-common", "python3-rbd")
+DPKG_QUERY = "/usr/bin/dpkg-query"
 MARKER = "# Written by the rbd-mirror-migration charm: changes here are overwritten."
 
 
@@ -72,14 +74,29 @@ class RbdMirrorDaemon:
 
     # --- packages --------------------------------------------------------------------------
     @staticmethod
-    def install() -> list[str]:
-        """apt-get install the packages that are missing; return those installed."""
-        from charmhelpers.fetch import apt_install, filter_installed_packages
+    def missing_packages() -> list[str]:
+        """Packages not installed, by one `dpkg-query` (charmhelpers' apt cache takes ~5 s)."""
+        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [DPKG_QUERY, "-W", "-f", "${Package} ${db:Status-Status}\n", *PACKAGES],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        installed = {
+            line.split()[0] for line in proc.stdout.splitlines() if line.endswith(" installed")
+        }
+        return [p for p in PACKAGES if p not in installed]
 
-        missing = filter_installed_packages(list(PACKAGES))
+    @classmethod
+    def install(cls) -> list[str]:
+        """apt-get install the packages that are missing; return those installed."""
+        missing = cls.missing_packages()
         if missing:
+            from charmhelpers.fetch import apt_install
+
             apt_install(missing, fatal=True)
-        return list(missing)
+        return missing
 
     # --- files -----------------------------------------------------------------------------
     def paths(self, files: DaemonFiles) -> dict[str, Path]:

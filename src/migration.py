@@ -21,7 +21,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError, ImageStatus, PoolInfo
+from ceph_cli import (
+    EACCES,
+    EBUSY,
+    EINVAL,
+    CephClient,
+    CephError,
+    ImageStatus,
+    PoolInfo,
+    PoolState,
+)
 
 Log = Callable[[str], None]
 
@@ -368,7 +377,7 @@ class StatusReport:
 
 
 def status(
-    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool
+    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool, workers: int = 4
 ) -> StatusReport:
     """Read both sides of every pool and decide whether the cutover may start.
 
@@ -376,20 +385,24 @@ def status(
     reported (`source_error`), not raised: the destination's side is still shown, and the
     disaster path needs it. Images primary on both sides are reported as split-brain.
     """
-    reports, reasons = [], []
-    source_error = ""
+    reasons = []
     if not daemon_running:
         reasons.append("the rbd-mirror daemon is not running on this unit")
+    # Both sides of every pool at once (bounded): each read is one librbd process.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool_exec:
+        sources = {p: pool_exec.submit(src.pool_state, p) for p in pools}
+        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
+    reports, source_error = [], ""
     for pool in pools:
         report = PoolReport(pool=pool)
         reports.append(report)
-        if not source_error:
-            try:
-                _read_source(src, report)
-            except CephError as exc:
+        try:
+            _read_source(sources[pool].result(), report)
+        except CephError as exc:
+            if not source_error:
                 source_error = str(exc)
                 reasons.append(f"source unreachable: {exc}")
-        _read_destination(dst, report)
+        _read_destination(dests[pool].result(), report)
         report.problems += _image_problems(report)
         reasons += report.problems
     split = [] if source_error else _split_brain(reports)
@@ -399,17 +412,15 @@ def status(
     )
 
 
-def _read_source(src: CephClient, report: PoolReport) -> None:
-    state = src.pool_state(report.pool)
+def _read_source(state: PoolState, report: PoolReport) -> None:
     report.source_mode, report.source_images = state.mode, list(state.images)
     report.source_primary = {i.name: bool(i.primary) for i in state.statuses}
     if report.source_mode == "pool":  # in pool mode, mirrored == journaled
         report.not_journaled = [n for n in state.images if n not in report.source_primary]
 
 
-def _read_destination(dst: CephClient, report: PoolReport) -> None:
+def _read_destination(state: PoolState, report: PoolReport) -> None:
     pool = report.pool
-    state = dst.pool_state(pool)
     report.destination_mode, report.peers = state.mode, len(state.peers)
     if report.source_mode != "pool" or report.destination_mode != "pool" or not report.peers:
         report.problems.append(
@@ -624,8 +635,11 @@ def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> dict[
     Every mirrored destination image must be primary, no source image primary, none missing.
     """
     wrong, primaries = [], {}
+    with ThreadPoolExecutor(max_workers=max(1, min(8, 2 * len(pools)))) as pool_exec:
+        sources = {p: pool_exec.submit(src.pool_state, p) for p in pools}
+        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
     for pool in pools:
-        source, dest = src.pool_state(pool), dst.pool_state(pool)
+        source, dest = sources[pool].result(), dests[pool].result()
         still = [i.name for i in source.statuses if i.primary]
         not_yet = [i.name for i in dest.statuses if not i.primary]
         missing = [i.name for i in source.statuses if i.name not in dest.images]

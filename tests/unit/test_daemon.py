@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,19 @@ def test_foreign_conf_is_never_overwritten(mirror, tmp_path, name):
 
 def test_service_name_matches_the_packaged_unit():
     assert service_name("host1") == "ceph-rbd-mirror@rbd-mirror.host1"
+
+
+def test_missing_packages_reads_dpkg_status(monkeypatch):
+    out = "rbd-mirror installed\nceph-common installed\npython3-rbd not-installed\n"
+
+    def fake_run(argv, **kw):
+        assert argv[0] == "/usr/bin/dpkg-query" and not kw.get("shell")
+        return subprocess.CompletedProcess(argv, 1, out, "")
+
+    monkeypatch.setattr(daemon.subprocess, "run", fake_run)
+    assert RbdMirrorDaemon.missing_packages() == ["python3-rbd"]
+
+
+def test_install_calls_apt_only_for_what_is_missing(monkeypatch):
+    monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: []))
+    assert RbdMirrorDaemon.install() == []
