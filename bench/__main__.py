@@ -130,9 +130,10 @@ def bench(
     host = CharmHost(lab)
     from ops import testing
 
-    host.state = testing.State(
-        leader=True, relations=host.state.relations, config={"pools": "bench-a,bench-b"}
-    )
+    config: dict[str, str | int] = {"pools": "bench-a,bench-b"}
+    if management_ops:
+        config["rbd-concurrent-management-ops"] = management_ops
+    host.state = testing.State(leader=True, relations=host.state.relations, config=config)
     host.relate()
 
     # 1. enable-mirroring vs the seed's serial loop.
@@ -342,6 +343,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--management-ops",
+        type=int,
+        default=0,
+        help="rbd-concurrent-management-ops for the charm (default: its own)",
+    )
     parser.add_argument(
         "--skip-seeded",
         action="store_true",
