@@ -45,8 +45,8 @@ def world(monkeypatch, tmp_path) -> World:
         def __init__(self, templates_dir, conf_dir=None):
             super().__init__(templates_dir, w.etc)
 
-        @staticmethod
-        def install():
+        @classmethod
+        def install(cls):
             return []
 
         @staticmethod
