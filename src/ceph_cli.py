@@ -180,7 +180,7 @@ class CephClient:
             **request,
         }
         argv = [SYSTEM_PYTHON, str(BULK_HELPER)]
-        what = [f"rbd_bulk {request['op']} {request['pool']}"]
+        what = [f"rbd_bulk {request['op']} {request.get('pool', '')}".rstrip()]
         if self.unreachable is not None:
             raise self.unreachable
         try:
@@ -212,7 +212,10 @@ class CephClient:
 
     # --- pools -----------------------------------------------------------------------------
     def pools(self) -> list[PoolInfo]:
-        """Every pool of the cluster."""
+        """Every pool of the cluster (`osd pool ls detail` as a mon command, in rbd_bulk.py).
+
+        The same command through the `ceph` CLI costs ~0.3 s of Python start-up per call.
+        """
         return [
             PoolInfo(
                 name=p["pool_name"],
@@ -220,7 +223,7 @@ class CephClient:
                 size=int(p["size"]),
                 applications=tuple(sorted(p.get("application_metadata") or {})),
             )
-            for p in self._json(CEPH, ["osd", "pool", "ls", "detail"]) or []
+            for p in self._bulk({"op": "pools"}).get("pools") or []
         ]
 
     def pool_state(self, pool: str) -> PoolState:
@@ -295,15 +298,17 @@ class CephClient:
             k: scrub(v) for k, v in answer.get("failed", {}).items()
         }
 
-    def disable_journaling(self, pool: str, image: str) -> bool:
-        """Disable journaling; False when it was already disabled."""
-        try:
-            self._run(RBD, ["feature", "disable", f"{pool}/{image}", "journaling"])
-        except CephError as exc:
-            if exc.rc == EINVAL and "already disabled" in exc.stderr:
-                return False
-            raise
-        return True
+    def disable_journaling_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Journaling off on `images` in one librbd process; return (changed, {image: error})."""
+        answer = self._bulk(
+            {"op": "disable-journaling", "pool": pool, "images": list(images), "workers": workers},
+            timeout=self.timeout * 5,
+        )
+        return sorted(answer.get("changed", {})), {
+            k: scrub(v) for k, v in answer.get("failed", {}).items()
+        }
 
     # --- mirroring -------------------------------------------------------------------------
     def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import ops
 
@@ -357,26 +358,30 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         event.log(
             f"{'dry run: ' if params.dry_run else ''}enabling mirroring of {', '.join(ctx.pools)}"
         )
-        try:
-            results = migration.enable_mirroring(
-                ctx.source,
-                ctx.destination,
-                ctx.pools,
-                ctx.peer,
-                dry_run=params.dry_run,
-                workers=ctx.config.max_workers,
-                log=event.log,
-            )
-        except (MigrationError, CephError) as exc:
-            event.fail(str(exc))
-            return
-        can_blocklist = None
-        if not params.dry_run:  # the probe adds a 1-second blocklist entry: not in a dry run
+        with ThreadPoolExecutor(max_workers=1) as probe_exec:
+            # The probe waits about a second for the mons to commit a blocklist entry: it runs
+            # alongside the work. It adds a 1-second entry, so not in a dry run.
+            probe = None if params.dry_run else probe_exec.submit(ctx.source.can_blocklist)
             try:
-                can_blocklist = ctx.source.can_blocklist()
-            except CephError as exc:
-                event.fail(f"mirroring is enabled, but the source key check failed: {exc}")
+                results = migration.enable_mirroring(
+                    ctx.source,
+                    ctx.destination,
+                    ctx.pools,
+                    ctx.peer,
+                    dry_run=params.dry_run,
+                    workers=ctx.config.max_workers,
+                    log=event.log,
+                )
+            except (MigrationError, CephError) as exc:
+                event.fail(str(exc))
                 return
+            can_blocklist = None
+            if probe is not None:
+                try:
+                    can_blocklist = probe.result()
+                except CephError as exc:
+                    event.fail(f"mirroring is enabled, but the source key check failed: {exc}")
+                    return
         if can_blocklist is False:
             event.log(
                 "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
@@ -451,6 +456,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except (MigrationError, CephError) as exc:
             event.fail(str(exc))
             return
+        if result.report is not None and ctx.pools == self._context().pools:
+            self._report = result.report  # the unit status reuses the verification's reads
         event.set_results(
             {
                 "demoted": json.dumps(result.demoted),

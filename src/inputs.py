@@ -16,7 +16,7 @@ class CharmConfig:
     source_cluster_name: str = "source"
     pool_replicas: int = 0
     command_timeout: int = 60
-    max_workers: int = 4
+    max_workers: int = 16
     rbd_mirror_concurrent_image_syncs: int = 5
     rbd_concurrent_management_ops: int = 10
     rbd_mirror_pool_replayers_refresh_interval: int = 10

@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import (
@@ -109,21 +109,6 @@ def select_pools(
 def _listed(items: list[str]) -> str:
     shown = ", ".join(items[:MAX_LISTED])
     return shown + (f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
-
-
-def _parallel(fn: Callable, items: list, workers: int) -> tuple[list, list[tuple[object, str]]]:
-    """Run fn over items with at most `workers` threads; return (results, [(item, error)])."""
-    results, failures = [], []
-    if not items:
-        return results, failures
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [(item, pool.submit(fn, item)) for item in items]
-        for item, future in futures:
-            try:
-                results.append(future.result())
-            except CephError as exc:
-                failures.append((item, str(exc)))
-    return results, failures
 
 
 # --- 1. enable mirroring ---------------------------------------------------------------------
@@ -385,13 +370,31 @@ def status(
     reported (`source_error`), not raised: the destination's side is still shown, and the
     disaster path needs it. Images primary on both sides are reported as split-brain.
     """
+    sources, dests = _read_both(src, dst, pools, workers)
+    return _build_report(pools, sources, dests, daemon_running=daemon_running)
+
+
+def _read_both(
+    src: CephClient, dst: CephClient, pools: list[str], workers: int
+) -> tuple[dict[str, Future], dict[str, Future]]:
+    """Both sides of every pool at once (bounded): each read is one librbd process."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, 2 * len(pools)))) as pool_exec:
+        sources = {p: pool_exec.submit(src.pool_state, p) for p in pools}
+        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
+    return sources, dests
+
+
+def _build_report(
+    pools: list[str],
+    sources: dict[str, Future],
+    dests: dict[str, Future],
+    *,
+    daemon_running: bool,
+) -> StatusReport:
+    """The status report from both sides' reads; a failed source read is reported, not raised."""
     reasons = []
     if not daemon_running:
         reasons.append("the rbd-mirror daemon is not running on this unit")
-    # Both sides of every pool at once (bounded): each read is one librbd process.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool_exec:
-        sources = {p: pool_exec.submit(src.pool_state, p) for p in pools}
-        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
     reports, source_error = [], ""
     for pool in pools:
         report = PoolReport(pool=pool)
@@ -508,6 +511,7 @@ class CutoverResult:
     attempts: int = 0
     seconds: float = 0.0
     forced: bool = False
+    report: StatusReport | None = None  # both sides as verified after the cutover
 
 
 def demote_promote(
@@ -533,7 +537,7 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         _promote_until_done(dst, pools, result, start + timeout, log, sleep)
-        after = _verify_cutover(src, dst, pools)
+        after, result.report = _verify_cutover(src, dst, pools, daemon_running=daemon_running)
         before = {p.pool: sum(1 for i in p.images if i.primary) for p in report.pools}
         result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in pools}
     result.seconds = time.monotonic() - start
@@ -629,15 +633,17 @@ def _preflight(report: StatusReport, started: set[str]) -> None:
         raise MigrationError(f"not ready for cutover, nothing changed: {_listed(blocking)}")
 
 
-def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> dict[str, int]:
-    """Check librbd's primary flags on both sides; return the destination primaries per pool.
+def _verify_cutover(
+    src: CephClient, dst: CephClient, pools: list[str], *, daemon_running: bool
+) -> tuple[dict[str, int], StatusReport]:
+    """Check librbd's primary flags on both sides after a cutover.
 
-    Every mirrored destination image must be primary, no source image primary, none missing.
+    Returns the destination's primaries per pool, and the status report those same reads make
+    (the unit status reuses it). Every mirrored destination image must be primary, no source
+    image primary, none missing.
     """
     wrong, primaries = [], {}
-    with ThreadPoolExecutor(max_workers=max(1, min(8, 2 * len(pools)))) as pool_exec:
-        sources = {p: pool_exec.submit(src.pool_state, p) for p in pools}
-        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
+    sources, dests = _read_both(src, dst, pools, workers=8)
     for pool in pools:
         source, dest = sources[pool].result(), dests[pool].result()
         still = [i.name for i in source.statuses if i.primary]
@@ -653,7 +659,7 @@ def _verify_cutover(src: CephClient, dst: CephClient, pools: list[str]) -> dict[
         primaries[pool] = sum(1 for i in dest.statuses if i.primary)
     if wrong:
         raise MigrationError(f"cutover verification failed: {'; '.join(wrong)}; re-run")
-    return primaries
+    return primaries, _build_report(pools, sources, dests, daemon_running=daemon_running)
 
 
 # --- 4. teardown -----------------------------------------------------------------------------
@@ -698,12 +704,15 @@ def teardown(
         ]
         if still:
             result.changes.append(f"disable journaling left on {len(still)} image(s)")
-            removed, failed = _parallel(
-                lambda pi: pi if dst.disable_journaling(*pi) else None, still, workers
-            )
-            result.journaling_removed = [f"{p}/{n}" for p, n in filter(None, removed)]
+            failed = []
+            for pool in pools:
+                names = [n for p, n in still if p == pool]
+                if names:
+                    done, errors = dst.disable_journaling_all(pool, names, workers=workers)
+                    result.journaling_removed += [f"{pool}/{n}" for n in done]
+                    failed += [f"{pool}/{n}: {e}" for n, e in errors.items()]
             if failed:
-                raise MigrationError(f"journaling still on {_listed([str(f) for f in failed])}")
+                raise MigrationError(f"journaling still on {_listed(failed)}")
     log(
         f"teardown: {'would change' if dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"

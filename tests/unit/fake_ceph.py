@@ -39,6 +39,8 @@ class FakeCluster:
     unreachable: bool = False
     promote_busy: int = 0  # EBUSY answers before promote succeeds
     blocklist_ok: bool = True
+    blocklist_error: bool = False  # the probe itself fails (not EACCES)
+    sticky_journaling: set[str] = field(default_factory=set)  # survives `mirror pool disable`
     fail_images: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
@@ -91,11 +93,18 @@ class FakeCluster:
         self._call(f"bulk image-states {pool}")
         return [self.image_info(pool, i.name) for i in self._imgs(pool)]
 
-    def disable_journaling(self, pool: str, image: str) -> bool:
-        img = self.image(pool, image)
-        had = "journaling" in img.features
-        img.features.discard("journaling")
-        return had
+    def disable_journaling_all(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk disable-journaling {pool}")
+        changed, failed = [], {}
+        for name in images:
+            if name in self.fail_images:
+                failed[name] = "PermissionError: [errno 13] denied"
+                continue
+            img = self.image(pool, name)
+            if "journaling" in img.features:
+                img.features.discard("journaling")
+                changed.append(name)
+        return changed, failed
 
     def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
         self._call(f"mirror pool info {pool}")
@@ -115,7 +124,8 @@ class FakeCluster:
             raise CephError(self.name, ["mirror pool disable"], EBUSY, "peers")
         self.modes[pool] = "disabled"
         for img in self._imgs(pool):
-            img.features.discard("journaling")
+            if img.name not in self.sticky_journaling:
+                img.features.discard("journaling")
             img.mirror_enabled = False
 
     def mirror_image_disable(self, pool: str, image: str) -> None:
@@ -164,6 +174,8 @@ class FakeCluster:
 
     def can_blocklist(self) -> bool:
         self._call("osd blocklist add")
+        if self.blocklist_error:
+            raise CephError(self.name, ["osd blocklist add"], 1, "mon command failed")
         return self.blocklist_ok
 
     def pool_demote(self, pool: str) -> int:

@@ -12,6 +12,7 @@ from ceph_cli import EBUSY, CephClient, CephError, scrub
 
 SAMPLES = Path(__file__).with_name("samples")
 KEY = "AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0=="
+NO_POOLS = (0, '{"pools": []}', "")
 
 
 class Runner:
@@ -39,10 +40,10 @@ def client(answers) -> tuple[CephClient, Runner]:
 
 
 def test_every_command_is_absolute_with_cluster_and_id():
-    c, runner = client({"osd pool ls detail": (0, "[]", "")})
-    c.pools()
+    c, runner = client({"mirror pool info": (0, "{}", "")})
+    c.mirror_pool_info("nova")
     argv = runner.calls[0]
-    assert argv[:5] == ["/usr/bin/ceph", "--cluster", "source", "--id", "app"]
+    assert argv[:5] == ["/usr/bin/rbd", "--cluster", "source", "--id", "app"]
     assert argv[5:7] == ["--client_mount_timeout", "7"]
     assert argv[-2:] == ["--format", "json"]
 
@@ -52,8 +53,9 @@ def test_pools_parse_applications_and_sizes():
         {"pool_name": "nova", "pg_num": 32, "size": 3, "application_metadata": {"rbd": {}}},
         {"pool_name": "x", "pg_num": 1, "size": 1},
     ]
-    c, _ = client({"osd pool ls detail": (0, json.dumps(detail), "")})
+    c, runner = client({"rbd_bulk.py": (0, json.dumps({"pools": detail}), "")})
     nova, x = c.pools()
+    assert runner.calls[0][0] == "/usr/bin/python3", "a mon command in the helper, not the CLI"
     assert (nova.name, nova.pg_num, nova.size, nova.applications) == ("nova", 32, 3, ("rbd",))
     assert x.applications == ()
 
@@ -66,10 +68,12 @@ def test_mirror_pool_info_never_asks_for_keys():
     assert info.mode == "pool" and info.peers[0].client_name == "client.rbd-mirror-src"
 
 
-def test_disable_journaling_tolerates_already_disabled():
-    err = "librbd::Operations: one or more requested features are already disabled"
-    c, _ = client({"feature disable": (22, "", err)})
-    assert c.disable_journaling("nova", "a") is False
+def test_disable_journaling_is_one_process_and_reports_failures_without_keys():
+    answer = {"changed": {"a": "journaling"}, "failed": {"b": f"PermissionError: {KEY}"}}
+    c, runner = client({"rbd_bulk.py": (0, json.dumps(answer), "")})
+    changed, failed = c.disable_journaling_all("nova", ["a", "b", "c"], workers=3)
+    assert len(runner.calls) == 1 and changed == ["a"]
+    assert KEY not in failed["b"] and "<redacted>" in failed["b"]
 
 
 @pytest.mark.parametrize(
@@ -117,9 +121,9 @@ def test_errors_never_carry_keys():
 
 
 def test_unparsable_json_is_a_ceph_error():
-    c, _ = client({"osd pool ls": (0, "{not json", "")})
+    c, _ = client({"mirror pool info": (0, "{not json", "")})
     with pytest.raises(CephError, match="unparsable JSON"):
-        c.pools()
+        c.mirror_pool_info("nova")
 
 
 def test_missing_binary_is_a_ceph_error():
@@ -238,7 +242,7 @@ def test_pool_state_is_one_process_with_statuses_and_primary_flags():
     ],
 )
 def test_an_unreachable_cluster_is_waited_for_once(rc, err):
-    c, runner = client({"mirror pool info": (rc, "", err), "osd pool ls": (0, "[]", "")})
+    c, runner = client({"mirror pool info": (rc, "", err), "rbd_bulk.py": NO_POOLS})
     with pytest.raises(CephError):
         c.mirror_pool_info("nova")
     with pytest.raises(CephError):
@@ -248,7 +252,7 @@ def test_an_unreachable_cluster_is_waited_for_once(rc, err):
 
 def test_an_ordinary_error_does_not_mark_the_cluster_unreachable():
     c, runner = client(
-        {"mirror pool info": (2, "", "error opening pool"), "osd pool ls": (0, "[]", "")}
+        {"mirror pool info": (2, "", "error opening pool"), "rbd_bulk.py": NO_POOLS}
     )
     with pytest.raises(CephError):
         c.mirror_pool_info("nova")

@@ -396,6 +396,34 @@ def test_teardown_after_cutover_disables_clones_first_and_stops_daemon(world):
     assert out.unit_status.message.startswith("torn down")
 
 
+def test_teardown_finishes_journaling_that_pool_disable_left(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.dst.sticky_journaling = {"volume-1"}
+    world.run(world.ctx.on.action("teardown"), state)
+    assert world.ctx.action_results["journaling-removed"] == 1
+    assert "journaling" not in world.dst.image("cinder-ceph", "volume-1").features
+
+
+def test_teardown_names_images_whose_journaling_cannot_be_removed(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.dst.sticky_journaling = {"volume-1"}
+    world.dst.fail_images = {"volume-1"}
+    with pytest.raises(testing.ActionFailed) as exc:
+        world.run(world.ctx.on.action("teardown"), state)
+    assert "journaling still on cinder-ceph/volume-1" in exc.value.message
+
+
+def test_demote_promote_unit_status_reuses_the_verification_reads(world):
+    state = _migrated(world)
+    world.src.calls.clear()
+    out = _cutover(world, state)
+    reads = [c for c in world.src.calls if c.startswith("bulk pool-state")]
+    assert len(reads) == 2 * 3, "preflight and verification, once per pool; none for the status"
+    assert out.unit_status.name == "active"
+
+
 def test_teardown_subset_keeps_daemon(world):
     state = _migrated(world)
     _cutover(world, state)
@@ -432,6 +460,15 @@ def test_enable_mirroring_warns_when_source_key_cannot_blocklist(world):
     _enable(world, ready_state())
     assert world.ctx.action_results["source-key-can-blocklist"] == "false"
     assert any("cannot blocklist" in line for line in world.ctx.action_logs)
+
+
+def test_enable_mirroring_fails_naming_the_key_check_when_the_probe_errors(world):
+    world.service["running"] = True
+    world.src.blocklist_error = True
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "mirroring is enabled, but the source key check failed" in exc.value.message
+    assert world.dst.modes["nova"] == "pool", "the work ran alongside the probe"
 
 
 def test_enable_mirroring_dry_run_does_not_probe_blocklist(world):
