@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import LabError, run, wait_for
@@ -24,42 +26,43 @@ from tests.functional.lab.procs import LabError, run, wait_for
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 PEER = "client.rbd-mirror-migration@source"
+T = TypeVar("T")
 
 
-class Counter:
-    """Counts the processes this Python process starts (audit hook on subprocess.Popen)."""
-
-    def __init__(self):
-        self.on = False
-        self.count = 0
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args) -> None:
-        if self.on and event == "subprocess.Popen":
-            self.count += 1
-
-    def measure(self, fn):
-        """Run fn; return (seconds, processes started, result)."""
-        self.count, self.on = 0, True
-        start = time.monotonic()
-        try:
-            result = fn()
-        finally:
-            self.on = False
-        return time.monotonic() - start, self.count, result
-
-
-def timed(fn) -> tuple[float, object]:
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
     """(seconds, result) of fn()."""
     start = time.monotonic()
     result = fn()
     return time.monotonic() - start, result
 
 
-def make_images(lab: Lab, pool: str, count: int, size_mib: int = 4) -> None:
-    """Create `count` images with data in a new rbd pool on src."""
-    lab.src.ceph("osd", "pool", "create", pool, "32", "32")
-    lab.src.rbd("pool", "init", pool)
+def charm_action(lab: Lab, config: dict, action: str, **params) -> dict:
+    """Run one action in a fresh process (bench/charm_action.py), as a hook runs; its figures."""
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "bench.charm_action",
+            str(lab.base),
+            json.dumps(config),
+            action,
+            json.dumps(params),
+        ],
+        timeout=1800,
+    )
+    figures = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if "error" in figures:
+        raise LabError(f"{action} failed: {figures['error']}")
+    return figures
+
+
+def make_images(
+    lab: Lab, pool: str, count: int, size_mib: int = 4, first: int = 0, create_pool: bool = True
+) -> None:
+    """Create `count` images with data (img<first> on) in an rbd pool on src."""
+    if create_pool:
+        lab.src.ceph("osd", "pool", "create", pool, "32", "32")
+        lab.src.rbd("pool", "init", pool)
     run(
         [
             SYSTEM_PYTHON,
@@ -69,6 +72,7 @@ def make_images(lab: Lab, pool: str, count: int, size_mib: int = 4) -> None:
             pool,
             str(count),
             str(size_mib),
+            str(first),
         ],
         timeout=1800,
     )
@@ -113,13 +117,18 @@ def report(
 
 
 def bench(
-    lab: Lab, images: int, big_mib: int, seeded: bool = True, management_ops: int = 0
+    lab: Lab,
+    images: int,
+    big_mib: int,
+    *,
+    seeded: bool = True,
+    cutover: bool = True,
+    management_ops: int = 0,
 ) -> list[dict]:
     """Run every benchmark; return the rows."""
     from tests.functional.charm_host import CharmHost, enter_private_etc_ceph
 
     rows: list[dict] = []
-    counter = Counter()
     lab.up()
     enter_private_etc_ceph(lab)
     if seeded:
@@ -127,7 +136,7 @@ def bench(
     for pool in ("bench-a", "bench-b"):
         seconds, _ = timed(lambda p=pool: make_images(lab, p, images))
         print(f"setup: {images} images in {pool} in {seconds:.1f}s", flush=True)
-    host = CharmHost(lab)
+    host = CharmHost(lab)  # this process's unit: waits only; measured actions run in children
     from ops import testing
 
     config: dict[str, str | int] = {"pools": "bench-a,bench-b"}
@@ -136,6 +145,20 @@ def bench(
     host.state = testing.State(leader=True, relations=host.state.relations, config=config)
     host.relate()
 
+    rows += bench_enable_and_status(lab, config, images)
+    if cutover:
+        wait_until_ready(lab, host, images)
+        rows += bench_cutover(lab, config, images)
+
+    # 4. initial sync of one big image vs rbd export | rbd import.
+    if big_mib:
+        rows += bench_sync(lab, big_mib)
+    return rows
+
+
+def bench_enable_and_status(lab: Lab, config: dict, images: int) -> list[dict]:
+    """1, 2 and 5: enable-mirroring and status against the manual loops, and their memory."""
+    rows: list[dict] = []
     # 1. enable-mirroring vs the seed's serial loop.
     rbd_cli(lab.src, "mirror", "pool", "enable", "bench-a", "pool")
     names = lab.src.rbd_json("ls", "bench-a")
@@ -145,33 +168,39 @@ def bench(
             rbd_cli(lab.src, "feature", "enable", f"bench-a/{name}", "journaling")
 
     base, _ = timed(serial)
-    ours, procs, _ = counter.measure(lambda: host.action("enable-mirroring", pools="bench-b"))
+    enable = charm_action(lab, config, "enable-mirroring", pools="bench-b")
     report(
         rows,
         f"1. enable-mirroring, {images} images",
         base,
-        ours,
-        note=f"charm started {procs} processes (baseline {images})",
+        enable["seconds"],
+        note=f"charm started {enable['processes']} processes (baseline {images})",
     )
     rbd_cli(lab.dst, "mirror", "pool", "enable", "bench-a", "pool")
     rbd_cli(lab.dst, "mirror", "pool", "peer", "add", "bench-a", PEER, "--direction", "rx-only")
 
-    # 2. status vs a per-image `rbd info` loop (on the source, before any sync).
+    # 2. status vs a per-image `rbd info` loop (on the source, while the first sync runs).
     def info_loop() -> None:
         for name in names:
             rbd_cli(lab.src, "info", f"bench-a/{name}")
 
     base, _ = timed(info_loop)
-    ours, procs, _ = counter.measure(lambda: host.action("status", pools="bench-b"))
+    status = charm_action(lab, config, "status", pools="bench-b")
     report(
         rows,
         f"2. status, {images} images, 1 pool",
         base,
-        ours,
-        note=f"charm started {procs} processes incl. collect-status (baseline {images})",
+        status["seconds"],
+        note=f"charm started {status['processes']} processes incl. collect-status "
+        f"(baseline {images})",
     )
+    rows += memory_rows(images, {"enable-mirroring": enable, "status": status})
 
-    # Wait for both pools to replay before the cutover benchmarks.
+    return rows
+
+
+def wait_until_ready(lab: Lab, host, images: int) -> None:
+    """Both pools replaying, and the charm's status ready for the cutover."""
     seconds, ok = timed(
         lambda: wait_for(
             lambda: replaying(lab, "bench-a", images) and replaying(lab, "bench-b", images),
@@ -186,23 +215,26 @@ def bench(
         lambda: host.action("status")[0]["ready-for-cutover"] == "true", timeout=300, interval=5
     )
 
-    rows += bench_cutover(lab, host, counter, images)
 
-    # 4. initial sync of one big image vs rbd export | rbd import.
-    if big_mib:
-        rows += bench_sync(lab, host, big_mib)
-
-    # 5. peak memory of this process (the charm runs in it, as in a hook).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"5. peak RSS of the process running the charm's handlers: {peak:.0f} MiB", flush=True)
-    rows.append(
-        {
-            "benchmark": "5. peak RSS of the charm process",
-            "charm": round(peak),
-            "unit": "MiB",
-            "note": f"{images} images per pool",
-        }
-    )
+def memory_rows(images: int, figures: dict[str, dict]) -> list[dict]:
+    """5. Peak RSS of the process that ran each action, and of its largest child (a helper)."""
+    rows = []
+    for action, f in figures.items():
+        print(
+            f"5. peak RSS, {action}, {images} images: charm process {f['peak_rss_mib']:.0f} MiB "
+            f"({f['rss_before_mib']:.0f} MiB before the action), largest child process "
+            f"{f['child_peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
+        rows.append(
+            {
+                "benchmark": f"5. peak RSS, {action}, {images} images",
+                "charm": f["peak_rss_mib"],
+                "unit": "MiB",
+                "note": f"before the action {f['rss_before_mib']} MiB; largest child "
+                f"{f['child_peak_rss_mib']} MiB",
+            }
+        )
     return rows
 
 
@@ -253,7 +285,7 @@ def bench_seeded_sync(lab: Lab) -> list[dict]:
     return rows
 
 
-def bench_cutover(lab: Lab, host, counter: Counter, images: int) -> list[dict]:
+def bench_cutover(lab: Lab, config: dict, images: int) -> list[dict]:
     """demote-promote vs bare `pool demote` + `pool promote` retried until rc=0."""
     rows: list[dict] = []
 
@@ -265,76 +297,137 @@ def bench_cutover(lab: Lab, host, counter: Counter, images: int) -> list[dict]:
             time.sleep(1)
         return attempts
 
-    base, _ = timed(bare)
-    ours, procs, _ = counter.measure(lambda: host.action("demote-promote", pools="bench-b"))
+    base, rounds = timed(bare)
+    ours = charm_action(lab, config, "demote-promote", pools="bench-b")
     report(
         rows,
         f"3. demote-promote, {images} images",
         base,
-        ours,
-        note=f"overhead {100 * (ours - base) / base:+.0f}% (includes preflight and verify)",
+        ours["seconds"],
+        note=f"overhead {100 * (ours['seconds'] - base) / base:+.0f}% (includes preflight and "
+        f"verify); promote rounds: bare {rounds + 1}, charm {ours['results']['attempts']}",
     )
     return rows
 
 
-def bench_sync(lab: Lab, host, big_mib: int) -> list[dict]:
-    """Raw copy vs journal mirroring of one big image (time to up+replaying)."""
+def image_state(lab: Lab, spec: str) -> str:
+    """The destination's published mirror status of one image ("" while there is none)."""
+    proc = rbd_cli(lab.dst, "mirror", "image", "status", spec, "--format", "json", check=False)
+    return json.loads(proc.stdout or b"{}").get("state", "") if proc.returncode == 0 else ""
+
+
+def live_state(spec: str) -> str:
+    """The daemon's own state of one image (its admin socket), e.g. "Replaying".
+
+    The published status (`rbd mirror image status`) lags it: rbd-mirror writes statuses on a
+    fixed 30-second timer (MirrorStatusUpdater) except for some transitions.
+    """
+    sockets = sorted(
+        Path("/run/ceph").glob("ceph-client.rbd-mirror.*.asok"), key=lambda p: p.stat().st_mtime
+    )
+    if not sockets:
+        return ""
+    proc = run(
+        ["ceph", "--admin-daemon", str(sockets[-1]), "rbd", "mirror", "status", spec],
+        check=False,
+        timeout=30,
+    )
+    try:
+        return json.loads(proc.stdout or b"{}").get("state", "")
+    except ValueError:
+        return ""
+
+
+def bench_sync(lab: Lab, big_mib: int, runs: int = 2) -> list[dict]:
+    """Raw copy vs journal mirroring of one big image, `runs` times each.
+
+    Mirroring is timed from `feature enable journaling` until the daemon itself says
+    Replaying (its admin socket), with the pool replayer already running (as during a
+    migration, once the first images replay); the published status is timed too.
+    """
     rows: list[dict] = []
-    make_images(lab, "bench-big", 1, size_mib=big_mib)
+    pool = "bench-big"
+    lab.src.ceph("osd", "pool", "create", pool, "32", "32")
+    lab.src.rbd("pool", "init", pool)
+    rbd_cli(lab.src, "mirror", "pool", "enable", pool, "pool")
     lab.dst.ceph("osd", "pool", "create", "rawcopy", "32", "32")
-
-    def raw() -> None:
-        export = subprocess.Popen(
-            [
-                "rbd",
-                "--cluster",
-                "src",
-                "-c",
-                str(lab.src.conf),
-                "export",
-                "bench-big/img00000",
-                "-",
-                "--no-progress",
-            ],
-            stdout=subprocess.PIPE,
+    rbd_cli(lab.dst, "pool", "init", "rawcopy")
+    lab.dst.ceph("osd", "pool", "create", pool, "32", "32")
+    rbd_cli(lab.dst, "pool", "init", pool)
+    rbd_cli(lab.dst, "mirror", "pool", "enable", pool, "pool")
+    rbd_cli(lab.dst, "mirror", "pool", "peer", "add", pool, PEER, "--direction", "rx-only")
+    # A small journaled image proves the pool replayer runs before anything is timed.
+    make_images(lab, pool, 1, size_mib=4, first=99, create_pool=False)
+    rbd_cli(lab.src, "feature", "enable", f"{pool}/img00099", "journaling")
+    if not wait_for(
+        lambda: image_state(lab, f"{pool}/img00099") == "up+replaying", timeout=300, interval=1
+    ):
+        raise LabError("the bench-big pool replayer never started")
+    raws, lives, published = [], [], []
+    for n in range(runs):
+        make_images(lab, pool, 1, size_mib=big_mib, first=n, create_pool=False)
+        spec = f"{pool}/img{n:05d}"
+        raws.append(timed(lambda s=spec, n=n: raw_copy(lab, s, f"rawcopy/copy{n}"))[0])
+        rbd_cli(lab.dst, "rm", f"rawcopy/copy{n}", "--no-progress")
+        live, shown = sync_times(lab, spec)
+        lives.append(live)
+        published.append(shown)
+        print(
+            f"sync run {n + 1}: raw {raws[-1]:.2f}s; mirror replaying after {live:.2f}s, "
+            f"published as up+replaying after {shown:.2f}s",
+            flush=True,
         )
-        subprocess.run(
-            [
-                "rbd",
-                "--cluster",
-                "dst",
-                "-c",
-                str(lab.dst.conf),
-                "import",
-                "-",
-                "rawcopy/img00000",
-                "--no-progress",
-            ],
-            stdin=export.stdout,
-            check=True,
-            timeout=900,
-        )
-        export.wait(timeout=60)
-
-    base, _ = timed(raw)
-    rbd_cli(lab.src, "mirror", "pool", "enable", "bench-big", "pool")
-    lab.dst.ceph("osd", "pool", "create", "bench-big", "32", "32")
-    rbd_cli(lab.dst, "pool", "init", "bench-big")
-    rbd_cli(lab.dst, "mirror", "pool", "enable", "bench-big", "pool")
-    rbd_cli(lab.dst, "mirror", "pool", "peer", "add", "bench-big", PEER, "--direction", "rx-only")
-    start = time.monotonic()
-    rbd_cli(lab.src, "feature", "enable", "bench-big/img00000", "journaling")
-    wait_for(lambda: replaying(lab, "bench-big", 1), timeout=1800, interval=0.5)
-    ours = time.monotonic() - start
+    raw, live, shown = (statistics.mean(x) for x in (raws, lives, published))
     report(
         rows,
-        f"4. initial sync of a {big_mib} MiB image (to up+replaying)",
-        base,
-        ours,
-        note=f"raw {big_mib / base:.0f} MiB/s, mirror {big_mib / ours:.0f} MiB/s "
-        f"= {100 * base / ours:.0f}% of raw",
+        f"4. initial sync of a {big_mib} MiB image, mean of {runs}",
+        raw,
+        live,
+        note=f"raw {big_mib / raw:.0f} MiB/s, mirror {big_mib / live:.0f} MiB/s "
+        f"= {100 * raw / live:.0f}% of raw; the published status said up+replaying "
+        f"{shown - live:.1f}s later",
     )
     return rows
+
+
+def sync_times(lab: Lab, spec: str) -> tuple[float, float]:
+    """Enable journaling on `spec`; seconds until the daemon replays it, and until published."""
+    start = time.monotonic()
+    rbd_cli(lab.src, "feature", "enable", spec, "journaling")
+    live = None
+    while time.monotonic() < start + 1800:
+        if live is None and live_state(spec) == "Replaying":
+            live = time.monotonic() - start
+        if image_state(lab, spec) == "up+replaying":
+            shown = time.monotonic() - start
+            return (live if live is not None else shown), shown
+        time.sleep(0.25)
+    raise LabError(f"{spec} never replayed")
+
+
+def raw_copy(lab: Lab, spec: str, target: str) -> None:
+    """`rbd export - | rbd import -` from src to dst: the manual way to move an image."""
+    export = subprocess.Popen(
+        ["rbd", "--cluster", "src", "-c", str(lab.src.conf), "export", spec, "-", "--no-progress"],
+        stdout=subprocess.PIPE,
+    )
+    subprocess.run(
+        [
+            "rbd",
+            "--cluster",
+            "dst",
+            "-c",
+            str(lab.dst.conf),
+            "import",
+            "-",
+            target,
+            "--no-progress",
+        ],
+        stdin=export.stdout,
+        check=True,
+        timeout=900,
+    )
+    export.wait(timeout=60)
 
 
 def main() -> int:
@@ -350,6 +443,11 @@ def main() -> int:
         help="rbd-concurrent-management-ops for the charm (default: its own)",
     )
     parser.add_argument(
+        "--skip-cutover",
+        action="store_true",
+        help="stop after enable-mirroring, status and memory (for --images 1000)",
+    )
+    parser.add_argument(
         "--skip-seeded",
         action="store_true",
         help="skip the seeded-migration tuning comparison (about 3 minutes)",
@@ -362,6 +460,7 @@ def main() -> int:
             args.images,
             args.big_mib,
             seeded=not args.skip_seeded,
+            cutover=not args.skip_cutover,
             management_ops=args.management_ops,
         )
     except LabError as exc:

@@ -1,0 +1,82 @@
+"""Run one charm action in a process of its own, as a Juju hook runs, and print what it cost.
+
+    python -m bench.charm_action LAB_DIR CONFIG_JSON ACTION [PARAMS_JSON]
+
+Started by `python -m bench` inside its private /etc/ceph mount namespace (children inherit it,
+with the stand-in systemctl on PATH). Relates the unit first (not measured), then runs ACTION
+and prints one JSON line: seconds, processes started, the process's RSS before the action and
+its peak, the largest child's peak RSS, and the action's results (or its failure message).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+class Counter:
+    """Counts the processes this Python process starts (audit hook on subprocess.Popen)."""
+
+    def __init__(self):
+        self.on = False
+        self.count = 0
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args) -> None:
+        if self.on and event == "subprocess.Popen":
+            self.count += 1
+
+    def measure(self, fn):
+        """Run fn; return (seconds, processes started, result)."""
+        self.count, self.on = 0, True
+        start = time.monotonic()
+        try:
+            result = fn()
+        finally:
+            self.on = False
+        return time.monotonic() - start, self.count, result
+
+
+def rss_mib() -> float:
+    """This process's resident set size now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str]) -> int:
+    """Relate, run the action, print the figures."""
+    from tests.functional.charm_host import CharmHost, pretend_ubuntu
+    from tests.functional.lab import Lab
+
+    lab_dir, config, action = Path(argv[0]), json.loads(argv[1]), argv[2]
+    params = json.loads(argv[3]) if len(argv) > 3 else {}
+    pretend_ubuntu()
+    from ops import testing
+
+    host = CharmHost(Lab(lab_dir))
+    host.state = testing.State(leader=True, relations=host.state.relations, config=config)
+    host.relate()
+    counter = Counter()
+    before = rss_mib()
+    out: dict[str, object] = {}
+    try:
+        seconds, processes, (results, _) = counter.measure(lambda: host.action(action, **params))
+        out.update(seconds=seconds, processes=processes, results=results)
+    except testing.ActionFailed as exc:
+        out["error"] = exc.message
+    out.update(
+        rss_before_mib=round(before, 1),
+        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        child_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    )
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
