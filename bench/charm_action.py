@@ -4,8 +4,9 @@
 
 Started by `python -m bench` inside its private /etc/ceph mount namespace (children inherit it,
 with the stand-in systemctl on PATH). Relates the unit first (not measured), then runs ACTION
-and prints one JSON line: seconds, processes started, the process's RSS before the action and
-its peak, the largest child's peak RSS, and the action's results (or its failure message).
+and prints one JSON line: seconds, processes started, the process's RSS before the action, its
+peak during the action (VmHWM, reset first) and since it started, the largest child's peak
+RSS, and the action's results (or its failure message).
 """
 
 from __future__ import annotations
@@ -40,12 +41,22 @@ class Counter:
         return time.monotonic() - start, self.count, result
 
 
-def rss_mib() -> float:
-    """This process's resident set size now."""
+def memory_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak since start or since `reset_peak`) of this process."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def usage(who: int) -> float:
+    """Peak RSS in MiB from getrusage (RUSAGE_SELF, or the largest of RUSAGE_CHILDREN)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def reset_peak() -> None:
+    """Restart VmHWM from the current RSS (Linux >= 4.0): the action's peak is its own."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +73,9 @@ def main(argv: list[str]) -> int:
     host.state = testing.State(leader=True, relations=host.state.relations, config=config)
     host.relate()
     counter = Counter()
-    before = rss_mib()
+    since_start = usage(resource.RUSAGE_SELF)  # read first: resetting VmHWM resets it too
+    reset_peak()
+    before = memory_mib("VmRSS")
     out: dict[str, object] = {}
     try:
         seconds, processes, (results, _) = counter.measure(lambda: host.action(action, **params))
@@ -71,8 +84,9 @@ def main(argv: list[str]) -> int:
         out["error"] = exc.message
     out.update(
         rss_before_mib=round(before, 1),
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        child_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        peak_rss_mib=round(memory_mib("VmHWM"), 1),
+        peak_rss_since_start_mib=round(max(since_start, memory_mib("VmHWM")), 1),
+        child_peak_rss_mib=round(usage(resource.RUSAGE_CHILDREN), 1),
     )
     print(json.dumps(out))
     return 0

@@ -75,6 +75,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         self._report: migration.StatusReport | None = None
         self._ctx: Context | NotReadyError | None = None
         self._pair: tuple[CephClient, CephClient] | None = None
+        self._running: bool | None = None  # the service manager's answer, once per dispatch
         on = self.on
         for event in (
             on.install,
@@ -274,14 +275,20 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         if migration.torn_down(report):
             return
         try:
-            running = self.daemon.running(self.unique_id)
+            running = self._daemon_running()
             if not running:
                 logger.warning("rbd-mirror daemon is not running: starting it")
             if files_changed or not running:
                 self.daemon.start(self.unique_id, restart=True)
-                self._report = None
+                self._report, self._running = None, None
         except ServiceError as exc:
             logger.error("%s", exc)
+
+    def _daemon_running(self) -> bool:
+        """Whether the daemon runs: asked once per dispatch; start and stop forget the answer."""
+        if self._running is None:
+            self._running = self.daemon.running(self.unique_id)
+        return self._running
 
     def _status_report(self, ctx: Context) -> migration.StatusReport:
         if self._report is None:
@@ -289,7 +296,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ctx.source,
                 ctx.destination,
                 ctx.pools,
-                daemon_running=self.daemon.running(self.unique_id),
+                daemon_running=self._daemon_running(),
                 workers=ctx.config.max_workers,
             )
         return self._report
@@ -324,7 +331,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 )
             )
             return
-        running = self.daemon.running(self.unique_id)
+        running = self._daemon_running()
         if not running and not migration.torn_down(report):
             event.add_status(
                 ops.BlockedStatus(
@@ -417,7 +424,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ctx.source,
                 ctx.destination,
                 ctx.pools,
-                daemon_running=self.daemon.running(self.unique_id),
+                daemon_running=self._daemon_running(),
                 workers=ctx.config.max_workers,
             )
         except CephError as exc:
@@ -450,7 +457,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ctx.pools,
                 timeout=params.timeout,
                 force=params.force,
-                daemon_running=self.daemon.running(self.unique_id),
+                daemon_running=self._daemon_running(),
                 log=event.log,
             )
         except (MigrationError, CephError) as exc:
@@ -489,6 +496,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             if stop:
                 event.log("stopping the rbd-mirror daemon")
                 self.daemon.stop(self.unique_id)
+                self._running = None
         except (MigrationError, CephError, ServiceError) as exc:
             event.fail(str(exc))
             return
