@@ -171,8 +171,14 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
 
     results, _ = host.action("teardown")
     assert results["daemon-stopped"] == "true"
+    print(
+        f"teardown after the half-disabled pool: journaling removed by the charm itself on "
+        f"{results['journaling-removed']} image(s)"
+    )
     for pool in POOLS:
         assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+        for image in images(lab.dst, pool):
+            assert "journaling" not in lab.dst.rbd_json("info", f"{pool}/{image}")["features"]
     assert md5_all(lab.dst) == source_at_demotion
     report = json.loads(sampler.communicate(timeout=180)[0])
     assert report["samples"] > 10 and report["violations"] == []
