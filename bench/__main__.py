@@ -226,8 +226,7 @@ def memory_rows(images: int, figures: dict[str, dict]) -> list[dict]:
     for action, f in figures.items():
         print(
             f"5. peak RSS, {action}, {images} images: charm process {f['peak_rss_mib']:.0f} MiB "
-            f"during the action ({f['rss_before_mib']:.0f} MiB before it, "
-            f"{f['peak_rss_since_start_mib']:.0f} MiB since the process started), largest child "
+            f"during the action ({f['rss_before_mib']:.0f} MiB before it), largest child "
             f"process {f['child_peak_rss_mib']:.0f} MiB",
             flush=True,
         )
@@ -236,8 +235,7 @@ def memory_rows(images: int, figures: dict[str, dict]) -> list[dict]:
                 "benchmark": f"5. peak RSS, {action}, {images} images",
                 "charm": f["peak_rss_mib"],
                 "unit": "MiB",
-                "note": f"before the action {f['rss_before_mib']} MiB; since the process "
-                f"started {f['peak_rss_since_start_mib']} MiB; largest child "
+                "note": f"before the action {f['rss_before_mib']} MiB; largest child "
                 f"{f['child_peak_rss_mib']} MiB",
             }
         )

@@ -5,8 +5,9 @@
 Started by `python -m bench` inside its private /etc/ceph mount namespace (children inherit it,
 with the stand-in systemctl on PATH). Relates the unit first (not measured), then runs ACTION
 and prints one JSON line: seconds, processes started, the process's RSS before the action, its
-peak during the action (VmHWM, reset first) and since it started, the largest child's peak
-RSS, and the action's results (or its failure message).
+peak during the action (VmHWM, reset first), the largest child's peak RSS, and the action's
+results (or its failure message). The peak is reset because Linux carries a process's high-water
+mark across fork and exec: without the reset, this process would report its parent's RSS.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ def main(argv: list[str]) -> int:
     host.state = testing.State(leader=True, relations=host.state.relations, config=config)
     host.relate()
     counter = Counter()
-    since_start = usage(resource.RUSAGE_SELF)  # read first: resetting VmHWM resets it too
     reset_peak()
     before = memory_mib("VmRSS")
     out: dict[str, object] = {}
@@ -85,7 +85,6 @@ def main(argv: list[str]) -> int:
     out.update(
         rss_before_mib=round(before, 1),
         peak_rss_mib=round(memory_mib("VmHWM"), 1),
-        peak_rss_since_start_mib=round(max(since_start, memory_mib("VmHWM")), 1),
         child_peak_rss_mib=round(usage(resource.RUSAGE_CHILDREN), 1),
     )
     print(json.dumps(out))
