@@ -333,9 +333,25 @@ class CephClient:
         """Disable mirroring of `pool` (librbd also drops journaling from its images)."""
         self._run(RBD, ["mirror", "pool", "disable", pool])
 
-    def mirror_image_disable(self, pool: str, image: str) -> None:
-        """Disable mirroring of one image."""
-        self._run(RBD, ["mirror", "image", "disable", f"{pool}/{image}"])
+    def mirror_image_disable_all(
+        self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Disable mirroring of images level by level (clones first), in one librbd process.
+
+        Returns (disabled, {image: error}); it stops after the first level with an error.
+        """
+        answer = self._bulk(
+            {
+                "op": "disable-mirroring",
+                "pool": pool,
+                "levels": [list(level) for level in levels],
+                "workers": workers,
+            },
+            timeout=self.timeout * 5,
+        )
+        return list(answer.get("changed", [])), {
+            k: scrub(v) for k, v in answer.get("failed", {}).items()
+        }
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""

@@ -776,9 +776,8 @@ def _disable_order(images: dict) -> list[str]:
     return order
 
 
-def _clones_first(pool: str, imgs: list) -> list[str]:
-    """Image names of `pool`, each clone before its parent inside the pool."""
-    depth: dict[str, int] = {}
+def _clone_levels(pool: str, imgs: list) -> list[list[str]]:
+    """Image names of `pool` by clone depth, deepest first: each clone before its parent."""
     by_name = {i.name: i for i in imgs}
 
     def level(name: str, seen: frozenset = frozenset()) -> int:
@@ -788,9 +787,11 @@ def _clones_first(pool: str, imgs: list) -> list[str]:
             return 0
         return 1 + level(pname, seen | {name})
 
-    for name in by_name:
-        depth[name] = level(name)
-    return sorted(by_name, key=lambda n: (-depth[n], n))
+    depth = {name: level(name) for name in by_name}
+    return [
+        sorted(n for n in by_name if depth[n] == d)
+        for d in sorted(set(depth.values()), reverse=True)
+    ]
 
 
 def _disable_pool(
@@ -820,9 +821,13 @@ def _disable_pool(
             for i in dst.image_states(pool, workers=workers)
             if i.mirroring_state == "enabled"
         }
-        for name in _clones_first(pool, imgs):
-            if name in enabled:
-                dst.mirror_image_disable(pool, name)
+        levels = [[n for n in level if n in enabled] for level in _clone_levels(pool, imgs)]
+        _, failed = dst.mirror_image_disable_all(pool, levels, workers=workers)
+        if failed:
+            raise MigrationError(
+                f"{pool}: mirroring could not be disabled on {len(failed)} image(s) (re-run "
+                f"teardown): {_listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
+            ) from exc
         dst.mirror_pool_disable(pool)
     result.disabled.append(pool)
     log(f"{pool}: mirroring disabled")

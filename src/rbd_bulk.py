@@ -11,6 +11,9 @@ ops:
 - "enable-journaling": enable exclusive-lock (if missing) and journaling on `images`;
   answers {"changed": {name: "journaling"|"exclusive-lock,journaling"}, "failed": {name: error}}.
 - "disable-journaling": the reverse, for teardown's leftovers; answers like enable-journaling.
+- "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
+  first), one level at a time, each in the thread pool; stops after a level with failures;
+  answers {"changed": [name], "failed": {name: error}}.
 - "pool-state": mirror mode, peers (never their keys), image names, and for every mirrored image
   its status (`up+replaying` etc., description, last update) and primary flag.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
@@ -67,6 +70,14 @@ def _disable_journaling(ioctx, name: str) -> str:
             return ""
         image.update_features(rbd.RBD_FEATURE_JOURNALING, False)
         return "journaling"
+
+
+def _disable_mirroring(ioctx, name: str) -> str:
+    with rbd.Image(ioctx, name) as image:
+        if image.mirror_image_get_info().get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED:
+            return ""
+        image.mirror_image_disable(False)
+        return "disabled"
 
 
 def _image_state(ioctx, name: str) -> dict:
@@ -197,6 +208,14 @@ def _pool_op(req: dict, ioctx) -> dict:
     if req["op"] == "disable-journaling":
         done, failed = _each(ioctx, _disable_journaling, list(req["images"]), workers)
         return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
+    if req["op"] == "disable-mirroring":
+        changed: list[str] = []
+        for level in req["levels"]:  # clones before their parents: librbd insists
+            done, failed = _each(ioctx, _disable_mirroring, list(level), workers)
+            changed += sorted(k for k, v in done.items() if v)
+            if failed:
+                return {"changed": changed, "failed": failed}
+        return {"changed": changed, "failed": {}}
     if req["op"] == "pool-state":
         return _pool_state(ioctx)
     if req["op"] == "image-states":

@@ -41,6 +41,7 @@ class FakeCluster:
     blocklist_ok: bool = True
     blocklist_error: bool = False  # the probe itself fails (not EACCES)
     sticky_journaling: set[str] = field(default_factory=set)  # survives `mirror pool disable`
+    busy_pools: set[str] = field(default_factory=set)  # pool disable: EBUSY while images mirror
     fail_images: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
@@ -122,14 +123,28 @@ class FakeCluster:
         self._call(f"mirror pool disable {pool}")
         if self.peers.get(pool):
             raise CephError(self.name, ["mirror pool disable"], EBUSY, "peers")
+        if pool in self.busy_pools and any(i.mirror_enabled for i in self._imgs(pool)):
+            self.modes[pool] = "image"  # what librbd leaves behind
+            raise CephError(self.name, ["mirror pool disable"], EBUSY, "image has clones")
         self.modes[pool] = "disabled"
         for img in self._imgs(pool):
             if img.name not in self.sticky_journaling:
                 img.features.discard("journaling")
             img.mirror_enabled = False
 
-    def mirror_image_disable(self, pool: str, image: str) -> None:
-        self.image(pool, image).mirror_enabled = False
+    def mirror_image_disable_all(self, pool: str, levels, *, workers: int = 4):
+        self._call(f"bulk disable-mirroring {pool}")
+        changed, failed = [], {}
+        for level in levels:
+            for name in level:
+                if name in self.fail_images:
+                    failed[name] = "ImageBusy: [errno 16] it has clones"
+                    continue
+                self.image(pool, name).mirror_enabled = False
+                changed.append(name)
+            if failed:
+                break
+        return changed, failed
 
     def pool_state(self, pool: str) -> PoolState:
         self._call(f"bulk pool-state {pool}")

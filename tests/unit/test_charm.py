@@ -424,6 +424,27 @@ def test_demote_promote_unit_status_reuses_the_verification_reads(world):
     assert out.unit_status.name == "active"
 
 
+def test_teardown_disables_image_by_image_when_the_pool_refuses(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.dst.busy_pools = {"glance"}
+    world.run(world.ctx.on.action("teardown"), state)
+    assert "bulk disable-mirroring glance" in world.dst.calls
+    assert any("disabling image by image" in line for line in world.ctx.action_logs)
+    assert world.dst.modes["glance"] == "disabled"
+
+
+def test_teardown_names_images_whose_mirroring_cannot_be_disabled(world):
+    state = _migrated(world)
+    _cutover(world, state)
+    world.dst.busy_pools, world.dst.fail_images = {"glance"}, {"img"}
+    with pytest.raises(testing.ActionFailed) as exc:
+        world.run(world.ctx.on.action("teardown"), state)
+    assert "glance: mirroring could not be disabled on 1 image(s)" in exc.value.message
+    assert "img: ImageBusy" in exc.value.message
+    assert world.dst.modes["glance"] == "image", "left for a re-run, nothing lost"
+
+
 def test_teardown_subset_keeps_daemon(world):
     state = _migrated(world)
     _cutover(world, state)

@@ -8,7 +8,7 @@ from ceph_cli import ImageInfo, PoolInfo
 from migration import (
     ImageReport,
     MigrationError,
-    _clones_first,
+    _clone_levels,
     _disable_order,
     parse_description,
     select_pools,
@@ -78,4 +78,9 @@ def test_clones_inside_a_pool_come_before_their_parents():
         ImageInfo("snapclone", parent="cinder/base@s"),
         ImageInfo("deeper", parent="cinder/snapclone@s"),
     ]
-    assert _clones_first("cinder", imgs) == ["deeper", "snapclone", "base"]
+    assert _clone_levels("cinder", imgs) == [["deeper"], ["snapclone"], ["base"]]
+
+
+def test_images_of_the_same_clone_depth_share_a_level():
+    imgs = [ImageInfo("b"), ImageInfo("a"), ImageInfo("c1", parent="p/b@s"), ImageInfo("c2")]
+    assert _clone_levels("p", imgs) == [["c1"], ["a", "b", "c2"]]
