@@ -87,6 +87,20 @@ def rbd_cli(lab_cluster, *args: str, check: bool = True) -> subprocess.Completed
     )
 
 
+def pool_states(lab: Lab, pool: str) -> dict[str, int]:
+    """How many images of `pool` the destination reports in each state."""
+    status = lab.dst.rbd_json("mirror", "pool", "status", pool, "--verbose")
+    states: dict[str, int] = {}
+    for image in status.get("images", []):
+        states[image["state"]] = states.get(image["state"], 0) + 1
+    return states
+
+
+def stopped(states: dict[str, int], count: int) -> bool:
+    """All `count` images stopped replaying (each is primary on the destination now)."""
+    return sum(n for state, n in states.items() if state.endswith("+stopped")) == count
+
+
 def replaying(lab: Lab, pool: str, count: int) -> bool:
     """All `count` images of `pool` up+replaying on dst."""
     status = lab.dst.rbd_json("mirror", "pool", "status", pool, "--verbose")
@@ -302,6 +316,14 @@ def bench_cutover(lab: Lab, config: dict, images: int) -> list[dict]:
         return attempts
 
     base, rounds = timed(bare)
+    # Let the daemon finish stopping bench-a's replayers before the charm's cutover starts,
+    # so that the second cutover does not pay for the first one's aftermath.
+    settle, settled = timed(
+        lambda: wait_for(
+            lambda: stopped(pool_states(lab, "bench-a"), images), timeout=120, interval=2
+        )
+    )
+    print(f"bench-a settled (all up+stopped) {settle:.0f}s after its cutover: {settled}")
     ours = charm_action(lab, config, "demote-promote", pools="bench-b")
     report(
         rows,
