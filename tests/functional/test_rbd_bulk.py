@@ -1,0 +1,94 @@
+"""The librbd helper's teardown operations on a real cluster: clone order and idempotence.
+
+Teardown uses them only after a fault (a pool that refuses the pool-wide disable, journaling
+left behind), so the migration tests may not reach them; these tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.functional.lab import Lab
+
+HELPER = Path(__file__).resolve().parents[2] / "src" / "rbd_bulk.py"
+POOL = "bulk-ops"
+
+
+def bulk(lab: Lab, **request) -> dict:
+    """One rbd_bulk.py request as client.admin on the source cluster."""
+    request = {
+        "cluster": lab.src.name,
+        "client_id": "admin",
+        "conffile": str(lab.src.conf),
+        "pool": POOL,
+        "workers": 4,
+        **request,
+    }
+    proc = subprocess.run(
+        ["/usr/bin/python3", str(HELPER)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def clone_pool(lab: Lab) -> Iterator[Lab]:
+    """An image-mode pool: journaled parent and clone, both mirrored; a journaled `plain`."""
+    lab.src.ceph("osd", "pool", "create", POOL, "8", "8")
+    lab.src.rbd("pool", "init", POOL)
+    try:
+        features = ["--image-feature", "layering,exclusive-lock,journaling"]
+        lab.src.rbd("create", f"{POOL}/base", "--size", "8M", *features)
+        lab.src.rbd("snap", "create", f"{POOL}/base@s")
+        lab.src.rbd("snap", "protect", f"{POOL}/base@s")
+        lab.src.rbd("clone", f"{POOL}/base@s", f"{POOL}/child", *features)
+        lab.src.rbd("create", f"{POOL}/plain", "--size", "8M", *features)
+        lab.src.rbd("mirror", "pool", "enable", POOL, "image")
+        for name in ("base", "child"):
+            lab.src.rbd("mirror", "image", "enable", f"{POOL}/{name}", "journal")
+        yield lab
+    finally:
+        lab.src.ceph("osd", "pool", "rm", POOL, POOL, "--yes-i-really-really-mean-it")
+
+
+def mirroring(lab: Lab, name: str) -> str:
+    """The image's mirroring state as `rbd info` shows it (no `mirroring` key: disabled)."""
+    info = lab.src.rbd_json("info", f"{POOL}/{name}")
+    return info.get("mirroring", {}).get("state", "disabled")
+
+
+def test_mirroring_is_disabled_clone_depth_by_depth_and_a_parent_first_is_refused(clone_pool):
+    lab = clone_pool
+    wrong = bulk(lab, op="disable-mirroring", levels=[["base"], ["child"]])
+    assert wrong["changed"] == [] and "base" in wrong["failed"], wrong
+    assert "child" not in wrong["failed"], "the helper stops after the first failed depth"
+    assert mirroring(lab, "base") == mirroring(lab, "child") == "enabled"
+
+    right = bulk(lab, op="disable-mirroring", levels=[["child"], ["base"]])
+    assert right == {"changed": ["child", "base"], "failed": {}}
+    assert mirroring(lab, "base") == mirroring(lab, "child") == "disabled"
+    again = bulk(lab, op="disable-mirroring", levels=[["child"], ["base"]])
+    assert again == {"changed": [], "failed": {}}, "a re-run changes nothing"
+
+
+def test_journaling_is_removed_once_and_a_rerun_changes_nothing(clone_pool):
+    lab = clone_pool
+    # librbd drops journaling itself when it disables an image's mirroring ...
+    bulk(lab, op="disable-mirroring", levels=[["child"], ["base"]])
+    for name in ("base", "child"):
+        assert "journaling" not in lab.src.rbd_json("info", f"{POOL}/{name}")["features"]
+    # ... so the helper's own removal is for what is left: a journaled image not mirrored.
+    first = bulk(lab, op="disable-journaling", images=["base", "child", "plain"])
+    assert first == {"changed": {"plain": "journaling"}, "failed": {}}
+    assert "journaling" not in lab.src.rbd_json("info", f"{POOL}/plain")["features"]
+    again = bulk(lab, op="disable-journaling", images=["base", "child", "plain"])
+    assert again == {"changed": {}, "failed": {}}
