@@ -26,6 +26,7 @@ EACCES = 13
 EINVAL = 22
 ENOENT = 2
 ETIMEDOUT = 110
+POOL_TYPE_ERASURE = 3  # `type` in `osd pool ls detail` (1 = replicated)
 
 _CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{30,}={0,2}")
 
@@ -64,6 +65,7 @@ class PoolInfo:
     pg_num: int
     size: int
     applications: tuple[str, ...]
+    erasure: bool = False  # an erasure-coded pool (`type` 3): size is k+m, not replicas
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,18 @@ class PoolState:
     peers: tuple[Peer, ...]
     images: tuple[str, ...]
     statuses: tuple[ImageStatus, ...]
+    # Only when asked for: each image's watchers other than this cluster's rbd-mirror daemons,
+    # as "address (client.<id>)".
+    watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MirroredPool:
+    """A pool's mirror mode and the sites of its peers (`mirrored_pools`)."""
+
+    name: str
+    mode: str
+    peer_sites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -222,17 +236,30 @@ class CephClient:
                 pg_num=int(p["pg_num"]),
                 size=int(p["size"]),
                 applications=tuple(sorted(p.get("application_metadata") or {})),
+                erasure=p.get("type") == POOL_TYPE_ERASURE,
             )
             for p in self._bulk({"op": "pools"}).get("pools") or []
         ]
 
-    def pool_state(self, pool: str) -> PoolState:
+    def mirrored_pools(self, pools: Sequence[str]) -> list[MirroredPool]:
+        """Mirror mode and peer sites of each of `pools` that exists, in one process."""
+        answer = self._bulk({"op": "mirrored-pools", "pools": list(pools)})
+        return [
+            MirroredPool(name=p["name"], mode=p["mode"], peer_sites=tuple(p["peer_sites"]))
+            for p in answer["pools"]
+        ]
+
+    def pool_state(self, pool: str, *, watchers: bool = False, workers: int = 4) -> PoolState:
         """Mode, peers, image names, and each mirrored image's status and primary flag.
 
         One process for the pool whatever its size (`rbd mirror pool status` + `rbd ls` +
         `rbd mirror pool info` + an `rbd info` per image for the primary flags otherwise).
+        With `watchers`, also each image's watchers (one read-only open per image, in threads).
         """
-        answer = self._bulk({"op": "pool-state", "pool": pool})
+        request: dict = {"op": "pool-state", "pool": pool}
+        if watchers:
+            request.update(watchers=True, workers=workers)
+        answer = self._bulk(request, timeout=self.timeout * (5 if watchers else 1))
         return PoolState(
             mode=answer["mode"],
             peers=tuple(
@@ -256,6 +283,7 @@ class CephClient:
                 )
                 for i in answer["statuses"]
             ),
+            watchers={k: tuple(v) for k, v in (answer.get("watchers") or {}).items()},
         )
 
     def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:

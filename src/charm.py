@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""rbd-mirror-migration: event wiring. The work is in daemon.py, ceph_cli.py and migration.py."""
+"""rbd-mirror-migration: event wiring. The work is in daemon.py, ceph_cli.py and migration.py.
+
+Every action runs through `_run_action`: typed params, the workspace (config, relations, both
+cluster clients, the pools), the workflow call, then results or `event.fail`. What the clusters
+cannot tell (what was set up, torn down, paused) is the unit's `Record` (record.py).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,25 @@ import dataclasses
 import json
 import logging
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import ops
 
 import migration
 from ceph_cli import CephClient, CephError, PoolInfo, scrub
-from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
+from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError, service_name
 from inputs import (
     CharmConfig,
     DemotePromoteParams,
     EnableMirroringParams,
+    NoParams,
     StatusParams,
     TeardownParams,
 )
-from migration import MigrationError, PeerSpec
+from migration import MigrationError, Options, PeerSpec
+from record import Record
 from relations import (
     DestinationData,
     PoolRequest,
@@ -30,6 +39,7 @@ from relations import (
     broker_request,
     parse_destination,
     parse_source,
+    sent_request_id,
     source_key_request,
 )
 
@@ -37,13 +47,21 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "source"
 DESTINATION = "destination"
+MAX_LISTED_RESULTS = 50  # items of a list result; the rest is counted
+MAX_IMAGE_DETAIL = 100  # images in `status verbose=true` results; all of them go to a file
 NEXT_STEPS = (
     "1. juju remove-relation {app}:destination ceph-mon:rbd-mirror (while it exists ceph-mon "
     "tells every client to create journaled images). "
     "2. juju remove-relation ceph-proxy:client for nova-compute, glance and cinder-ceph. "
     "3. juju relate ceph-mon:client with nova-compute:ceph, glance:ceph, cinder-ceph:ceph. "
-    "4. Restore the cloud: activate images, attach volumes, start instances, start the APIs."
+    "4. Restore the cloud: activate images, attach volumes, start instances, start the APIs. "
+    "5. juju remove-application {app} (its keyrings and confs go with it). "
+    "6. Revoke this charm's key on the old cluster (ceph-proxy's broker cannot delete keys): "
+    "`ceph auth del client.{app}` with the source's admin key. The source's images stay "
+    "demoted (read-only) with journaling and pool-mode mirroring: see the README before "
+    "reusing them."
 )
+Params = TypeVar("Params")
 
 
 class NotReadyError(Exception):
@@ -55,25 +73,33 @@ class NotReadyError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class Context:
+class Workspace:
     """Everything derived from config and relations that the actions and the status need."""
 
     config: CharmConfig
     source: CephClient
     destination: CephClient
-    pools: list[str]
+    pools: tuple[str, ...]  # the pools this run works on
+    all_pools: tuple[str, ...]  # every pool being migrated
     peer: PeerSpec
-    source_pools: tuple[PoolInfo, ...]
+
+
+def _result(value: Any) -> Any:
+    """Action result values: booleans as lowercase words, like every other result."""
+    return str(value).lower() if isinstance(value, bool) else value
 
 
 class RbdMirrorMigrationCharm(ops.CharmBase):
     """Migrates RBD pools from a ceph-proxy source to a ceph-mon destination with rbd-mirror."""
 
+    _stored = ops.StoredState()
+
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
+        self._stored.set_default(record="{}")
         self.daemon = RbdMirrorDaemon(self.charm_dir / "templates")
         self._report: migration.StatusReport | None = None
-        self._ctx: Context | NotReadyError | None = None
+        self._ws: Workspace | NotReadyError | None = None
         self._pair: tuple[CephClient, CephClient] | None = None
         self._running: bool | None = None  # the service manager's answer, once per dispatch
         on = self.on
@@ -83,17 +109,21 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             on.upgrade_charm,
             on.update_status,
             on[SOURCE].relation_changed,
-            on[SOURCE].relation_broken,
             on[DESTINATION].relation_joined,
             on[DESTINATION].relation_changed,
-            on[DESTINATION].relation_broken,
         ):
             framework.observe(event, self._reconcile)
+        framework.observe(on[SOURCE].relation_broken, self._on_relation_broken)
+        framework.observe(on[DESTINATION].relation_broken, self._on_relation_broken)
+        framework.observe(on.stop, self._on_leave)
+        framework.observe(on.remove, self._on_leave)
         framework.observe(on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(on.enable_mirroring_action, self._on_enable_mirroring_action)
         framework.observe(on.status_action, self._on_status_action)
         framework.observe(on.demote_promote_action, self._on_demote_promote_action)
         framework.observe(on.teardown_action, self._on_teardown_action)
+        framework.observe(on.pause_action, self._on_pause_action)
+        framework.observe(on.resume_action, self._on_resume_action)
 
     # --- inputs ----------------------------------------------------------------------------
     @property
@@ -101,11 +131,28 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         """Our name towards ceph-mon: the host name, as the ceph-rbd-mirror charm uses."""
         return socket.gethostname()
 
+    @property
+    def record(self) -> Record:
+        """What this unit remembers of the migration (record.py says why each field)."""
+        return Record.from_json(str(self._stored.record))
+
+    def _save(self, record: Record) -> None:
+        self._stored.record = record.to_json()
+
     def _config(self) -> CharmConfig:
         try:
-            return self.load_config(CharmConfig)
+            config = self.load_config(CharmConfig)
         except (ValueError, TypeError) as exc:
             raise NotReadyError(ops.BlockedStatus(f"Invalid config: {exc}")) from None
+        was = self.record.source_cluster_name
+        if was and was != config.source_cluster_name and not self.record.finished:
+            raise NotReadyError(
+                ops.BlockedStatus(
+                    f"source-cluster-name changed mid-migration: mirroring was set up from "
+                    f"'{was}' (its peers and the daemon's files use that name): set it back"
+                )
+            )
+        return config
 
     def _relation_data(self) -> tuple[SourceData, DestinationData]:
         src_rel, dst_rel = self.model.get_relation(SOURCE), self.model.get_relation(DESTINATION)
@@ -118,9 +165,16 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ops.BlockedStatus("Missing relation: destination (relate to ceph-mon:rbd-mirror)")
             )
         try:
-            source = parse_source((dict(src_rel.data[u]) for u in src_rel.units), self.unit.name)
+            source = parse_source(
+                (dict(src_rel.data[u]) for u in src_rel.units),
+                self.unit.name,
+                sent_request_id(src_rel.data[self.unit].get("broker_req")),
+            )
             dest = parse_destination(
-                (dict(dst_rel.data[u]) for u in dst_rel.units), self.unique_id, self.unit.name
+                (dict(dst_rel.data[u]) for u in dst_rel.units),
+                self.unique_id,
+                self.unit.name,
+                sent_request_id(dst_rel.data[self.unit].get("broker_req")),
             )
         except RelationDataError as exc:
             raise NotReadyError(ops.BlockedStatus(str(exc))) from None
@@ -130,21 +184,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             raise NotReadyError(
                 ops.WaitingStatus("waiting for ceph-mon to send the destination key")
             )
+        for side, broker in (("ceph-proxy", source.broker), ("ceph-mon", dest.broker)):
+            if broker and broker.exit_code != 0:
+                what = "set our key's caps" if side == "ceph-proxy" else "create the pools"
+                raise NotReadyError(
+                    ops.BlockedStatus(f"{side} could not {what}: {scrub(broker.stderr)[:200]}")
+                )
         return source, dest
-
-    def _context(self) -> Context:
-        """Config, relations and source pools; raise NotReadyError with the status to show.
-
-        Built once per dispatch, so that its clients remember a cluster that did not answer.
-        """
-        if self._ctx is None:
-            try:
-                self._ctx = self._build_context()
-            except NotReadyError as exc:
-                self._ctx = exc
-        if isinstance(self._ctx, NotReadyError):
-            raise self._ctx
-        return self._ctx
 
     def _clients(self, config: CharmConfig) -> tuple[CephClient, CephClient]:
         """The source and destination clients, one pair per dispatch."""
@@ -156,38 +202,32 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             )
         return self._pair
 
-    def _build_context(self) -> Context:
+    def _workspace(self, subset: str | None = None) -> Workspace:
+        """Config, relations and pools; raise NotReadyError with the status to show.
+
+        Built once per dispatch, so that its clients remember a cluster that did not answer.
+        """
+        if self._ws is None:
+            try:
+                self._ws = self._build_workspace()
+            except NotReadyError as exc:
+                self._ws = exc
+        if isinstance(self._ws, NotReadyError):
+            raise self._ws
+        if subset is None:
+            return self._ws
+        pools = migration.narrowed(list(self._ws.all_pools), subset)
+        return dataclasses.replace(self._ws, pools=tuple(pools))
+
+    def _build_workspace(self) -> Workspace:
         config = self._config()
-        source_data, dest_data = self._relation_data()
-        if source_data.broker and source_data.broker.exit_code != 0:
-            reason = scrub(source_data.broker.stderr)[:200]
-            raise NotReadyError(
-                ops.BlockedStatus(f"ceph-proxy could not set our key's caps: {reason}")
-            )
+        _, dest_data = self._relation_data()
         src, dst = self._clients(config)
         try:
-            source_pools = src.pools()
-        except CephError as exc:
-            if not config.pools.strip():
-                raise NotReadyError(ops.BlockedStatus(f"source unreachable: {exc}")) from None
-            # Disaster path: with the pools named in config, the destination can still be
-            # promoted by force while the source is gone.
-            logger.warning("source unreachable, using config pools: %s", exc)
-            source_pools = [
-                PoolInfo(name=n, pg_num=0, size=0, applications=("rbd",))
-                for n in migration.parse_pool_list(config.pools, "config pools")
-            ]
-        try:
-            pools = migration.select_pools(config.pools, source_pools, None)
+            pools = self._pools(config, src, dst, dest_data)
         except MigrationError as exc:
             raise NotReadyError(ops.BlockedStatus(str(exc))) from None
         missing = [p for p in pools if p not in dest_data.pools]
-        if dest_data.broker and dest_data.broker.exit_code != 0:
-            raise NotReadyError(
-                ops.BlockedStatus(
-                    f"ceph-mon could not create the pools: {scrub(dest_data.broker.stderr)[:200]}"
-                )
-            )
         if missing:
             raise NotReadyError(
                 ops.WaitingStatus(f"waiting for destination pools: {', '.join(missing)}")
@@ -195,21 +235,35 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         peer = PeerSpec(
             client_name=f"client.{self.app.name}", site_name=config.source_cluster_name
         )
-        return Context(
-            config=config,
-            source=src,
-            destination=dst,
-            pools=pools,
-            peer=peer,
-            source_pools=tuple(source_pools),
-        )
+        return Workspace(config, src, dst, tuple(pools), tuple(pools), peer)
+
+    def _pools(
+        self, config: CharmConfig, src: CephClient, dst: CephClient, dest: DestinationData
+    ) -> list[str]:
+        """The pools being migrated: from the source, or without it (the disaster path)."""
+        try:
+            return migration.select_pools(config.pool_list, src.pools(), None)
+        except CephError as exc:
+            logger.warning("source unreachable, pools from config, record or destination: %s", exc)
+            try:
+                return migration.pools_without_source(
+                    config.pool_list,
+                    self.record.pools,
+                    dst,
+                    dest.pools,
+                    config.source_cluster_name,
+                    None,
+                )
+            except MigrationError as why:
+                raise MigrationError(f"source unreachable ({exc}); {why}") from None
 
     # --- reconcile -------------------------------------------------------------------------
     def _reconcile(self, _: ops.EventBase) -> None:
         """Bring packages, relation data, files and the daemon in line with every input."""
         try:
             config = self._config()
-        except NotReadyError:
+        except NotReadyError as exc:
+            logger.warning("not reconciling: %s", exc)
             return
         self.daemon.install()
         dst_rel = self.model.get_relation(DESTINATION)
@@ -236,12 +290,14 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             tuning=config.daemon_tuning,
         )
         try:
-            changed = self.daemon.write(files)
+            if self.daemon.write(files):
+                # Saved before the restart is tried: a failed one is retried by the next hook.
+                self._save(dataclasses.replace(self.record, restart_pending=True))
         except ForeignFileError as exc:
             logger.error("%s", exc)
             return
         self._request_pools(config)
-        self._run_daemon(changed)
+        self._run_daemon()
 
     def _request_pools(self, config: CharmConfig) -> None:
         """Ask ceph-mon to create each pool to migrate, as it is on the source."""
@@ -249,40 +305,54 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         src, _ = self._clients(config)
         try:
             source_pools = src.pools()
-            names = migration.select_pools(config.pools, source_pools, None)
+            names = migration.select_pools(config.pool_list, source_pools, None)
         except (CephError, MigrationError) as exc:
             logger.warning("cannot request destination pools yet: %s", exc)
             return
-        by_name = {p.name: p for p in source_pools}
-        requests = [
-            PoolRequest(
-                name=n, pg_num=by_name[n].pg_num, replicas=config.pool_replicas or by_name[n].size
-            )
-            for n in names
-        ]
-        _, body = broker_request(requests)
+        _, body = broker_request(_pool_requests(names, source_pools, config.pool_replicas))
         if dst_rel is not None and dst_rel.data[self.unit].get("broker_req") != body:
             dst_rel.data[self.unit]["broker_req"] = body
             logger.info("asked ceph-mon for pools %s", ", ".join(names))
 
-    def _run_daemon(self, files_changed: bool) -> None:
-        """Keep the daemon running (restart on new files) unless the migration is torn down."""
+    def _run_daemon(self) -> None:
+        """Keep the daemon running, restarted after new files, unless paused or finished."""
+        record = self.record
+        if record.paused or record.finished:
+            self._stop_daemon_if_running("paused" if record.paused else "migration finished")
+            return
         try:
-            report = self._status_report(self._context())
+            ws = self._workspace()
+            report = self._status_report(ws)
         except (NotReadyError, CephError, MigrationError) as exc:
-            logger.info("daemon state unchanged: %s", exc)
-            return
-        if migration.torn_down(report):
-            return
+            logger.info("migration state unknown (%s): keeping the daemon running", exc)
+        else:
+            if migration.finished(report, record.torn_down):
+                self._save(record.tore_down(list(ws.all_pools), finished=True))
+                self._stop_daemon_if_running("every migrated pool is torn down")
+                return
         try:
             running = self._daemon_running()
             if not running:
                 logger.warning("rbd-mirror daemon is not running: starting it")
-            if files_changed or not running:
+            if record.restart_pending or not running:
                 self.daemon.start(self.unique_id, restart=True)
-                self._report, self._running = None, None
+                self._save(dataclasses.replace(self.record, restart_pending=False))
+                self._forget_reads()
+        except ServiceError as exc:
+            logger.error("%s (a restart stays pending)", exc)
+
+    def _stop_daemon_if_running(self, why: str) -> None:
+        try:
+            if self._daemon_running():
+                logger.info("stopping the rbd-mirror daemon: %s", why)
+                self.daemon.stop(self.unique_id)
+                self._forget_reads()
         except ServiceError as exc:
             logger.error("%s", exc)
+
+    def _forget_reads(self) -> None:
+        """After a start or stop, the daemon's state and the report are read again."""
+        self._report, self._running = None, None
 
     def _daemon_running(self) -> bool:
         """Whether the daemon runs: asked once per dispatch; start and stop forget the answer."""
@@ -290,228 +360,325 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             self._running = self.daemon.running(self.unique_id)
         return self._running
 
-    def _status_report(self, ctx: Context) -> migration.StatusReport:
+    def _status_report(self, ws: Workspace) -> migration.StatusReport:
         if self._report is None:
             self._report = migration.status(
-                ctx.source,
-                ctx.destination,
-                ctx.pools,
+                ws.source,
+                ws.destination,
+                ws.all_pools,
                 daemon_running=self._daemon_running(),
-                workers=ctx.config.max_workers,
+                workers=ws.config.max_workers,
             )
         return self._report
 
+    # --- leaving ---------------------------------------------------------------------------
+    def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:
+        """Without either cluster the daemon cannot work: stop it, remove that side's files."""
+        side = SOURCE if event.relation.name == SOURCE else DESTINATION
+        self._stop_daemon_if_running(f"the {side} relation was removed")
+        self._remove_files((side,))
+
+    def _on_leave(self, _: ops.EventBase) -> None:
+        """stop/remove: the daemon stopped and disabled, every file this charm wrote removed."""
+        self._stop_daemon_if_running("the unit is being removed")
+        self._remove_files((SOURCE, DESTINATION))
+
+    def _remove_files(self, sides: tuple[str, ...]) -> None:
+        try:
+            cluster = self.load_config(CharmConfig).source_cluster_name
+        except (ValueError, TypeError):
+            cluster = self.record.source_cluster_name or "source"
+        removed = self.daemon.remove_files(
+            self.unique_id, cluster, f"client.{self.app.name}", sides
+        )
+        if removed:
+            logger.info("removed %s", ", ".join(removed))
+
     # --- status ----------------------------------------------------------------------------
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        event.add_status(self._unit_status())
+
+    def _unit_status(self) -> ops.StatusBase:
+        """One status, with the next step; the first problem found wins."""
+        record = self.record
+        app = self.app.name
+        if record.finished and None in (
+            self.model.get_relation(SOURCE),
+            self.model.get_relation(DESTINATION),
+        ):
+            return ops.ActiveStatus(
+                f"migration finished: juju remove-application {app}, then revoke "
+                f"client.{app} on the old cluster"
+            )
         try:
-            self.daemon.check_foreign(self._config().source_cluster_name)
-            ctx = self._context()
-            report = self._status_report(ctx)
+            config = self._config()
+            self.daemon.check_foreign(config.source_cluster_name)
+            report = self._status_report(self._workspace())
         except NotReadyError as exc:
-            event.add_status(exc.status)
-            return
+            return exc.status
         except ForeignFileError as exc:
-            event.add_status(
-                ops.BlockedStatus(
-                    f"{exc.path} was not written by this charm "
-                    "(co-located ceph-mon?): use another machine"
-                )
+            return ops.BlockedStatus(
+                f"{exc.path} was not written by this charm "
+                "(co-located ceph-mon or a ceph client?): deploy to a machine of its own"
             )
-            return
-        except CephError as exc:
-            event.add_status(ops.BlockedStatus(f"cluster unreachable: {exc}"[:250]))
-            return
+        except (CephError, MigrationError) as exc:
+            return ops.BlockedStatus(f"cannot read the clusters: {exc}"[:250])
+        return self._migration_status(report, record)
+
+    def _migration_status(self, report: migration.StatusReport, record: Record) -> ops.StatusBase:
         if report.split_brain:
-            event.add_status(ops.BlockedStatus(migration.phase(report) + ": see status action"))
-            return
-        if report.source_error and not migration.torn_down(report):
-            event.add_status(
-                ops.BlockedStatus(
-                    "source unreachable; if it is lost for good: demote-promote force=true"
-                )
+            return ops.BlockedStatus(migration.phase(report))
+        if migration.finished(report, record.torn_down):
+            return ops.ActiveStatus(migration.phase(report))
+        if not report.source_answers:
+            return ops.BlockedStatus(
+                "source unreachable; if it is lost for good: demote-promote force=true"
             )
-            return
-        running = self._daemon_running()
-        if not running and not migration.torn_down(report):
-            event.add_status(
-                ops.BlockedStatus(
-                    "rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
-                    f"-u ceph-rbd-mirror@rbd-mirror.{self.unique_id})"
-                )
+        errors = report.in_error
+        if errors:
+            return ops.BlockedStatus(
+                f"{len(errors)} image(s) in error: "
+                f"{', '.join(i.pool + '/' + i.name for i in errors[:5])}: "
+                "status verbose=true shows why (the source stays journaled meanwhile)"
             )
-            return
-        event.add_status(ops.ActiveStatus(migration.phase(report)))
+        if record.paused:
+            return ops.BlockedStatus(
+                "rbd-mirror paused by the pause action: nothing is replayed and the source's "
+                "journals grow; run resume"
+            )
+        if not self._daemon_running():
+            return ops.BlockedStatus(
+                "rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
+                f"-u {service_name(self.unique_id)})"
+            )
+        return ops.ActiveStatus(migration.phase(report))
 
     # --- actions ---------------------------------------------------------------------------
-    def _action_context(self, event: ops.ActionEvent, pools: str | None) -> Context | None:
+    def _run_action(
+        self,
+        event: ops.ActionEvent,
+        params_type: type[Params],
+        work: Callable[[Params, Workspace, Options], dict[str, Any]],
+    ) -> None:
+        """Params, workspace, the work, then results or `event.fail` with the reason."""
+        params = event.load_params(params_type, errors="fail")
         try:
-            ctx = self._context()
-            if pools is not None:
-                subset = migration.select_pools(ctx.config.pools, ctx.source_pools, pools)
-                ctx = dataclasses.replace(ctx, pools=subset)
+            ws = self._workspace(getattr(params, "pools", None))
+            opts = Options(
+                workers=ws.config.max_workers,
+                dry_run=bool(getattr(params, "dry_run", False)),
+                log=event.log,
+            )
+            results = work(params, ws, opts)
         except NotReadyError as exc:
             event.fail(f"not ready: {exc.status.message}")
-            return None
-        except (MigrationError, CephError) as exc:
+            return
+        except (MigrationError, CephError, ServiceError) as exc:
             event.fail(str(exc))
-            return None
-        return ctx
+            return
+        event.set_results({k: _result(v) for k, v in results.items()})
 
     def _on_enable_mirroring_action(self, event: ops.ActionEvent) -> None:
-        params = event.load_params(EnableMirroringParams, errors="fail")
-        ctx = self._action_context(event, params.pools)
-        if ctx is None:
-            return
-        event.log(
-            f"{'dry run: ' if params.dry_run else ''}enabling mirroring of {', '.join(ctx.pools)}"
+        self._run_action(event, EnableMirroringParams, self._enable_mirroring)
+
+    def _enable_mirroring(
+        self, params: EnableMirroringParams, ws: Workspace, opts: Options
+    ) -> dict[str, Any]:
+        record = self.record
+        if record.finished and not params.restart:
+            raise MigrationError(
+                "the migration is finished (torn down), nothing changed: enabling mirroring "
+                "again would journal the source's images and re-arm the daemon. To start a "
+                "new migration on purpose, re-run with restart=true"
+            )
+        opts.log(
+            f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}"
         )
         with ThreadPoolExecutor(max_workers=1) as probe_exec:
             # The probe waits about a second for the mons to commit a blocklist entry: it runs
             # alongside the work. It adds a 1-second entry, so not in a dry run.
-            probe = None if params.dry_run else probe_exec.submit(ctx.source.can_blocklist)
+            probe = None if opts.dry_run else probe_exec.submit(ws.source.can_blocklist)
+            results = migration.enable_mirroring(
+                ws.source, ws.destination, ws.pools, ws.peer, opts, restart=params.restart
+            )
+            if not opts.dry_run:
+                if params.restart:
+                    record = record.restarted_migration()
+                self._save(record.enabled(list(ws.pools), ws.config.source_cluster_name))
             try:
-                results = migration.enable_mirroring(
-                    ctx.source,
-                    ctx.destination,
-                    ctx.pools,
-                    ctx.peer,
-                    dry_run=params.dry_run,
-                    workers=ctx.config.max_workers,
-                    log=event.log,
-                )
-            except (MigrationError, CephError) as exc:
-                event.fail(str(exc))
-                return
-            can_blocklist = None
-            if probe is not None:
-                try:
-                    can_blocklist = probe.result()
-                except CephError as exc:
-                    event.fail(f"mirroring is enabled, but the source key check failed: {exc}")
-                    return
+                can_blocklist = None if probe is None else probe.result()
+            except CephError as exc:
+                raise MigrationError(
+                    f"mirroring is enabled, but the source key check failed: {exc}"
+                ) from None
         if can_blocklist is False:
-            event.log(
+            opts.log(
                 "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
                 "over its own image locks; ceph-proxy has not applied this charm's key request "
                 "(mon/osd 'profile rbd'). Mirroring runs, but fix this before relying on it."
             )
-        event.set_results(
-            {
-                "dry-run": params.dry_run,
-                "source-key-can-blocklist": str(can_blocklist).lower(),  # "none" in a dry run
-                "pools": json.dumps(
-                    {
-                        r.pool: {
-                            "images": r.images,
-                            "changes": r.changes,
-                            "peer-uuid": r.peer_uuid,
-                        }
-                        for r in results
-                    }
-                ),
-                "changes": sum(len(r.changes) for r in results),
-                "images": sum(r.images for r in results),
-            }
-        )
+        return {
+            "dry-run": opts.dry_run,
+            "source-key-can-blocklist": str(can_blocklist).lower(),  # "none" in a dry run
+            "pools": json.dumps(
+                {
+                    r.pool: {"images": r.images, "changes": r.changes, "peer-uuid": r.peer_uuid}
+                    for r in results
+                }
+            ),
+            "changes": sum(len(r.changes) for r in results),
+            "images": sum(r.images for r in results),
+        }
 
     def _on_status_action(self, event: ops.ActionEvent) -> None:
-        params = event.load_params(StatusParams, errors="fail")
-        ctx = self._action_context(event, params.pools)
-        if ctx is None:
-            return
-        try:
-            report = migration.status(
-                ctx.source,
-                ctx.destination,
-                ctx.pools,
-                daemon_running=self._daemon_running(),
-                workers=ctx.config.max_workers,
-            )
-        except CephError as exc:
-            event.fail(str(exc))
-            return
-        if ctx.pools == self._context().pools:
-            self._report = report  # the unit status reuses it
-        event.set_results(
-            {
-                "phase": migration.phase(report),
-                "ready-for-cutover": str(report.ready).lower(),
-                "source-reachable": str(not report.source_error).lower(),
-                "split-brain": json.dumps(report.split_brain),
-                "reasons": json.dumps(report.reasons[:50]),
-                "images": report.total,
-                "replaying": report.replaying,
-                "pools": json.dumps({p.pool: p.as_dict(params.verbose) for p in report.pools}),
-            }
+        self._run_action(event, StatusParams, self._status)
+
+    def _status(self, params: StatusParams, ws: Workspace, opts: Options) -> dict[str, Any]:
+        report = migration.status(
+            ws.source,
+            ws.destination,
+            ws.pools,
+            daemon_running=self._daemon_running(),
+            workers=opts.workers,
         )
+        if ws.pools == ws.all_pools:
+            self._report = report  # the unit status reuses it
+        reasons = report.reasons
+        results: dict[str, Any] = {
+            "phase": migration.phase(report),
+            "ready-for-cutover": report.ready,
+            "source-reachable": report.source_answers,
+            "split-brain": json.dumps(report.split_brain[:MAX_LISTED_RESULTS]),
+            "split-brain-count": len(report.split_brain),
+            "reasons": json.dumps(reasons[:MAX_LISTED_RESULTS]),
+            "reasons-count": len(reasons),
+            "images": report.total,
+            "replaying": report.replaying,
+        }
+        pools = {p.pool: p.as_dict() for p in report.pools}
+        if report.split_brain:
+            results["split-brain-advice"] = migration.split_brain_advice(
+                report.split_brain, ws.peer.site_name
+            )
+        if params.verbose:
+            results.update(self._image_detail(report, pools))
+        results["pools"] = json.dumps(pools)
+        return results
+
+    def _image_detail(self, report: migration.StatusReport, pools: dict) -> dict[str, Any]:
+        """Per-image detail: MAX_IMAGE_DETAIL images in the results, all of them in a file.
+
+        A hook tool takes at most 128 KiB in one argument: 1000 images would not fit.
+        """
+        images = sorted(
+            (i for p in report.pools for i in p.images),
+            key=lambda i: (i.caught_up, i.pool, i.name),
+        )
+        for image in images[:MAX_IMAGE_DETAIL]:
+            pools[image.pool].setdefault("image-status", []).append(image.as_dict())
+        path = self.charm_dir / "reports" / "status-verbose.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([i.as_dict() for i in images], indent=1))
+        return {
+            "image-status-shown": min(len(images), MAX_IMAGE_DETAIL),
+            "image-status-total": len(images),
+            "image-status-file": str(path),
+        }
 
     def _on_demote_promote_action(self, event: ops.ActionEvent) -> None:
-        params = event.load_params(DemotePromoteParams, errors="fail")
-        ctx = self._action_context(event, params.pools)
-        if ctx is None:
-            return
-        try:
-            result = migration.demote_promote(
-                ctx.source,
-                ctx.destination,
-                ctx.pools,
-                timeout=params.timeout,
-                force=params.force,
-                daemon_running=self._daemon_running(),
-                log=event.log,
-            )
-        except (MigrationError, CephError) as exc:
-            event.fail(str(exc))
-            return
-        if result.report is not None and ctx.pools == self._context().pools:
-            self._report = result.report  # the unit status reuses the verification's reads
-        event.set_results(
-            {
-                "demoted": json.dumps(result.demoted),
-                "promoted": json.dumps(result.promoted),
-                "attempts": result.attempts,
-                "seconds": f"{result.seconds:.1f}",
-                "forced": str(result.forced).lower(),
-                "next": "run teardown",
-            }
+        self._run_action(event, DemotePromoteParams, self._demote_promote)
+
+    def _demote_promote(
+        self, params: DemotePromoteParams, ws: Workspace, opts: Options
+    ) -> dict[str, Any]:
+        result = migration.demote_promote(
+            ws.source,
+            ws.destination,
+            ws.pools,
+            opts,
+            timeout=params.timeout,
+            force=params.force,
+            daemon_running=self._daemon_running(),
+            ignore_watchers=params.ignore_watchers,
+            source_cluster=ws.peer.site_name,
         )
+        if result.report is not None and ws.pools == ws.all_pools:
+            self._report = result.report  # the unit status reuses the verification's reads
+        return {
+            "demoted": json.dumps(result.demoted),
+            "promoted": json.dumps(result.promoted),
+            "attempts": result.attempts,
+            "seconds": f"{result.seconds:.1f}",
+            "forced": result.forced,
+            "next": "teardown force=true (the source is lost)" if result.forced else "teardown",
+        }
 
     def _on_teardown_action(self, event: ops.ActionEvent) -> None:
-        params = event.load_params(TeardownParams, errors="fail")
-        ctx = self._action_context(event, params.pools)
-        if ctx is None:
-            return
+        self._run_action(event, TeardownParams, self._teardown)
+
+    def _teardown(self, params: TeardownParams, ws: Workspace, opts: Options) -> dict[str, Any]:
+        result = migration.teardown(
+            ws.source, ws.destination, ws.pools, ws.peer, opts, force=params.force
+        )
         stop = False
-        try:
-            result = migration.teardown(
-                ctx.destination,
-                ctx.pools,
-                ctx.peer,
-                dry_run=params.dry_run,
-                workers=ctx.config.max_workers,
-                log=event.log,
+        if not opts.dry_run:
+            record = self.record.tore_down(list(ws.pools), finished=False)
+            report = migration.status(
+                ws.source, ws.destination, ws.all_pools, daemon_running=True, workers=opts.workers
             )
-            all_pools = migration.select_pools(ctx.config.pools, ctx.source_pools, None)
-            stop = not params.dry_run and set(all_pools) <= set(ctx.pools)
+            stop = migration.finished(report, record.torn_down)
+            self._save(record.tore_down([], finished=stop))
             if stop:
-                event.log("stopping the rbd-mirror daemon")
+                opts.log("every migrated pool is torn down: stopping the rbd-mirror daemon")
                 self.daemon.stop(self.unique_id)
-                self._running = None
-        except (MigrationError, CephError, ServiceError) as exc:
+                self._forget_reads()
+        return {
+            "dry-run": opts.dry_run,
+            "changes": json.dumps(result.changes),
+            "order": ",".join(result.order),
+            "peers-removed": json.dumps(result.peers_removed),
+            "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
+            "journaling-removed": len(result.journaling_removed),
+            "daemon-stopped": stop,
+            "next-steps": NEXT_STEPS.format(app=self.app.name)
+            if stop
+            else "teardown the remaining pools; the daemon keeps running until the last one",
+        }
+
+    def _on_pause_action(self, event: ops.ActionEvent) -> None:
+        params = event.load_params(NoParams, errors="fail")
+        del params
+        try:
+            self.daemon.stop(self.unique_id)
+        except ServiceError as exc:
             event.fail(str(exc))
             return
-        event.set_results(
-            {
-                "dry-run": params.dry_run,
-                "changes": json.dumps(result.changes),
-                "order": ",".join(result.order),
-                "peers-removed": json.dumps(result.peers_removed),
-                "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
-                "journaling-removed": len(result.journaling_removed),
-                "daemon-stopped": str(stop).lower(),
-                "next-steps": NEXT_STEPS.format(app=self.app.name),
-            }
-        )
+        self._save(dataclasses.replace(self.record, paused=True))
+        event.log("rbd-mirror stopped; hooks leave it stopped until resume")
+        event.set_results({"paused": "true", "next": "run resume to replay again"})
+
+    def _on_resume_action(self, event: ops.ActionEvent) -> None:
+        params = event.load_params(NoParams, errors="fail")
+        del params
+        try:
+            self._relation_data()
+        except NotReadyError as exc:
+            event.fail(f"not ready: {exc.status.message}")
+            return
+        self._save(dataclasses.replace(self.record, paused=False))
+        self._run_daemon()
+        event.set_results({"paused": "false", "daemon-running": _result(self._daemon_running())})
+
+
+def _pool_requests(
+    names: list[str], source_pools: list[PoolInfo], replicas: int
+) -> list[PoolRequest]:
+    """Each pool as it is on the source (or with `replicas` from config)."""
+    by_name = {p.name: p for p in source_pools}
+    return [
+        PoolRequest(name=n, pg_num=by_name[n].pg_num, replicas=replicas or by_name[n].size)
+        for n in names
+    ]
 
 
 if __name__ == "__main__":  # pragma: nocover

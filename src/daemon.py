@@ -13,7 +13,7 @@ import os
 import pwd
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -21,7 +21,19 @@ import jinja2
 # python3-rbd: the librbd bindings of the system Python, used by rbd_bulk.py for per-image work.
 PACKAGES = ("rbd-mirror", "ceph-common", "python3-rbd")
 DPKG_QUERY = "/usr/bin/dpkg-query"
+SYSTEMCTL = "systemctl"  # from PATH: the functional tests stand one in
 MARKER = "# Written by the rbd-mirror-migration charm: changes here are overwritten."
+# Every call to the service manager and to apt is bounded: a hook must never hang on them.
+SERVICE_TIMEOUT_S = 90
+# apt is bounded by its own lock and network timeouts rather than killed on a wall clock: a dpkg
+# killed mid-install leaves the package database for a human to repair.
+APT_OPTIONS = (
+    "--option=Dpkg::Options::=--force-confold",
+    "--option=DPkg::Lock::Timeout=300",
+    "--option=Acquire::http::Timeout=60",
+    "--option=Acquire::Retries=3",
+)
+SYSTEMCTL_NOT_LOADED = 5  # `systemctl stop` of a unit that does not exist
 
 
 class ForeignFileError(Exception):
@@ -42,17 +54,22 @@ class DaemonFiles:
 
     unique_id: str
     destination_mon_hosts: tuple[str, ...]
-    destination_key: str
-    source_cluster: str
-    source_client: str  # e.g. "client.rbd-mirror-migration"
-    source_mon_hosts: tuple[str, ...]
-    source_key: str
+    destination_key: str = field(repr=False)
+    source_cluster: str = "source"
+    source_client: str = ""  # e.g. "client.rbd-mirror-migration"
+    source_mon_hosts: tuple[str, ...] = ()
+    source_key: str = field(repr=False, default="")
     tuning: tuple[tuple[str, int], ...] = ()  # Ceph options for the daemon's [client] section
 
     @property
     def destination_client(self) -> str:
         """The destination entity ceph-mon made for us."""
-        return f"client.rbd-mirror.{self.unique_id}"
+        return destination_client(self.unique_id)
+
+
+def destination_client(unique_id: str) -> str:
+    """The destination entity ceph-mon makes for a unit: `client.rbd-mirror.<unique_id>`."""
+    return f"client.rbd-mirror.{unique_id}"
 
 
 def service_name(unique_id: str) -> str:
@@ -90,24 +107,49 @@ class RbdMirrorDaemon:
 
     @classmethod
     def install(cls) -> list[str]:
-        """apt-get install the packages that are missing; return those installed."""
+        """apt-get install the packages that are missing; return those installed.
+
+        charmhelpers is imported on every install, not only when a package is missing, so that
+        an artifact that cannot import it fails on its first hook, not months later.
+        """
+        apt_install = _charmhelpers_apt_install()
         missing = cls.missing_packages()
         if missing:
-            from charmhelpers.fetch import apt_install
-
-            apt_install(missing, fatal=True)
+            apt_install(missing, options=list(APT_OPTIONS), fatal=True)
         return missing
 
     # --- files -----------------------------------------------------------------------------
     def paths(self, files: DaemonFiles) -> dict[str, Path]:
         """The four files, by role."""
+        return self.paths_of(files.unique_id, files.source_cluster, files.source_client)
+
+    def paths_of(self, unique_id: str, source_cluster: str, source_client: str) -> dict[str, Path]:
+        """The four files, by role, from the names alone (for removal)."""
         d = self.conf_dir
         return {
             "destination-conf": d / "ceph.conf",
-            "destination-keyring": d / f"ceph.{files.destination_client}.keyring",
-            "source-conf": d / f"{files.source_cluster}.conf",
-            "source-keyring": d / f"{files.source_cluster}.{files.source_client}.keyring",
+            "destination-keyring": d / f"ceph.{destination_client(unique_id)}.keyring",
+            "source-conf": d / f"{source_cluster}.conf",
+            "source-keyring": d / f"{source_cluster}.{source_client}.keyring",
         }
+
+    def remove_files(
+        self, unique_id: str, source_cluster: str, source_client: str, sides: tuple[str, ...]
+    ) -> list[str]:
+        """Delete this charm's files of `sides` ("source", "destination"); return their paths.
+
+        A conf without this charm's marker is never touched; the keyrings carry names only this
+        charm uses.
+        """
+        removed = []
+        for role, path in self.paths_of(unique_id, source_cluster, source_client).items():
+            if role.split("-")[0] not in sides or not path.exists():
+                continue
+            if role.endswith("conf") and not path.read_text().startswith(MARKER):
+                continue
+            path.unlink()
+            removed.append(str(path))
+        return removed
 
     def check_foreign(self, source_cluster: str) -> None:
         """Raise ForeignFileError if a conf we would write exists and is not ours."""
@@ -152,30 +194,59 @@ class RbdMirrorDaemon:
     @staticmethod
     def running(unique_id: str) -> bool:
         """True if the service manager says the daemon is running."""
-        from charmhelpers.core import host
-
-        return bool(host.service_running(service_name(unique_id)))
+        return _systemctl("is-active", "--quiet", service_name(unique_id)).returncode == 0
 
     @staticmethod
     def start(unique_id: str, *, restart: bool) -> None:
         """Enable the daemon and start it (restart it when `restart`)."""
-        from charmhelpers.core import host
-
         name = service_name(unique_id)
-        host.service("enable", name)
-        ok = host.service_restart(name) if restart else host.service_start(name)
-        if not ok:
+        _systemctl("enable", name)
+        if _systemctl("restart" if restart else "start", name).returncode != 0:
             raise ServiceError(f"could not start {name}; see `journalctl -u {name}`")
 
     @staticmethod
     def stop(unique_id: str) -> None:
-        """Stop and disable the daemon."""
-        from charmhelpers.core import host
-
+        """Stop and disable the daemon (a daemon that was never installed counts as stopped)."""
         name = service_name(unique_id)
-        if not host.service_stop(name):
-            raise ServiceError(f"could not stop {name}")
-        host.service("disable", name)
+        if _systemctl("stop", name).returncode not in (0, SYSTEMCTL_NOT_LOADED):
+            raise ServiceError(f"could not stop {name}; see `journalctl -u {name}`")
+        _systemctl("disable", name)
+
+
+def _systemctl(*args: str) -> subprocess.CompletedProcess:
+    """One bounded systemctl call; a hang becomes a ServiceError."""
+    try:
+        return subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [SYSTEMCTL, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=SERVICE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ServiceError(
+            f"`systemctl {' '.join(args)}` did not answer in {SERVICE_TIMEOUT_S} s"
+        ) from None
+    except OSError as exc:
+        raise ServiceError(f"`systemctl {' '.join(args)}` failed: {exc}") from None
+
+
+def _charmhelpers_apt_install():
+    """The apt_install of charmhelpers, importable on Python 3.12 too.
+
+    charmhelpers.core.hookenv imports `distutils`, which Python 3.12 no longer has. setuptools
+    brings a replacement, but installs it through a .pth file that only site-packages runs, and
+    the packed charm's venv/ is on PYTHONPATH instead: so the shim is added here by hand.
+    """
+    try:
+        import distutils  # noqa: F401
+    except ModuleNotFoundError:
+        import _distutils_hack  # type: ignore[import-not-found]  # setuptools' shim
+
+        _distutils_hack.add_shim()
+    from charmhelpers.fetch import apt_install
+
+    return apt_install
 
 
 def write_if_changed(path: Path, content: str, mode: int) -> bool:

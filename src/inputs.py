@@ -1,11 +1,53 @@
-"""Typed inputs of the charm: its config and the parameters of each action."""
+"""Typed inputs of the charm: its config, the parameters of each action, and name rules.
+
+Every name that reaches Ceph, from config, an action parameter or a cluster's own listing, is
+checked here first (`parse_pool_list`, `check_pool_names`, `odd_image_names`), so a pool named
+`--force` can never reach a command line as a flag.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# RBD allows almost any image name; these are the ones no OpenStack service creates and that a
+# command line or a log would misread: a leading '-', white space or control characters, '/'
+# and '@' (librbd's own separators).
+_ODD_IMAGE_NAME = re.compile(r"^-|[\s/@\x00-\x1f\x7f]")
+
+MAX_DEMOTE_PROMOTE_TIMEOUT = 3600
+
+
+def check_pool_names(names: Iterable[str], what: str) -> list[str]:
+    """Return `names` as a list; ValueError names every one that is not a safe pool name."""
+    items = list(names)
+    bad = [p for p in items if not POOL_NAME.match(p)]
+    if bad:
+        raise ValueError(
+            f"{what}: invalid pool name(s) {', '.join(map(repr, bad))}: use "
+            "letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
+    return items
+
+
+def parse_pool_list(text: str, what: str) -> tuple[str, ...]:
+    """Split a comma-separated pool list; ValueError on empty items, duplicates and odd names."""
+    items = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in items):
+        raise ValueError(f"{what}: empty pool name in {text!r}; give names separated by commas")
+    check_pool_names(items, what)
+    dupes = sorted({p for p in items if items.count(p) > 1})
+    if dupes:
+        raise ValueError(f"{what}: pool(s) listed twice: {', '.join(dupes)}")
+    return tuple(items)
+
+
+def odd_image_names(names: Iterable[str]) -> list[str]:
+    """The image names this charm refuses to handle (see `_ODD_IMAGE_NAME`), as repr()s."""
+    return [repr(n) for n in names if not n or _ODD_IMAGE_NAME.search(n)]
 
 
 @dataclass(frozen=True)
@@ -21,6 +63,11 @@ class CharmConfig:
     rbd_concurrent_management_ops: int = 10
     rbd_mirror_pool_replayers_refresh_interval: int = 10
     rbd_mirror_image_state_check_interval: int = 10
+
+    @property
+    def pool_list(self) -> tuple[str, ...]:
+        """The configured pools, parsed (empty: every rbd pool of the source)."""
+        return parse_pool_list(self.pools, "config pools") if self.pools.strip() else ()
 
     @property
     def daemon_tuning(self) -> tuple[tuple[str, int], ...]:
@@ -42,9 +89,10 @@ class CharmConfig:
                 f"source-cluster-name {name!r}: use letters, digits, '-' and '_', "
                 "start with a letter, and not 'ceph' (the destination)"
             )
+        _ = self.pool_list  # raises ValueError on a malformed list
         for option, value, low, high in (
             ("pool-replicas", self.pool_replicas, 0, 10),
-            ("command-timeout", self.command_timeout, 5, 3600),
+            ("command-timeout", self.command_timeout, 5, 900),
             ("max-workers", self.max_workers, 1, 64),
             ("rbd-mirror-concurrent-image-syncs", self.rbd_mirror_concurrent_image_syncs, 1, 64),
             ("rbd-concurrent-management-ops", self.rbd_concurrent_management_ops, 1, 256),
@@ -71,6 +119,7 @@ class EnableMirroringParams:
 
     pools: str | None = None
     dry_run: bool = False
+    restart: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,10 +137,14 @@ class DemotePromoteParams:
     pools: str | None = None
     timeout: int = 300
     force: bool = False
+    ignore_watchers: bool = False
 
     def __post_init__(self):
-        if self.timeout < 1:
-            raise ValueError("timeout must be at least 1 second")
+        if not 1 <= self.timeout <= MAX_DEMOTE_PROMOTE_TIMEOUT:
+            raise ValueError(
+                f"timeout must be between 1 and {MAX_DEMOTE_PROMOTE_TIMEOUT} seconds, "
+                f"not {self.timeout}"
+            )
 
 
 @dataclass(frozen=True)
@@ -100,3 +153,9 @@ class TeardownParams:
 
     pools: str | None = None
     dry_run: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of an action that takes none (pause, resume)."""

@@ -15,7 +15,11 @@ ops:
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
 - "pool-state": mirror mode, peers (never their keys), image names, and for every mirrored image
-  its status (`up+replaying` etc., description, last update) and primary flag.
+  its status (`up+replaying` etc., description, last update) and primary flag; with
+  "watchers": true, also {"watchers": {name: ["address (client.<id>)"]}} for every image that
+  has any (one read-only open per image, which adds no watch of its own).
+- "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peer_sites}]} for each
+  pool that exists, in one connection.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -156,6 +160,33 @@ def _pool_state(ioctx) -> dict:
     return {"mode": mode, "peers": peers, "images": api.list(ioctx), "statuses": statuses}
 
 
+def _watchers(ioctx, name: str) -> list[str]:
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        return [f"{w.get('addr', '')} (client.{w.get('id', '')})" for w in image.watchers_list()]
+
+
+def _mirrored_pools(cluster, names: list[str]) -> dict:
+    """Mirror mode and peer sites of each existing pool of `names`."""
+    api, out = rbd.RBD(), []
+    for name in names:
+        try:
+            ioctx = cluster.open_ioctx(name)
+        except rados.ObjectNotFound:
+            continue
+        with ioctx:
+            out.append(
+                {
+                    "name": name,
+                    "mode": MODES.get(api.mirror_mode_get(ioctx), "unknown"),
+                    "peer_sites": sorted(
+                        p.get("site_name") or p.get("cluster_name", "")
+                        for p in api.mirror_peer_list(ioctx)
+                    ),
+                }
+            )
+    return {"pools": out}
+
+
 def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:
     done, failed = {}, {}
 
@@ -195,6 +226,8 @@ def handle(req: dict) -> dict:
     ) as cluster:
         if req["op"] == "pools":
             return _pools(cluster)
+        if req["op"] == "mirrored-pools":
+            return _mirrored_pools(cluster, list(req["pools"]))
         with cluster.open_ioctx(req["pool"]) as ioctx:
             return _pool_op(req, ioctx)
 
@@ -217,7 +250,14 @@ def _pool_op(req: dict, ioctx) -> dict:
                 return {"changed": changed, "failed": failed}
         return {"changed": changed, "failed": {}}
     if req["op"] == "pool-state":
-        return _pool_state(ioctx)
+        state = _pool_state(ioctx)
+        if req.get("watchers"):
+            found, failed = _each(ioctx, _watchers, state["images"], workers)
+            if failed:
+                name, error = next(iter(failed.items()))
+                raise ValueError(f"watchers of {len(failed)} image(s) unreadable, {name}: {error}")
+            state["watchers"] = {k: v for k, v in found.items() if v}
+        return state
     if req["op"] == "image-states":
         names = rbd.RBD().list(ioctx)
         done, failed = _each(ioctx, _image_state, names, workers)

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _KEY = re.compile(r"^[A-Za-z0-9+/]{20,}={0,2}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
@@ -35,7 +35,7 @@ class BrokerResponse:
 class SourceData:
     """From ceph-proxy: our key on the source, its monitors (`host:port`), its broker reply."""
 
-    key: str
+    key: str = field(repr=False)
     mon_hosts: tuple[str, ...]
     broker: BrokerResponse | None = None
 
@@ -44,7 +44,7 @@ class SourceData:
 class DestinationData:
     """From ceph-mon: the key of `client.rbd-mirror.<unique_id>`, monitors, pools, broker reply."""
 
-    key: str
+    key: str = field(repr=False)
     mon_hosts: tuple[str, ...]
     pools: frozenset[str]
     broker: BrokerResponse | None
@@ -87,17 +87,39 @@ def parse_mon_address(value: str, where: str) -> str:
 
 
 def _mon_hosts(values: Iterable[str], where: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for value in values:
-        for part in value.split():
-            addr = parse_mon_address(part, where)
-            if addr not in out:
-                out.append(addr)
-    return tuple(out)
+    """Every address once, sorted.
+
+    Juju lists related units in no fixed order, and a `mon host` line that changed order between
+    hooks would restart the daemon for nothing.
+    """
+    return tuple(
+        sorted({parse_mon_address(part, where) for value in values for part in value.split()})
+    )
 
 
-def parse_source(units: Iterable[Mapping[str, str]], unit_name: str = "") -> SourceData | None:
-    """ceph-proxy's unit databags -> SourceData, or None until a key and addresses are there."""
+def sent_request_id(local_broker_req: str | None) -> str:
+    """The request id of the broker request in our own databag ("" if none or unreadable)."""
+    try:
+        return str(json.loads(local_broker_req or "{}").get("request-id") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _reply_to(raw: str | None, where: str, request_id: str) -> BrokerResponse | None:
+    """The broker reply if it answers `request_id`; a reply to an older request is ignored."""
+    if not raw:
+        return None
+    reply = parse_broker_response(raw, where)
+    return reply if reply.request_id == request_id else None
+
+
+def parse_source(
+    units: Iterable[Mapping[str, str]], unit_name: str = "", request_id: str = ""
+) -> SourceData | None:
+    """ceph-proxy's unit databags -> SourceData, or None until a key and addresses are there.
+
+    `broker` is ceph-proxy's reply to our request `request_id` (None until it has answered it).
+    """
     rsp_key = "broker-rsp-" + unit_name.replace("/", "-")
     for data in units:
         key, addrs = data.get("key", ""), data.get("ceph-public-address", "")
@@ -105,7 +127,7 @@ def parse_source(units: Iterable[Mapping[str, str]], unit_name: str = "") -> Sou
             auth = data.get("auth", "cephx")
             if auth != "cephx":
                 raise RelationDataError(f"source: auth {auth!r} is not supported (need cephx)")
-            broker = parse_broker_response(data[rsp_key], "source") if data.get(rsp_key) else None
+            broker = _reply_to(data.get(rsp_key), "source", request_id)
             return SourceData(
                 key=_check_key(key, "source"),
                 mon_hosts=_mon_hosts([addrs], "source: ceph-public-address"),
@@ -130,9 +152,12 @@ def parse_broker_response(raw: str, where: str) -> BrokerResponse:
 
 
 def parse_destination(
-    units: Iterable[Mapping[str, str]], unique_id: str, unit_name: str
+    units: Iterable[Mapping[str, str]], unique_id: str, unit_name: str, request_id: str = ""
 ) -> DestinationData | None:
-    """ceph-mon's unit databags -> DestinationData, or None until our key has arrived."""
+    """ceph-mon's unit databags -> DestinationData, or None until our key has arrived.
+
+    `broker` is the reply to our request `request_id` from whichever mon unit answered it.
+    """
     key, pools, broker = "", frozenset[str](), None
     addrs: list[str] = []
     rsp_key = "broker-rsp-" + unit_name.replace("/", "-")
@@ -146,8 +171,7 @@ def parse_destination(
                 pools = frozenset(json.loads(data["pools"]))
             except (ValueError, TypeError):
                 raise RelationDataError("destination: `pools` is not a JSON object") from None
-        if data.get(rsp_key):
-            broker = parse_broker_response(data[rsp_key], "destination")
+        broker = _reply_to(data.get(rsp_key), "destination", request_id) or broker
     if not key or not addrs:
         return None
     return DestinationData(

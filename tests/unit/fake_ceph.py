@@ -13,6 +13,7 @@ from ceph_cli import (
     CephError,
     ImageInfo,
     ImageStatus,
+    MirroredPool,
     MirrorPoolInfo,
     Peer,
     PoolInfo,
@@ -43,6 +44,7 @@ class FakeCluster:
     sticky_journaling: set[str] = field(default_factory=set)  # survives `mirror pool disable`
     busy_pools: set[str] = field(default_factory=set)  # pool disable: EBUSY while images mirror
     fail_images: set[str] = field(default_factory=set)
+    watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> watchers
     calls: list[str] = field(default_factory=list)
 
     def _call(self, what: str) -> None:
@@ -146,8 +148,20 @@ class FakeCluster:
                 break
         return changed, failed
 
-    def pool_state(self, pool: str) -> PoolState:
-        self._call(f"bulk pool-state {pool}")
+    def mirrored_pools(self, pools) -> list[MirroredPool]:
+        self._call("bulk mirrored-pools")
+        return [
+            MirroredPool(
+                name=p,
+                mode=self.modes.get(p, "disabled"),
+                peer_sites=tuple(sorted(q.site_name for q in self.peers.get(p, []))),
+            )
+            for p in pools
+            if p in self.pool_images
+        ]
+
+    def pool_state(self, pool: str, *, watchers: bool = False, workers: int = 4) -> PoolState:
+        self._call(f"bulk pool-state {pool}" + (" watchers" if watchers else ""))
         imgs = self._imgs(pool)
         mode = self.modes.get(pool, "disabled")
         statuses = tuple(
@@ -166,6 +180,9 @@ class FakeCluster:
             peers=tuple(self.peers.get(pool, [])),
             images=tuple(i.name for i in imgs),
             statuses=statuses,
+            watchers={
+                i.name: self.watchers[i.name] for i in imgs if watchers and i.name in self.watchers
+            },
         )
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 from ops import testing
 
 from daemon import MARKER
+from relations import source_key_request
 from tests.unit.conftest import (
     DST_KEY,
     HOST,
@@ -18,6 +19,8 @@ from tests.unit.conftest import (
     source_relation,
 )
 from tests.unit.fake_ceph import mirror
+
+SOURCE_REQUEST_ID = source_key_request("rbd-mirror-migration")[0]
 
 
 def _status(world: World, state: testing.State):
@@ -189,7 +192,7 @@ def test_enable_mirroring_dry_run_changes_nothing(world):
     world.service["running"] = True
     _enable(world, ready_state(), **{"dry-run": True})
     results = world.ctx.action_results
-    assert results["dry-run"] is True and results["changes"] > 0
+    assert results["dry-run"] == "true" and results["changes"] > 0
     assert world.src.modes == {} and world.dst.modes == {} and world.dst.peers == {}
 
 
@@ -465,7 +468,7 @@ def test_reconcile_asks_ceph_proxy_for_rbd_profile_caps(world):
 
 
 def test_collect_status_blocked_when_ceph_proxy_refused_caps(world):
-    rsp = json.dumps({"exit-code": 1, "stderr": "denied"})
+    rsp = json.dumps({"exit-code": 1, "stderr": "denied", "request-id": SOURCE_REQUEST_ID})
     state = testing.State(
         relations=[
             source_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),

@@ -22,17 +22,17 @@ SOURCE = [
 
 
 def test_empty_config_means_every_rbd_pool():
-    assert select_pools("", SOURCE, None) == ["glance", "nova"]
+    assert select_pools((), SOURCE, None) == ["glance", "nova"]
 
 
 def test_subset_must_be_configured():
     with pytest.raises(MigrationError, match="unknown pool"):
-        select_pools("nova", SOURCE, "glance")
+        select_pools(("nova",), SOURCE, "glance")
 
 
 def test_no_rbd_pool_on_source_is_an_error():
     with pytest.raises(MigrationError, match="no pool with application rbd"):
-        select_pools("", [PoolInfo("x", 1, 1, ())], None)
+        select_pools((), [PoolInfo("x", 1, 1, ())], None)
 
 
 def test_description_json_is_parsed_and_junk_ignored():

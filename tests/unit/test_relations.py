@@ -66,7 +66,7 @@ def test_destination_collects_every_mon_and_our_broker_reply():
         },
         {"ceph-public-address": "10.0.1.2"},
     ]
-    data = parse_destination(units, "h", "app/0")
+    data = parse_destination(units, "h", "app/0", request_id="r")
     assert data is not None and data.mon_hosts == ("10.0.1.1", "10.0.1.2")
     assert data.pools == frozenset({"nova"}) and data.broker and data.broker.exit_code == 0
 

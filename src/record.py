@@ -1,0 +1,63 @@
+"""What this unit remembers because the clusters cannot tell it. No ops here.
+
+The charm derives the migration's state from the two clusters on every hook. A few facts cannot
+be read back from them, and only those are kept (in the unit's StoredState, as JSON):
+- `pools`, `source_cluster_name`: what `enable-mirroring` set up. With the source gone and config
+  `pools` empty, the disaster path still knows which pools to promote; a later change of
+  `source-cluster-name` would orphan the peers and the daemon's source files, so it is refused.
+- `torn_down`, `finished`: a teardown that completed. Once the relations are removed the
+  clusters cannot be read at all, and the unit must still say "finished", not "relate me".
+- `paused`: the operator stopped the daemon on purpose; hooks must not restart it.
+- `restart_pending`: the daemon's files changed and it has not been restarted since; survives
+  a failed restart so the next hook tries again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Record:
+    """The unit's memory of the migration (see the module docstring for why each field)."""
+
+    pools: tuple[str, ...] = ()
+    source_cluster_name: str = ""
+    torn_down: tuple[str, ...] = ()
+    finished: bool = False
+    paused: bool = False
+    restart_pending: bool = False
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        """Parse what `to_json` wrote; unknown or missing fields take their defaults."""
+        try:
+            data = json.loads(text or "{}")
+        except ValueError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("pools", "torn_down"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+    def to_json(self) -> str:
+        """A stable JSON text of the record."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def enabled(self, pools: list[str], source_cluster_name: str) -> Record:
+        """`enable-mirroring` set up `pools` from `source_cluster_name`."""
+        merged = tuple(sorted(set(self.pools) | set(pools)))
+        return replace(self, pools=merged, source_cluster_name=source_cluster_name)
+
+    def tore_down(self, pools: list[str], *, finished: bool) -> Record:
+        """`teardown` completed on `pools`; `finished` once every migrated pool is."""
+        merged = tuple(sorted(set(self.torn_down) | set(pools)))
+        return replace(self, torn_down=merged, finished=finished)
+
+    def restarted_migration(self) -> Record:
+        """`enable-mirroring restart=true`: a new migration; the old one's record is dropped."""
+        return replace(self, torn_down=(), finished=False)
