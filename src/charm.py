@@ -323,7 +323,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         try:
             ws = self._workspace()
             report = self._status_report(ws)
-        except (NotReadyError, CephError, MigrationError) as exc:
+        except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
             logger.info("migration state unknown (%s): keeping the daemon running", exc)
         else:
             if migration.finished(report, record.torn_down):
@@ -416,6 +416,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             report = self._status_report(self._workspace())
         except NotReadyError as exc:
             return exc.status
+        except ServiceError as exc:
+            return ops.BlockedStatus(f"the service manager does not answer: {exc}"[:250])
         except ForeignFileError as exc:
             return ops.BlockedStatus(
                 f"{exc.path} was not written by this charm "
@@ -423,7 +425,10 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             )
         except (CephError, MigrationError) as exc:
             return ops.BlockedStatus(f"cannot read the clusters: {exc}"[:250])
-        return self._migration_status(report, record)
+        try:
+            return self._migration_status(report, record)
+        except ServiceError as exc:
+            return ops.BlockedStatus(f"the service manager does not answer: {exc}"[:250])
 
     def _migration_status(self, report: migration.StatusReport, record: Record) -> ops.StatusBase:
         if report.split_brain:

@@ -99,7 +99,9 @@ def test_missing_packages_reads_dpkg_status(monkeypatch):
 
 def test_install_calls_apt_only_for_what_is_missing(monkeypatch):
     calls = []
-    monkeypatch.setattr(daemon, "_charmhelpers_apt_install", lambda: lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(
+        daemon, "_charmhelpers_apt_install", lambda: lambda *a, **k: calls.append(a)
+    )
     monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: []))
     assert RbdMirrorDaemon.install() == [] and calls == []
     monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: ["rbd-mirror"]))
