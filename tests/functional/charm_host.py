@@ -102,6 +102,8 @@ class CharmHost:
         )
         self.unique_id = socket.gethostname()
         self.seen: list[str] = []  # every result, action log, failure and unit status shown
+        # More ceph-mon units on the destination relation: each sends only its address.
+        self.extra_mon_addresses: tuple[str, ...] = ()
         self.state = testing.State(leader=True, relations=self._relations())
 
     def _relations(self, local: dict[str, dict[str, str]] | None = None):
@@ -125,7 +127,11 @@ class CharmHost:
             local_unit_data=local.get("destination", {}),
             remote_app_name="ceph-mon",
             remote_units_data={
-                0: ceph_mon_data(self.lab.dst, self.unique_id, unit_name=UNIT, broker_req=dst_req)
+                0: ceph_mon_data(self.lab.dst, self.unique_id, unit_name=UNIT, broker_req=dst_req),
+                **{
+                    n + 1: {"auth": "cephx", "ceph-public-address": address}
+                    for n, address in enumerate(self.extra_mon_addresses)
+                },
             },
         )
         return [source, dest]

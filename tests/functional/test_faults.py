@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from ops import testing
@@ -28,7 +29,6 @@ from tests.functional.lab.seed import (
 )
 
 SYNC_TIMEOUT_S = 420
-ALL_POOLS = {"pools": ",".join(POOLS)}
 
 
 def wait_ready(host: CharmHost, timeout: float = SYNC_TIMEOUT_S) -> dict:
@@ -185,11 +185,15 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
 
 
 def test_unreachable_source_is_reported_forced_promotion_then_split_brain(fresh_host):
+    """With the default config (pools empty): the record of enable-mirroring names the pools."""
     host, lab = fresh_host, fresh_host.lab
-    host.state = testing.State(leader=True, relations=host.state.relations, config=ALL_POOLS)
     host.relate()
     host.action("enable-mirroring")
     wait_ready(host)
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("demote-promote", force=True)
+    assert "the source answers" in exc.value.message, "force refuses a live source"
+    assert not any(primaries(host, lab.dst).values()) and all(primaries(host, lab.src).values())
 
     mon = read_pid(lab.src.pid_file("mon.a"))
     assert mon is not None
@@ -220,6 +224,64 @@ def test_unreachable_source_is_reported_forced_promotion_then_split_brain(fresh_
     assert wait_for(lambda: split() == 7, timeout=120, interval=5), split()
     host.hook("update_status")
     assert "SPLIT-BRAIN" in host.state.unit_status.message
+    for action in ("demote-promote", "teardown", "enable-mirroring"):
+        with pytest.raises(testing.ActionFailed) as exc:
+            host.action(action)
+        assert (
+            "SPLIT-BRAIN, nothing changed" in exc.value.message and "resync" in exc.value.message
+        )
+    assert all(primaries(host, lab.src).values()), "the source's copies were left alone"
+    assert all(primaries(host, lab.dst).values())
+
+
+def test_volume_created_after_the_sync_blocks_teardown_until_it_is_mirrored(fresh_host):
+    """A volume the cloud created after the cutover (APIs not frozen) is never left behind."""
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.action("enable-mirroring")
+    wait_ready(host)
+    host.action("demote-promote", timeout=120)
+    lab.src.rbd("create", "--size", "16M", "cinder-ceph/volume-late")
+    lab.src.rbd("bench", "--io-type", "write", "--io-total", "4M", "cinder-ceph/volume-late")
+    late = md5(lab.src, "cinder-ceph", "volume-late")
+    peers_before = lab.dst.rbd_json("mirror", "pool", "info", "cinder-ceph")["peers"]
+
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("teardown")
+    assert "cinder-ceph/volume-late: on the source but not on the destination" in exc.value.message
+    for pool in POOLS:
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "pool"
+    assert lab.dst.rbd_json("mirror", "pool", "info", "cinder-ceph")["peers"] == peers_before
+    assert lab.service_pids(), "nothing changed: the daemon still runs"
+    host.hook("update_status")
+    assert "cutover done" not in host.state.unit_status.message
+
+    # What the charm supports: mirror it like the others, then finish the cutover.
+    results, _ = host.action("enable-mirroring")
+    assert results["changes"] == 1, results
+    assert wait_for(
+        lambda: "volume-late" in images(lab.dst, "cinder-ceph"), timeout=180, interval=5
+    ), "the late volume reached the destination"
+    results, _ = host.action("demote-promote", timeout=300)
+    assert json.loads(results["promoted"])["cinder-ceph"] == 1
+    results, _ = host.action("teardown")
+    assert results["daemon-stopped"] == "true"
+    assert md5(lab.dst, "cinder-ceph", "volume-late") == late
+    assert md5_all(lab.dst) == {**recorded(lab.src), "cinder-ceph/volume-late": late}
+
+
+def test_three_mon_units_and_ten_update_status_hooks_leave_the_daemon_alone(fresh_host):
+    """ceph-mon's units come in no fixed order; the daemon is restarted only on a change."""
+    host, lab = fresh_host, fresh_host.lab
+    host.extra_mon_addresses = ("127.0.0.3", "127.0.0.2")  # no mon listens there
+    host.state = testing.State(leader=True, relations=host._relations())
+    host.relate()
+    pids = lab.service_pids()
+    assert pids, "the daemon runs"
+    for _ in range(10):
+        host.hook("update_status")
+    assert lab.service_pids() == pids, "a hook restarted the daemon without a change"
+    assert "mon host = 127.0.0.1 127.0.0.2 127.0.0.3" in Path("/etc/ceph/ceph.conf").read_text()
 
 
 def test_destination_not_ready_is_named_exactly(fresh_host):
