@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from ops import testing
 
-import migration
+import cutover
+import teardown
 from tests.functional.charm_host import CharmHost
 from tests.functional.lab.procs import pid_alive, read_pid, wait_for
 from tests.functional.lab.seed import (
@@ -123,7 +124,7 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     def die(*args, **kwargs):
         raise RuntimeError("simulated crash of the action process")
 
-    monkeypatch.setattr(migration, "_promote_until_done", die)
+    monkeypatch.setattr(cutover, "_promote_until_done", die)
     with pytest.raises(Exception, match="simulated crash"):
         host.action("demote-promote")
     source_at_demotion = md5_all(lab.src)
@@ -131,13 +132,13 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     assert not any(primaries(host, lab.src).values())
     # Fault 3b: dies after promoting only the first pool.
     monkeypatch.undo()
-    original = migration._promote_until_done
+    original = cutover._promote_until_done
 
     def partial(dst, pools, *args, **kwargs):
         original(dst, pools[:1], *args, **kwargs)
         raise RuntimeError("simulated crash after a partial promote")
 
-    monkeypatch.setattr(migration, "_promote_until_done", partial)
+    monkeypatch.setattr(cutover, "_promote_until_done", partial)
     with pytest.raises(Exception, match="partial promote"):
         host.action("demote-promote")
     monkeypatch.undo()
@@ -159,7 +160,7 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     def die_disabling(*args, **kwargs):
         raise RuntimeError("simulated crash during teardown")
 
-    monkeypatch.setattr(migration, "_disable_pool", die_disabling)
+    monkeypatch.setattr(teardown, "_disable_pool", die_disabling)
     with pytest.raises(Exception, match="during teardown"):
         host.action("teardown")
     monkeypatch.undo()

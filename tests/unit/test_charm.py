@@ -326,13 +326,13 @@ def test_demote_promote_retries_ebusy_then_verifies(world):
 
 
 def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(world, monkeypatch):
-    import migration
+    import cutover
 
     state = _migrated(world)
     world.dst.promote_busy = 10**6
     clock = iter(range(0, 10**6, 10))
-    monkeypatch.setattr(migration.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(migration.time, "sleep", lambda s: None)
+    monkeypatch.setattr(cutover.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(cutover.time, "sleep", lambda s: None)
     with pytest.raises(testing.ActionFailed) as exc:
         _cutover(world, state, timeout=5)
     assert "re-run demote-promote" in exc.value.message

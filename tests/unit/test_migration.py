@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ceph_cli import ImageInfo, PoolInfo
-from migration import (
-    ImageReport,
-    MigrationError,
-    _clone_levels,
-    _disable_order,
-    parse_description,
-    select_pools,
-)
+from migration import ImageReport, MigrationError, parse_description, select_pools
+from teardown import _clone_levels, _disable_order
 
 SOURCE = [
     PoolInfo("nova", 8, 1, ("rbd",)),

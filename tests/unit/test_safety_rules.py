@@ -232,7 +232,7 @@ def test_rule6_images_in_error_block_the_unit_naming_them(world):
 
 def _torn_down(world: World):
     state = _act(world, _cut_over(world), "teardown")
-    assert world.ctx.action_results["daemon-stopped"] == "true"
+    assert (world.ctx.action_results or {})["daemon-stopped"] == "true"
     return state
 
 

@@ -1,0 +1,158 @@
+"""Phase 3, demote-promote: the cutover. No ops here.
+
+Preflight (`report.cutover_blockers`), demote the source, promote the destination (retried
+while librbd answers EBUSY), verify from librbd's primary flags on both sides. Safety rule: a
+non-forced promote succeeds only once the destination has replayed the source's demotion,
+which comes after every write to the image; so "caught up" is proven by librbd itself, not by
+the lagging `entries_behind_primary`. `force` is for a source that does not answer at all; with
+a source that answers it refuses (a forced promotion of a live source is a split brain).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ceph_cli import EBUSY, CephClient, CephError
+from report import StatusReport, cutover_blockers, split_brain_advice, status
+from workflow import Log, MigrationError, Options, listed
+
+
+@dataclass
+class CutoverResult:
+    """What demote-promote did, per pool."""
+
+    demoted: dict[str, int] = field(default_factory=dict)
+    promoted: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    seconds: float = 0.0
+    forced: bool = False
+    report: StatusReport | None = None  # both sides as verified after the cutover
+
+
+def demote_promote(
+    src: CephClient,
+    dst: CephClient,
+    pools: Sequence[str],
+    opts: Options,
+    *,
+    timeout: float,
+    force: bool,
+    daemon_running: bool,
+    ignore_watchers: bool = False,
+    source_cluster: str = "source",
+    sleep: Callable[[float], None] = time.sleep,
+) -> CutoverResult:
+    """Cut over `pools` from the source to the destination; see the module docstring."""
+    start = time.monotonic()
+    result = CutoverResult(forced=force)
+    report = status(
+        src,
+        dst,
+        pools,
+        daemon_running=daemon_running,
+        workers=opts.workers,
+        watchers=not (force or ignore_watchers),
+    )
+    if report.split_brain:
+        raise MigrationError(split_brain_advice(report.split_brain, source_cluster))
+    if force:
+        _force_promote(dst, report, result, opts.log)
+    else:
+        blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
+        if blocking:
+            raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
+        for pool in pools:
+            result.demoted[pool] = src.pool_demote(pool)
+            opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
+        _promote_until_done(dst, pools, result, start + timeout, opts.log, sleep)
+        result.report = _verify_cutover(src, dst, pools, daemon_running, opts.workers)
+        before = {p.pool: p.promoted for p in report.pools}
+        after = {p.pool: p.promoted for p in result.report.pools}
+        result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in pools}
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _force_promote(dst: CephClient, report: StatusReport, result: CutoverResult, log: Log) -> None:
+    """The disaster path: promote every requested pool by force, only if the source is gone.
+
+    A source that answers, even for one pool, is alive: then the safe path is the one to use,
+    because a forced promotion of a live source is a split brain with unreplayed writes.
+    """
+    if report.source_answers:
+        raise MigrationError(
+            "force=true refused, nothing changed: the source answers, so use demote-promote "
+            "without force (it waits for every write to be replayed). force is only for a "
+            "source that is lost"
+        )
+    log(
+        "FORCE: the source does not answer; promoting every requested pool without demoting "
+        f"it ({report.source_error}). Writes not replayed yet are lost, and the source must "
+        "be demoted before it is used again"
+    )
+    for pool in report.pools:
+        result.promoted[pool.pool] = dst.pool_promote(pool.pool, force=True)
+        log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
+
+
+def _promote_until_done(
+    dst: CephClient,
+    pools: Sequence[str],
+    result: CutoverResult,
+    deadline: float,
+    log: Log,
+    sleep: Callable[[float], None],
+) -> None:
+    """`pool promote` each pool until it answers 0; EBUSY means the demotion is still in flight.
+
+    `pool promote` is not all-or-nothing (it promotes some images and answers EBUSY for the
+    rest), and it skips images already primary, so repeating it is safe.
+    """
+    pending = list(pools)
+    while pending:
+        result.attempts += 1
+        for pool in list(pending):
+            try:
+                count = dst.pool_promote(pool)
+            except CephError as exc:
+                if exc.rc != EBUSY:
+                    raise
+                continue
+            pending.remove(pool)
+            log(f"{pool}: promotion complete ({count} in the last round)")
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"timed out: {', '.join(pending)} not fully promoted (the demotion has not been "
+                "replayed yet). The source is demoted and no image is primary twice; re-run "
+                "demote-promote to finish"
+            )
+        sleep(1.0)
+
+
+def _verify_cutover(
+    src: CephClient, dst: CephClient, pools: Sequence[str], daemon_running: bool, workers: int
+) -> StatusReport:
+    """Read librbd's primary flags on both sides after a cutover; return that report.
+
+    Every source image must be primary on the destination and none primary on the source.
+    The unit status reuses the report.
+    """
+    report = status(src, dst, pools, daemon_running=daemon_running, workers=workers)
+    wrong = []
+    for pool in report.pools:
+        for what, names in (
+            ("still primary on the source", pool.source_primaries),
+            ("not primary on the destination", pool.destination_not_primary),
+            ("missing on the destination", pool.missing),
+        ):
+            if names:
+                wrong.append(f"{pool.pool}: {len(names)} image(s) {what}: {listed(names)}")
+    if report.source_errors:
+        wrong.append(f"the source did not answer the check: {report.source_error}")
+    if wrong:
+        raise MigrationError(f"cutover verification failed: {'; '.join(wrong)}; re-run")
+    return report

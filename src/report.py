@@ -1,0 +1,520 @@
+"""Both sides of every pool, read once, and every verdict derived from the fields. No ops here.
+
+`status` reads each pool's source and destination with one librbd process each (`PoolReport`).
+What each action may do is a function of those fields, never of a message's wording:
+`cutover_blockers` (demote-promote), `teardown_blockers`, `PoolReport.torn_down` and `finished`
+(the daemon's end), `StatusReport.split_brain` (every change refuses), `phase` (the unit status).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ceph_cli import CephClient, CephError, ImageStatus, Peer, PoolState
+from workflow import listed
+
+REPLAYING = "up+replaying"
+# Destination descriptions that mean the cutover has begun for an image (source demoted or
+# destination promoted). Pacific words them like this; see the lab's JSON samples.
+CUTOVER_DESCRIPTIONS = (
+    "local image is primary",
+    "remote image is not primary",
+    "remote image demoted",
+    "stopped",
+)
+
+
+def parse_description(description: str) -> dict[str, object]:
+    """`replaying, {json}` -> the JSON's fields; anything else -> {}."""
+    _, sep, rest = description.partition(", ")
+    if not sep or not rest.startswith("{"):
+        return {}
+    try:
+        data = json.loads(rest)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """One image as the destination's daemon reports it."""
+
+    pool: str
+    name: str
+    state: str
+    description: str
+    last_update: str
+    primary: bool = False  # librbd's flag on the destination, not the status description
+
+    @property
+    def entries_behind(self) -> int | None:
+        """`entries_behind_primary` from a journal-mode description, if any."""
+        value = parse_description(self.description).get("entries_behind_primary")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def bytes_per_second(self) -> float | None:
+        """Replay throughput from the description, if any."""
+        value = parse_description(self.description).get("bytes_per_second")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def caught_up(self) -> bool:
+        """Replaying with nothing left to replay (as far as the lagging status knows)."""
+        return self.state == REPLAYING and (self.entries_behind or 0) == 0
+
+    @property
+    def in_error(self) -> bool:
+        """The daemon reports an error for this image."""
+        return self.state.endswith("+error")
+
+    @property
+    def in_cutover(self) -> bool:
+        """The source was demoted or the destination promoted for this image."""
+        return self.primary or (
+            self.state in ("up+stopped", "up+unknown")
+            and self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
+        )
+
+    @property
+    def summary(self) -> str:
+        """`pool/name: state (first words of the description)`."""
+        return f"{self.pool}/{self.name}: {self.state} ({self.description.split(',')[0]})"
+
+    def as_dict(self) -> dict[str, object]:
+        """For action results."""
+        return {
+            "pool": self.pool,
+            "image": self.name,
+            "state": self.state,
+            "primary": self.primary,
+            "entries-behind-primary": self.entries_behind,
+            "bytes-per-second": self.bytes_per_second,
+            "description": self.description.split(",")[0],
+            "last-update": self.last_update,
+        }
+
+
+@dataclass
+class PoolReport:
+    """The mirroring state of one pool on both sides; every decision reads these fields."""
+
+    pool: str
+    source_read: bool = False  # the source answered for this pool
+    source_mode: str = "disabled"
+    destination_mode: str = "disabled"
+    peers: tuple[Peer, ...] = ()  # the destination pool's peers
+    source_images: list[str] = field(default_factory=list)  # every image on the source
+    source_primary: dict[str, bool] = field(default_factory=dict)  # mirrored source images
+    source_watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # when asked
+    destination_names: list[str] = field(default_factory=list)  # every image on the destination
+    images: list[ImageReport] = field(default_factory=list)  # mirrored destination images
+
+    @property
+    def set_up(self) -> bool:
+        """Pool-mode mirroring on both sides and a peer on the destination."""
+        return self.source_mode == "pool" and self.destination_mode == "pool" and bool(self.peers)
+
+    @property
+    def not_journaled(self) -> list[str]:
+        """Source images a pool-mode source does not mirror (no journaling)."""
+        if self.source_mode != "pool":
+            return []
+        return [n for n in self.source_images if n not in self.source_primary]
+
+    @property
+    def missing(self) -> list[str]:
+        """Source images the destination does not report as mirrored (yet)."""
+        there = {i.name for i in self.images}
+        return [n for n in self.source_images if n not in there]
+
+    @property
+    def not_on_destination(self) -> list[str]:
+        """Source images with no image of that name on the destination at all."""
+        there = set(self.destination_names)
+        return [n for n in self.source_images if n not in there]
+
+    @property
+    def in_error(self) -> list[ImageReport]:
+        """Destination images the daemon reports in error."""
+        return [i for i in self.images if i.in_error]
+
+    @property
+    def lagging(self) -> list[ImageReport]:
+        """Destination images neither caught up nor in the cutover."""
+        return [i for i in self.images if not (i.caught_up or i.in_cutover)]
+
+    @property
+    def source_primaries(self) -> list[str]:
+        """Mirrored source images that are primary (librbd's flag)."""
+        return sorted(n for n, primary in self.source_primary.items() if primary)
+
+    @property
+    def destination_not_primary(self) -> list[str]:
+        """Mirrored destination images that are not primary."""
+        return sorted(i.name for i in self.images if not i.primary)
+
+    @property
+    def split_brain(self) -> list[str]:
+        """Images that librbd says are primary on both clusters."""
+        return sorted(i.name for i in self.images if i.primary and self.source_primary.get(i.name))
+
+    @property
+    def cutover_started(self) -> bool:
+        """The source already has demoted images: an earlier cutover got that far."""
+        return any(primary is False for primary in self.source_primary.values())
+
+    @property
+    def promoted(self) -> int:
+        """Destination images that are primary."""
+        return sum(1 for i in self.images if i.primary)
+
+    @property
+    def cutover_done(self) -> bool:
+        """Every source image is mirrored, primary on the destination, and none on the source."""
+        primary_there = {i.name for i in self.images if i.primary}
+        return (
+            self.source_read
+            and self.destination_mode != "disabled"
+            and all(n in primary_there for n in self.source_images)
+            and not self.source_primaries
+        )
+
+    @property
+    def torn_down(self) -> bool:
+        """Mirroring was set up, and is now off on the destination, which holds every image.
+
+        Derived from the migrated images themselves: images that were on the destination before
+        the migration, or a pool that was never mirrored, do not make a pool torn down.
+        """
+        return (
+            self.source_read
+            and self.source_mode != "disabled"
+            and self.destination_mode == "disabled"
+            and not self.not_on_destination
+            and not self.source_primaries
+        )
+
+    @property
+    def health(self) -> str:
+        """ERROR if an image is in error, WARNING if one is not replaying or stopped, else OK."""
+        states = {i.state.split("+")[-1] for i in self.images} | (
+            {"missing"} if self.missing and self.destination_mode != "disabled" else set()
+        )
+        if "error" in states:
+            return "ERROR"
+        return "OK" if states <= {"replaying", "stopped"} else "WARNING"
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Destination image counts by state, plus `missing` for source images not there yet."""
+        counts: dict[str, int] = {}
+        for image in self.images:
+            counts[image.state] = counts.get(image.state, 0) + 1
+        if self.destination_mode != "disabled" and self.missing:
+            counts["missing"] = len(self.missing)
+        return counts
+
+    def as_dict(self) -> dict[str, object]:
+        """For action results (per-image detail is added by the caller, bounded)."""
+        return {
+            "source-mode": self.source_mode,
+            "destination-mode": self.destination_mode,
+            "peers": len(self.peers),
+            "images": len(self.source_images),
+            "states": self.states,
+            "health": self.health,
+        }
+
+
+@dataclass
+class StatusReport:
+    """Both sides of every pool; the verdicts are functions of these fields."""
+
+    pools: list[PoolReport]
+    daemon_running: bool = True
+    source_errors: dict[str, str] = field(default_factory=dict)  # pool -> why it was not read
+
+    @property
+    def source_error(self) -> str:
+        """Why the source was not read ("" when every pool was)."""
+        return next(iter(self.source_errors.values()), "")
+
+    @property
+    def source_answers(self) -> bool:
+        """The source answered for at least one pool: it is alive, whatever else failed."""
+        return any(p.source_read for p in self.pools)
+
+    @property
+    def split_brain(self) -> list[str]:
+        """`pool/image` of every image primary on both clusters."""
+        return [f"{p.pool}/{n}" for p in self.pools for n in p.split_brain]
+
+    @property
+    def in_error(self) -> list[ImageReport]:
+        """Destination images in error, in every pool."""
+        return [i for p in self.pools for i in p.in_error]
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the cutover may not start now (empty: it may)."""
+        return cutover_blockers(self, ignore_watchers=True)
+
+    @property
+    def ready(self) -> bool:
+        """True when every image is caught up and nothing else stands in the way."""
+        return not self.reasons
+
+    @property
+    def total(self) -> int:
+        """Images on the source (on the destination when the source was not read)."""
+        return sum(len(p.source_images) for p in self.pools)
+
+    @property
+    def replaying(self) -> int:
+        """Destination images caught up."""
+        return sum(1 for p in self.pools for i in p.images if i.caught_up)
+
+    @property
+    def promoted(self) -> int:
+        """Destination images that are primary (librbd's flag)."""
+        return sum(p.promoted for p in self.pools)
+
+    @property
+    def in_cutover(self) -> int:
+        """Destination images for which the cutover has begun."""
+        return sum(1 for p in self.pools for i in p.images if i.in_cutover)
+
+    @property
+    def torn_down(self) -> bool:
+        """Every pool is torn down (see `PoolReport.torn_down`)."""
+        return bool(self.pools) and all(p.torn_down for p in self.pools)
+
+    @property
+    def cutover_done(self) -> bool:
+        """Every pool's cutover is complete and verified from both sides."""
+        return bool(self.pools) and all(p.cutover_done for p in self.pools)
+
+
+def status(
+    src: CephClient,
+    dst: CephClient,
+    pools: Sequence[str],
+    *,
+    daemon_running: bool,
+    workers: int = 16,
+    watchers: bool = False,
+) -> StatusReport:
+    """Read both sides of every pool: one librbd process per pool and side.
+
+    An unreachable source is reported (`source_errors`), not raised: the destination's side is
+    still shown, and the disaster path needs it. With `watchers`, the source read also lists
+    each image's watchers (the cutover's check that the cloud has stopped).
+    """
+    sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
+    report = StatusReport(pools=[], daemon_running=daemon_running)
+    for pool in pools:
+        pool_report = PoolReport(pool=pool)
+        report.pools.append(pool_report)
+        try:
+            _read_source(sources[pool].result(), pool_report)
+        except CephError as exc:
+            report.source_errors[pool] = str(exc)
+        _read_destination(dests[pool].result(), pool_report)
+    return report
+
+
+def _read_both(
+    src: CephClient, dst: CephClient, pools: Sequence[str], workers: int, *, watchers: bool
+) -> tuple[dict[str, Future], dict[str, Future]]:
+    """Both sides of every pool at once (bounded): each read is one librbd process."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, 2 * len(pools)))) as pool_exec:
+        sources = {
+            p: pool_exec.submit(src.pool_state, p, watchers=watchers, workers=workers)
+            if watchers
+            else pool_exec.submit(src.pool_state, p)
+            for p in pools
+        }
+        dests = {p: pool_exec.submit(dst.pool_state, p) for p in pools}
+    return sources, dests
+
+
+def _read_source(state: PoolState, report: PoolReport) -> None:
+    report.source_read = True
+    report.source_mode, report.source_images = state.mode, list(state.images)
+    report.source_primary = {i.name: bool(i.primary) for i in state.statuses}
+    report.source_watchers = dict(state.watchers)
+
+
+def _read_destination(state: PoolState, report: PoolReport) -> None:
+    report.destination_mode, report.peers = state.mode, state.peers
+    report.destination_names = list(state.images)
+    report.images = [_image_report(report.pool, i) for i in state.statuses]
+    if not report.source_read:  # source unreachable: the destination's list is all we know
+        report.source_images = [i.name for i in report.images]
+
+
+def _image_report(pool: str, image: ImageStatus) -> ImageReport:
+    return ImageReport(
+        pool=pool,
+        name=image.name,
+        state=image.state,
+        description=image.description,
+        last_update=image.last_update,
+        primary=bool(image.primary),
+    )
+
+
+def split_brain_advice(images: Sequence[str], source_cluster: str) -> str:
+    """What the operator chooses between for images primary on both clusters."""
+    return (
+        f"SPLIT-BRAIN, nothing changed: {len(images)} image(s) are primary on both clusters: "
+        f"{listed(images)}. Decide per image which copy to keep; the charm will not. Keep the "
+        "destination's copy (the source's writes since the forced promotion are lost): "
+        f"`rbd --cluster {source_cluster} mirror image demote POOL/IMAGE` with the source's "
+        "admin key. Keep the source's copy (the destination's writes are lost): on the "
+        "destination `rbd mirror image demote POOL/IMAGE` then `rbd mirror image resync "
+        "POOL/IMAGE`, and run demote-promote again once status says ready"
+    )
+
+
+def _daemon_blocker(report: StatusReport) -> list[str]:
+    if report.daemon_running:
+        return []
+    return [
+        "the rbd-mirror daemon is not running on this unit (paused? run resume; else see "
+        "its journal): without it nothing is replayed, not even the demotion"
+    ]
+
+
+def cutover_blockers(report: StatusReport, *, ignore_watchers: bool = False) -> list[str]:
+    """What stands in the way of a non-forced cutover of `report.pools`; empty: go.
+
+    In a pool whose source is (partly) demoted, the lag figures no longer matter: the promote
+    itself waits for the demotion to be replayed. Missing or unjournaled images, images in
+    error, watchers on the source and a stopped daemon always block.
+    """
+    blocking = list(_daemon_blocker(report))
+    if report.source_errors:
+        blocking.append(
+            f"source unreachable ({report.source_error}); if it is lost for good, "
+            "re-run with force=true (the disaster path)"
+        )
+    for pool in report.pools:
+        if not pool.source_read:
+            continue
+        if not pool.set_up:
+            blocking.append(
+                f"{pool.pool}: mirroring is not set up (source mode {pool.source_mode}, "
+                f"destination mode {pool.destination_mode}, {len(pool.peers)} peer(s)): "
+                "run enable-mirroring"
+            )
+            continue
+        blocking += [f"{pool.pool}/{n}: not journaled on the source" for n in pool.not_journaled]
+        blocking += [
+            f"{pool.pool}/{n}: not on the destination yet"
+            for n in pool.missing
+            if n not in pool.not_journaled
+        ]
+        if not ignore_watchers:
+            blocking += [
+                f"{pool.pool}/{n}: still in use on the source (watchers {', '.join(w)}): "
+                "stop the instance or detach the volume, or re-run with ignore-watchers=true"
+                for n, w in sorted(pool.source_watchers.items())
+                if w
+            ]
+        if not pool.cutover_started:
+            blocking += [i.summary for i in pool.lagging]
+    return blocking
+
+
+def teardown_blockers(report: StatusReport, *, force: bool) -> list[str]:
+    """What stands in the way of tearing `report.pools` down; empty: go.
+
+    Every image of the source must be on the destination and primary there, and none primary
+    on the source: else the cloud would be re-related to a cluster without that volume. Only
+    a source that does not answer at all may be skipped, with `force`.
+    """
+    blocking: list[str] = []
+    if force and report.source_answers:
+        return [
+            "force=true is only for a source that no longer answers, and it answers: the "
+            "checks below apply (run teardown without force)"
+        ] + teardown_blockers(report, force=False)
+    if report.source_errors and not force:
+        blocking.append(
+            f"the source does not answer ({report.source_error}); teardown must see that every "
+            "source image is on the destination. If the source is lost for good, re-run with "
+            "force=true"
+        )
+    for pool in report.pools:
+        blocking += [
+            f"{pool.pool}/{n}: not primary on the destination: run demote-promote"
+            for n in pool.destination_not_primary
+        ]
+        if not pool.source_read:
+            continue
+        blocking += [
+            f"{pool.pool}/{n}: on the source but not on the destination (created after the "
+            "sync? mirror it: enable-mirroring, status, demote-promote; or remove it from the "
+            "source)"
+            for n in pool.not_on_destination
+        ]
+        blocking += [
+            f"{pool.pool}/{n}: not mirrored yet (on the destination, but not as its mirror)"
+            for n in pool.missing
+            if n not in pool.not_on_destination and pool.destination_mode == "pool"
+        ]
+        blocking += [
+            f"{pool.pool}/{n}: still primary on the source: run demote-promote"
+            for n in pool.source_primaries
+        ]
+    return blocking
+
+
+def phase(report: StatusReport) -> str:
+    """The migration phase in a few words, with the next step."""
+    n, total = len(report.pools), report.total
+    if report.split_brain:
+        return (
+            f"SPLIT-BRAIN: {len(report.split_brain)} image(s) primary on both clusters: "
+            "the status action says how to resolve it"
+        )
+    if report.torn_down:
+        return "torn down: remove the destination relation, then relate the cloud to ceph-mon"
+    done = [p.pool for p in report.pools if p.torn_down]
+    rest = [p for p in report.pools if not p.torn_down]
+    if done and all(p.cutover_done for p in rest):
+        return (
+            f"partly torn down ({len(done)}/{n} pools): run teardown for "
+            f"{', '.join(p.pool for p in rest)}"
+        )
+    if any(p.source_read and not p.set_up and not p.torn_down for p in report.pools) and not any(
+        p.promoted for p in report.pools
+    ):
+        return f"ready: {n} pools; run enable-mirroring"
+    if report.cutover_done:
+        return "cutover done: run teardown"
+    if report.in_cutover:
+        return f"cutover in progress ({report.promoted}/{total} promoted): re-run demote-promote"
+    if report.ready:
+        return f"{report.replaying}/{total} replaying: ready for cutover"
+    hint = "; run enable-mirroring" if any(p.not_journaled for p in report.pools) else ""
+    return f"syncing {report.replaying}/{total} images{hint}"
+
+
+def finished(report: StatusReport, recorded_torn_down: Iterable[str]) -> bool:
+    """Every pool is torn down.
+
+    Read from the clusters; where the source does not answer, from the destination's disabled
+    mirroring and this unit's record of a completed teardown.
+    """
+    recorded = set(recorded_torn_down)
+    return bool(report.pools) and all(
+        p.torn_down if p.source_read else (p.destination_mode == "disabled" and p.pool in recorded)
+        for p in report.pools
+    )

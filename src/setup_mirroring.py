@@ -1,0 +1,130 @@
+"""Phase 1, enable-mirroring: one-way journal mirroring of each pool. No ops here.
+
+On the source: pool-mode mirroring and journaling on every image not yet mirrored (one librbd
+process per pool). On the destination: pool mode and one rx-only peer for the source. The
+rbd-mirror daemon (daemon.py) then copies every image. Refuses, changing nothing, on a missing
+destination pool, an unreadable source, a split brain, odd image names, and a finished
+migration (unless `restart`). Re-running it also mirrors images created on the source since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ceph_cli import CephClient
+from inputs import odd_image_names
+from report import PoolReport, StatusReport, split_brain_advice, status
+from workflow import MigrationError, Options, PeerSpec, listed
+
+
+@dataclass
+class PoolEnableResult:
+    """What enable-mirroring found and did on one pool."""
+
+    pool: str
+    images: int = 0
+    changes: list[str] = field(default_factory=list)
+    peer_uuid: str = ""
+
+
+def enable_mirroring(
+    src: CephClient,
+    dst: CephClient,
+    pools: Sequence[str],
+    peer: PeerSpec,
+    opts: Options,
+    *,
+    restart: bool = False,
+) -> list[PoolEnableResult]:
+    """Set up one-way mirroring of `pools`; with `opts.dry_run`, only report what would change.
+
+    Refuses, changing nothing: a missing destination pool, an unreadable source, a split brain,
+    odd image names, and (unless `restart`) a pool whose migration was torn down.
+    """
+    dst_pools = {p.name for p in dst.pools()}
+    missing = [p for p in pools if p not in dst_pools]
+    if missing:
+        raise MigrationError(
+            f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
+            "them from this charm's broker request; wait until the unit status "
+            "no longer says 'waiting for destination pools', then re-run"
+        )
+    report = status(src, dst, pools, daemon_running=True, workers=opts.workers)
+    _refuse_to_enable(report, peer, restart=restart)
+    results, failures = [], []
+    for pool in report.pools:
+        result = PoolEnableResult(pool=pool.pool, images=len(pool.source_images))
+        results.append(result)
+        failures += _enable_source(src, pool, result, opts)
+        _enable_destination(dst, pool, peer, result, opts)
+        done = "; ".join(result.changes) or "already mirrored"
+        opts.log(f"{pool.pool}: {result.images} image(s); {done}")
+    if failures:
+        raise MigrationError(
+            f"journaling could not be enabled on {len(failures)} image(s) "
+            f"(the rest is done; re-run to retry): {listed(failures)}"
+        )
+    return results
+
+
+def _refuse_to_enable(report: StatusReport, peer: PeerSpec, *, restart: bool) -> None:
+    if report.source_errors:
+        raise MigrationError(f"the source does not answer, nothing changed: {report.source_error}")
+    if report.split_brain:
+        raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
+    odd = [f"{p.pool}/{n}" for p in report.pools for n in odd_image_names(p.source_images)]
+    if odd:
+        raise MigrationError(
+            f"image name(s) this charm will not handle, nothing changed: {listed(odd)}; "
+            "rename them (rbd rename) or leave their pool out"
+        )
+    done = [p.pool for p in report.pools if p.torn_down]
+    if done and not restart:
+        raise MigrationError(
+            f"the migration of {', '.join(done)} is finished (torn down), nothing changed: "
+            "enabling mirroring again would journal the source's images and re-arm the "
+            "daemon. To start a new migration on purpose, re-run with restart=true"
+        )
+
+
+def _enable_source(
+    src: CephClient, pool: PoolReport, result: PoolEnableResult, opts: Options
+) -> list[str]:
+    """Pool mode, then journaling on every image not yet mirrored; return per-image failures."""
+    if pool.source_mode != "pool":
+        result.changes.append(f"source: mirroring mode {pool.source_mode} -> pool")
+        if not opts.dry_run:
+            src.mirror_pool_enable(pool.pool, "pool")
+    # In pool mode, the mirrored images are exactly those with journaling. Before pool mode,
+    # none is listed; the helper skips images that already have journaling.
+    todo = [n for n in pool.source_images if n not in pool.source_primary]
+    if not todo:
+        return []
+    result.changes.append(f"source: journaling on {len(todo)} image(s)")
+    opts.log(f"{pool.pool}: enabling journaling on {len(todo)} of {result.images} image(s)")
+    if opts.dry_run:
+        return []
+    _, failed = src.enable_journaling_all(pool.pool, todo, workers=opts.workers)
+    return [f"{pool.pool}/{n}: {err}" for n, err in failed.items()]
+
+
+def _enable_destination(
+    dst: CephClient, pool: PoolReport, peer: PeerSpec, result: PoolEnableResult, opts: Options
+) -> None:
+    """Pool mode and our rx-only peer on the destination pool."""
+    if pool.destination_mode != "pool":
+        result.changes.append(f"destination: mirroring mode {pool.destination_mode} -> pool")
+        if not opts.dry_run:
+            dst.mirror_pool_enable(pool.pool, "pool")
+    ours = [
+        p
+        for p in pool.peers
+        if p.site_name == peer.site_name and p.client_name == peer.client_name
+    ]
+    if ours:
+        result.peer_uuid = ours[0].uuid
+        return
+    result.changes.append(f"destination: add rx-only peer {peer.client_name}@{peer.site_name}")
+    if not opts.dry_run:
+        result.peer_uuid = dst.peer_add(pool.pool, peer.client_name, peer.site_name)

@@ -1,0 +1,188 @@
+"""Phase 4, teardown: stop mirroring into the destination once the cutover is complete. No ops.
+
+Only once every source image is on the destination and primary there and none is primary on
+the source (`report.teardown_blockers`): remove the peers, disable mirroring with the pools of
+clones before the pools of their parents (librbd insists), image by image where a pool refuses,
+and confirm journaling is gone. The charm stops the daemon once every migrated pool is torn
+down (`report.finished`), whether in one run or several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError
+from report import split_brain_advice, status, teardown_blockers
+from workflow import MigrationError, Options, PeerSpec, listed
+
+
+@dataclass
+class TeardownResult:
+    """What teardown did, per pool."""
+
+    peers_removed: dict[str, list[str]] = field(default_factory=dict)
+    peers_removed_by_omap: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    journaling_removed: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+def teardown(
+    src: CephClient,
+    dst: CephClient,
+    pools: Sequence[str],
+    peer: PeerSpec,
+    opts: Options,
+    *,
+    force: bool = False,
+) -> TeardownResult:
+    """Stop mirroring into the destination pools once the cutover is complete on both sides."""
+    report = status(src, dst, pools, daemon_running=True, workers=opts.workers)
+    if report.split_brain:
+        raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
+    blocking = teardown_blockers(report, force=force)
+    if blocking:
+        raise MigrationError(f"refusing teardown, nothing changed: {listed(blocking)}")
+    result = TeardownResult()
+    infos = _image_infos(dst, pools, opts.workers)
+    images = {pool: [i for p, i in infos if p == pool] for pool in pools}
+    for pool in pools:
+        _remove_peers(dst, pool, peer, result, opts)
+    result.order = _disable_order(images)
+    for pool in result.order:
+        _disable_pool(dst, pool, images[pool], result, opts)
+    if not opts.dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
+        _remove_leftover_journaling(dst, pools, result, opts)
+    opts.log(
+        f"teardown: {'would change' if opts.dry_run else 'changed'}: "
+        f"{'; '.join(result.changes) or 'nothing'}"
+    )
+    return result
+
+
+def _remove_leftover_journaling(
+    dst: CephClient, pools: Sequence[str], result: TeardownResult, opts: Options
+) -> None:
+    infos = _image_infos(dst, pools, opts.workers)
+    still = [(p, i.name) for p, i in infos if "journaling" in i.features]
+    if not still:
+        return
+    result.changes.append(f"disable journaling left on {len(still)} image(s)")
+    failed = []
+    for pool in pools:
+        names = [n for p, n in still if p == pool]
+        if names:
+            done, errors = dst.disable_journaling_all(pool, names, workers=opts.workers)
+            result.journaling_removed += [f"{pool}/{n}" for n in done]
+            failed += [f"{pool}/{n}: {e}" for n, e in errors.items()]
+    if failed:
+        raise MigrationError(f"journaling still on {listed(failed)}")
+
+
+def _image_infos(dst: CephClient, pools: Iterable[str], workers: int) -> list:
+    """(pool, ImageInfo) of every destination image: one librbd process per pool."""
+    return [(pool, info) for pool in pools for info in dst.image_states(pool, workers=workers)]
+
+
+def _remove_peers(
+    dst: CephClient, pool: str, peer: PeerSpec, result: TeardownResult, opts: Options
+) -> None:
+    info = dst.mirror_pool_info(pool)
+    foreign = [p for p in info.peers if p.site_name != peer.site_name]
+    if foreign:
+        sites = ", ".join(p.site_name for p in foreign)
+        raise MigrationError(
+            f"{pool}: peer(s) of other sites ({sites}) are registered; remove "
+            "them by hand, then re-run"
+        )
+    for p in info.peers:
+        result.changes.append(f"{pool}: remove peer {p.uuid}")
+        if opts.dry_run:
+            continue
+        try:
+            dst.peer_remove(pool, p.uuid)
+        except CephError as exc:
+            if exc.rc != EACCES:
+                raise
+            # ceph-mon's rbd-mirror key may not `config-key rm` the peer's attributes, and
+            # librbd then refuses the whole removal. The key's `osd profile rbd` may drop the
+            # peer record from the pool's rbd_mirroring object; check the pool afterwards.
+            dst.remove_peer_omap(pool, p.uuid)
+            if any(q.uuid == p.uuid for q in dst.mirror_pool_info(pool).peers):
+                raise MigrationError(f"{pool}: peer {p.uuid} could not be removed") from exc
+            result.peers_removed_by_omap.append(f"{pool}:{p.uuid}")
+        result.peers_removed.setdefault(pool, []).append(p.uuid)
+        opts.log(f"{pool}: removed peer {p.uuid}")
+
+
+def _disable_order(images: dict) -> list[str]:
+    """Pools holding clones come before the pools holding their parents (librbd insists)."""
+    parents_of: dict[str, set[str]] = {pool: set() for pool in images}
+    for pool, imgs in images.items():
+        for image in imgs:
+            parent_pool = image.parent.split("/")[0] if image.parent else ""
+            if parent_pool in images and parent_pool != pool:
+                parents_of[parent_pool].add(pool)  # parent_pool waits for pool
+    order: list[str] = []
+    remaining = dict(parents_of)
+    while remaining:
+        ready = sorted(p for p, waits in remaining.items() if not (waits - set(order)))
+        if not ready:  # a cycle between pools: per-image order inside each pool handles it
+            ready = sorted(remaining)
+        for pool in ready:
+            order.append(pool)
+            del remaining[pool]
+    return order
+
+
+def _clone_levels(pool: str, imgs: list) -> list[list[str]]:
+    """Image names of `pool` by clone depth, deepest first: each clone before its parent."""
+    by_name = {i.name: i for i in imgs}
+
+    def level(name: str, seen: frozenset = frozenset()) -> int:
+        parent = by_name[name].parent
+        pname = parent.split("@")[0].split("/", 1)[1] if parent.startswith(f"{pool}/") else ""
+        if not pname or pname not in by_name or pname in seen:
+            return 0
+        return 1 + level(pname, seen | {name})
+
+    depth = {name: level(name) for name in by_name}
+    return [
+        sorted(n for n in by_name if depth[n] == d)
+        for d in sorted(set(depth.values()), reverse=True)
+    ]
+
+
+def _disable_pool(
+    dst: CephClient, pool: str, imgs: list, result: TeardownResult, opts: Options
+) -> None:
+    mode = dst.mirror_pool_info(pool).mode
+    if mode == "disabled":
+        return
+    result.changes.append(f"{pool}: disable mirroring (mode {mode})")
+    if opts.dry_run:
+        return
+    try:
+        dst.mirror_pool_disable(pool)
+    except CephError as exc:
+        if exc.rc not in (EBUSY, EINVAL):
+            raise
+        # Half-disabled (mode image) or a clone in the same pool: image by image, clones first.
+        opts.log(f"{pool}: pool-wide disable refused ({exc.rc}); disabling image by image")
+        enabled = {
+            i.name
+            for i in dst.image_states(pool, workers=opts.workers)
+            if i.mirroring_state == "enabled"
+        }
+        levels = [[n for n in level if n in enabled] for level in _clone_levels(pool, imgs)]
+        _, failed = dst.mirror_image_disable_all(pool, levels, workers=opts.workers)
+        if failed:
+            raise MigrationError(
+                f"{pool}: mirroring could not be disabled on {len(failed)} image(s) (re-run "
+                f"teardown): {listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
+            ) from exc
+        dst.mirror_pool_disable(pool)
+    result.disabled.append(pool)
+    opts.log(f"{pool}: mirroring disabled")

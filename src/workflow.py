@@ -1,0 +1,40 @@
+"""What every phase of the migration shares: its error, its run options, the peer. No ops here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+Log = Callable[[str], None]
+MAX_LISTED = 20
+
+
+class MigrationError(Exception):
+    """An expected failure; the message says what is wrong and what to do."""
+
+
+def _no_log(_: str) -> None:
+    """The default `Options.log`: progress lines go nowhere."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a step runs: parallelism of per-image and per-pool work, dry run, progress lines."""
+
+    workers: int = 16
+    dry_run: bool = False
+    log: Log = _no_log
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """The source as a peer of the destination pools: `client_name@site_name`."""
+
+    client_name: str
+    site_name: str
+
+
+def listed(items: Sequence[str]) -> str:
+    """Up to MAX_LISTED items, comma-separated, and how many more there are."""
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
