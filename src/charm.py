@@ -402,10 +402,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         """One status, with the next step; the first problem found wins."""
         record = self.record
         app = self.app.name
-        if record.finished and None in (
-            self.model.get_relation(SOURCE),
-            self.model.get_relation(DESTINATION),
-        ):
+        destination = self.model.get_relation(DESTINATION)
+        if record.finished and destination is not None and not self.model.get_relation(SOURCE):
+            return ops.ActiveStatus(
+                f"migration finished: juju remove-relation {app}:destination first (ceph-mon "
+                "journals its clients' images while it exists), then remove the application"
+            )
+        if record.finished and destination is None:
             return ops.ActiveStatus(
                 f"migration finished: juju remove-application {app}, then revoke "
                 f"client.{app} on the old cluster"

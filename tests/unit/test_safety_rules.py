@@ -250,6 +250,18 @@ def test_rule7_after_teardown_and_relation_removal_the_unit_says_finished(world)
     assert "remove-application" in out.unit_status.message
 
 
+def test_rule7_finished_with_the_destination_still_related_says_remove_it_first(world):
+    state = _torn_down(world)
+    src = next(r for r in state.relations if r.endpoint == "source")
+    out = world.run(world.ctx.on.relation_broken(src), state)
+    out = world.run(
+        world.ctx.on.update_status(),
+        testing.State(relations=[destination_relation()], stored_states=out.stored_states),
+    )
+    assert out.unit_status.name == "active"
+    assert f"remove-relation {APP}:destination first" in out.unit_status.message
+
+
 def test_rule7_enable_mirroring_after_teardown_needs_restart(world):
     state = _torn_down(world)
     with pytest.raises(testing.ActionFailed) as exc:
