@@ -157,7 +157,18 @@ class CephClient:
             self.unreachable = exc
         return exc
 
-    def _run(self, tool: str, args: Sequence[str], timeout: float | None = None) -> str:
+    def _run(
+        self,
+        tool: str,
+        args: Sequence[str],
+        names: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> str:
+        """Run `tool` with `args` (options first), then `--` and the pool and image `names`.
+
+        `--` ends the options (the rbd CLI accepts it): a pool named `--force` would otherwise
+        turn `rbd mirror pool promote <pool>` into a forced promotion of the default pool.
+        """
         if self.unreachable is not None:
             raise self.unreachable
         mount = str(int(min(self.connect_timeout, timeout or self.timeout)))
@@ -170,6 +181,7 @@ class CephClient:
             "--client_mount_timeout",
             mount,
             *args,
+            *(["--", *names] if names else []),
         ]
         try:
             proc = self.runner(
@@ -217,8 +229,8 @@ class CephClient:
         except ValueError as exc:
             raise CephError(self.cluster, what, -1, f"unparsable JSON: {exc}") from exc
 
-    def _json(self, tool: str, args: Sequence[str], timeout: float | None = None):
-        out = self._run(tool, [*args, "--format", "json"], timeout=timeout)
+    def _json(self, tool: str, args: Sequence[str], names: Sequence[str] = ()):
+        out = self._run(tool, [*args, "--format", "json"], names)
         try:
             return json.loads(out) if out.strip() else None
         except ValueError as exc:
@@ -341,7 +353,7 @@ class CephClient:
     # --- mirroring -------------------------------------------------------------------------
     def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
         """Mode and peers (without `--all`: that would print the peer key)."""
-        info = self._json(RBD, ["mirror", "pool", "info", pool]) or {}
+        info = self._json(RBD, ["mirror", "pool", "info"], [pool]) or {}
         peers = tuple(
             Peer(
                 uuid=p.get("uuid", ""),
@@ -355,11 +367,11 @@ class CephClient:
 
     def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
         """Enable mirroring of `pool` in `mode`."""
-        self._run(RBD, ["mirror", "pool", "enable", pool, mode])
+        self._run(RBD, ["mirror", "pool", "enable"], [pool, mode])
 
     def mirror_pool_disable(self, pool: str) -> None:
         """Disable mirroring of `pool` (librbd also drops journaling from its images)."""
-        self._run(RBD, ["mirror", "pool", "disable", pool])
+        self._run(RBD, ["mirror", "pool", "disable"], [pool])
 
     def mirror_image_disable_all(
         self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
@@ -385,29 +397,21 @@ class CephClient:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""
         return self._run(
             RBD,
-            [
-                "mirror",
-                "pool",
-                "peer",
-                "add",
-                pool,
-                f"{client_name}@{site_name}",
-                "--direction",
-                "rx-only",
-            ],
+            ["mirror", "pool", "peer", "add", "--direction", "rx-only"],
+            [pool, f"{client_name}@{site_name}"],
         ).strip()
 
     def peer_remove(self, pool: str, uuid: str) -> None:
         """Remove a peer by uuid."""
-        self._run(RBD, ["mirror", "pool", "peer", "remove", pool, uuid])
+        self._run(RBD, ["mirror", "pool", "peer", "remove"], [pool, uuid])
 
     def remove_peer_omap(self, pool: str, uuid: str) -> None:
         """Drop peer `uuid` from the pool's `rbd_mirroring` object (needs osd caps only)."""
-        self._run(RADOS, ["-p", pool, "rmomapkey", "rbd_mirroring", f"mirror_peer_{uuid}"])
+        self._run(RADOS, [f"--pool={pool}", "rmomapkey", "rbd_mirroring", f"mirror_peer_{uuid}"])
 
     def pool_demote(self, pool: str) -> int:
         """Demote every primary image of `pool`; return how many were demoted (0 = none left)."""
-        return _count(self._run(RBD, ["mirror", "pool", "demote", pool]))
+        return _count(self._run(RBD, ["mirror", "pool", "demote"], [pool]))
 
     def can_blocklist(self) -> bool:
         """Can this key blocklist? rbd-mirror needs it to break a dead instance's lock.
@@ -425,8 +429,8 @@ class CephClient:
 
     def pool_promote(self, pool: str, *, force: bool = False) -> int:
         """Promote every non-primary image of `pool`; return how many were promoted."""
-        args = ["mirror", "pool", "promote", pool] + (["--force"] if force else [])
-        return _count(self._run(RBD, args))
+        args = ["mirror", "pool", "promote"] + (["--force"] if force else [])
+        return _count(self._run(RBD, args, [pool]))
 
 
 def _count(out: str) -> int:

@@ -45,7 +45,7 @@ def test_every_command_is_absolute_with_cluster_and_id():
     argv = runner.calls[0]
     assert argv[:5] == ["/usr/bin/rbd", "--cluster", "source", "--id", "app"]
     assert argv[5:7] == ["--client_mount_timeout", "7"]
-    assert argv[-2:] == ["--format", "json"]
+    assert argv[-4:] == ["--format", "json", "--", "nova"], "options, then --, then names"
 
 
 def test_pools_parse_applications_and_sizes():
@@ -102,7 +102,16 @@ def test_pool_promote_ebusy_is_a_ceph_error_with_rc():
 def test_force_promote_passes_force():
     c, runner = client({"mirror pool promote": (0, "Promoted 1 mirrored images", "")})
     c.pool_promote("nova", force=True)
-    assert runner.calls[0][-1] == "--force"
+    assert runner.calls[0][-3:] == ["--force", "--", "nova"]
+
+
+def test_a_pool_named_like_a_flag_can_only_be_a_name():
+    """Without `--`, `rbd mirror pool promote --force` would promote the default pool `rbd`."""
+    c, runner = client({"mirror pool": (0, "Promoted 0 mirrored images", "")})
+    c.pool_promote("--force")
+    c.pool_demote("--force")
+    for argv in runner.calls:
+        assert argv[-2:] == ["--", "--force"]
 
 
 def test_timeout_is_reported_not_hung():
@@ -138,15 +147,14 @@ def test_missing_binary_is_a_ceph_error():
 def test_peer_add_returns_uuid_and_is_rx_only():
     c, runner = client({"peer add": (0, "3b85c968-913e-49e2-9e98-cf9deedb3f0d\n", "")})
     assert c.peer_add("nova", "client.app", "source") == "3b85c968-913e-49e2-9e98-cf9deedb3f0d"
-    assert runner.calls[0][-2:] == ["--direction", "rx-only"]
-    assert "client.app@source" in runner.calls[0]
+    assert runner.calls[0][-5:] == ["--direction", "rx-only", "--", "nova", "client.app@source"]
 
 
 def test_remove_peer_omap_targets_only_that_peer_key():
     c, runner = client({"rmomapkey": (0, "", "")})
     c.remove_peer_omap("nova", "u1")
     assert runner.calls[0][0] == "/usr/bin/rados"
-    assert runner.calls[0][-4:] == ["nova", "rmomapkey", "rbd_mirroring", "mirror_peer_u1"]
+    assert runner.calls[0][-4:] == ["--pool=nova", "rmomapkey", "rbd_mirroring", "mirror_peer_u1"]
 
 
 def test_bulk_helper_runs_under_system_python_with_a_json_request():
