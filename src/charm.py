@@ -375,13 +375,22 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:
         """Without either cluster the daemon cannot work: stop it, remove that side's files."""
         side = SOURCE if event.relation.name == SOURCE else DESTINATION
-        self._stop_daemon_if_running(f"the {side} relation was removed")
+        self._stop_and_disable(f"the {side} relation was removed")
         self._remove_files((side,))
 
     def _on_leave(self, _: ops.EventBase) -> None:
         """stop/remove: the daemon stopped and disabled, every file this charm wrote removed."""
-        self._stop_daemon_if_running("the unit is being removed")
+        self._stop_and_disable("the unit is being removed")
         self._remove_files((SOURCE, DESTINATION))
+
+    def _stop_and_disable(self, why: str) -> None:
+        """Whether it runs or not: an enabled unit would start again at the next boot."""
+        logger.info("stopping and disabling the rbd-mirror daemon: %s", why)
+        try:
+            self.daemon.stop(self.unique_id)
+        except ServiceError as exc:
+            logger.error("%s", exc)
+        self._forget_reads()
 
     def _remove_files(self, sides: tuple[str, ...]) -> None:
         try:
