@@ -44,47 +44,68 @@ def _args(argv: list[str]) -> list[str]:
     return out
 
 
+def _status_set(args: list[str]) -> int:
+    if not args or args[0] not in STATUSES:
+        print(f"ERROR invalid status {args[:1]}", file=sys.stderr)
+        return 2
+    _append("statuses.jsonl", {"status": args[0], "message": " ".join(args[1:])})
+    return 0
+
+
+def _action_set(args: list[str]) -> int:
+    results = _read("results.json", {})
+    for item in args:
+        key, sep, value = item.partition("=")
+        if not sep or not KEY.match(key):
+            print(f'ERROR invalid action result key "{key}"', file=sys.stderr)
+            return 2
+        results[key] = value
+    (STATE / "results.json").write_text(json.dumps(results))
+    return 0
+
+
+def _printing(value):
+    def tool(_: list[str]) -> int:
+        print(json.dumps(value() if callable(value) else value))
+        return 0
+
+    return tool
+
+
+def _recording(name: str, as_file: bool = False):
+    def tool(args: list[str]) -> int:
+        if as_file:
+            (STATE / name).write_text(" ".join(args))
+        else:
+            _append(name, " ".join(args))
+        return 0
+
+    return tool
+
+
+TOOLS = {
+    "juju-log": _recording("logs.jsonl"),
+    "status-set": _status_set,
+    "status-get": _printing({"status": "unknown", "message": ""}),
+    "is-leader": _printing(lambda: (STATE / "leader").exists()),
+    "config-get": _printing(lambda: _read("config.json", {})),
+    "relation-ids": _printing([]),
+    "action-get": _printing(lambda: _read("params.json", {})),
+    "action-set": _action_set,
+    "action-log": _recording("action-logs.jsonl"),
+    "action-fail": _recording("failed", as_file=True),
+    "application-version-set": lambda _: 0,
+}
+
+
 def main() -> int:
     """Act as the tool named by argv[0]."""
     tool, argv = Path(sys.argv[0]).name, sys.argv[1:]
     _append("calls.jsonl", [tool, *argv])
-    if tool == "juju-log":
-        _append("logs.jsonl", " ".join(_args(argv)))
-    elif tool == "status-set":
-        args = _args(argv)
-        if not args or args[0] not in STATUSES:
-            print(f"ERROR invalid status {args[:1]}", file=sys.stderr)
-            return 2
-        _append("statuses.jsonl", {"status": args[0], "message": " ".join(args[1:])})
-    elif tool == "status-get":
-        print(json.dumps({"status": "unknown", "message": ""}))
-    elif tool == "is-leader":
-        print(json.dumps((STATE / "leader").exists()))
-    elif tool == "config-get":
-        print(json.dumps(_read("config.json", {})))
-    elif tool == "relation-ids":
-        print(json.dumps([]))
-    elif tool == "action-get":
-        print(json.dumps(_read("params.json", {})))
-    elif tool == "action-set":
-        results = _read("results.json", {})
-        for item in _args(argv):
-            key, sep, value = item.partition("=")
-            if not sep or not KEY.match(key):
-                print(f'ERROR invalid action result key "{key}"', file=sys.stderr)
-                return 2
-            results[key] = value
-        (STATE / "results.json").write_text(json.dumps(results))
-    elif tool == "action-log":
-        _append("action-logs.jsonl", " ".join(_args(argv)))
-    elif tool == "action-fail":
-        (STATE / "failed").write_text(" ".join(_args(argv)))
-    elif tool == "application-version-set":
-        pass
-    else:
+    if tool not in TOOLS:
         print(f"stand-in hook tools: {tool} is not implemented", file=sys.stderr)
         return 1
-    return 0
+    return TOOLS[tool](_args(argv))
 
 
 if __name__ == "__main__":

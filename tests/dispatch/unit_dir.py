@@ -1,4 +1,4 @@
-"""The charm laid out as `charmcraft pack` (charm plugin) lays it out, run as the Juju agent runs it.
+"""The charm laid out as `charmcraft pack` (charm plugin) lays it out, run as Juju runs it.
 
 Layout: `dispatch` (charmcraft's charm-plugin script, below), `src/` and `templates/` with the
 file modes git records (a clean clone is what gets packed, whatever this checkout's chmod),
@@ -256,7 +256,8 @@ class Unit:
     def statuses(self) -> list[dict]:
         """Every status-set call, in order."""
         path = self.state / "statuses.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
 
     def failure(self) -> str | None:
         """The last action's action-fail message, if any."""
