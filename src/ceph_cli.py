@@ -112,6 +112,15 @@ class PoolState:
 
 
 @dataclass(frozen=True)
+class Callout:
+    """A problem an rbd-mirror daemon publishes for a pool (`ceph service status`)."""
+
+    pool: str
+    level: str  # "error", "warning", "info"
+    text: str
+
+
+@dataclass(frozen=True)
 class MirroredPool:
     """A pool's mirror mode and the sites of its peers (`mirrored_pools`)."""
 
@@ -251,6 +260,19 @@ class CephClient:
                 erasure=p.get("type") == POOL_TYPE_ERASURE,
             )
             for p in self._bulk({"op": "pools"}).get("pools") or []
+        ]
+
+    def daemon_callouts(self) -> list[Callout]:
+        """What this cluster's rbd-mirror daemons publish per pool (the mgr's `service status`).
+
+        E.g. "unable to connect to remote cluster" while the daemon cannot reach the source.
+        """
+        answer = self._bulk({"op": "daemon-callouts"})
+        return [
+            Callout(pool=pool, level=c["level"], text=c["text"])
+            for daemon in answer["daemons"]
+            for pool, callouts in daemon["pools"].items()
+            for c in callouts
         ]
 
     def mirrored_pools(self, pools: Sequence[str]) -> list[MirroredPool]:

@@ -368,6 +368,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 ws.all_pools,
                 daemon_running=self._daemon_running(),
                 workers=ws.config.max_workers,
+                callouts=True,
             )
         return self._report
 
@@ -450,6 +451,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         if not report.source_answers:
             return ops.BlockedStatus(
                 "source unreachable; if it is lost for good: demote-promote force=true"
+            )
+        if report.daemon_errors:
+            return ops.BlockedStatus(
+                f"rbd-mirror reports {'; '.join(report.daemon_errors[:3])} (the source stays "
+                "journaled meanwhile): check the relations' addresses and keys"
             )
         errors = report.in_error
         if errors:
@@ -557,6 +563,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             ws.pools,
             daemon_running=self._daemon_running(),
             workers=opts.workers,
+            callouts=True,
         )
         if ws.pools == ws.all_pools:
             self._report = report  # the unit status reuses it
@@ -571,6 +578,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             "reasons-count": len(reasons),
             "images": report.total,
             "replaying": report.replaying,
+            "daemon-errors": json.dumps(report.daemon_errors[:MAX_LISTED_RESULTS]),
         }
         pools = {p.pool: p.as_dict() for p in report.pools}
         if report.split_brain:

@@ -18,6 +18,9 @@ ops:
   its status (`up+replaying` etc., description, last update) and primary flag; with
   "watchers": true, also {"watchers": {name: ["address (client.<id>)"]}} for every image that
   has any (one read-only open per image, which adds no watch of its own).
+- "daemon-callouts" (no "pool"): what every rbd-mirror daemon of this cluster publishes in the
+  mgr's `service status`: {"daemons": [{"gid", "last_beacon", "pools": {pool: [{level,
+  text}]}}]}; e.g. "unable to connect to remote cluster" while it cannot reach the source.
 - "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peer_sites}]} for each
   pool that exists, in one connection.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
@@ -165,6 +168,31 @@ def _watchers(ioctx, name: str) -> list[str]:
         return [f"{w.get('addr', '')} (client.{w.get('id', '')})" for w in image.watchers_list()]
 
 
+def _daemon_callouts(cluster, timeout: int) -> dict:
+    """Each rbd-mirror daemon's published per-pool callouts (`ceph service status`)."""
+    command = {"prefix": "service status", "format": "json"}
+    rc, out, err = cluster.mgr_command(json.dumps(command), b"", timeout=timeout)
+    if rc != 0:
+        raise rados.Error(f"service status: {err} (rc={rc})")
+    daemons = []
+    for gid, entry in (json.loads(out or b"{}").get("rbd-mirror") or {}).items():
+        pools = json.loads((entry.get("status") or {}).get("json") or "{}")
+        daemons.append(
+            {
+                "gid": gid,
+                "last_beacon": entry.get("last_beacon", ""),
+                "pools": {
+                    p.get("name", ""): [
+                        {"level": c.get("level", ""), "text": c.get("text", "")}
+                        for c in (p.get("callouts") or {}).values()
+                    ]
+                    for p in pools.values()
+                },
+            }
+        )
+    return {"daemons": daemons}
+
+
 def _mirrored_pools(cluster, names: list[str]) -> dict:
     """Mirror mode and peer sites of each existing pool of `names`."""
     api, out = rbd.RBD(), []
@@ -226,6 +254,8 @@ def handle(req: dict) -> dict:
     ) as cluster:
         if req["op"] == "pools":
             return _pools(cluster)
+        if req["op"] == "daemon-callouts":
+            return _daemon_callouts(cluster, int(req.get("connect_timeout", 10)))
         if req["op"] == "mirrored-pools":
             return _mirrored_pools(cluster, list(req["pools"]))
         with cluster.open_ioctx(req["pool"]) as ioctx:

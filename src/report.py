@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ceph_cli import CephClient, CephError, ImageStatus, Peer, PoolState
+from ceph_cli import Callout, CephClient, CephError, ImageStatus, Peer, PoolState
 from workflow import listed
 
 REPLAYING = "up+replaying"
@@ -238,6 +238,12 @@ class StatusReport:
     pools: list[PoolReport]
     daemon_running: bool = True
     source_errors: dict[str, str] = field(default_factory=dict)  # pool -> why it was not read
+    callouts: list[Callout] = field(default_factory=list)  # the daemon's, for these pools
+
+    @property
+    def daemon_errors(self) -> list[str]:
+        """`pool: text` of every error the rbd-mirror daemon publishes for these pools."""
+        return sorted({f"{c.pool}: {c.text}" for c in self.callouts if c.level == "error"})
 
     @property
     def source_error(self) -> str:
@@ -308,15 +314,24 @@ def status(
     daemon_running: bool,
     workers: int = 16,
     watchers: bool = False,
+    callouts: bool = False,
 ) -> StatusReport:
     """Read both sides of every pool: one librbd process per pool and side.
 
     An unreachable source is reported (`source_errors`), not raised: the destination's side is
     still shown, and the disaster path needs it. With `watchers`, the source read also lists
-    each image's watchers (the cutover's check that the cloud has stopped).
+    each image's watchers (the cutover's check that the cloud has stopped). With `callouts`,
+    one more process reads what the destination's daemon publishes (`daemon_errors`).
     """
-    sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
+    with ThreadPoolExecutor(max_workers=1) as side:
+        published = side.submit(dst.daemon_callouts) if callouts and daemon_running else None
+        sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
     report = StatusReport(pools=[], daemon_running=daemon_running)
+    if published is not None:
+        try:
+            report.callouts = [c for c in published.result() if c.pool in pools]
+        except CephError:
+            pass  # the mgr did not answer: the pools' own states still show what is wrong
     for pool in pools:
         pool_report = PoolReport(pool=pool)
         report.pools.append(pool_report)

@@ -58,6 +58,7 @@ def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(fresh_host: Cha
             break
         assert time.monotonic() < deadline, f"not ready after {SYNC_TIMEOUT_S}s: {results}"
         time.sleep(5)
+    assert results["daemon-errors"] == "[]", "the daemon's own report, read from the mgr"
     host.hook("update_status")
     assert "ready for cutover" in host.state.unit_status.message
 

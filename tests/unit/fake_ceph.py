@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import (
     EBUSY,
+    Callout,
     CephError,
     ImageInfo,
     ImageStatus,
@@ -45,6 +46,7 @@ class FakeCluster:
     busy_pools: set[str] = field(default_factory=set)  # pool disable: EBUSY while images mirror
     fail_images: set[str] = field(default_factory=set)
     watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> watchers
+    callouts: list[Callout] = field(default_factory=list)  # what the daemon publishes
     calls: list[str] = field(default_factory=list)
 
     def _call(self, what: str) -> None:
@@ -147,6 +149,10 @@ class FakeCluster:
             if failed:
                 break
         return changed, failed
+
+    def daemon_callouts(self) -> list[Callout]:
+        self._call("bulk daemon-callouts")
+        return list(self.callouts)
 
     def mirrored_pools(self, pools) -> list[MirroredPool]:
         self._call("bulk mirrored-pools")

@@ -227,6 +227,18 @@ def test_rule6_images_in_error_block_the_unit_naming_them(world):
     assert "cinder-ceph/volume-1" in out.unit_status.message
 
 
+def test_rule6_a_daemon_that_cannot_reach_the_source_blocks_the_unit(world):
+    from ceph_cli import Callout
+
+    state = _migrated(world)
+    world.dst.callouts = [Callout("nova", "error", "unable to connect to remote cluster")]
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked"
+    assert "nova: unable to connect to remote cluster" in out.unit_status.message
+    _act(world, out, "status")
+    assert "unable to connect" in world.ctx.action_results["daemon-errors"]
+
+
 # --- 7. the unit status never sends the operator backwards ----------------------------------
 
 
