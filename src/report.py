@@ -267,8 +267,18 @@ class StatusReport:
 
     @property
     def reasons(self) -> list[str]:
-        """Why the cutover may not start now (empty: it may)."""
-        return cutover_blockers(self, ignore_watchers=True)
+        """Why this is not the moment to start a cutover (empty: it is).
+
+        What blocks one, and any cutover already begun: then `demote-promote` is to be re-run,
+        which its own preflight allows, but the pools are no longer "ready for cutover".
+        """
+        begun = [
+            f"{p.pool}: cutover in progress ({p.promoted}/{len(p.source_images)} promoted): "
+            "re-run demote-promote"
+            for p in self.pools
+            if p.cutover_started or p.promoted
+        ]
+        return cutover_blockers(self, ignore_watchers=True) + begun
 
     @property
     def ready(self) -> bool:

@@ -629,3 +629,12 @@ def test_demote_promote_verification_catches_a_source_primary(world):
     with pytest.raises(testing.ActionFailed) as exc:
         _cutover(world, state)
     assert "glance: 1 image(s) still primary on the source" in exc.value.message
+
+
+def test_status_mid_cutover_is_not_ready_and_says_re_run(world):
+    state = _migrated(world)
+    world.src.pool_demote("nova")  # an interrupted cutover got this far
+    world.run(world.ctx.on.action("status"), state)
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == "false"
+    assert any("nova: cutover in progress" in r for r in json.loads(results["reasons"]))
