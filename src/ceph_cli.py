@@ -106,8 +106,9 @@ class PoolState:
     peers: tuple[Peer, ...]
     images: tuple[str, ...]
     statuses: tuple[ImageStatus, ...]
-    # Only when asked for: each image's watchers other than this cluster's rbd-mirror daemons,
-    # as "address (client.<id>)".
+    # Only when asked for: each image's watchers, as "address (client.<id>)". On the source in
+    # journal mode these are the cloud's clients: the replaying rbd-mirror daemon holds no
+    # watch on a source image (sampled on the lab through a whole fault test).
     watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -152,6 +153,14 @@ class CephClient:
     connect_timeout: float = 10.0
     # Set once the cluster did not answer: later calls fail at once instead of waiting again.
     unreachable: CephError | None = field(default=None, repr=False)
+
+    @property
+    def lost(self) -> bool:
+        """The cluster did not answer at all (a timeout or a refused connection) in this run.
+
+        An error the cluster answered with (permission denied, no such pool) is not this.
+        """
+        return self.unreachable is not None
 
     # --- plumbing --------------------------------------------------------------------------
     def _check(self, exc: CephError) -> CephError:

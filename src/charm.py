@@ -227,6 +227,15 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             pools = self._pools(config, src, dst, dest_data)
         except MigrationError as exc:
             raise NotReadyError(ops.BlockedStatus(str(exc))) from None
+        record = self.record
+        dropped = sorted(set(record.pools) - set(pools) - set(record.torn_down))
+        if dropped and not record.finished:
+            raise NotReadyError(
+                ops.BlockedStatus(
+                    f"config pools leaves out {', '.join(dropped)}: enable-mirroring set "
+                    "them up and they are not torn down; add them back"
+                )
+            )
         missing = [p for p in pools if p not in dest_data.pools]
         if missing:
             raise NotReadyError(
@@ -265,7 +274,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except NotReadyError as exc:
             logger.warning("not reconciling: %s", exc)
             return
-        self.daemon.install()
+        try:
+            self.daemon.install()
+        except ServiceError as exc:
+            logger.error("%s: the packages are checked again on the next hook", exc)
+            return
         dst_rel = self.model.get_relation(DESTINATION)
         if dst_rel is not None:
             dst_rel.data[self.unit].update(
@@ -290,9 +303,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             tuning=config.daemon_tuning,
         )
         try:
-            if self.daemon.write(files):
-                # Saved before the restart is tried: a failed one is retried by the next hook.
-                self._save(dataclasses.replace(self.record, restart_pending=True))
+            self.daemon.write(files)  # marks a restart pending on disk first if anything changes
         except ForeignFileError as exc:
             logger.error("%s", exc)
             return
@@ -326,7 +337,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
             logger.info("migration state unknown (%s): keeping the daemon running", exc)
         else:
-            if migration.finished(report, record.torn_down):
+            if migration.finished(report):
                 self._save(record.tore_down(list(ws.all_pools), finished=True))
                 self._stop_daemon_if_running("every migrated pool is torn down")
                 return
@@ -334,9 +345,9 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             running = self._daemon_running()
             if not running:
                 logger.warning("rbd-mirror daemon is not running: starting it")
-            if record.restart_pending or not running:
+            if self.daemon.restart_pending() or not running:
                 self.daemon.start(self.unique_id, restart=True)
-                self._save(dataclasses.replace(self.record, restart_pending=False))
+                self.daemon.restarted()
                 self._forget_reads()
         except ServiceError as exc:
             logger.error("%s (a restart stays pending)", exc)
@@ -369,6 +380,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 daemon_running=self._daemon_running(),
                 workers=ws.config.max_workers,
                 callouts=True,
+                recorded_torn_down=self.record.torn_down,
             )
         return self._report
 
@@ -394,13 +406,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         self._forget_reads()
 
     def _remove_files(self, sides: tuple[str, ...]) -> None:
-        try:
-            cluster = self.load_config(CharmConfig).source_cluster_name
-        except (ValueError, TypeError):
-            cluster = self.record.source_cluster_name or "source"
-        removed = self.daemon.remove_files(
-            self.unique_id, cluster, f"client.{self.app.name}", sides
-        )
+        removed = self.daemon.remove_files(self.unique_id, f"client.{self.app.name}", sides)
         if removed:
             logger.info("removed %s", ", ".join(removed))
 
@@ -444,26 +450,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             return ops.BlockedStatus(f"the service manager does not answer: {exc}"[:250])
 
     def _migration_status(self, report: migration.StatusReport, record: Record) -> ops.StatusBase:
-        if report.split_brain:
-            return ops.BlockedStatus(migration.phase(report))
-        if migration.finished(report, record.torn_down):
+        if not report.split_brain and migration.finished(report):
             return ops.ActiveStatus(migration.phase(report))
-        if not report.source_answers:
-            return ops.BlockedStatus(
-                "source unreachable; if it is lost for good: demote-promote force=true"
-            )
-        if report.daemon_errors:
-            return ops.BlockedStatus(
-                f"rbd-mirror reports {'; '.join(report.daemon_errors[:3])} (the source stays "
-                "journaled meanwhile): check the relations' addresses and keys"
-            )
-        errors = report.in_error
-        if errors:
-            return ops.BlockedStatus(
-                f"{len(errors)} image(s) in error: "
-                f"{', '.join(i.pool + '/' + i.name for i in errors[:5])}: "
-                "status verbose=true shows why (the source stays journaled meanwhile)"
-            )
+        problem = migration.attention(report)
+        if problem:
+            return ops.BlockedStatus(problem[:250])
         if record.paused:
             return ops.BlockedStatus(
                 "rbd-mirror paused by the pause action: nothing is replayed and the source's "
@@ -474,6 +465,11 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 "rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
                 f"-u {service_name(self.unique_id)})"
             )
+        if report.silent_daemon:
+            return ops.BlockedStatus(
+                "rbd-mirror runs but no image state is published by a live daemon (down+): "
+                f"see journalctl -u {service_name(self.unique_id)}"
+            )
         return ops.ActiveStatus(migration.phase(report))
 
     # --- actions ---------------------------------------------------------------------------
@@ -482,8 +478,14 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         event: ops.ActionEvent,
         params_type: type[Params],
         work: Callable[[Params, Workspace, Options], dict[str, Any]],
+        *,
+        changes_pools: bool = True,
     ) -> None:
-        """Params, workspace, the work, then results or `event.fail` with the reason."""
+        """Params, workspace, the work, then results or `event.fail` with the reason.
+
+        An action that changes pools refuses while any image of any migrated pool is primary
+        on both clusters, also outside the subset it was asked to work on.
+        """
         params = event.load_params(params_type, errors="fail")
         try:
             ws = self._workspace(getattr(params, "pools", None))
@@ -491,7 +493,10 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 workers=ws.config.max_workers,
                 dry_run=bool(getattr(params, "dry_run", False)),
                 log=event.log,
+                torn_down=frozenset(self.record.torn_down),
             )
+            if changes_pools and ws.pools != ws.all_pools and not opts.dry_run:
+                self._refuse_split_brain(ws, opts)
             results = work(params, ws, opts)
         except NotReadyError as exc:
             event.fail(f"not ready: {exc.status.message}")
@@ -500,6 +505,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             event.fail(str(exc))
             return
         event.set_results({k: _result(v) for k, v in results.items()})
+
+    def _refuse_split_brain(self, ws: Workspace, opts: Options) -> None:
+        report = self._status_report(ws)
+        if report.split_brain:
+            raise MigrationError(
+                migration.split_brain_advice(report.split_brain, ws.peer.site_name)
+            )
 
     def _on_enable_mirroring_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, EnableMirroringParams, self._enable_mirroring)
@@ -554,7 +566,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         }
 
     def _on_status_action(self, event: ops.ActionEvent) -> None:
-        self._run_action(event, StatusParams, self._status)
+        self._run_action(event, StatusParams, self._status, changes_pools=False)
 
     def _status(self, params: StatusParams, ws: Workspace, opts: Options) -> dict[str, Any]:
         report = migration.status(
@@ -564,6 +576,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             daemon_running=self._daemon_running(),
             workers=opts.workers,
             callouts=True,
+            recorded_torn_down=opts.torn_down,
         )
         if ws.pools == ws.all_pools:
             self._report = report  # the unit status reuses it
@@ -649,13 +662,22 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         if not opts.dry_run:
             record = self.record.tore_down(list(ws.pools), finished=False)
             report = migration.status(
-                ws.source, ws.destination, ws.all_pools, daemon_running=True, workers=opts.workers
+                ws.source,
+                ws.destination,
+                ws.all_pools,
+                daemon_running=True,
+                workers=opts.workers,
+                recorded_torn_down=record.torn_down,
             )
-            stop = migration.finished(report, record.torn_down)
+            stop = migration.finished(report)
             self._save(record.tore_down([], finished=stop))
             if stop:
                 opts.log("every migrated pool is torn down: stopping the rbd-mirror daemon")
-                self.daemon.stop(self.unique_id)
+                try:
+                    self.daemon.stop(self.unique_id)
+                except ServiceError as exc:  # the teardown itself is done: say so
+                    opts.log(f"WARNING: {exc}; the next hook stops it")
+                    stop = False
                 self._forget_reads()
         return {
             "dry-run": opts.dry_run,

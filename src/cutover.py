@@ -54,23 +54,27 @@ def demote_promote(
         daemon_running=daemon_running,
         workers=opts.workers,
         watchers=not (force or ignore_watchers),
+        recorded_torn_down=opts.torn_down,
     )
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, source_cluster))
+    active = [p.pool for p in report.active]  # pools already torn down are left alone
+    if not active:
+        raise MigrationError("nothing to cut over, nothing changed: every pool is torn down")
     if force:
         _force_promote(dst, report, result, opts.log)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
         if blocking:
             raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
-        for pool in pools:
+        for pool in active:
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
-        _promote_until_done(dst, pools, result, start + timeout, opts.log, sleep)
-        result.report = _verify_cutover(src, dst, pools, daemon_running, opts.workers)
+        _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
+        result.report = _verify_cutover(src, dst, active, daemon_running, opts)
         before = {p.pool: p.promoted for p in report.pools}
         after = {p.pool: p.promoted for p in result.report.pools}
-        result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in pools}
+        result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in active}
     result.seconds = time.monotonic() - start
     return result
 
@@ -81,18 +85,18 @@ def _force_promote(dst: CephClient, report: StatusReport, result: CutoverResult,
     A source that answers, even for one pool, is alive: then the safe path is the one to use,
     because a forced promotion of a live source is a split brain with unreplayed writes.
     """
-    if report.source_answers:
+    if not report.source_lost:
         raise MigrationError(
-            "force=true refused, nothing changed: the source answers, so use demote-promote "
-            "without force (it waits for every write to be replayed). force is only for a "
-            "source that is lost"
+            "force=true refused, nothing changed: the source answers (a read that fails with "
+            "an error is an answer), so use demote-promote without force: it waits for every "
+            "write to be replayed. force is only for a source that no longer answers at all"
         )
     log(
         "FORCE: the source does not answer; promoting every requested pool without demoting "
         f"it ({report.source_error}). Writes not replayed yet are lost, and the source must "
         "be demoted before it is used again"
     )
-    for pool in report.pools:
+    for pool in report.active:
         result.promoted[pool.pool] = dst.pool_promote(pool.pool, force=True)
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
 
@@ -134,14 +138,21 @@ def _promote_until_done(
 
 
 def _verify_cutover(
-    src: CephClient, dst: CephClient, pools: Sequence[str], daemon_running: bool, workers: int
+    src: CephClient, dst: CephClient, pools: Sequence[str], daemon_running: bool, opts: Options
 ) -> StatusReport:
     """Read librbd's primary flags on both sides after a cutover; return that report.
 
     Every source image must be primary on the destination and none primary on the source.
     The unit status reuses the report.
     """
-    report = status(src, dst, pools, daemon_running=daemon_running, workers=workers)
+    report = status(
+        src,
+        dst,
+        pools,
+        daemon_running=daemon_running,
+        workers=opts.workers,
+        recorded_torn_down=opts.torn_down,
+    )
     wrong = []
     for pool in report.pools:
         for what, names in (

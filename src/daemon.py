@@ -34,6 +34,9 @@ APT_OPTIONS = (
     "--option=Acquire::Retries=3",
 )
 SYSTEMCTL_NOT_LOADED = 5  # `systemctl stop` of a unit that does not exist
+# Written before any of the daemon's files changes, removed once it has been restarted: on disk
+# beside the files, so that a hook that crashes after writing them cannot lose the restart.
+RESTART_MARKER = ".rbd-mirror-migration.restart-pending"
 
 
 class ForeignFileError(Exception):
@@ -93,13 +96,16 @@ class RbdMirrorDaemon:
     @staticmethod
     def missing_packages() -> list[str]:
         """Packages not installed, by one `dpkg-query` (charmhelpers' apt cache takes ~5 s)."""
-        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [DPKG_QUERY, "-W", "-f", "${Package} ${db:Status-Status}\n", *PACKAGES],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        try:
+            proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [DPKG_QUERY, "-W", "-f", "${Package} ${db:Status-Status}\n", *PACKAGES],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            raise ServiceError("dpkg-query did not answer in 60 s (dpkg busy?)") from None
         installed = {
             line.split()[0] for line in proc.stdout.splitlines() if line.endswith(" installed")
         }
@@ -121,35 +127,49 @@ class RbdMirrorDaemon:
     # --- files -----------------------------------------------------------------------------
     def paths(self, files: DaemonFiles) -> dict[str, Path]:
         """The four files, by role."""
-        return self.paths_of(files.unique_id, files.source_cluster, files.source_client)
-
-    def paths_of(self, unique_id: str, source_cluster: str, source_client: str) -> dict[str, Path]:
-        """The four files, by role, from the names alone (for removal)."""
         d = self.conf_dir
         return {
             "destination-conf": d / "ceph.conf",
-            "destination-keyring": d / f"ceph.{destination_client(unique_id)}.keyring",
-            "source-conf": d / f"{source_cluster}.conf",
-            "source-keyring": d / f"{source_cluster}.{source_client}.keyring",
+            "destination-keyring": d / f"ceph.{files.destination_client}.keyring",
+            "source-conf": d / f"{files.source_cluster}.conf",
+            "source-keyring": d / f"{files.source_cluster}.{files.source_client}.keyring",
         }
 
     def remove_files(
-        self, unique_id: str, source_cluster: str, source_client: str, sides: tuple[str, ...]
+        self, unique_id: str, source_client: str, sides: tuple[str, ...]
     ) -> list[str]:
         """Delete this charm's files of `sides` ("source", "destination"); return their paths.
 
-        A conf without this charm's marker is never touched; the keyrings carry names only this
-        charm uses.
+        Whatever name the source was written under: every conf carrying this charm's marker,
+        and the keyrings named for this charm's entities. A conf without the marker is never
+        touched.
         """
+        d = self.conf_dir
+        doomed: list[Path] = []
+        if "destination" in sides:
+            doomed += [d / "ceph.conf", d / f"ceph.{destination_client(unique_id)}.keyring"]
+        if "source" in sides:
+            doomed += [c for c in d.glob("*.conf") if c.name != "ceph.conf"]
+            doomed += [k for k in d.glob(f"*.{source_client}.keyring") if k.name[:5] != "ceph."]
+        if set(sides) >= {"source", "destination"}:
+            doomed.append(d / RESTART_MARKER)
         removed = []
-        for role, path in self.paths_of(unique_id, source_cluster, source_client).items():
-            if role.split("-")[0] not in sides or not path.exists():
+        for path in doomed:
+            if not path.is_file():
                 continue
-            if role.endswith("conf") and not path.read_text().startswith(MARKER):
+            if path.suffix == ".conf" and not path.read_text().startswith(MARKER):
                 continue
             path.unlink()
             removed.append(str(path))
         return removed
+
+    def restart_pending(self) -> bool:
+        """The files changed since the daemon was last (re)started."""
+        return (self.conf_dir / RESTART_MARKER).exists()
+
+    def restarted(self) -> None:
+        """The daemon runs on the current files."""
+        (self.conf_dir / RESTART_MARKER).unlink(missing_ok=True)
 
     def check_foreign(self, source_cluster: str) -> None:
         """Raise ForeignFileError if a conf we would write exists and is not ours."""
@@ -181,6 +201,8 @@ class RbdMirrorDaemon:
             ),
         }
         self.conf_dir.mkdir(parents=True, exist_ok=True)
+        if any(not _same(paths[role], text) for role, text in contents.items()):
+            (self.conf_dir / RESTART_MARKER).touch()
         changed = False
         for role, content in contents.items():
             mode = 0o600 if role.endswith("keyring") else 0o644
@@ -247,6 +269,10 @@ def _charmhelpers_apt_install():
     from charmhelpers.fetch import apt_install
 
     return apt_install
+
+
+def _same(path: Path, content: str) -> bool:
+    return path.exists() and path.read_text() == content
 
 
 def write_if_changed(path: Path, content: str, mode: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ceph_cli import CephClient, PoolInfo
-from inputs import check_pool_names, parse_pool_list
+from inputs import POOL_NAME, check_pool_names, parse_pool_list
 from workflow import MigrationError
 
 
@@ -79,7 +79,9 @@ def pools_without_source(
     """
     pools = list(configured) or list(recorded)
     if not pools:
-        names = check_pool_names(sorted(destination_pools), "destination pools")
+        # ceph-mon lists every pool of its cluster, `.mgr` among them from Quincy on: only
+        # names this charm could have mirrored into are asked about.
+        names = [n for n in sorted(destination_pools) if POOL_NAME.match(n)]
         pools = [
             p.name
             for p in destination.mirrored_pools(names)

@@ -8,8 +8,8 @@ be read back from them, and only those are kept (in the unit's StoredState, as J
 - `torn_down`, `finished`: a teardown that completed. Once the relations are removed the
   clusters cannot be read at all, and the unit must still say "finished", not "relate me".
 - `paused`: the operator stopped the daemon on purpose; hooks must not restart it.
-- `restart_pending`: the daemon's files changed and it has not been restarted since; survives
-  a failed restart so the next hook tries again.
+(A pending restart of the daemon is not here but on disk beside its files, daemon.py: the
+files are written at once, StoredState only when the hook ends well.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class Record:
     torn_down: tuple[str, ...] = ()
     finished: bool = False
     paused: bool = False
-    restart_pending: bool = False
 
     @classmethod
     def from_json(cls, text: str) -> Record:

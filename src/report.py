@@ -17,14 +17,6 @@ from ceph_cli import Callout, CephClient, CephError, ImageStatus, Peer, PoolStat
 from workflow import listed
 
 REPLAYING = "up+replaying"
-# Destination descriptions that mean the cutover has begun for an image (source demoted or
-# destination promoted). Pacific words them like this; see the lab's JSON samples.
-CUTOVER_DESCRIPTIONS = (
-    "local image is primary",
-    "remote image is not primary",
-    "remote image demoted",
-    "stopped",
-)
 
 
 def parse_description(description: str) -> dict[str, object]:
@@ -73,12 +65,9 @@ class ImageReport:
         return self.state.endswith("+error")
 
     @property
-    def in_cutover(self) -> bool:
-        """The source was demoted or the destination promoted for this image."""
-        return self.primary or (
-            self.state in ("up+stopped", "up+unknown")
-            and self.description.split(",")[0] in CUTOVER_DESCRIPTIONS
-        )
+    def reported(self) -> bool:
+        """A running daemon publishes this image's state (`up+...`, not `down+...`)."""
+        return self.state.startswith("up+")
 
     @property
     def summary(self) -> str:
@@ -113,6 +102,9 @@ class PoolReport:
     source_watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # when asked
     destination_names: list[str] = field(default_factory=list)  # every image on the destination
     images: list[ImageReport] = field(default_factory=list)  # mirrored destination images
+    # This unit recorded a completed teardown of the pool: the only evidence an empty pool
+    # leaves, and all there is once the source no longer answers.
+    recorded_torn_down: bool = False
 
     @property
     def set_up(self) -> bool:
@@ -145,8 +137,8 @@ class PoolReport:
 
     @property
     def lagging(self) -> list[ImageReport]:
-        """Destination images neither caught up nor in the cutover."""
-        return [i for i in self.images if not (i.caught_up or i.in_cutover)]
+        """Destination images not caught up (a stopped replayer is not caught up either)."""
+        return [i for i in self.images if not i.caught_up]
 
     @property
     def source_primaries(self) -> list[str]:
@@ -160,7 +152,15 @@ class PoolReport:
 
     @property
     def split_brain(self) -> list[str]:
-        """Images that librbd says are primary on both clusters."""
+        """Images that are primary (writable) on both clusters, by librbd's flags.
+
+        Once mirroring is off on the destination, its images are plain, writable images: a
+        source copy that is primary again (after a forced promotion and teardown, the old
+        cluster came back) is a split brain too.
+        """
+        if self.destination_mode == "disabled":
+            there = set(self.destination_names)
+            return [n for n in self.source_primaries if n in there]
         return sorted(i.name for i in self.images if i.primary and self.source_primary.get(i.name))
 
     @property
@@ -188,16 +188,30 @@ class PoolReport:
     def torn_down(self) -> bool:
         """Mirroring was set up, and is now off on the destination, which holds every image.
 
-        Derived from the migrated images themselves: images that were on the destination before
-        the migration, or a pool that was never mirrored, do not make a pool torn down.
+        Needs evidence: images that were mirrored and demoted (the source's primary flags), or
+        this unit's record of a teardown. Images that were on the destination before, a pool
+        never mirrored, or an empty one whose enable-mirroring stopped half-way are not torn
+        down. Without the source, the record is all there is.
         """
+        if self.destination_mode != "disabled":
+            return False
+        if not self.source_read:
+            return self.recorded_torn_down
         return (
-            self.source_read
+            (bool(self.source_primary) or self.recorded_torn_down)
             and self.source_mode != "disabled"
-            and self.destination_mode == "disabled"
             and not self.not_on_destination
             and not self.source_primaries
         )
+
+    @property
+    def changed_since_teardown(self) -> list[str]:
+        """What is wrong with a pool this unit tore down: the source changed since."""
+        if not (self.recorded_torn_down and self.source_read) or self.torn_down:
+            return []
+        missing = [f"{self.pool}/{n}: on the source only" for n in self.not_on_destination]
+        primary = [f"{self.pool}/{n}: primary on the source again" for n in self.source_primaries]
+        return missing + primary
 
     @property
     def health(self) -> str:
@@ -250,10 +264,23 @@ class StatusReport:
         """Why the source was not read ("" when every pool was)."""
         return next(iter(self.source_errors.values()), "")
 
+    source_lost: bool = False  # no source read worked, and the client found it unreachable
+
     @property
     def source_answers(self) -> bool:
         """The source answered for at least one pool: it is alive, whatever else failed."""
         return any(p.source_read for p in self.pools)
+
+    @property
+    def active(self) -> list[PoolReport]:
+        """The pools not torn down: what the cutover, the counts and the phase are about."""
+        return [p for p in self.pools if not p.torn_down]
+
+    @property
+    def silent_daemon(self) -> bool:
+        """The unit's daemon runs, yet no mirrored image's state is published by a live daemon."""
+        images = [i for p in self.active for i in p.images]
+        return self.daemon_running and bool(images) and not any(i.reported for i in images)
 
     @property
     def split_brain(self) -> list[str]:
@@ -275,7 +302,7 @@ class StatusReport:
         begun = [
             f"{p.pool}: cutover in progress ({p.promoted}/{len(p.source_images)} promoted): "
             "re-run demote-promote"
-            for p in self.pools
+            for p in self.active
             if p.cutover_started or p.promoted
         ]
         return cutover_blockers(self, ignore_watchers=True) + begun
@@ -288,12 +315,12 @@ class StatusReport:
     @property
     def total(self) -> int:
         """Images on the source (on the destination when the source was not read)."""
-        return sum(len(p.source_images) for p in self.pools)
+        return sum(len(p.source_images) for p in self.active)
 
     @property
     def replaying(self) -> int:
         """Destination images caught up."""
-        return sum(1 for p in self.pools for i in p.images if i.caught_up)
+        return sum(1 for p in self.active for i in p.images if i.caught_up)
 
     @property
     def promoted(self) -> int:
@@ -302,8 +329,13 @@ class StatusReport:
 
     @property
     def in_cutover(self) -> int:
-        """Destination images for which the cutover has begun."""
-        return sum(1 for p in self.pools for i in p.images if i.in_cutover)
+        """Images whose cutover has begun: demoted on the source or promoted (librbd's flags)."""
+        return sum(
+            1
+            for p in self.active
+            for i in p.images
+            if i.primary or p.source_primary.get(i.name) is False
+        )
 
     @property
     def torn_down(self) -> bool:
@@ -325,6 +357,7 @@ def status(
     workers: int = 16,
     watchers: bool = False,
     callouts: bool = False,
+    recorded_torn_down: Iterable[str] = (),
 ) -> StatusReport:
     """Read both sides of every pool: one librbd process per pool and side.
 
@@ -332,6 +365,7 @@ def status(
     still shown, and the disaster path needs it. With `watchers`, the source read also lists
     each image's watchers (the cutover's check that the cloud has stopped). With `callouts`,
     one more process reads what the destination's daemon publishes (`daemon_errors`).
+    `recorded_torn_down`: the pools this unit recorded a completed teardown of.
     """
     with ThreadPoolExecutor(max_workers=1) as side:
         published = side.submit(dst.daemon_callouts) if callouts and daemon_running else None
@@ -342,14 +376,18 @@ def status(
             report.callouts = [c for c in published.result() if c.pool in pools]
         except CephError:
             pass  # the mgr did not answer: the pools' own states still show what is wrong
+    recorded = set(recorded_torn_down)
     for pool in pools:
-        pool_report = PoolReport(pool=pool)
+        pool_report = PoolReport(pool=pool, recorded_torn_down=pool in recorded)
         report.pools.append(pool_report)
         try:
             _read_source(sources[pool].result(), pool_report)
         except CephError as exc:
             report.source_errors[pool] = str(exc)
         _read_destination(dests[pool].result(), pool_report)
+    # Lost, not merely erroring: no read worked and the client saw a timeout or a refused
+    # connection. A permission error or a broken helper is an answer, and force must not run.
+    report.source_lost = not report.source_answers and src.lost
     return report
 
 
@@ -424,12 +462,13 @@ def cutover_blockers(report: StatusReport, *, ignore_watchers: bool = False) -> 
     error, watchers on the source and a stopped daemon always block.
     """
     blocking = list(_daemon_blocker(report))
-    if report.source_errors:
+    if report.source_lost:
         blocking.append(
             f"source unreachable ({report.source_error}); if it is lost for good, "
             "re-run with force=true (the disaster path)"
         )
-    for pool in report.pools:
+    blocking += [f"{p}: the source answered with an error: {e}" for p, e in _source_faults(report)]
+    for pool in report.active:
         if not pool.source_read:
             continue
         if not pool.set_up:
@@ -465,17 +504,18 @@ def teardown_blockers(report: StatusReport, *, force: bool) -> list[str]:
     a source that does not answer at all may be skipped, with `force`.
     """
     blocking: list[str] = []
-    if force and report.source_answers:
+    if force and not report.source_lost:
         return [
             "force=true is only for a source that no longer answers, and it answers: the "
             "checks below apply (run teardown without force)"
         ] + teardown_blockers(report, force=False)
-    if report.source_errors and not force:
+    if report.source_lost and not force:
         blocking.append(
             f"the source does not answer ({report.source_error}); teardown must see that every "
             "source image is on the destination. If the source is lost for good, re-run with "
             "force=true"
         )
+    blocking += [f"{p}: the source answered with an error: {e}" for p, e in _source_faults(report)]
     for pool in report.pools:
         blocking += [
             f"{pool.pool}/{n}: not primary on the destination: run demote-promote"
@@ -501,6 +541,44 @@ def teardown_blockers(report: StatusReport, *, force: bool) -> list[str]:
     return blocking
 
 
+def attention(report: StatusReport) -> str:
+    """What needs the operator now, in the order it matters ("" when nothing does)."""
+    changed = [c for p in report.pools for c in p.changed_since_teardown]
+    errors = report.in_error
+    for problem, message in (
+        (report.split_brain, phase(report)),
+        (
+            changed,
+            f"the source changed after the teardown: {', '.join(changed[:3])}: that "
+            "data is not on the new cluster",
+        ),
+        (
+            report.source_lost,
+            "source unreachable; if it is lost for good: demote-promote force=true",
+        ),
+        (not report.source_answers, f"the source answers with errors: {report.source_error}"),
+        (
+            report.daemon_errors,
+            f"rbd-mirror reports {'; '.join(report.daemon_errors[:3])} (the "
+            "source stays journaled meanwhile): check the relations' addresses and keys",
+        ),
+        (
+            errors,
+            f"{len(errors)} image(s) in error: "
+            f"{', '.join(i.pool + '/' + i.name for i in errors[:5])}: status verbose=true shows "
+            "why (the source stays journaled meanwhile)",
+        ),
+    ):
+        if problem:
+            return message
+    return ""
+
+
+def _source_faults(report: StatusReport) -> list[tuple[str, str]]:
+    """Pools whose source read failed while the source is not lost (it answers otherwise)."""
+    return [] if report.source_lost else sorted(report.source_errors.items())
+
+
 def phase(report: StatusReport) -> str:
     """The migration phase in a few words, with the next step."""
     n, total = len(report.pools), report.total
@@ -518,28 +596,24 @@ def phase(report: StatusReport) -> str:
             f"partly torn down ({len(done)}/{n} pools): run teardown for "
             f"{', '.join(p.pool for p in rest)}"
         )
-    if any(p.source_read and not p.set_up and not p.torn_down for p in report.pools) and not any(
-        p.promoted for p in report.pools
+    if any(p.source_read and not p.set_up for p in report.active) and not any(
+        p.promoted for p in report.active
     ):
-        return f"ready: {n} pools; run enable-mirroring"
+        return f"ready: {len(report.active)} pools; run enable-mirroring"
     if report.cutover_done:
         return "cutover done: run teardown"
     if report.in_cutover:
         return f"cutover in progress ({report.promoted}/{total} promoted): re-run demote-promote"
     if report.ready:
         return f"{report.replaying}/{total} replaying: ready for cutover"
-    hint = "; run enable-mirroring" if any(p.not_journaled for p in report.pools) else ""
+    hint = "; run enable-mirroring" if any(p.not_journaled for p in report.active) else ""
     return f"syncing {report.replaying}/{total} images{hint}"
 
 
-def finished(report: StatusReport, recorded_torn_down: Iterable[str]) -> bool:
+def finished(report: StatusReport) -> bool:
     """Every pool is torn down.
 
-    Read from the clusters; where the source does not answer, from the destination's disabled
-    mirroring and this unit's record of a completed teardown.
+    See `PoolReport.torn_down`: read from the clusters, with this unit's record where they
+    cannot show it.
     """
-    recorded = set(recorded_torn_down)
-    return bool(report.pools) and all(
-        p.torn_down if p.source_read else (p.destination_mode == "disabled" and p.pool in recorded)
-        for p in report.pools
-    )
+    return report.torn_down

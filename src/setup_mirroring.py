@@ -50,10 +50,20 @@ def enable_mirroring(
             "them from this charm's broker request; wait until the unit status "
             "no longer says 'waiting for destination pools', then re-run"
         )
-    report = status(src, dst, pools, daemon_running=True, workers=opts.workers)
+    report = status(
+        src,
+        dst,
+        pools,
+        daemon_running=True,
+        workers=opts.workers,
+        recorded_torn_down=opts.torn_down,
+    )
     _refuse_to_enable(report, peer, restart=restart)
     results, failures = [], []
     for pool in report.pools:
+        if pool.torn_down and not restart:
+            opts.log(f"{pool.pool}: torn down already, left alone")
+            continue
         result = PoolEnableResult(pool=pool.pool, images=len(pool.source_images))
         results.append(result)
         failures += _enable_source(src, pool, result, opts)
@@ -79,12 +89,12 @@ def _refuse_to_enable(report: StatusReport, peer: PeerSpec, *, restart: bool) ->
             f"image name(s) this charm will not handle, nothing changed: {listed(odd)}; "
             "rename them (rbd rename) or leave their pool out"
         )
-    done = [p.pool for p in report.pools if p.torn_down]
-    if done and not restart:
+    if not report.active and not restart:
         raise MigrationError(
-            f"the migration of {', '.join(done)} is finished (torn down), nothing changed: "
-            "enabling mirroring again would journal the source's images and re-arm the "
-            "daemon. To start a new migration on purpose, re-run with restart=true"
+            f"the migration of {', '.join(p.pool for p in report.pools)} is finished (torn "
+            "down), nothing changed: enabling mirroring again would journal the source's "
+            "images and re-arm the daemon. To start a new migration on purpose, re-run with "
+            "restart=true"
         )
 
 

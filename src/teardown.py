@@ -39,7 +39,14 @@ def teardown(
     force: bool = False,
 ) -> TeardownResult:
     """Stop mirroring into the destination pools once the cutover is complete on both sides."""
-    report = status(src, dst, pools, daemon_running=True, workers=opts.workers)
+    report = status(
+        src,
+        dst,
+        pools,
+        daemon_running=True,
+        workers=opts.workers,
+        recorded_torn_down=opts.torn_down,
+    )
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
     blocking = teardown_blockers(report, force=force)

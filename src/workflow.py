@@ -24,6 +24,9 @@ class Options:
     workers: int = 16
     dry_run: bool = False
     log: Log = _no_log
+    # The pools this unit recorded a completed teardown of: the only evidence an empty pool
+    # leaves, and all there is once the source no longer answers (report.PoolReport.torn_down).
+    torn_down: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -113,6 +114,17 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     ]
     assert wait_for(lambda: all_replaying(lab), timeout=SYNC_TIMEOUT_S, interval=5)
     time.sleep(15)  # writes keep landing while every image replays
+
+    # Fault 12: the instances were not stopped. The writers' images are named, and only
+    # them: the replaying rbd-mirror daemon holds no watch on a source image.
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("demote-promote")
+    named = r"([\w.-]+/[\w.-]+): still in use on the source"
+    in_use = sorted(re.findall(named, exc.value.message))
+    assert in_use == sorted([f"nova/{disk}", f"cinder-ceph/{images(lab.src, 'cinder-ceph')[0]}"])
+    assert all(primaries(host, lab.src).values()), "nothing changed"
+    print(f"demote-promote refused with the writers running: {in_use}")
+
     stop.touch()  # "stop the instances", just before the cutover
     rounds = [int(w.communicate(timeout=60)[0]) for w in writers]
     assert all(r > 0 for r in rounds)

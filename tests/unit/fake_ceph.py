@@ -49,6 +49,10 @@ class FakeCluster:
     callouts: list[Callout] = field(default_factory=list)  # what the daemon publishes
     calls: list[str] = field(default_factory=list)
 
+    @property
+    def lost(self) -> bool:
+        return self.unreachable
+
     def _call(self, what: str) -> None:
         self.calls.append(what)
         if self.unreachable:

@@ -44,12 +44,6 @@ def test_lagging_replay_is_not_caught_up():
     assert not report.caught_up and report.entries_behind == 4
 
 
-def test_cutover_states_are_recognised():
-    assert ImageReport("p", "a", "up+unknown", "remote image is not primary", "").in_cutover
-    assert ImageReport("p", "a", "up+stopped", "local image is primary", "").in_cutover
-    assert not ImageReport("p", "a", "up+error", "error bootstrapping replay", "").in_cutover
-
-
 def test_clone_pools_are_disabled_before_parent_pools():
     images = {
         "glance": [ImageInfo("img")],

@@ -571,3 +571,150 @@ def test_rule17_erasure_coded_source_pools_are_refused(world, monkeypatch):
     monkeypatch.setattr(world.src, "pools", with_ec)
     out = world.run(world.ctx.on.update_status(), ready_state())
     assert out.unit_status.name == "blocked" and "erasure-coded" in out.unit_status.message
+
+
+# --- found by the hostile review of these rules ----------------------------------------------
+
+
+def test_rule3_force_refused_when_the_source_answers_with_errors(world, monkeypatch):
+    from ceph_cli import CephError
+
+    state = _migrated(world)
+
+    def denied(pool, **kwargs):
+        raise CephError("source", ["rbd_bulk pool-state"], 1, "PermissionError: [errno 13]")
+
+    monkeypatch.setattr(world.src, "pool_state", denied)  # an answer, not a lost cluster
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "demote-promote", force=True)
+    assert "the source answers" in exc.value.message
+    assert not any(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_rule2_split_brain_after_a_forced_teardown_is_reported(world):
+    state = _split_brain(world)  # forced promotion, source back and primary
+    world.src.unreachable = True
+    state = _act(world, state, "teardown", force=True)
+    world.src.unreachable = False
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked" and "SPLIT-BRAIN" in out.unit_status.message
+
+
+def test_rule7_a_volume_created_after_teardown_is_named(world):
+    state = _torn_down(world)
+    world.src.pool_images["cinder-ceph"].append(FakeImage("volume-after"))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked"
+    assert "cinder-ceph/volume-after" in out.unit_status.message
+
+
+def test_rule4_a_dot_mgr_pool_on_the_destination_does_not_crash_the_disaster_path(world):
+    _migrated(world)
+    world.dst.pool_images[".mgr"] = []
+    world.src.unreachable = True
+    state = testing.State(
+        relations=[source_relation(), destination_relation(pools=(*world.dst.pool_images,))]
+    )
+    _act(world, state, "demote-promote", force=True)
+    assert all(i.primary for p in ("glance", "nova") for i in world.dst.pool_images[p])
+
+
+def test_rule13_a_restart_survives_a_hook_that_crashes_after_writing_files(world, monkeypatch):
+    world.service["running"] = True
+    state = world.run(world.ctx.on.update_status(), ready_state())
+    starts = world.service["starts"]
+
+    def crash(config):
+        raise RuntimeError("the hook dies after the files were written")
+
+    original = charm.RbdMirrorMigrationCharm._request_pools
+    monkeypatch.setattr(charm.RbdMirrorMigrationCharm, "_request_pools", lambda self, c: crash(c))
+    changed = testing.State(
+        relations=state.relations,
+        config={"rbd-mirror-concurrent-image-syncs": 7},
+        stored_states=state.stored_states,
+    )
+    with pytest.raises(testing.errors.UncaughtCharmError):
+        world.run(world.ctx.on.config_changed(), changed)
+    monkeypatch.setattr(charm.RbdMirrorMigrationCharm, "_request_pools", original)
+    world.run(world.ctx.on.update_status(), changed)
+    assert world.service["starts"] == starts + 1, "the restart was done by the next hook"
+
+
+def test_rule9_narrowing_config_pools_mid_migration_is_refused(world):
+    state = _migrated(world)
+    narrowed = testing.State(
+        relations=state.relations, config={"pools": "nova"}, stored_states=state.stored_states
+    )
+    out = world.run(world.ctx.on.config_changed(), narrowed)
+    assert out.unit_status.name == "blocked" and "leaves out cinder-ceph, glance" in (
+        out.unit_status.message
+    )
+    with pytest.raises(testing.ActionFailed):
+        _act(world, out, "teardown")
+    assert world.service["running"] and _modes(world.dst) == {"pool"}
+
+
+def test_rule9_a_staged_migration_pool_by_pool_runs_to_the_end(world):
+    state = _migrated(world)
+    state = _act(world, state, "demote-promote", pools="nova")
+    state = _act(world, state, "teardown", pools="nova")
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.message.endswith("ready for cutover"), out.unit_status
+    state = _act(world, out, "demote-promote")
+    assert set(json.loads((world.ctx.action_results or {})["promoted"])) == {
+        "glance",
+        "cinder-ceph",
+    }
+    _act(world, state, "teardown")
+    assert (world.ctx.action_results or {})["daemon-stopped"] == "true"
+
+
+def test_rule8_an_interrupted_enable_on_an_empty_pool_is_not_torn_down(world, monkeypatch):
+    from ceph_cli import CephError
+
+    world.service["running"] = True
+    world.src.pool_images["cinder-ceph"] = []
+    real = world.dst.mirror_pool_enable
+
+    def dies_once(pool, mode="pool"):
+        monkeypatch.setattr(world.dst, "mirror_pool_enable", real)
+        raise CephError("ceph", ["mirror pool enable"], None, "")
+
+    monkeypatch.setattr(world.dst, "mirror_pool_enable", dies_once)
+    with pytest.raises(testing.ActionFailed):
+        _act(world, ready_state(), "enable-mirroring")
+    _act(world, ready_state(), "enable-mirroring")  # the re-run finishes the job
+    assert _modes(world.dst) == {"pool"}
+
+
+def test_rule14_files_written_under_an_earlier_source_name_are_removed(world):
+    state = world.run(
+        world.ctx.on.update_status(), ready_state(config={"source-cluster-name": "old"})
+    )
+    renamed = testing.State(
+        relations=state.relations,
+        config={"source-cluster-name": "new"},
+        stored_states=state.stored_states,
+    )
+    world.run(world.ctx.on.remove(), renamed)
+    assert list(world.etc.iterdir()) == []
+
+
+def test_rule6_a_running_daemon_that_publishes_nothing_blocks_the_unit(world):
+    state = _migrated(world)
+    for name in ("img", "a_disk", "b_disk", "volume-1"):
+        world.dst.states[name] = ("down+unknown", "status not found")
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked" and "down+" in out.unit_status.message
+
+
+def test_rule10_a_stopped_replayer_is_not_read_as_a_cutover_from_its_wording(world):
+    state = _migrated(world)
+    world.dst.states["volume-1"] = ("up+stopped", "stopped")
+    _act(world, state, "status")
+    assert (world.ctx.action_results or {})["ready-for-cutover"] == "false"
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "demote-promote")
+    assert "cinder-ceph/volume-1: up+stopped" in exc.value.message
+    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
