@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import EBUSY, CephClient, CephError
-from report import StatusReport, cutover_blockers, split_brain_advice, status
+from report import StatusReport, cutover_blockers, read, split_brain_advice
 from workflow import Log, MigrationError, Options, listed
 
 
@@ -47,15 +47,8 @@ def demote_promote(
     """Cut over `pools` from the source to the destination; see the module docstring."""
     start = time.monotonic()
     result = CutoverResult(forced=force)
-    report = status(
-        src,
-        dst,
-        pools,
-        daemon_running=daemon_running,
-        workers=opts.workers,
-        watchers=not (force or ignore_watchers),
-        recorded_torn_down=opts.torn_down,
-    )
+    watchers = not (force or ignore_watchers)
+    report = read(src, dst, pools, opts, daemon_running=daemon_running, watchers=watchers)
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, source_cluster))
     active = [p.pool for p in report.active]  # pools already torn down are left alone
@@ -145,14 +138,7 @@ def _verify_cutover(
     Every source image must be primary on the destination and none primary on the source.
     The unit status reuses the report.
     """
-    report = status(
-        src,
-        dst,
-        pools,
-        daemon_running=daemon_running,
-        workers=opts.workers,
-        recorded_torn_down=opts.torn_down,
-    )
+    report = read(src, dst, pools, opts, daemon_running=daemon_running)
     wrong = []
     for pool in report.pools:
         for what, names in (

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import Callout, CephClient, CephError, ImageStatus, Peer, PoolState
-from workflow import listed
+from workflow import Options, listed
 
 REPLAYING = "up+replaying"
 
@@ -389,6 +389,27 @@ def status(
     # connection. A permission error or a broken helper is an answer, and force must not run.
     report.source_lost = not report.source_answers and src.lost
     return report
+
+
+def read(
+    src: CephClient,
+    dst: CephClient,
+    pools: Sequence[str],
+    opts: Options,
+    *,
+    daemon_running: bool = True,
+    watchers: bool = False,
+) -> StatusReport:
+    """`status` as a phase reads it: with the run's workers and the unit's teardown record."""
+    return status(
+        src,
+        dst,
+        pools,
+        daemon_running=daemon_running,
+        workers=opts.workers,
+        watchers=watchers,
+        recorded_torn_down=opts.torn_down,
+    )
 
 
 def _read_both(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import CephClient
 from inputs import odd_image_names
-from report import PoolReport, StatusReport, split_brain_advice, status
+from report import PoolReport, StatusReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -50,14 +50,7 @@ def enable_mirroring(
             "them from this charm's broker request; wait until the unit status "
             "no longer says 'waiting for destination pools', then re-run"
         )
-    report = status(
-        src,
-        dst,
-        pools,
-        daemon_running=True,
-        workers=opts.workers,
-        recorded_torn_down=opts.torn_down,
-    )
+    report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
     results, failures = [], []
     for pool in report.pools:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError
-from report import split_brain_advice, status, teardown_blockers
+from report import read, split_brain_advice, teardown_blockers
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -39,14 +39,7 @@ def teardown(
     force: bool = False,
 ) -> TeardownResult:
     """Stop mirroring into the destination pools once the cutover is complete on both sides."""
-    report = status(
-        src,
-        dst,
-        pools,
-        daemon_running=True,
-        workers=opts.workers,
-        recorded_torn_down=opts.torn_down,
-    )
+    report = read(src, dst, pools, opts)
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
     blocking = teardown_blockers(report, force=force)
