@@ -53,21 +53,14 @@ class ServiceError(Exception):
 
 @dataclass(frozen=True)
 class DaemonFiles:
-    """Everything the daemon's files are rendered from."""
+    """Everything the daemon's files are rendered from (the entities are the daemon's)."""
 
-    unique_id: str
     destination_mon_hosts: tuple[str, ...]
     destination_key: str = field(repr=False)
     source_cluster: str = "source"
-    source_client: str = ""  # e.g. "client.rbd-mirror-migration"
     source_mon_hosts: tuple[str, ...] = ()
     source_key: str = field(repr=False, default="")
     tuning: tuple[tuple[str, int], ...] = ()  # Ceph options for the daemon's [client] section
-
-    @property
-    def destination_client(self) -> str:
-        """The destination entity ceph-mon made for us."""
-        return destination_client(self.unique_id)
 
 
 def destination_client(unique_id: str) -> str:
@@ -80,10 +73,27 @@ def service_name(unique_id: str) -> str:
     return f"ceph-rbd-mirror@rbd-mirror.{unique_id}"
 
 
-class RbdMirrorDaemon:
-    """Install, configure and run the rbd-mirror daemon; `conf_dir` is /etc/ceph in production."""
+def keyring_name(cluster: str, entity: str) -> str:
+    """The keyring file the confs point at: `keyring = /etc/ceph/$cluster.$name.keyring`."""
+    return f"{cluster}.{entity}.keyring"
 
-    def __init__(self, templates_dir: Path, conf_dir: Path = Path("/etc/ceph")):
+
+class RbdMirrorDaemon:
+    """Install, configure and run this unit's rbd-mirror daemon.
+
+    `unique_id` names the daemon (its destination entity and its systemd unit); `source_client`
+    is the source entity it connects as (`client.<app>`); `conf_dir` is /etc/ceph in production.
+    """
+
+    def __init__(
+        self,
+        templates_dir: Path,
+        unique_id: str,
+        source_client: str,
+        conf_dir: Path = Path("/etc/ceph"),
+    ):
+        self.unique_id = unique_id
+        self.source_client = source_client
         self.conf_dir = conf_dir
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
@@ -91,6 +101,16 @@ class RbdMirrorDaemon:
             keep_trailing_newline=True,
             autoescape=False,
         )
+
+    @property
+    def service(self) -> str:
+        """The systemd unit of this daemon."""
+        return service_name(self.unique_id)
+
+    @property
+    def destination_client(self) -> str:
+        """The destination entity ceph-mon made for this unit."""
+        return destination_client(self.unique_id)
 
     # --- packages --------------------------------------------------------------------------
     @staticmethod
@@ -125,19 +145,17 @@ class RbdMirrorDaemon:
         return missing
 
     # --- files -----------------------------------------------------------------------------
-    def paths(self, files: DaemonFiles) -> dict[str, Path]:
+    def paths(self, source_cluster: str) -> dict[str, Path]:
         """The four files, by role."""
         d = self.conf_dir
         return {
             "destination-conf": d / "ceph.conf",
-            "destination-keyring": d / f"ceph.{files.destination_client}.keyring",
-            "source-conf": d / f"{files.source_cluster}.conf",
-            "source-keyring": d / f"{files.source_cluster}.{files.source_client}.keyring",
+            "destination-keyring": d / keyring_name("ceph", self.destination_client),
+            "source-conf": d / f"{source_cluster}.conf",
+            "source-keyring": d / keyring_name(source_cluster, self.source_client),
         }
 
-    def remove_files(
-        self, unique_id: str, source_client: str, sides: tuple[str, ...]
-    ) -> list[str]:
+    def remove_files(self, sides: tuple[str, ...]) -> list[str]:
         """Delete this charm's files of `sides` ("source", "destination"); return their paths.
 
         Whatever name the source was written under: every conf carrying this charm's marker,
@@ -147,10 +165,14 @@ class RbdMirrorDaemon:
         d = self.conf_dir
         doomed: list[Path] = []
         if "destination" in sides:
-            doomed += [d / "ceph.conf", d / f"ceph.{destination_client(unique_id)}.keyring"]
+            doomed += [d / "ceph.conf", d / keyring_name("ceph", self.destination_client)]
         if "source" in sides:
             doomed += [c for c in d.glob("*.conf") if c.name != "ceph.conf"]
-            doomed += [k for k in d.glob(f"*.{source_client}.keyring") if k.name[:5] != "ceph."]
+            doomed += [
+                k
+                for k in d.glob(keyring_name("*", self.source_client))
+                if k.name != keyring_name("ceph", self.source_client)
+            ]
         if set(sides) >= {"source", "destination"}:
             doomed.append(d / RESTART_MARKER)
         removed = []
@@ -180,7 +202,7 @@ class RbdMirrorDaemon:
     def write(self, files: DaemonFiles) -> bool:
         """Render and write all four files where they changed; True if any did."""
         self.check_foreign(files.source_cluster)
-        paths = self.paths(files)
+        paths = self.paths(files.source_cluster)
         contents = {
             "destination-conf": self._render(
                 "ceph.conf.j2",
@@ -191,13 +213,13 @@ class RbdMirrorDaemon:
                 "source.conf.j2",
                 mon_hosts=files.source_mon_hosts,
                 cluster=files.source_cluster,
-                client_name=files.source_client,
+                client_name=self.source_client,
             ),
             "destination-keyring": self._render(
-                "keyring.j2", entity=files.destination_client, key=files.destination_key
+                "keyring.j2", entity=self.destination_client, key=files.destination_key
             ),
             "source-keyring": self._render(
-                "keyring.j2", entity=files.source_client, key=files.source_key
+                "keyring.j2", entity=self.source_client, key=files.source_key
             ),
         }
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -213,26 +235,25 @@ class RbdMirrorDaemon:
         return self._env.get_template(template).render(marker=MARKER, **context)
 
     # --- service ---------------------------------------------------------------------------
-    @staticmethod
-    def running(unique_id: str) -> bool:
+    def running(self) -> bool:
         """True if the service manager says the daemon is running."""
-        return _systemctl("is-active", "--quiet", service_name(unique_id)).returncode == 0
+        return _systemctl("is-active", "--quiet", self.service).returncode == 0
 
-    @staticmethod
-    def start(unique_id: str, *, restart: bool) -> None:
+    def start(self, *, restart: bool) -> None:
         """Enable the daemon and start it (restart it when `restart`)."""
-        name = service_name(unique_id)
-        _systemctl("enable", name)
-        if _systemctl("restart" if restart else "start", name).returncode != 0:
-            raise ServiceError(f"could not start {name}; see `journalctl -u {name}`")
+        _systemctl("enable", self.service)
+        if _systemctl("restart" if restart else "start", self.service).returncode != 0:
+            raise ServiceError(
+                f"could not start {self.service}; see `journalctl -u {self.service}`"
+            )
 
-    @staticmethod
-    def stop(unique_id: str) -> None:
+    def stop(self) -> None:
         """Stop and disable the daemon (a daemon that was never installed counts as stopped)."""
-        name = service_name(unique_id)
-        if _systemctl("stop", name).returncode not in (0, SYSTEMCTL_NOT_LOADED):
-            raise ServiceError(f"could not stop {name}; see `journalctl -u {name}`")
-        _systemctl("disable", name)
+        if _systemctl("stop", self.service).returncode not in (0, SYSTEMCTL_NOT_LOADED):
+            raise ServiceError(
+                f"could not stop {self.service}; see `journalctl -u {self.service}`"
+            )
+        _systemctl("disable", self.service)
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess:

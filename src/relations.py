@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ceph_cli import PoolInfo
+
 _KEY = re.compile(r"^[A-Za-z0-9+/]{20,}={0,2}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 
@@ -195,6 +197,17 @@ def broker_request(pools: Iterable[PoolRequest]) -> tuple[str, str]:
         for p in sorted(pools, key=lambda p: p.name)
     ]
     return _broker_body(ops)
+
+
+def pool_requests(
+    names: Iterable[str], source_pools: Iterable[PoolInfo], replicas: int
+) -> list[PoolRequest]:
+    """Each of `names` as it is on the source (or with `replicas` from config when set)."""
+    by_name = {p.name: p for p in source_pools}
+    return [
+        PoolRequest(name=n, pg_num=by_name[n].pg_num, replicas=replicas or by_name[n].size)
+        for n in names
+    ]
 
 
 def _broker_body(ops: list[dict]) -> tuple[str, str]:

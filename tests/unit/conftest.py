@@ -10,6 +10,7 @@ import pytest
 from ops import testing
 
 import charm
+import session
 from daemon import RbdMirrorDaemon
 from tests.unit.fake_ceph import FakeCluster, make_pair
 
@@ -42,28 +43,25 @@ def world(monkeypatch, tmp_path) -> World:
         return w.dst if cluster == "ceph" else w.src
 
     class Daemon(RbdMirrorDaemon):
-        def __init__(self, templates_dir, conf_dir=None):
-            super().__init__(templates_dir, w.etc)
+        def __init__(self, templates_dir, unique_id, source_client, conf_dir=None):
+            super().__init__(templates_dir, unique_id, source_client, w.etc)
 
         @classmethod
         def install(cls):
             return []
 
-        @staticmethod
-        def running(unique_id):
+        def running(self):
             return w.service["running"]
 
-        @staticmethod
-        def start(unique_id, *, restart):
+        def start(self, *, restart):
             w.service["running"] = True
             w.service["starts"] += 1
 
-        @staticmethod
-        def stop(unique_id):
+        def stop(self):
             w.service["running"] = False
             w.service["stops"] += 1
 
-    monkeypatch.setattr(charm, "CephClient", client)
+    monkeypatch.setattr(session, "CephClient", client)
     monkeypatch.setattr(charm, "RbdMirrorDaemon", Daemon)
     monkeypatch.setattr(charm.socket, "gethostname", lambda: HOST)
     root = tmp_path / "charm-root"

@@ -179,7 +179,7 @@ def test_reconcile_waits_without_relations(world):
 def test_collect_status_blocked_when_daemon_down(world, monkeypatch):
     import charm
 
-    monkeypatch.setattr(charm.RbdMirrorDaemon, "start", staticmethod(lambda *a, **k: None))
+    monkeypatch.setattr(charm.RbdMirrorDaemon, "start", lambda self, **k: None)
     out = world.run(world.ctx.on.update_status(), ready_state())
     assert out.unit_status.name == "blocked" and "daemon not running" in out.unit_status.message
 

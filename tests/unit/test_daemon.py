@@ -14,11 +14,9 @@ from daemon import MARKER, DaemonFiles, ForeignFileError, RbdMirrorDaemon, servi
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = DaemonFiles(
-    unique_id="host1",
     destination_mon_hosts=("10.0.1.1", "10.0.1.2"),
     destination_key="AQBdstdstdstdstdstdstdstdstdstdstdstdst0==",
     source_cluster="source",
-    source_client="client.app",
     source_mon_hosts=("10.0.0.1:6789",),
     source_key="AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0==",
     tuning=(("rbd_mirror_concurrent_image_syncs", 7), ("rbd_concurrent_management_ops", 20)),
@@ -27,7 +25,7 @@ FILES = DaemonFiles(
 
 @pytest.fixture
 def mirror(tmp_path) -> RbdMirrorDaemon:
-    return RbdMirrorDaemon(REPO / "templates", tmp_path)
+    return RbdMirrorDaemon(REPO / "templates", "host1", "client.app", tmp_path)
 
 
 def test_write_renders_all_four_files_then_is_idempotent(mirror, tmp_path):

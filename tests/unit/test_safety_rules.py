@@ -23,6 +23,7 @@ from ops.model import _ModelBackend
 import charm
 import daemon
 import relations
+import session
 from daemon import DaemonFiles, ServiceError
 from tests.unit.conftest import (
     DST_KEY,
@@ -370,13 +371,13 @@ def test_rule13_a_failed_restart_after_new_files_is_retried_by_the_next_hook(wor
     attempts = {"n": 0}
     start = charm.RbdMirrorDaemon.start
 
-    def flaky_start(unique_id, *, restart):
+    def flaky_start(self, *, restart):
         attempts["n"] += 1
         if attempts["n"] == 1:  # the old daemon keeps running on the old files
             raise ServiceError("could not restart")
-        start(unique_id, restart=restart)
+        start(self, restart=restart)
 
-    monkeypatch.setattr(charm.RbdMirrorDaemon, "start", staticmethod(flaky_start))
+    monkeypatch.setattr(charm.RbdMirrorDaemon, "start", flaky_start)
     state = world.run(
         world.ctx.on.config_changed(),
         testing.State(
@@ -395,11 +396,9 @@ def test_rule13_a_failed_restart_after_new_files_is_retried_by_the_next_hook(wor
 
 def test_rule14_no_object_holding_a_key_shows_it_in_its_repr():
     files = DaemonFiles(
-        unique_id="h",
         destination_mon_hosts=("10.0.0.1",),
         destination_key=DST_KEY,
         source_cluster="source",
-        source_client="client.app",
         source_mon_hosts=("10.0.0.2",),
         source_key=SRC_KEY,
     )
@@ -522,7 +521,7 @@ def test_rule17_systemctl_calls_are_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(daemon, "SYSTEMCTL", str(slow))
     monkeypatch.setattr(daemon, "SERVICE_TIMEOUT_S", 0.5)
     with pytest.raises(ServiceError, match="did not answer"):
-        daemon.RbdMirrorDaemon.running("h")
+        daemon.RbdMirrorDaemon(tmp_path, "h", "client.app").running()
 
 
 @pytest.mark.parametrize("timeout", [0, 3601, 100000])
@@ -624,11 +623,11 @@ def test_rule13_a_restart_survives_a_hook_that_crashes_after_writing_files(world
     state = world.run(world.ctx.on.update_status(), ready_state())
     starts = world.service["starts"]
 
-    def crash(config):
+    def crash(self, config):
         raise RuntimeError("the hook dies after the files were written")
 
-    original = charm.RbdMirrorMigrationCharm._request_pools
-    monkeypatch.setattr(charm.RbdMirrorMigrationCharm, "_request_pools", lambda self, c: crash(c))
+    original = session.Session.pool_requests
+    monkeypatch.setattr(session.Session, "pool_requests", crash)
     changed = testing.State(
         relations=state.relations,
         config={"rbd-mirror-concurrent-image-syncs": 7},
@@ -636,7 +635,7 @@ def test_rule13_a_restart_survives_a_hook_that_crashes_after_writing_files(world
     )
     with pytest.raises(testing.errors.UncaughtCharmError):
         world.run(world.ctx.on.config_changed(), changed)
-    monkeypatch.setattr(charm.RbdMirrorMigrationCharm, "_request_pools", original)
+    monkeypatch.setattr(session.Session, "pool_requests", original)
     world.run(world.ctx.on.update_status(), changed)
     assert world.service["starts"] == starts + 1, "the restart was done by the next hook"
 

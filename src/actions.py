@@ -1,0 +1,253 @@
+"""What each action does, from its typed params to its results. No ops here.
+
+Each function takes the dispatch's `Session`, the action's params (inputs.py) and the action's
+`log` (progress lines), calls the workflow (migration.py), records what the clusters cannot tell
+(record.py) and returns the results: lowercase dashed keys; lists and per-pool detail as JSON
+strings. Expected failures raise `MigrationError`, `CephError`, `ServiceError` or `NotReadyError`;
+the charm turns them into `event.fail` (charm.py, `_run_action`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import migration
+from ceph_cli import CephError
+from daemon import ServiceError
+from inputs import (
+    DemotePromoteParams,
+    EnableMirroringParams,
+    NoParams,
+    StatusParams,
+    TeardownParams,
+)
+from migration import MigrationError, Options
+from session import Session, Workspace
+from workflow import Log
+
+Results = dict[str, Any]
+MAX_LISTED_RESULTS = 50  # items of a list result; the rest is counted
+MAX_IMAGE_DETAIL = 100  # images in `status verbose=true` results; all of them go to a file
+NEXT_STEPS = (
+    "1. juju remove-relation {app}:destination ceph-mon:rbd-mirror (while it exists ceph-mon "
+    "tells every client to create journaled images). "
+    "2. juju remove-relation ceph-proxy:client for nova-compute, glance and cinder-ceph. "
+    "3. juju relate ceph-mon:client with nova-compute:ceph, glance:ceph, cinder-ceph:ceph. "
+    "4. Restore the cloud: activate images, attach volumes, start instances, start the APIs. "
+    "5. juju remove-application {app} (its keyrings and confs go with it). "
+    "6. Revoke this charm's key on the old cluster (ceph-proxy's broker cannot delete keys): "
+    "`ceph auth del client.{app}` with the source's admin key. The source's images stay "
+    "demoted (read-only) with journaling and pool-mode mirroring: see the README before "
+    "reusing them."
+)
+
+
+def prepare(
+    session: Session, pools: str | None, log: Log, *, dry_run: bool = False, changes: bool = True
+) -> tuple[Workspace, Options]:
+    """The workspace narrowed to `pools` and the run's options.
+
+    An action that `changes` pools refuses while any image of any migrated pool is primary on
+    both clusters, also outside the subset it was asked to work on.
+    """
+    ws = session.workspace(pools)
+    opts = session.options(dry_run=dry_run, log=log)
+    if changes and ws.pools != ws.all_pools and not opts.dry_run:
+        report = session.report()
+        if report.split_brain:
+            raise MigrationError(
+                migration.split_brain_advice(report.split_brain, ws.peer.site_name)
+            )
+    return ws, opts
+
+
+def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) -> Results:
+    """Set up mirroring of the pools; the source key's blocklist cap probed alongside."""
+    ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
+    record = session.record
+    if record.finished and not params.restart:
+        raise MigrationError(
+            "the migration is finished (torn down), nothing changed: enabling mirroring "
+            "again would journal the source's images and re-arm the daemon. To start a "
+            "new migration on purpose, re-run with restart=true"
+        )
+    log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
+    with ThreadPoolExecutor(max_workers=1) as probe_exec:
+        # The probe waits about a second for the mons to commit a blocklist entry: it runs
+        # alongside the work. It adds a 1-second entry, so not in a dry run.
+        probe = None if opts.dry_run else probe_exec.submit(ws.source.can_blocklist)
+        results = migration.enable_mirroring(
+            ws.source, ws.destination, ws.pools, ws.peer, opts, restart=params.restart
+        )
+        if not opts.dry_run:
+            if params.restart:
+                record = record.restarted_migration()
+            session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name))
+        try:
+            can_blocklist = None if probe is None else probe.result()
+        except CephError as exc:
+            raise MigrationError(
+                f"mirroring is enabled, but the source key check failed: {exc}"
+            ) from None
+    if can_blocklist is False:
+        log(
+            "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
+            "over its own image locks; ceph-proxy has not applied this charm's key request "
+            "(mon/osd 'profile rbd'). Mirroring runs, but fix this before relying on it."
+        )
+    return {
+        "dry-run": opts.dry_run,
+        "source-key-can-blocklist": str(can_blocklist).lower(),  # "none" in a dry run
+        "pools": json.dumps(
+            {
+                r.pool: {"images": r.images, "changes": r.changes, "peer-uuid": r.peer_uuid}
+                for r in results
+            }
+        ),
+        "changes": sum(len(r.changes) for r in results),
+        "images": sum(r.images for r in results),
+    }
+
+
+def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) -> Results:
+    """Both sides of the pools; with `verbose`, per-image detail (all of it in a file)."""
+    ws, opts = prepare(session, params.pools, log, changes=False)
+    report = migration.status(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        daemon_running=session.daemon_running(),
+        workers=opts.workers,
+        callouts=True,
+        recorded_torn_down=opts.torn_down,
+    )
+    session.remember(report, ws.pools)
+    reasons = report.reasons
+    results: Results = {
+        "phase": migration.phase(report),
+        "ready-for-cutover": report.ready,
+        "source-reachable": report.source_answers,
+        "split-brain": json.dumps(report.split_brain[:MAX_LISTED_RESULTS]),
+        "split-brain-count": len(report.split_brain),
+        "reasons": json.dumps(reasons[:MAX_LISTED_RESULTS]),
+        "reasons-count": len(reasons),
+        "images": report.total,
+        "replaying": report.replaying,
+        "daemon-errors": json.dumps(report.daemon_errors[:MAX_LISTED_RESULTS]),
+    }
+    pools = {p.pool: p.as_dict() for p in report.pools}
+    if report.split_brain:
+        results["split-brain-advice"] = migration.split_brain_advice(
+            report.split_brain, ws.peer.site_name
+        )
+    if params.verbose:
+        results.update(_image_detail(report, pools, reports_dir / "status-verbose.json"))
+    results["pools"] = json.dumps(pools)
+    return results
+
+
+def _image_detail(report: migration.StatusReport, pools: dict, path: Path) -> Results:
+    """Per-image detail: MAX_IMAGE_DETAIL images in the results, all of them in `path`.
+
+    A hook tool takes at most 128 KiB in one argument: 1000 images would not fit.
+    """
+    images = sorted(
+        (i for p in report.pools for i in p.images),
+        key=lambda i: (i.caught_up, i.pool, i.name),
+    )
+    for image in images[:MAX_IMAGE_DETAIL]:
+        pools[image.pool].setdefault("image-status", []).append(image.as_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([i.as_dict() for i in images], indent=1))
+    return {
+        "image-status-shown": min(len(images), MAX_IMAGE_DETAIL),
+        "image-status-total": len(images),
+        "image-status-file": str(path),
+    }
+
+
+def demote_promote(session: Session, params: DemotePromoteParams, log: Log) -> Results:
+    """The cutover: preflight, demote the source, promote the destination, verify."""
+    ws, opts = prepare(session, params.pools, log)
+    result = migration.demote_promote(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        opts,
+        timeout=params.timeout,
+        force=params.force,
+        daemon_running=session.daemon_running(),
+        ignore_watchers=params.ignore_watchers,
+        source_cluster=ws.peer.site_name,
+    )
+    session.remember(result.report, ws.pools)  # the unit status reuses the verification's reads
+    return {
+        "demoted": json.dumps(result.demoted),
+        "promoted": json.dumps(result.promoted),
+        "attempts": result.attempts,
+        "seconds": f"{result.seconds:.1f}",
+        "forced": result.forced,
+        "next": "teardown force=true (the source is lost)" if result.forced else "teardown",
+    }
+
+
+def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
+    """Mirroring off on the pools; the daemon stopped once every migrated pool is torn down."""
+    ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
+    result = migration.teardown(
+        ws.source, ws.destination, ws.pools, ws.peer, opts, force=params.force
+    )
+    stop = False
+    if not opts.dry_run:
+        record = session.record.tore_down(list(ws.pools), finished=False)
+        report = migration.status(
+            ws.source,
+            ws.destination,
+            ws.all_pools,
+            daemon_running=True,
+            workers=opts.workers,
+            recorded_torn_down=record.torn_down,
+        )
+        stop = migration.finished(report)
+        session.save(record.tore_down([], finished=stop))
+        if stop:
+            log("every migrated pool is torn down: stopping the rbd-mirror daemon")
+            try:
+                session.stop_daemon("every migrated pool is torn down")
+            except ServiceError as exc:  # the teardown itself is done: say so
+                log(f"WARNING: {exc}; the next hook stops it")
+                stop = False
+    return {
+        "dry-run": opts.dry_run,
+        "changes": json.dumps(result.changes),
+        "order": ",".join(result.order),
+        "peers-removed": json.dumps(result.peers_removed),
+        "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
+        "journaling-removed": len(result.journaling_removed),
+        "daemon-stopped": stop,
+        "next-steps": NEXT_STEPS.format(app=session.app)
+        if stop
+        else "teardown the remaining pools; the daemon keeps running until the last one",
+    }
+
+
+def pause(session: Session, params: NoParams, log: Log) -> Results:
+    """Stop the daemon on purpose; hooks leave it stopped until `resume`."""
+    del params
+    session.stop_daemon("paused by the pause action")
+    session.save(dataclasses.replace(session.record, paused=True))
+    log("rbd-mirror stopped; hooks leave it stopped until resume")
+    return {"paused": True, "next": "run resume to replay again"}
+
+
+def resume(session: Session, params: NoParams, log: Log) -> Results:
+    """Let the daemon run again (started at once when the relations are there)."""
+    del params, log
+    session.relation_data(brokers=False)  # NotReadyError without both keys
+    session.save(dataclasses.replace(session.record, paused=False))
+    session.keep_daemon()
+    return {"paused": False, "daemon-running": session.daemon_running()}

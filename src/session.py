@@ -1,0 +1,330 @@
+"""One dispatch's view of the migration: its inputs, its reads of the clusters, the daemon. No ops.
+
+Juju runs the charm once per hook or action (a dispatch). `Session` is what that run knows:
+- the inputs, checked (`config`, `relation_data`, `workspace`), or `NotReadyError` with the
+  status the unit should show;
+- the reads it shares: both cluster clients (so a cluster that did not answer is not waited for
+  twice), the status report of every migrated pool and the service manager's answer, each read at
+  most once, and forgotten together (`forget_reads`) when the daemon is started or stopped;
+- the unit's `Record` (record.py), through the store the charm gives it;
+- the daemon's lifecycle rule (`keep_daemon`): running while a migration is in progress; stopped
+  when paused, once every migrated pool is torn down, or when a relation or the unit goes.
+The charm (charm.py) turns Juju's inputs into the two loaders and maps `NotReadyError` to a status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import migration
+from ceph_cli import CephClient, CephError, scrub
+from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
+from inputs import CharmConfig
+from migration import MigrationError, Options, PeerSpec
+from record import Record
+from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
+from workflow import Log
+
+logger = logging.getLogger(__name__)
+
+StatusKind = Literal["active", "blocked", "waiting", "maintenance"]
+
+
+class NotReadyError(Exception):
+    """Inputs are missing or wrong; `kind` and the message are the unit status to show."""
+
+    def __init__(self, kind: StatusKind, message: str):
+        self.kind: StatusKind = kind
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Everything derived from config and relations that the actions and the status need."""
+
+    config: CharmConfig
+    source: CephClient
+    destination: CephClient
+    pools: tuple[str, ...]  # the pools this run works on
+    all_pools: tuple[str, ...]  # every pool being migrated
+    peer: PeerSpec
+
+
+class RecordStore(Protocol):
+    """Where the unit's `Record` lives (the charm's StoredState)."""
+
+    def load(self) -> Record:
+        """The record as last saved."""
+        ...
+
+    def save(self, record: Record) -> None:
+        """Keep `record` (it is committed when the dispatch ends well)."""
+        ...
+
+
+RelationLoader = Callable[[], "tuple[SourceData, DestinationData]"]
+
+
+class Session:
+    """One dispatch: its inputs, the reads it shares, the record and the daemon's lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        daemon: RbdMirrorDaemon,
+        records: RecordStore,
+        load_config: Callable[[], CharmConfig],
+        load_relations: RelationLoader,
+    ):
+        self.app = app
+        self.daemon = daemon
+        self._records = records
+        self._load_config = load_config
+        self._load_relations = load_relations
+        self._pair: tuple[CephClient, CephClient] | None = None
+        self._ws: Workspace | NotReadyError | None = None
+        self._report: migration.StatusReport | None = None
+        self._running: bool | None = None
+
+    # --- the record ------------------------------------------------------------------------
+    @property
+    def record(self) -> Record:
+        """What this unit remembers of the migration."""
+        return self._records.load()
+
+    def save(self, record: Record) -> None:
+        """Remember `record`."""
+        self._records.save(record)
+
+    # --- inputs ----------------------------------------------------------------------------
+    def config(self) -> CharmConfig:
+        """The config, refused when it changes what a migration in progress was set up with."""
+        config = self._load_config()
+        was = self.record.source_cluster_name
+        if was and was != config.source_cluster_name and not self.record.finished:
+            raise NotReadyError(
+                "blocked",
+                f"source-cluster-name changed mid-migration: mirroring was set up from "
+                f"'{was}' (its peers and the daemon's files use that name): set it back",
+            )
+        return config
+
+    def relation_data(self, *, brokers: bool = True) -> tuple[SourceData, DestinationData]:
+        """Both relations' data; with `brokers`, a broker that refused our request stops here."""
+        source, dest = self._load_relations()
+        if not brokers:
+            return source, dest
+        for side, broker in (("ceph-proxy", source.broker), ("ceph-mon", dest.broker)):
+            if broker and broker.exit_code != 0:
+                what = "set our key's caps" if side == "ceph-proxy" else "create the pools"
+                raise NotReadyError(
+                    "blocked", f"{side} could not {what}: {scrub(broker.stderr)[:200]}"
+                )
+        return source, dest
+
+    def clients(self, config: CharmConfig) -> tuple[CephClient, CephClient]:
+        """The source and destination clients, one pair per dispatch."""
+        if self._pair is None:
+            timeout = float(config.command_timeout)
+            self._pair = (
+                CephClient(config.source_cluster_name, self.app, timeout=timeout),
+                CephClient("ceph", f"rbd-mirror.{self.daemon.unique_id}", timeout=timeout),
+            )
+        return self._pair
+
+    def workspace(self, subset: str | None = None) -> Workspace:
+        """Config, relations and pools (narrowed to `subset`); NotReadyError if not there yet.
+
+        Built once per dispatch, so that its clients remember a cluster that did not answer.
+        """
+        if self._ws is None:
+            try:
+                self._ws = self._build_workspace()
+            except NotReadyError as exc:
+                self._ws = exc
+        if isinstance(self._ws, NotReadyError):
+            raise self._ws
+        if subset is None:
+            return self._ws
+        pools = migration.narrowed(list(self._ws.all_pools), subset)
+        return dataclasses.replace(self._ws, pools=tuple(pools))
+
+    def _build_workspace(self) -> Workspace:
+        config = self.config()
+        _, dest_data = self.relation_data()
+        src, dst = self.clients(config)
+        try:
+            pools = self._pools(config, src, dst, dest_data)
+        except MigrationError as exc:
+            raise NotReadyError("blocked", str(exc)) from None
+        record = self.record
+        dropped = sorted(set(record.pools) - set(pools) - set(record.torn_down))
+        if dropped and not record.finished:
+            raise NotReadyError(
+                "blocked",
+                f"config pools leaves out {', '.join(dropped)}: enable-mirroring set "
+                "them up and they are not torn down; add them back",
+            )
+        missing = [p for p in pools if p not in dest_data.pools]
+        if missing:
+            raise NotReadyError("waiting", f"waiting for destination pools: {', '.join(missing)}")
+        peer = PeerSpec(client_name=f"client.{self.app}", site_name=config.source_cluster_name)
+        return Workspace(config, src, dst, tuple(pools), tuple(pools), peer)
+
+    def _pools(
+        self, config: CharmConfig, src: CephClient, dst: CephClient, dest: DestinationData
+    ) -> list[str]:
+        """The pools being migrated: from the source, or without it (the disaster path)."""
+        try:
+            return migration.select_pools(config.pool_list, src.pools(), None)
+        except CephError as exc:
+            logger.warning("source unreachable, pools from config, record or destination: %s", exc)
+            try:
+                return migration.pools_without_source(
+                    config.pool_list,
+                    self.record.pools,
+                    dst,
+                    dest.pools,
+                    config.source_cluster_name,
+                    None,
+                )
+            except MigrationError as why:
+                raise MigrationError(f"source unreachable ({exc}); {why}") from None
+
+    def options(self, *, dry_run: bool, log: Log) -> Options:
+        """How this dispatch's workflow steps run (config's workers, the record's teardowns)."""
+        return Options(
+            workers=self.workspace().config.max_workers,
+            dry_run=dry_run,
+            log=log,
+            torn_down=frozenset(self.record.torn_down),
+        )
+
+    def daemon_files(self, config: CharmConfig) -> DaemonFiles:
+        """What the daemon's files are rendered from; raise NotReadyError without both keys."""
+        source, dest = self.relation_data()
+        return DaemonFiles(
+            destination_mon_hosts=dest.mon_hosts,
+            destination_key=dest.key,
+            source_cluster=config.source_cluster_name,
+            source_mon_hosts=source.mon_hosts,
+            source_key=source.key,
+            tuning=config.daemon_tuning,
+        )
+
+    def pool_requests(self, config: CharmConfig) -> tuple[list[str], str] | None:
+        """The pools to ask ceph-mon for and the broker request body; None if unknown yet."""
+        src, _ = self.clients(config)
+        try:
+            source_pools = src.pools()
+            names = migration.select_pools(config.pool_list, source_pools, None)
+        except (CephError, MigrationError) as exc:
+            logger.warning("cannot request destination pools yet: %s", exc)
+            return None
+        requests: list[PoolRequest] = pool_requests(names, source_pools, config.pool_replicas)
+        return names, broker_request(requests)[1]
+
+    # --- shared reads ----------------------------------------------------------------------
+    def report(self) -> migration.StatusReport:
+        """Both sides of every migrated pool, read once per dispatch."""
+        if self._report is None:
+            ws = self.workspace()
+            self._report = migration.status(
+                ws.source,
+                ws.destination,
+                ws.all_pools,
+                daemon_running=self.daemon_running(),
+                workers=ws.config.max_workers,
+                callouts=True,
+                recorded_torn_down=self.record.torn_down,
+            )
+        return self._report
+
+    def remember(self, report: migration.StatusReport | None, pools: tuple[str, ...]) -> None:
+        """An action read every migrated pool: the unit status reuses that report."""
+        if report is not None and pools == self.workspace().all_pools:
+            self._report = report
+
+    def daemon_running(self) -> bool:
+        """Whether the daemon runs: asked once per dispatch; start and stop forget the answer."""
+        if self._running is None:
+            self._running = self.daemon.running()
+        return self._running
+
+    def forget_reads(self) -> None:
+        """After a start or stop, the daemon's state and the report are read again."""
+        self._report, self._running = None, None
+
+    # --- the daemon's lifecycle --------------------------------------------------------------
+    def write_daemon_files(self, config: CharmConfig) -> bool:
+        """Render the files; False (and nothing written) while the inputs are not there."""
+        try:
+            files = self.daemon_files(config)
+            self.daemon.write(files)  # marks a restart pending on disk first if anything changes
+        except NotReadyError as exc:
+            logger.info("not configuring the daemon yet: %s", exc)
+            return False
+        except ForeignFileError as exc:
+            logger.error("%s", exc)
+            return False
+        return True
+
+    def keep_daemon(self) -> None:
+        """Keep the daemon running, restarted after new files, unless paused or finished."""
+        record = self.record
+        if record.paused or record.finished:
+            self._stop_if_running("paused" if record.paused else "migration finished")
+            return
+        try:
+            report = self.report()
+        except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
+            logger.info("migration state unknown (%s): keeping the daemon running", exc)
+        else:
+            if migration.finished(report):
+                self.save(record.tore_down(list(self.workspace().all_pools), finished=True))
+                self._stop_if_running("every migrated pool is torn down")
+                return
+        try:
+            running = self.daemon_running()
+            if not running:
+                logger.warning("rbd-mirror daemon is not running: starting it")
+            if self.daemon.restart_pending() or not running:
+                self.daemon.start(restart=True)
+                self.daemon.restarted()
+                self.forget_reads()
+        except ServiceError as exc:
+            logger.error("%s (a restart stays pending)", exc)
+
+    def stop_daemon(self, why: str) -> None:
+        """Stop and disable the daemon; ServiceError if the service manager fails."""
+        logger.info("stopping and disabling the rbd-mirror daemon: %s", why)
+        try:
+            self.daemon.stop()
+        finally:
+            self.forget_reads()
+
+    def _stop_if_running(self, why: str) -> None:
+        try:
+            if self.daemon_running():
+                self.stop_daemon(why)
+        except ServiceError as exc:
+            logger.error("%s", exc)
+
+    def leave(self, why: str, sides: tuple[str, ...]) -> None:
+        """A relation or the unit goes: the daemon stopped and disabled, `sides`' files removed.
+
+        Whether it runs or not: an enabled unit would start again at the next boot.
+        """
+        try:
+            self.stop_daemon(why)
+        except ServiceError as exc:
+            logger.error("%s", exc)
+        removed = self.daemon.remove_files(sides)
+        if removed:
+            logger.info("removed %s", ", ".join(removed))

@@ -1,0 +1,80 @@
+"""The unit status: one status with the operator's next step; the first problem found wins. No ops.
+
+`unit_status` returns `(kind, message)` with kind "active", "blocked" or "waiting"; the charm's one
+collect-status handler turns it into an ops status. The migration's own verdicts come from the
+report's fields (report.py: `finished`, `attention`, `phase`); here is only their order and what
+the unit itself adds: a finished migration's last steps, a paused or stopped daemon.
+"""
+
+from __future__ import annotations
+
+from ceph_cli import CephError
+from daemon import ForeignFileError, ServiceError
+from migration import MigrationError, StatusReport, attention, finished, phase
+from record import Record
+from session import NotReadyError, Session, StatusKind
+
+Status = tuple[StatusKind, str]
+MAX_MESSAGE = 250
+
+
+def unit_status(session: Session, *, has_source: bool, has_destination: bool) -> Status:
+    """What the unit shows now, given which relations exist."""
+    record = session.record
+    app = session.app
+    if record.finished and has_destination and not has_source:
+        return (
+            "active",
+            f"migration finished: juju remove-relation {app}:destination first (ceph-mon "
+            "journals its clients' images while it exists), then remove the application",
+        )
+    if record.finished and not has_destination:
+        return (
+            "active",
+            f"migration finished: juju remove-application {app}, then revoke "
+            f"client.{app} on the old cluster",
+        )
+    try:
+        config = session.config()
+        session.daemon.check_foreign(config.source_cluster_name)
+        return _migration_status(session, session.report(), record)
+    except NotReadyError as exc:
+        return exc.kind, exc.message
+    except ServiceError as exc:
+        return "blocked", f"the service manager does not answer: {exc}"[:MAX_MESSAGE]
+    except ForeignFileError as exc:
+        return (
+            "blocked",
+            f"{exc.path} was not written by this charm "
+            "(co-located ceph-mon or a ceph client?): deploy to a machine of its own",
+        )
+    except (CephError, MigrationError) as exc:
+        return "blocked", f"cannot read the clusters: {exc}"[:MAX_MESSAGE]
+
+
+def _migration_status(session: Session, report: StatusReport, record: Record) -> Status:
+    if not report.split_brain and finished(report):
+        return "active", phase(report)
+    problem = attention(report)
+    if problem:
+        return "blocked", problem[:MAX_MESSAGE]
+    if record.paused:
+        return (
+            "blocked",
+            "rbd-mirror paused by the pause action: nothing is replayed and the source's "
+            "journals grow; run resume",
+        )
+    service = session.daemon.service
+    if not session.daemon_running():
+        return (
+            "blocked",
+            f"rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
+            f"-u {service})",
+        )
+    if report.silent_daemon:
+        return (
+            "blocked",
+            "rbd-mirror runs but no image state is published by a live daemon (down+): "
+            f"see journalctl -u {service}",
+        )
+    return "active", phase(report)
