@@ -3,6 +3,11 @@
 Commands run without a shell, with absolute paths, `--format json` where Ceph offers it, and a
 timeout (a cluster without a mgr makes `rbd mirror pool status` hang forever). Errors are raised as
 `CephError` with the command and Ceph's message, scrubbed of anything that looks like a cephx key.
+
+No call is retried here: a hook must not wait on a cluster. A cluster that does not answer within
+`connect_timeout` is remembered as `lost` for the rest of the dispatch, and the next hook reads it
+again. The one retry of the workflow, the promotion while librbd answers EBUSY, is a tenacity
+policy in cutover.py, where its rule (what, on which error, until when) is part of the cutover.
 """
 
 from __future__ import annotations
@@ -70,32 +75,109 @@ class PoolInfo:
 
 @dataclass(frozen=True)
 class Peer:
-    """A mirror peer of a pool (`rbd mirror pool info`); never carries the key."""
+    """A mirror peer of a pool, as librbd lists it; never carries the key."""
 
     uuid: str
     site_name: str
     client_name: str
     direction: str
 
+    @classmethod
+    def from_answer(cls, peer: dict) -> Peer:
+        """From rbd_bulk.py's peer dict (the same for `pool-state` and `mirrored-pools`)."""
+        return cls(
+            uuid=peer["uuid"],
+            site_name=peer["site_name"],
+            client_name=peer["client_name"],
+            direction=peer["direction"],
+        )
+
 
 @dataclass(frozen=True)
 class MirrorPoolInfo:
-    """Mirror mode and peers of a pool."""
+    """A pool's mirror mode and peers."""
 
+    name: str
     mode: str
     peers: tuple[Peer, ...]
+
+    @property
+    def peer_sites(self) -> tuple[str, ...]:
+        """The site names of the peers, sorted."""
+        return tuple(sorted(p.site_name for p in self.peers))
+
+
+REPLAYING = "up+replaying"
+
+
+def parse_description(description: str) -> dict[str, object]:
+    """A status description's JSON (`replaying, {json}`) -> its fields; anything else -> {}."""
+    _, sep, rest = description.partition(", ")
+    if not sep or not rest.startswith("{"):
+        return {}
+    try:
+        data = json.loads(rest)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
 class ImageStatus:
-    """One mirrored image's status as its cluster's daemon reports it, and its primary flag."""
+    """One mirrored image as its cluster's daemon reports it, and librbd's primary flag."""
 
+    pool: str
     name: str
-    global_id: str
-    state: str = ""
+    state: str = ""  # "up+replaying", "down+stopped", "up+error", ...
     description: str = ""
     last_update: str = ""
-    primary: bool | None = None
+    global_id: str = ""
+    primary: bool = False  # librbd's flag, not the status description
+
+    @property
+    def entries_behind(self) -> int | None:
+        """`entries_behind_primary` from a journal-mode description, if any."""
+        value = parse_description(self.description).get("entries_behind_primary")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def bytes_per_second(self) -> float | None:
+        """Replay throughput from the description, if any."""
+        value = parse_description(self.description).get("bytes_per_second")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def caught_up(self) -> bool:
+        """Replaying with nothing left to replay (as far as the lagging status knows)."""
+        return self.state == REPLAYING and (self.entries_behind or 0) == 0
+
+    @property
+    def in_error(self) -> bool:
+        """The daemon reports an error for this image."""
+        return self.state.endswith("+error")
+
+    @property
+    def reported(self) -> bool:
+        """A running daemon publishes this image's state (`up+...`, not `down+...`)."""
+        return self.state.startswith("up+")
+
+    @property
+    def summary(self) -> str:
+        """`pool/name: state (first words of the description)`."""
+        return f"{self.pool}/{self.name}: {self.state} ({self.description.split(',')[0]})"
+
+    def as_dict(self) -> dict[str, object]:
+        """For action results."""
+        return {
+            "pool": self.pool,
+            "image": self.name,
+            "state": self.state,
+            "primary": self.primary,
+            "entries-behind-primary": self.entries_behind,
+            "bytes-per-second": self.bytes_per_second,
+            "description": self.description.split(",")[0],
+            "last-update": self.last_update,
+        }
 
 
 @dataclass(frozen=True)
@@ -119,15 +201,6 @@ class Callout:
     pool: str
     level: str  # "error", "warning", "info"
     text: str
-
-
-@dataclass(frozen=True)
-class MirroredPool:
-    """A pool's mirror mode and the sites of its peers (`mirrored_pools`)."""
-
-    name: str
-    mode: str
-    peer_sites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -187,8 +260,6 @@ class CephClient:
         `--` ends the options (the rbd CLI accepts it): a pool named `--force` would otherwise
         turn `rbd mirror pool promote <pool>` into a forced promotion of the default pool.
         """
-        if self.unreachable is not None:
-            raise self.unreachable
         mount = str(int(min(self.connect_timeout, timeout or self.timeout)))
         argv = [
             tool,
@@ -201,19 +272,7 @@ class CephClient:
             *args,
             *(["--", *names] if names else []),
         ]
-        try:
-            proc = self.runner(
-                argv, capture_output=True, text=True, check=False, timeout=timeout or self.timeout
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise self._check(CephError(self.cluster, argv[:1] + list(args), None, "")) from exc
-        except OSError as exc:
-            raise CephError(self.cluster, argv[:1] + list(args), -1, str(exc)) from exc
-        if proc.returncode != 0:
-            raise self._check(
-                CephError(self.cluster, argv[:1] + list(args), proc.returncode, proc.stderr)
-            )
-        return proc.stdout
+        return self._exec(argv, argv[:1] + list(args), timeout=timeout)
 
     def _bulk(self, request: dict, timeout: float | None = None) -> dict:
         """Run rbd_bulk.py (librbd, one process for a pool) under the system Python."""
@@ -223,14 +282,30 @@ class CephClient:
             "connect_timeout": int(min(self.connect_timeout, self.timeout)),
             **request,
         }
-        argv = [SYSTEM_PYTHON, str(BULK_HELPER)]
         what = [f"rbd_bulk {request['op']} {request.get('pool', '')}".rstrip()]
+        out = self._exec(
+            [SYSTEM_PYTHON, str(BULK_HELPER)], what, stdin=json.dumps(request), timeout=timeout
+        )
+        try:
+            return json.loads(out)
+        except ValueError as exc:
+            raise CephError(self.cluster, what, -1, f"unparsable JSON: {exc}") from exc
+
+    def _exec(
+        self,
+        argv: list[str],
+        what: list[str],
+        *,
+        stdin: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run `argv`; its stdout, or CephError naming `what` (never the whole argv)."""
         if self.unreachable is not None:
             raise self.unreachable
         try:
             proc = self.runner(
                 argv,
-                input=json.dumps(request),
+                input=stdin,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -242,17 +317,7 @@ class CephClient:
             raise CephError(self.cluster, what, -1, str(exc)) from exc
         if proc.returncode != 0:
             raise self._check(CephError(self.cluster, what, proc.returncode, proc.stderr))
-        try:
-            return json.loads(proc.stdout)
-        except ValueError as exc:
-            raise CephError(self.cluster, what, -1, f"unparsable JSON: {exc}") from exc
-
-    def _json(self, tool: str, args: Sequence[str], names: Sequence[str] = ()):
-        out = self._run(tool, [*args, "--format", "json"], names)
-        try:
-            return json.loads(out) if out.strip() else None
-        except ValueError as exc:
-            raise CephError(self.cluster, [tool, *args], -1, f"unparsable JSON: {exc}") from exc
+        return proc.stdout
 
     # --- pools -----------------------------------------------------------------------------
     def pools(self) -> list[PoolInfo]:
@@ -284,13 +349,23 @@ class CephClient:
             for c in callouts
         ]
 
-    def mirrored_pools(self, pools: Sequence[str]) -> list[MirroredPool]:
-        """Mirror mode and peer sites of each of `pools` that exists, in one process."""
+    def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
+        """Mirror mode and peers of each of `pools` that exists, in one process (librbd)."""
         answer = self._bulk({"op": "mirrored-pools", "pools": list(pools)})
         return [
-            MirroredPool(name=p["name"], mode=p["mode"], peer_sites=tuple(p["peer_sites"]))
+            MirrorPoolInfo(
+                name=p["name"],
+                mode=p["mode"],
+                peers=tuple(Peer.from_answer(q) for q in p["peers"]),
+            )
             for p in answer["pools"]
         ]
+
+    def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
+        """Mode and peers of `pool` (librbd lists no peer key); CephError if it does not exist."""
+        for info in self.mirror_pools([pool]):
+            return info
+        raise CephError(self.cluster, [f"rbd_bulk mirrored-pools {pool}"], ENOENT, "no such pool")
 
     def pool_state(self, pool: str, *, watchers: bool = False, workers: int = 4) -> PoolState:
         """Mode, peers, image names, and each mirrored image's status and primary flag.
@@ -305,24 +380,17 @@ class CephClient:
         answer = self._bulk(request, timeout=self.timeout * (5 if watchers else 1))
         return PoolState(
             mode=answer["mode"],
-            peers=tuple(
-                Peer(
-                    uuid=p["uuid"],
-                    site_name=p["site_name"],
-                    client_name=p["client_name"],
-                    direction=p["direction"],
-                )
-                for p in answer["peers"]
-            ),
+            peers=tuple(Peer.from_answer(p) for p in answer["peers"]),
             images=tuple(answer["images"]),
             statuses=tuple(
                 ImageStatus(
+                    pool=pool,
                     name=i["name"],
                     global_id=i["global_id"],
                     state=i["state"],
                     description=i["description"],
                     last_update=i["last_update"],
-                    primary=i["primary"],
+                    primary=bool(i["primary"]),
                 )
                 for i in answer["statuses"]
             ),
@@ -365,9 +433,7 @@ class CephClient:
             {"op": "enable-journaling", "pool": pool, "images": list(images), "workers": workers},
             timeout=self.timeout * 5,
         )
-        return dict(answer.get("changed", {})), {
-            k: scrub(v) for k, v in answer.get("failed", {}).items()
-        }
+        return dict(answer.get("changed", {})), _failures(answer)
 
     def disable_journaling_all(
         self, pool: str, images: Sequence[str], *, workers: int = 4
@@ -377,25 +443,9 @@ class CephClient:
             {"op": "disable-journaling", "pool": pool, "images": list(images), "workers": workers},
             timeout=self.timeout * 5,
         )
-        return sorted(answer.get("changed", {})), {
-            k: scrub(v) for k, v in answer.get("failed", {}).items()
-        }
+        return sorted(answer.get("changed", {})), _failures(answer)
 
     # --- mirroring -------------------------------------------------------------------------
-    def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
-        """Mode and peers (without `--all`: that would print the peer key)."""
-        info = self._json(RBD, ["mirror", "pool", "info"], [pool]) or {}
-        peers = tuple(
-            Peer(
-                uuid=p.get("uuid", ""),
-                site_name=p.get("site_name", ""),
-                client_name=p.get("client_name", ""),
-                direction=p.get("direction", ""),
-            )
-            for p in info.get("peers", [])
-        )
-        return MirrorPoolInfo(mode=info.get("mode", "disabled"), peers=peers)
-
     def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
         """Enable mirroring of `pool` in `mode`."""
         self._run(RBD, ["mirror", "pool", "enable"], [pool, mode])
@@ -420,9 +470,7 @@ class CephClient:
             },
             timeout=self.timeout * 5,
         )
-        return list(answer.get("changed", [])), {
-            k: scrub(v) for k, v in answer.get("failed", {}).items()
-        }
+        return list(answer.get("changed", [])), _failures(answer)
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""
@@ -462,6 +510,11 @@ class CephClient:
         """Promote every non-primary image of `pool`; return how many were promoted."""
         args = ["mirror", "pool", "promote"] + (["--force"] if force else [])
         return _count(self._run(RBD, args, [pool]))
+
+
+def _failures(answer: dict) -> dict[str, str]:
+    """{image: error} of a bulk answer, scrubbed of anything that looks like a key."""
+    return {k: scrub(v) for k, v in answer.get("failed", {}).items()}
 
 
 def _count(out: str) -> int:

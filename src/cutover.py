@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import tenacity
+
 from ceph_cli import EBUSY, CephClient, CephError
 from report import StatusReport, cutover_blockers, read, split_brain_advice
 from workflow import Log, MigrationError, Options, listed
@@ -94,6 +96,14 @@ def _force_promote(dst: CephClient, report: StatusReport, result: CutoverResult,
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
 
 
+class _StillBusyError(Exception):
+    """Some pools answered EBUSY to `pool promote`: their demotion is not replayed yet."""
+
+    def __init__(self, pending: list[str]):
+        self.pending = pending
+        super().__init__(", ".join(pending))
+
+
 def _promote_until_done(
     dst: CephClient,
     pools: Sequence[str],
@@ -104,11 +114,14 @@ def _promote_until_done(
 ) -> None:
     """`pool promote` each pool until it answers 0; EBUSY means the demotion is still in flight.
 
-    `pool promote` is not all-or-nothing (it promotes some images and answers EBUSY for the
-    rest), and it skips images already primary, so repeating it is safe.
+    The retry rule: a round promotes every pending pool; only EBUSY keeps a pool pending (any
+    other error ends the cutover at once); a round that leaves pools pending is retried every
+    second until `deadline`. `pool promote` is not all-or-nothing (it promotes some images and
+    answers EBUSY for the rest), and it skips images already primary, so repeating it is safe.
     """
     pending = list(pools)
-    while pending:
+
+    def one_round() -> None:
         result.attempts += 1
         for pool in list(pending):
             try:
@@ -119,15 +132,24 @@ def _promote_until_done(
                 continue
             pending.remove(pool)
             log(f"{pool}: promotion complete ({count} in the last round)")
-        if not pending:
-            return
-        if time.monotonic() >= deadline:
-            raise MigrationError(
-                f"timed out: {', '.join(pending)} not fully promoted (the demotion has not been "
-                "replayed yet). The source is demoted and no image is primary twice; re-run "
-                "demote-promote to finish"
-            )
-        sleep(1.0)
+        if pending:
+            raise _StillBusyError(pending)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_StillBusyError),
+        stop=lambda _: time.monotonic() >= deadline,
+        wait=tenacity.wait_fixed(1.0),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        retrying(one_round)
+    except _StillBusyError as busy:
+        raise MigrationError(
+            f"timed out: {busy} not fully promoted (the demotion has not been replayed yet). "
+            "The source is demoted and no image is primary twice; re-run demote-promote to "
+            "finish"
+        ) from None
 
 
 def _verify_cutover(

@@ -24,16 +24,15 @@ primary on both clusters (split brain) every step that changes something refuses
 keep is the operator's decision (`split_brain_advice`).
 """
 
+from ceph_cli import ImageStatus, parse_description
 from cutover import CutoverResult, demote_promote
 from pool_selection import narrowed, pools_without_source, select_pools
 from report import (
-    ImageReport,
     PoolReport,
     StatusReport,
     attention,
     cutover_blockers,
     finished,
-    parse_description,
     phase,
     split_brain_advice,
     status,
@@ -45,7 +44,7 @@ from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
     "CutoverResult",
-    "ImageReport",
+    "ImageStatus",
     "MigrationError",
     "Options",
     "PeerSpec",

@@ -84,7 +84,7 @@ def pools_without_source(
         names = [n for n in sorted(destination_pools) if POOL_NAME.match(n)]
         pools = [
             p.name
-            for p in destination.mirrored_pools(names)
+            for p in destination.mirror_pools(names)
             if p.mode != "disabled" and site_name in p.peer_sites
         ]
     if not pools:

@@ -21,7 +21,7 @@ ops:
 - "daemon-callouts" (no "pool"): what every rbd-mirror daemon of this cluster publishes in the
   mgr's `service status`: {"daemons": [{"gid", "last_beacon", "pools": {pool: [{level,
   text}]}}]}; e.g. "unable to connect to remote cluster" while it cannot reach the source.
-- "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peer_sites}]} for each
+- "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peers}]} for each
   pool that exists, in one connection.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
@@ -87,6 +87,9 @@ def _disable_mirroring(ioctx, name: str) -> str:
         return "disabled"
 
 
+FEATURE_OPS = {"enable-journaling": _enable_journaling, "disable-journaling": _disable_journaling}
+
+
 def _image_state(ioctx, name: str) -> dict:
     with rbd.Image(ioctx, name, read_only=True) as image:
         features = image.features()
@@ -129,11 +132,9 @@ MODES = {
 }
 
 
-def _pool_state(ioctx) -> dict:
-    """Mode, peers, image names and every mirrored image's status and primary flag."""
-    api = rbd.RBD()
-    mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
-    peers = [
+def _peers(api, ioctx) -> list[dict]:
+    """The pool's mirror peers as {uuid, site_name, client_name, direction}; never a key."""
+    return [
         {
             "uuid": p.get("uuid", ""),
             "site_name": p.get("site_name") or p.get("cluster_name", ""),
@@ -142,6 +143,13 @@ def _pool_state(ioctx) -> dict:
         }
         for p in api.mirror_peer_list(ioctx)
     ]
+
+
+def _pool_state(ioctx) -> dict:
+    """Mode, peers, image names and every mirrored image's status and primary flag."""
+    api = rbd.RBD()
+    mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
+    peers = _peers(api, ioctx)
     statuses = []
     if mode != "disabled":
         primary = {
@@ -194,7 +202,7 @@ def _daemon_callouts(cluster, timeout: int) -> dict:
 
 
 def _mirrored_pools(cluster, names: list[str]) -> dict:
-    """Mirror mode and peer sites of each existing pool of `names`."""
+    """Mirror mode and peers of each existing pool of `names`."""
     api, out = rbd.RBD(), []
     for name in names:
         try:
@@ -202,16 +210,8 @@ def _mirrored_pools(cluster, names: list[str]) -> dict:
         except rados.ObjectNotFound:
             continue
         with ioctx:
-            out.append(
-                {
-                    "name": name,
-                    "mode": MODES.get(api.mirror_mode_get(ioctx), "unknown"),
-                    "peer_sites": sorted(
-                        p.get("site_name") or p.get("cluster_name", "")
-                        for p in api.mirror_peer_list(ioctx)
-                    ),
-                }
-            )
+            mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
+            out.append({"name": name, "mode": mode, "peers": _peers(api, ioctx)})
     return {"pools": out}
 
 
@@ -265,11 +265,8 @@ def handle(req: dict) -> dict:
 def _pool_op(req: dict, ioctx) -> dict:
     """One op on one pool."""
     workers = int(req.get("workers", 4))
-    if req["op"] == "enable-journaling":
-        done, failed = _each(ioctx, _enable_journaling, list(req["images"]), workers)
-        return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
-    if req["op"] == "disable-journaling":
-        done, failed = _each(ioctx, _disable_journaling, list(req["images"]), workers)
+    if req["op"] in FEATURE_OPS:
+        done, failed = _each(ioctx, FEATURE_OPS[req["op"]], list(req["images"]), workers)
         return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
     if req["op"] == "disable-mirroring":
         changed: list[str] = []

@@ -8,84 +8,12 @@ What each action may do is a function of those fields, never of a message's word
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import Callout, CephClient, CephError, ImageStatus, Peer, PoolState
 from workflow import Options, listed
-
-REPLAYING = "up+replaying"
-
-
-def parse_description(description: str) -> dict[str, object]:
-    """`replaying, {json}` -> the JSON's fields; anything else -> {}."""
-    _, sep, rest = description.partition(", ")
-    if not sep or not rest.startswith("{"):
-        return {}
-    try:
-        data = json.loads(rest)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@dataclass(frozen=True)
-class ImageReport:
-    """One image as the destination's daemon reports it."""
-
-    pool: str
-    name: str
-    state: str
-    description: str
-    last_update: str
-    primary: bool = False  # librbd's flag on the destination, not the status description
-
-    @property
-    def entries_behind(self) -> int | None:
-        """`entries_behind_primary` from a journal-mode description, if any."""
-        value = parse_description(self.description).get("entries_behind_primary")
-        return int(value) if isinstance(value, (int, float)) else None
-
-    @property
-    def bytes_per_second(self) -> float | None:
-        """Replay throughput from the description, if any."""
-        value = parse_description(self.description).get("bytes_per_second")
-        return float(value) if isinstance(value, (int, float)) else None
-
-    @property
-    def caught_up(self) -> bool:
-        """Replaying with nothing left to replay (as far as the lagging status knows)."""
-        return self.state == REPLAYING and (self.entries_behind or 0) == 0
-
-    @property
-    def in_error(self) -> bool:
-        """The daemon reports an error for this image."""
-        return self.state.endswith("+error")
-
-    @property
-    def reported(self) -> bool:
-        """A running daemon publishes this image's state (`up+...`, not `down+...`)."""
-        return self.state.startswith("up+")
-
-    @property
-    def summary(self) -> str:
-        """`pool/name: state (first words of the description)`."""
-        return f"{self.pool}/{self.name}: {self.state} ({self.description.split(',')[0]})"
-
-    def as_dict(self) -> dict[str, object]:
-        """For action results."""
-        return {
-            "pool": self.pool,
-            "image": self.name,
-            "state": self.state,
-            "primary": self.primary,
-            "entries-behind-primary": self.entries_behind,
-            "bytes-per-second": self.bytes_per_second,
-            "description": self.description.split(",")[0],
-            "last-update": self.last_update,
-        }
 
 
 @dataclass
@@ -101,7 +29,7 @@ class PoolReport:
     source_primary: dict[str, bool] = field(default_factory=dict)  # mirrored source images
     source_watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # when asked
     destination_names: list[str] = field(default_factory=list)  # every image on the destination
-    images: list[ImageReport] = field(default_factory=list)  # mirrored destination images
+    images: list[ImageStatus] = field(default_factory=list)  # mirrored destination images
     # This unit recorded a completed teardown of the pool: the only evidence an empty pool
     # leaves, and all there is once the source no longer answers.
     recorded_torn_down: bool = False
@@ -131,12 +59,12 @@ class PoolReport:
         return [n for n in self.source_images if n not in there]
 
     @property
-    def in_error(self) -> list[ImageReport]:
+    def in_error(self) -> list[ImageStatus]:
         """Destination images the daemon reports in error."""
         return [i for i in self.images if i.in_error]
 
     @property
-    def lagging(self) -> list[ImageReport]:
+    def lagging(self) -> list[ImageStatus]:
         """Destination images not caught up (a stopped replayer is not caught up either)."""
         return [i for i in self.images if not i.caught_up]
 
@@ -288,7 +216,7 @@ class StatusReport:
         return [f"{p.pool}/{n}" for p in self.pools for n in p.split_brain]
 
     @property
-    def in_error(self) -> list[ImageReport]:
+    def in_error(self) -> list[ImageStatus]:
         """Destination images in error, in every pool."""
         return [i for p in self.pools for i in p.in_error]
 
@@ -437,20 +365,9 @@ def _read_source(state: PoolState, report: PoolReport) -> None:
 def _read_destination(state: PoolState, report: PoolReport) -> None:
     report.destination_mode, report.peers = state.mode, state.peers
     report.destination_names = list(state.images)
-    report.images = [_image_report(report.pool, i) for i in state.statuses]
+    report.images = list(state.statuses)
     if not report.source_read:  # source unreachable: the destination's list is all we know
         report.source_images = [i.name for i in report.images]
-
-
-def _image_report(pool: str, image: ImageStatus) -> ImageReport:
-    return ImageReport(
-        pool=pool,
-        name=image.name,
-        state=image.state,
-        description=image.description,
-        last_update=image.last_update,
-        primary=bool(image.primary),
-    )
 
 
 def split_brain_advice(images: Sequence[str], source_cluster: str) -> str:

@@ -14,7 +14,6 @@ from ceph_cli import (
     CephError,
     ImageInfo,
     ImageStatus,
-    MirroredPool,
     MirrorPoolInfo,
     Peer,
     PoolInfo,
@@ -118,7 +117,7 @@ class FakeCluster:
     def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
         self._call(f"mirror pool info {pool}")
         return MirrorPoolInfo(
-            mode=self.modes.get(pool, "disabled"), peers=tuple(self.peers.get(pool, []))
+            name=pool, mode=self.modes.get(pool, "disabled"), peers=tuple(self.peers.get(pool, []))
         )
 
     def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
@@ -158,13 +157,11 @@ class FakeCluster:
         self._call("bulk daemon-callouts")
         return list(self.callouts)
 
-    def mirrored_pools(self, pools) -> list[MirroredPool]:
+    def mirror_pools(self, pools) -> list[MirrorPoolInfo]:
         self._call("bulk mirrored-pools")
         return [
-            MirroredPool(
-                name=p,
-                mode=self.modes.get(p, "disabled"),
-                peer_sites=tuple(sorted(q.site_name for q in self.peers.get(p, []))),
+            MirrorPoolInfo(
+                name=p, mode=self.modes.get(p, "disabled"), peers=tuple(self.peers.get(p, []))
             )
             for p in pools
             if p in self.pool_images
@@ -176,6 +173,7 @@ class FakeCluster:
         mode = self.modes.get(pool, "disabled")
         statuses = tuple(
             ImageStatus(
+                pool=pool,
                 name=i.name,
                 global_id="g",
                 state=self.states.get(i.name, ("up+replaying", ""))[0],

@@ -40,12 +40,12 @@ def client(answers) -> tuple[CephClient, Runner]:
 
 
 def test_every_command_is_absolute_with_cluster_and_id():
-    c, runner = client({"mirror pool info": (0, "{}", "")})
-    c.mirror_pool_info("nova")
+    c, runner = client({"mirror pool demote": (0, "Demoted 0 mirrored images", "")})
+    c.pool_demote("nova")
     argv = runner.calls[0]
     assert argv[:5] == ["/usr/bin/rbd", "--cluster", "source", "--id", "app"]
     assert argv[5:7] == ["--client_mount_timeout", "7"]
-    assert argv[-4:] == ["--format", "json", "--", "nova"], "options, then --, then names"
+    assert argv[-5:] == ["mirror", "pool", "demote", "--", "nova"], "options, then --, names"
 
 
 def test_pools_parse_applications_and_sizes():
@@ -60,12 +60,17 @@ def test_pools_parse_applications_and_sizes():
     assert x.applications == ()
 
 
-def test_mirror_pool_info_never_asks_for_keys():
-    sample = (SAMPLES / "dst-pool-info-glance-confpeer.json").read_text()
-    c, runner = client({"mirror pool info": (0, sample, "")})
+def test_mirror_pool_info_reads_mode_and_peers_through_librbd_without_keys():
+    peer = {"uuid": "u", "site_name": "src", "client_name": "client.rbd-mirror-src"}
+    answer = {"pools": [{"name": "glance", "mode": "pool", "peers": [{**peer, "direction": "0"}]}]}
+    c, runner = client({"rbd_bulk.py": (0, json.dumps(answer), "")})
     info = c.mirror_pool_info("glance")
-    assert "--all" not in runner.calls[0]
+    assert runner.calls[0][0] == "/usr/bin/python3", "librbd lists peers without their keys"
     assert info.mode == "pool" and info.peers[0].client_name == "client.rbd-mirror-src"
+    c, _ = client({"rbd_bulk.py": NO_POOLS})
+    with pytest.raises(CephError, match="no such pool") as exc:
+        c.mirror_pool_info("glance")
+    assert exc.value.rc == 2
 
 
 def test_disable_journaling_is_one_process_and_reports_failures_without_keys():
@@ -115,9 +120,9 @@ def test_a_pool_named_like_a_flag_can_only_be_a_name():
 
 
 def test_timeout_is_reported_not_hung():
-    c, _ = client({"mirror pool info": (-9, "", "")})
+    c, _ = client({"mirror pool demote": (-9, "", "")})
     with pytest.raises(CephError) as exc:
-        c.mirror_pool_info("nova")
+        c.pool_demote("nova")
     assert exc.value.timed_out and "timed out" in str(exc.value)
 
 
@@ -130,7 +135,7 @@ def test_errors_never_carry_keys():
 
 
 def test_unparsable_json_is_a_ceph_error():
-    c, _ = client({"mirror pool info": (0, "{not json", "")})
+    c, _ = client({"rbd_bulk.py": (0, "{not json", "")})
     with pytest.raises(CephError, match="unparsable JSON"):
         c.mirror_pool_info("nova")
 
@@ -250,9 +255,9 @@ def test_pool_state_is_one_process_with_statuses_and_primary_flags():
     ],
 )
 def test_an_unreachable_cluster_is_waited_for_once(rc, err):
-    c, runner = client({"mirror pool info": (rc, "", err), "rbd_bulk.py": NO_POOLS})
+    c, runner = client({"mirror pool demote": (rc, "", err), "rbd_bulk.py": NO_POOLS})
     with pytest.raises(CephError):
-        c.mirror_pool_info("nova")
+        c.pool_demote("nova")
     with pytest.raises(CephError):
         c.pools()
     assert len(runner.calls) == 1, "the second call failed at once"
@@ -260,8 +265,8 @@ def test_an_unreachable_cluster_is_waited_for_once(rc, err):
 
 def test_an_ordinary_error_does_not_mark_the_cluster_unreachable():
     c, runner = client(
-        {"mirror pool info": (2, "", "error opening pool"), "rbd_bulk.py": NO_POOLS}
+        {"mirror pool demote": (2, "", "error opening pool"), "rbd_bulk.py": NO_POOLS}
     )
     with pytest.raises(CephError):
-        c.mirror_pool_info("nova")
+        c.pool_demote("nova")
     assert c.pools() == [] and len(runner.calls) == 2

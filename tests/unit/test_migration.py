@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ceph_cli import ImageInfo, PoolInfo
-from migration import ImageReport, MigrationError, parse_description, select_pools
+from ceph_cli import ImageInfo, ImageStatus, PoolInfo
+from migration import MigrationError, parse_description, select_pools
 from teardown import _clone_levels, _disable_order
 
 SOURCE = [
@@ -38,7 +38,7 @@ def test_description_json_is_parsed_and_junk_ignored():
 
 
 def test_lagging_replay_is_not_caught_up():
-    report = ImageReport(
+    report = ImageStatus(
         "nova", "a", "up+replaying", 'replaying, {"entries_behind_primary":4}', ""
     )
     assert not report.caught_up and report.entries_behind == 4
