@@ -80,13 +80,18 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         # The probe waits about a second for the mons to commit a blocklist entry: it runs
         # alongside the work. It adds a 1-second entry, so not in a dry run.
         probe = None if opts.dry_run else probe_exec.submit(ws.source.can_blocklist)
+        if params.restart:
+            record = record.restarted_migration()
+        started = record.enabled(list(ws.pools), ws.config.source_cluster_name)
         results = migration.enable_mirroring(
-            ws.source, ws.destination, ws.pools, ws.peer, opts, restart=params.restart
+            ws.source,
+            ws.destination,
+            ws.pools,
+            ws.peer,
+            opts,
+            restart=params.restart,
+            before_changes=lambda: session.save(started),
         )
-        if not opts.dry_run:
-            if params.restart:
-                record = record.restarted_migration()
-            session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name))
         try:
             can_blocklist = None if probe is None else probe.result()
         except CephError as exc:
@@ -247,7 +252,7 @@ def pause(session: Session, params: NoParams, log: Log) -> Results:
 def resume(session: Session, params: NoParams, log: Log) -> Results:
     """Let the daemon run again (started at once when the relations are there)."""
     del params, log
-    session.relation_data(brokers=False)  # NotReadyError without both keys
+    session.relation_data()  # NotReadyError without both keys
     session.save(dataclasses.replace(session.record, paused=False))
     session.keep_daemon()
     return {"paused": False, "daemon-running": session.daemon_running()}

@@ -31,6 +31,10 @@ EACCES = 13
 EINVAL = 22
 ENOENT = 2
 ETIMEDOUT = 110
+ECONNREFUSED = 111
+# A cluster is lost only when the connection itself times out or is refused. librados says
+# "error connecting to the cluster" for a denied key or a missing keyring too: those are answers.
+NO_CONNECTION_ERRNOS = (ETIMEDOUT, ECONNREFUSED)
 POOL_TYPE_ERASURE = 3  # `type` in `osd pool ls detail` (1 = replicated)
 
 _CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{30,}={0,2}")
@@ -224,27 +228,43 @@ class CephClient:
     runner: Runner = field(default=subprocess.run, repr=False)
     # Give up on an unreachable cluster after this long (librados would wait 300 s).
     connect_timeout: float = 10.0
-    # Set once the cluster did not answer: later calls fail at once instead of waiting again.
+    # Set once a call timed out or could not connect: later calls fail at once instead of
+    # waiting again.
     unreachable: CephError | None = field(default=None, repr=False)
+    # Set once the connection itself timed out or was refused (see NO_CONNECTION_ERRNOS).
+    no_connection: CephError | None = field(default=None, repr=False)
 
     @property
     def lost(self) -> bool:
-        """The cluster did not answer at all (a timeout or a refused connection) in this run.
+        """The cluster did not answer the connection at all in this run (timed out or refused).
 
-        An error the cluster answered with (permission denied, no such pool) is not this.
+        A command killed by its timeout after connecting, or an error the cluster answered
+        with (permission denied, no keyring, no such pool), is not this.
         """
-        return self.unreachable is not None
+        return self.no_connection is not None
+
+    def confirm_lost(self) -> bool:
+        """Whether a lost cluster is still lost on a fresh connection (one more attempt).
+
+        What a forced cutover relies on: one connection that timed out may be a blip.
+        """
+        if not self.lost:
+            return False
+        self.unreachable = self.no_connection = None
+        try:
+            self.pools()
+        except CephError:
+            return self.lost
+        return False
 
     # --- plumbing --------------------------------------------------------------------------
     def _check(self, exc: CephError) -> CephError:
         """Remember a cluster that did not answer; return the error to raise."""
-        if (
-            exc.timed_out
-            or exc.rc == ETIMEDOUT
-            or any(
-                m in exc.stderr for m in ("error connecting to the cluster", "couldn't connect")
-            )
-        ):
+        refused = exc.rc in NO_CONNECTION_ERRNOS or "RADOS timed out" in exc.stderr
+        refused = refused or any(f"[errno {e}]" in exc.stderr for e in NO_CONNECTION_ERRNOS)
+        if refused:
+            self.no_connection = exc
+        if refused or exc.timed_out:
             self.unreachable = exc
         return exc
 

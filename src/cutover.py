@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 import tenacity
 
 from ceph_cli import EBUSY, CephClient, CephError
-from report import StatusReport, cutover_blockers, read, split_brain_advice
+from report import (
+    StatusReport,
+    confirm_source_lost,
+    cutover_blockers,
+    read,
+    split_brain_advice,
+)
 from workflow import Log, MigrationError, Options, listed
 
 
@@ -57,6 +63,7 @@ def demote_promote(
     if not active:
         raise MigrationError("nothing to cut over, nothing changed: every pool is torn down")
     if force:
+        confirm_source_lost(src, report)
         _force_promote(dst, report, result, opts.log)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)

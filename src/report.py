@@ -370,6 +370,16 @@ def _read_destination(state: PoolState, report: PoolReport) -> None:
         report.source_images = [i.name for i in report.images]
 
 
+def confirm_source_lost(src: CephClient, report: StatusReport) -> None:
+    """For `force`: a source read as lost must fail a fresh connection too, or it answers.
+
+    One connection that timed out may be a network blip; a forced promotion of a live source is
+    a split brain. The second attempt costs the connect timeout, on the disaster path only.
+    """
+    if report.source_lost and not src.confirm_lost():
+        report.source_lost = False
+
+
 def split_brain_advice(images: Sequence[str], source_cluster: str) -> str:
     """What the operator chooses between for images primary on both clusters."""
     return (

@@ -115,18 +115,25 @@ class Session:
             )
         return config
 
-    def relation_data(self, *, brokers: bool = True) -> tuple[SourceData, DestinationData]:
-        """Both relations' data; with `brokers`, a broker that refused our request stops here."""
-        source, dest = self._load_relations()
-        if not brokers:
-            return source, dest
+    def relation_data(self) -> tuple[SourceData, DestinationData]:
+        """Both relations' data; NotReadyError until both keys and addresses are there."""
+        return self._load_relations()
+
+    def broker_problem(self) -> str:
+        """A broker that refused our request ("" if none): shown, never a reason to stop.
+
+        A failed reply (say ceph-mon could not create a new pool) must not stop the daemon or
+        the actions on the pools that exist: the workspace waits for missing pools itself.
+        """
+        try:
+            source, dest = self.relation_data()
+        except NotReadyError:
+            return ""
         for side, broker in (("ceph-proxy", source.broker), ("ceph-mon", dest.broker)):
             if broker and broker.exit_code != 0:
                 what = "set our key's caps" if side == "ceph-proxy" else "create the pools"
-                raise NotReadyError(
-                    "blocked", f"{side} could not {what}: {scrub(broker.stderr)[:200]}"
-                )
-        return source, dest
+                return f"{side} could not {what}: {scrub(broker.stderr)[:200]}"
+        return ""
 
     def clients(self, config: CharmConfig) -> tuple[CephClient, CephClient]:
         """The source and destination clients, one pair per dispatch."""

@@ -9,7 +9,7 @@ migration (unless `restart`). Re-running it also mirrors images created on the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import CephClient
@@ -36,11 +36,14 @@ def enable_mirroring(
     opts: Options,
     *,
     restart: bool = False,
+    before_changes: Callable[[], None] = lambda: None,
 ) -> list[PoolEnableResult]:
     """Set up one-way mirroring of `pools`; with `opts.dry_run`, only report what would change.
 
     Refuses, changing nothing: a missing destination pool, an unreadable source, a split brain,
     odd image names, and (unless `restart`) a pool whose migration was torn down.
+    `before_changes` runs once the checks pass, before the first change (not in a dry run): the
+    unit records the migration there, so that a run interrupted part-way is still guarded.
     """
     dst_pools = {p.name for p in dst.pools()}
     missing = [p for p in pools if p not in dst_pools]
@@ -52,6 +55,8 @@ def enable_mirroring(
         )
     report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
+    if not opts.dry_run:
+        before_changes()
     results, failures = [], []
     for pool in report.pools:
         if pool.torn_down and not restart:

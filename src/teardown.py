@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError
-from report import read, split_brain_advice, teardown_blockers
+from report import confirm_source_lost, read, split_brain_advice, teardown_blockers
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -42,6 +42,8 @@ def teardown(
     report = read(src, dst, pools, opts)
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
+    if force:
+        confirm_source_lost(src, report)
     blocking = teardown_blockers(report, force=force)
     if blocking:
         raise MigrationError(f"refusing teardown, nothing changed: {listed(blocking)}")

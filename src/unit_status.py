@@ -37,6 +37,9 @@ def unit_status(session: Session, *, has_source: bool, has_destination: bool) ->
     try:
         config = session.config()
         session.daemon.check_foreign(config.source_cluster_name)
+        broker = session.broker_problem()
+        if broker:
+            return "blocked", broker
         return _migration_status(session, session.report(), record)
     except NotReadyError as exc:
         return exc.kind, exc.message

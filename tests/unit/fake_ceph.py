@@ -52,6 +52,10 @@ class FakeCluster:
     def lost(self) -> bool:
         return self.unreachable
 
+    def confirm_lost(self) -> bool:
+        self.calls.append("confirm lost")
+        return self.unreachable
+
     def _call(self, what: str) -> None:
         self.calls.append(what)
         if self.unreachable:

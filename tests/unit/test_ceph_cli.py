@@ -270,3 +270,34 @@ def test_an_ordinary_error_does_not_mark_the_cluster_unreachable():
     with pytest.raises(CephError):
         c.pool_demote("nova")
     assert c.pools() == [] and len(runner.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "rc, err",
+    [
+        (13, "rbd: couldn't connect to the cluster!"),
+        (
+            1,
+            "PermissionDeniedError: [errno 13] RADOS permission denied "
+            "(error connecting to the cluster)",
+        ),
+        (1, "ObjectNotFound: [errno 2] RADOS object not found (error connecting to the cluster)"),
+        (-9, ""),
+    ],
+)
+def test_a_denied_key_a_missing_keyring_or_a_slow_command_is_not_a_lost_cluster(rc, err):
+    """Review finding: librados says "error connecting" for answers too; force needs a lost one."""
+    c, _ = client({"mirror pool demote": (rc, "", err)})
+    with pytest.raises(CephError):
+        c.pool_demote("nova")
+    assert not c.lost and not c.confirm_lost()
+
+
+def test_a_lost_cluster_is_confirmed_on_a_fresh_connection_and_a_blip_is_not():
+    c, runner = client({"mirror pool demote": (110, "", "rbd: couldn't connect to the cluster!")})
+    runner.answers["rbd_bulk.py"] = (1, "", "TimedOut: [errno 110] RADOS timed out")
+    with pytest.raises(CephError):
+        c.pool_demote("nova")
+    assert c.lost and c.confirm_lost() and len(runner.calls) == 2
+    runner.answers["rbd_bulk.py"] = NO_POOLS  # it answers again
+    assert not c.confirm_lost() and not c.lost

@@ -92,7 +92,10 @@ def test_collect_status_blocked_on_malformed_broker_response(world):
 
 
 def test_collect_status_blocked_when_broker_failed(world):
-    rsp = json.dumps({"exit-code": 1, "stderr": "pool quota"})
+    first = world.run(world.ctx.on.update_status(), ready_state())
+    sent = next(r for r in first.relations if r.endpoint == "destination").local_unit_data
+    request_id = json.loads(sent["broker_req"])["request-id"]  # the reply answers our request
+    rsp = json.dumps({"exit-code": 1, "stderr": "pool quota", "request-id": request_id})
     state = testing.State(
         relations=[
             source_relation(),

@@ -717,3 +717,53 @@ def test_rule10_a_stopped_replayer_is_not_read_as_a_cutover_from_its_wording(wor
         _act(world, state, "demote-promote")
     assert "cinder-ceph/volume-1: up+stopped" in exc.value.message
     assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+
+
+def test_rule3_force_refused_when_a_fresh_connection_reaches_the_source(world, monkeypatch):
+    """Review finding: one connection that timed out is not a lost source."""
+    state = _migrated(world)
+    world.src.unreachable = True
+    monkeypatch.setattr(world.src, "confirm_lost", lambda: False)  # the second attempt answers
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "demote-promote", force=True)
+    assert "the source answers" in exc.value.message
+    assert not any(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "teardown", force=True)
+    assert "refusing teardown" in exc.value.message and _modes(world.dst) == {"pool"}
+
+
+def test_rule9_an_enable_mirroring_that_fails_part_way_still_guards_its_pools(world):
+    """Review finding: the record was saved only after a complete run."""
+    world.service["running"] = True
+    world.src.fail_images.add("volume-1")
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, ready_state(), "enable-mirroring")
+    assert "journaling could not be enabled" in exc.value.message
+    state = exc.value.state
+    assert state is not None
+    narrowed = testing.State(
+        relations=state.relations, config={"pools": "nova"}, stored_states=state.stored_states
+    )
+    out = world.run(world.ctx.on.config_changed(), narrowed)
+    assert out.unit_status.name == "blocked" and "leaves out cinder-ceph, glance" in (
+        out.unit_status.message
+    )
+
+
+def test_rule17_a_failed_broker_reply_is_shown_but_stops_neither_actions_nor_the_daemon(world):
+    """Review finding: ceph-mon failing to create a new pool made every action refuse."""
+    state = world.run(world.ctx.on.update_status(), _migrated(world))
+    sent = next(r for r in state.relations if r.endpoint == "destination").local_unit_data
+    request_id = json.loads(sent["broker_req"])["request-id"]
+    rsp = json.dumps({"exit-code": 1, "stderr": "ERANGE: pg_num", "request-id": request_id})
+    failed = destination_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp})
+    state = testing.State(relations=[source_relation(), failed], stored_states=state.stored_states)
+    world.service["running"] = False
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked" and "could not create the pools" in (
+        out.unit_status.message
+    )
+    assert world.service["running"], "the daemon is started all the same"
+    _act(world, out, "status")
+    assert world.ctx.action_results["ready-for-cutover"] == "true"
