@@ -196,6 +196,8 @@ def demote_promote(session: Session, params: DemotePromoteParams, log: Log) -> R
         "attempts": result.attempts,
         "seconds": f"{result.seconds:.1f}",
         "forced": result.forced,
+        "at-risk": json.dumps(result.at_risk[:MAX_LISTED_RESULTS]),
+        "at-risk-count": len(result.at_risk),
         "next": "teardown force=true (the source is lost)" if result.forced else "teardown",
     }
 
@@ -234,10 +236,16 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
         "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
         "journaling-removed": len(result.journaling_removed),
         "daemon-stopped": stop,
-        "next-steps": NEXT_STEPS.format(app=session.app)
-        if stop
-        else "teardown the remaining pools; the daemon keeps running until the last one",
+        "next-steps": _teardown_next(session.app, stopped=stop, dry_run=opts.dry_run),
     }
+
+
+def _teardown_next(app: str, *, stopped: bool, dry_run: bool) -> str:
+    if dry_run:
+        return "dry run, nothing changed: run teardown without dry-run to make these changes"
+    if stopped:
+        return NEXT_STEPS.format(app=app)
+    return "teardown the remaining pools; the daemon keeps running until the last one"
 
 
 def pause(session: Session, params: NoParams, log: Log) -> Results:

@@ -75,6 +75,7 @@ class PoolInfo:
     size: int
     applications: tuple[str, ...]
     erasure: bool = False  # an erasure-coded pool (`type` 3): size is k+m, not replicas
+    untagged_rbd: bool = False  # holds RBD images but has no application rbd
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ class CephClient:
                 size=int(p["size"]),
                 applications=tuple(sorted(p.get("application_metadata") or {})),
                 erasure=p.get("type") == POOL_TYPE_ERASURE,
+                untagged_rbd=bool(p.get("holds_rbd_images")),
             )
             for p in self._bulk({"op": "pools"}).get("pools") or []
         ]

@@ -36,6 +36,8 @@ class CutoverResult:
     attempts: int = 0
     seconds: float = 0.0
     forced: bool = False
+    # Forced only: images that were not caught up when promoted (writes may be missing).
+    at_risk: list[str] = field(default_factory=list)
     report: StatusReport | None = None  # both sides as verified after the cutover
 
 
@@ -98,6 +100,14 @@ def _force_promote(dst: CephClient, report: StatusReport, result: CutoverResult,
         f"it ({report.source_error}). Writes not replayed yet are lost, and the source must "
         "be demoted before it is used again"
     )
+    result.at_risk = [
+        f"{i.pool}/{i.name}: {i.state}" for pool in report.active for i in pool.lagging
+    ]
+    if result.at_risk:
+        log(
+            f"FORCE: {len(result.at_risk)} image(s) were not caught up and may miss writes or "
+            f"be incomplete: {listed(result.at_risk)}"
+        )
     for pool in report.active:
         result.promoted[pool.pool] = dst.pool_promote(pool.pool, force=True)
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")

@@ -141,7 +141,12 @@ class RbdMirrorDaemon:
         apt_install = _charmhelpers_apt_install()
         missing = cls.missing_packages()
         if missing:
-            apt_install(missing, options=list(APT_OPTIONS), fatal=True)
+            try:
+                apt_install(missing, options=list(APT_OPTIONS), fatal=True)
+            except subprocess.CalledProcessError as exc:
+                raise ServiceError(
+                    f"apt-get install {' '.join(missing)} failed (rc={exc.returncode})"
+                ) from None
         return missing
 
     # --- files -----------------------------------------------------------------------------

@@ -34,6 +34,13 @@ def select_pools(
         if missing:
             raise MigrationError(f"config pools: not on the source: {', '.join(missing)}")
     else:
+        untagged = sorted(name for name, p in by_name.items() if p.untagged_rbd)
+        if untagged:
+            raise MigrationError(
+                f"pool(s) {', '.join(untagged)} hold RBD images but have no application rbd, "
+                "so they would be left behind: tag them on the source (ceph osd pool "
+                "application enable <pool> rbd) or list every pool to migrate in config pools"
+            )
         pools = sorted(name for name, p in by_name.items() if "rbd" in p.applications)
         if not pools:
             raise MigrationError("the source has no pool with application rbd; set config pools")

@@ -26,7 +26,8 @@ ops:
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
-  CLI prints it. The `ceph` CLI costs ~0.3 s of Python start-up; this costs one connect.
+  CLI prints it, plus "holds_rbd_images" on each pool without application rbd. The `ceph`
+  CLI costs ~0.3 s of Python start-up; this costs one connect.
 """
 
 from __future__ import annotations
@@ -239,7 +240,21 @@ def _pools(cluster) -> dict:
     rc, out, err = cluster.mon_command(json.dumps(command), b"")
     if rc != 0:
         raise rados.Error(f"osd pool ls detail: {err} (rc={rc})")
-    return {"pools": json.loads(out or b"[]")}
+    pools = json.loads(out or b"[]")
+    for pool in pools:  # an RBD pool nobody tagged: the charm must not skip it silently
+        if "rbd" not in (pool.get("application_metadata") or {}):
+            pool["holds_rbd_images"] = _holds_rbd_images(cluster, pool["pool_name"])
+    return {"pools": pools}
+
+
+def _holds_rbd_images(cluster, name: str) -> bool:
+    """The pool has an RBD directory object (librbd creates it with the first image)."""
+    try:
+        with cluster.open_ioctx(name) as ioctx:
+            ioctx.stat("rbd_directory")
+    except rados.Error:  # absent, or a key that may not read the pool: nothing to tell
+        return False
+    return True
 
 
 def handle(req: dict) -> dict:

@@ -236,6 +236,13 @@ class StatusReport:
         return cutover_blockers(self, ignore_watchers=True) + begun
 
     @property
+    def all_promoted(self) -> bool:
+        """Every mirrored destination image of every active pool is primary."""
+        return bool(self.active) and all(
+            p.images and not p.destination_not_primary for p in self.active
+        )
+
+    @property
     def ready(self) -> bool:
         """True when every image is caught up and nothing else stands in the way."""
         return not self.reasons
@@ -499,6 +506,11 @@ def attention(report: StatusReport) -> str:
             changed,
             f"the source changed after the teardown: {', '.join(changed[:3])}: that "
             "data is not on the new cluster",
+        ),
+        (
+            report.source_lost and report.all_promoted,
+            "cutover forced (the source does not answer): run teardown force=true, then "
+            "relate the cloud to ceph-mon; demote the old cluster's images before it is used",
         ),
         (
             report.source_lost,

@@ -326,8 +326,19 @@ class Session:
     def leave(self, why: str, sides: tuple[str, ...]) -> None:
         """A relation or the unit goes: the daemon stopped and disabled, `sides`' files removed.
 
-        Whether it runs or not: an enabled unit would start again at the next boot.
+        Whether it runs or not: an enabled unit would start again at the next boot. A migration
+        left unfinished keeps the source's images journaled, and their journals grow while no
+        daemon replays them: the log says what to do.
         """
+        record = self.record
+        if record.pools and not record.finished:
+            logger.warning(
+                "%s before the migration of %s finished: the source's images stay journaled "
+                "and their journals grow until mirroring is turned off there (README, "
+                "'Leaving a migration unfinished') or a unit replays them again",
+                why,
+                ", ".join(record.pools),
+            )
         try:
             self.stop_daemon(why)
         except ServiceError as exc:

@@ -92,3 +92,22 @@ def test_journaling_is_removed_once_and_a_rerun_changes_nothing(clone_pool):
     assert "journaling" not in lab.src.rbd_json("info", f"{POOL}/plain")["features"]
     again = bulk(lab, op="disable-journaling", images=["base", "child", "plain"])
     assert again == {"changed": {}, "failed": {}}
+
+
+def test_a_pool_holding_images_without_application_rbd_is_flagged(lab: Lab):
+    """Review finding: with config pools empty, an untagged RBD pool was left behind silently."""
+    untagged, empty = "bulk-untagged", "bulk-empty"
+    lab.src.ceph("osd", "pool", "create", untagged, "8", "8")
+    lab.src.ceph("osd", "pool", "create", empty, "8", "8")
+    try:
+        lab.src.rbd("create", f"{untagged}/vol", "--size", "4M")
+        apps = lab.src.ceph_json("osd", "pool", "application", "get", untagged)
+        assert "rbd" not in apps, f"the pool was tagged after all: {apps}"
+        pools = {p["pool_name"]: p for p in bulk(lab, op="pools")["pools"]}
+        assert pools[untagged]["holds_rbd_images"] is True
+        assert pools[empty]["holds_rbd_images"] is False
+        tagged = [p for p in pools.values() if "rbd" in (p.get("application_metadata") or {})]
+        assert all("holds_rbd_images" not in p for p in tagged), "tagged pools are not probed"
+    finally:
+        for name in (untagged, empty):
+            lab.src.ceph("osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it")

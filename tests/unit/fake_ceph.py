@@ -46,6 +46,7 @@ class FakeCluster:
     fail_images: set[str] = field(default_factory=set)
     watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> watchers
     callouts: list[Callout] = field(default_factory=list)  # what the daemon publishes
+    untagged: set[str] = field(default_factory=set)  # pools with images, no application rbd
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -73,7 +74,10 @@ class FakeCluster:
     def pools(self) -> list[PoolInfo]:
         self._call("osd pool ls detail")
         return [
-            PoolInfo(name=p, pg_num=8, size=1, applications=("rbd",)) for p in self.pool_images
+            PoolInfo(name=p, pg_num=8, size=1, applications=("rbd",))
+            if p not in self.untagged
+            else PoolInfo(name=p, pg_num=8, size=1, applications=(), untagged_rbd=True)
+            for p in self.pool_images
         ]
 
     def image_info(self, pool: str, image: str) -> ImageInfo:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 import daemon
-from daemon import MARKER, DaemonFiles, ForeignFileError, RbdMirrorDaemon, service_name
+from daemon import (
+    MARKER,
+    DaemonFiles,
+    ForeignFileError,
+    RbdMirrorDaemon,
+    ServiceError,
+    service_name,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = DaemonFiles(
@@ -104,3 +111,15 @@ def test_install_calls_apt_only_for_what_is_missing(monkeypatch):
     assert RbdMirrorDaemon.install() == [] and calls == []
     monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: ["rbd-mirror"]))
     assert RbdMirrorDaemon.install() == ["rbd-mirror"] and calls == [(["rbd-mirror"],)]
+
+
+def test_a_failed_apt_install_is_a_service_error_not_a_crashed_hook(monkeypatch):
+    """Review finding: charmhelpers raises CalledProcessError, which no handler caught."""
+
+    def failing(packages, **kwargs):
+        raise subprocess.CalledProcessError(100, ["apt-get", "install", *packages])
+
+    monkeypatch.setattr(daemon, "_charmhelpers_apt_install", lambda: failing)
+    monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: ["rbd-mirror"]))
+    with pytest.raises(ServiceError, match=r"apt-get install rbd-mirror failed \(rc=100\)"):
+        RbdMirrorDaemon.install()

@@ -767,3 +767,46 @@ def test_rule17_a_failed_broker_reply_is_shown_but_stops_neither_actions_nor_the
     assert world.service["running"], "the daemon is started all the same"
     _act(world, out, "status")
     assert world.ctx.action_results["ready-for-cutover"] == "true"
+
+
+def test_rule10_an_untagged_pool_holding_images_blocks_the_default_selection(world):
+    """Review finding: with config pools empty, cinder-ceph without its tag was left behind."""
+    world.src.untagged.add("cinder-ceph")
+    out = world.run(world.ctx.on.update_status(), ready_state())
+    assert out.unit_status.name == "blocked" and "cinder-ceph hold RBD images" in (
+        out.unit_status.message
+    )
+    with pytest.raises(testing.ActionFailed):
+        _act(world, out, "enable-mirroring")
+    assert _modes(world.src) == {"disabled"} or not world.src.modes
+    configured = testing.State(relations=out.relations, config={"pools": "glance,nova"})
+    assert world.run(world.ctx.on.update_status(), configured).unit_status.name == "active"
+
+
+def test_rule3_force_names_the_images_not_caught_up_and_the_unit_says_teardown_next(world):
+    """Review finding: force promoted a half-synced volume without naming it."""
+    state = _migrated(world)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping, IMAGE_SYNC 40%")
+    world.src.unreachable = True
+    out = _act(world, state, "demote-promote", force=True)
+    results = world.ctx.action_results
+    assert results["forced"] == "true" and results["at-risk-count"] == 1
+    assert json.loads(results["at-risk"]) == ["cinder-ceph/volume-1: up+syncing"]
+    assert any("volume-1" in line for line in world.ctx.action_logs)
+    status = world.run(world.ctx.on.update_status(), out).unit_status
+    assert status.name == "blocked" and "teardown force=true" in status.message
+
+
+def test_rule17_a_dry_run_teardown_says_nothing_changed(world):
+    state = _act(world, _migrated(world), "demote-promote")
+    _act(world, state, "teardown", **{"dry-run": True})
+    results = world.ctx.action_results
+    assert results["dry-run"] == "true" and "nothing changed" in results["next-steps"]
+    assert _modes(world.dst) == {"pool"}
+
+
+def test_rule9_leaving_an_unfinished_migration_says_the_source_stays_journaled(world, caplog):
+    state = _migrated(world)
+    world.run(world.ctx.on.remove(), state)
+    assert any("stay journaled" in r.getMessage() for r in caplog.records)
+    assert not world.service["running"]
