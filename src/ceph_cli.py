@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 CEPH = "/usr/bin/ceph"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
@@ -217,6 +218,96 @@ class ImageInfo:
     features: tuple[str, ...] = ()
     mirroring_state: str = ""
     primary: bool | None = None
+
+
+class CephCluster(Protocol):
+    """What the workflow asks of a cluster: `CephClient` here, the in-memory fake in unit tests.
+
+    pyright checks that both satisfy it (tests/unit/fake_ceph.py), so the fake cannot drift.
+    """
+
+    @property
+    def lost(self) -> bool:
+        """The cluster did not answer the connection at all in this run."""
+        ...
+
+    def confirm_lost(self) -> bool:
+        """Still lost on a fresh connection."""
+        ...
+
+    def pools(self) -> list[PoolInfo]:
+        """Every pool of the cluster."""
+        ...
+
+    def daemon_callouts(self) -> list[Callout]:
+        """What this cluster's rbd-mirror daemons publish per pool."""
+        ...
+
+    def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
+        """Mirror mode and peers of each of `pools` that exists."""
+        ...
+
+    def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
+        """Mirror mode and peers of `pool`."""
+        ...
+
+    def pool_state(self, pool: str, *, watchers: bool = False, workers: int = 4) -> PoolState:
+        """Mode, peers, images and every mirrored image's status and primary flag."""
+        ...
+
+    def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
+        """Features, parent, mirroring state and primary flag of every image."""
+        ...
+
+    def enable_journaling_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Journaling on `images`: ({image: what changed}, {image: error})."""
+        ...
+
+    def disable_journaling_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Journaling off on `images`: (changed, {image: error})."""
+        ...
+
+    def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
+        """Enable mirroring of `pool` in `mode`."""
+        ...
+
+    def mirror_pool_disable(self, pool: str) -> None:
+        """Disable mirroring of `pool`."""
+        ...
+
+    def mirror_image_disable_all(
+        self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Disable mirroring of images level by level (clones first)."""
+        ...
+
+    def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
+        """Add an rx-only peer; its uuid."""
+        ...
+
+    def peer_remove(self, pool: str, uuid: str) -> None:
+        """Remove a peer by uuid."""
+        ...
+
+    def remove_peer_omap(self, pool: str, uuid: str) -> None:
+        """Drop a peer from the pool's rbd_mirroring object."""
+        ...
+
+    def pool_demote(self, pool: str) -> int:
+        """Demote every primary image of `pool`; how many."""
+        ...
+
+    def pool_promote(self, pool: str, *, force: bool = False) -> int:
+        """Promote every non-primary image of `pool`; how many."""
+        ...
+
+    def can_blocklist(self) -> bool:
+        """Whether this key may blocklist."""
+        ...
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import tenacity
 
-from ceph_cli import EBUSY, CephClient, CephError
+from ceph_cli import EBUSY, CephCluster, CephError
 from report import (
     StatusReport,
     confirm_source_lost,
@@ -42,8 +42,8 @@ class CutoverResult:
 
 
 def demote_promote(
-    src: CephClient,
-    dst: CephClient,
+    src: CephCluster,
+    dst: CephCluster,
     pools: Sequence[str],
     opts: Options,
     *,
@@ -83,7 +83,9 @@ def demote_promote(
     return result
 
 
-def _force_promote(dst: CephClient, report: StatusReport, result: CutoverResult, log: Log) -> None:
+def _force_promote(
+    dst: CephCluster, report: StatusReport, result: CutoverResult, log: Log
+) -> None:
     """The disaster path: promote every requested pool by force, only if the source is gone.
 
     A source that answers, even for one pool, is alive: then the safe path is the one to use,
@@ -122,7 +124,7 @@ class _StillBusyError(Exception):
 
 
 def _promote_until_done(
-    dst: CephClient,
+    dst: CephCluster,
     pools: Sequence[str],
     result: CutoverResult,
     deadline: float,
@@ -170,7 +172,7 @@ def _promote_until_done(
 
 
 def _verify_cutover(
-    src: CephClient, dst: CephClient, pools: Sequence[str], daemon_running: bool, opts: Options
+    src: CephCluster, dst: CephCluster, pools: Sequence[str], daemon_running: bool, opts: Options
 ) -> StatusReport:
     """Read librbd's primary flags on both sides after a cutover; return that report.
 

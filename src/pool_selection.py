@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ceph_cli import CephClient, PoolInfo
+from ceph_cli import CephCluster, PoolInfo
 from inputs import POOL_NAME, check_pool_names, parse_pool_list
 from workflow import MigrationError
 
@@ -74,7 +74,7 @@ def narrowed(pools: list[str], subset: str | None) -> list[str]:
 def pools_without_source(
     configured: Sequence[str],
     recorded: Sequence[str],
-    destination: CephClient,
+    destination: CephCluster,
     destination_pools: Iterable[str],
     site_name: str,
     subset: str | None,

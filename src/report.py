@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ceph_cli import Callout, CephClient, CephError, ImageStatus, Peer, PoolState
+from ceph_cli import Callout, CephCluster, CephError, ImageStatus, Peer, PoolState
 from workflow import Options, listed
 
 
@@ -284,8 +284,8 @@ class StatusReport:
 
 
 def status(
-    src: CephClient,
-    dst: CephClient,
+    src: CephCluster,
+    dst: CephCluster,
     pools: Sequence[str],
     *,
     daemon_running: bool,
@@ -327,8 +327,8 @@ def status(
 
 
 def read(
-    src: CephClient,
-    dst: CephClient,
+    src: CephCluster,
+    dst: CephCluster,
     pools: Sequence[str],
     opts: Options,
     *,
@@ -348,7 +348,7 @@ def read(
 
 
 def _read_both(
-    src: CephClient, dst: CephClient, pools: Sequence[str], workers: int, *, watchers: bool
+    src: CephCluster, dst: CephCluster, pools: Sequence[str], workers: int, *, watchers: bool
 ) -> tuple[dict[str, Future], dict[str, Future]]:
     """Both sides of every pool at once (bounded): each read is one librbd process."""
     with ThreadPoolExecutor(max_workers=max(1, min(workers, 2 * len(pools)))) as pool_exec:
@@ -377,7 +377,7 @@ def _read_destination(state: PoolState, report: PoolReport) -> None:
         report.source_images = [i.name for i in report.images]
 
 
-def confirm_source_lost(src: CephClient, report: StatusReport) -> None:
+def confirm_source_lost(src: CephCluster, report: StatusReport) -> None:
     """For `force`: a source read as lost must fail a fresh connection too, or it answers.
 
     One connection that timed out may be a network blip; a forced promotion of a live source is

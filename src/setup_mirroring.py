@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ceph_cli import CephClient
+from ceph_cli import CephCluster
 from inputs import odd_image_names
 from report import PoolReport, StatusReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
@@ -29,8 +29,8 @@ class PoolEnableResult:
 
 
 def enable_mirroring(
-    src: CephClient,
-    dst: CephClient,
+    src: CephCluster,
+    dst: CephCluster,
     pools: Sequence[str],
     peer: PeerSpec,
     opts: Options,
@@ -97,7 +97,7 @@ def _refuse_to_enable(report: StatusReport, peer: PeerSpec, *, restart: bool) ->
 
 
 def _enable_source(
-    src: CephClient, pool: PoolReport, result: PoolEnableResult, opts: Options
+    src: CephCluster, pool: PoolReport, result: PoolEnableResult, opts: Options
 ) -> list[str]:
     """Pool mode, then journaling on every image not yet mirrored; return per-image failures."""
     if pool.source_mode != "pool":
@@ -118,7 +118,7 @@ def _enable_source(
 
 
 def _enable_destination(
-    dst: CephClient, pool: PoolReport, peer: PeerSpec, result: PoolEnableResult, opts: Options
+    dst: CephCluster, pool: PoolReport, peer: PeerSpec, result: PoolEnableResult, opts: Options
 ) -> None:
     """Pool mode and our rx-only peer on the destination pool."""
     if pool.destination_mode != "pool":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ceph_cli import EACCES, EBUSY, EINVAL, CephClient, CephError
+from ceph_cli import EACCES, EBUSY, EINVAL, CephCluster, CephError
 from report import confirm_source_lost, read, split_brain_advice, teardown_blockers
 from workflow import MigrationError, Options, PeerSpec, listed
 
@@ -30,8 +30,8 @@ class TeardownResult:
 
 
 def teardown(
-    src: CephClient,
-    dst: CephClient,
+    src: CephCluster,
+    dst: CephCluster,
     pools: Sequence[str],
     peer: PeerSpec,
     opts: Options,
@@ -65,7 +65,7 @@ def teardown(
 
 
 def _remove_leftover_journaling(
-    dst: CephClient, pools: Sequence[str], result: TeardownResult, opts: Options
+    dst: CephCluster, pools: Sequence[str], result: TeardownResult, opts: Options
 ) -> None:
     infos = _image_infos(dst, pools, opts.workers)
     still = [(p, i.name) for p, i in infos if "journaling" in i.features]
@@ -83,13 +83,13 @@ def _remove_leftover_journaling(
         raise MigrationError(f"journaling still on {listed(failed)}")
 
 
-def _image_infos(dst: CephClient, pools: Iterable[str], workers: int) -> list:
+def _image_infos(dst: CephCluster, pools: Iterable[str], workers: int) -> list:
     """(pool, ImageInfo) of every destination image: one librbd process per pool."""
     return [(pool, info) for pool in pools for info in dst.image_states(pool, workers=workers)]
 
 
 def _remove_peers(
-    dst: CephClient, pool: str, peer: PeerSpec, result: TeardownResult, opts: Options
+    dst: CephCluster, pool: str, peer: PeerSpec, result: TeardownResult, opts: Options
 ) -> None:
     info = dst.mirror_pool_info(pool)
     foreign = [p for p in info.peers if p.site_name != peer.site_name]
@@ -158,7 +158,7 @@ def _clone_levels(pool: str, imgs: list) -> list[list[str]]:
 
 
 def _disable_pool(
-    dst: CephClient, pool: str, imgs: list, result: TeardownResult, opts: Options
+    dst: CephCluster, pool: str, imgs: list, result: TeardownResult, opts: Options
 ) -> None:
     mode = dst.mirror_pool_info(pool).mode
     if mode == "disabled":

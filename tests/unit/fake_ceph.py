@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ceph_cli import (
     EBUSY,
     Callout,
+    CephCluster,
     CephError,
     ImageInfo,
     ImageStatus,
@@ -280,3 +281,8 @@ def mirror(src: FakeCluster, dst: FakeCluster) -> None:
                         mirror_enabled=True,
                     )
                 )
+
+
+def _satisfies_the_protocol(cluster: FakeCluster) -> CephCluster:
+    """Checked by pyright: the fake offers what the workflow asks of a cluster."""
+    return cluster
