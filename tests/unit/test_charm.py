@@ -22,9 +22,112 @@ from tests.unit.fake_ceph import mirror
 
 SOURCE_REQUEST_ID = source_key_request("rbd-mirror-migration")[0]
 
+# --- Helpers ------------------------------------------------------------------------------------
+
 
 def _status(world: World, state: testing.State):
     return world.run(world.ctx.on.update_status(), state).unit_status
+
+
+def _enable(world: World, state, **params):
+    return world.run(world.ctx.on.action("enable-mirroring", params=params), state)
+
+
+def _migrated(world: World):
+    world.service["running"] = True
+    state = _enable(world, ready_state())
+    mirror(world.src, world.dst)
+    return state
+
+
+def _cutover(world: World, state, **params):
+    return world.run(world.ctx.on.action("demote-promote", params=params), state)
+
+
+# --- Hooks: install, config-changed, upgrade-charm, update-status, relation-changed -------------
+
+
+def test_reconcile_writes_files_sends_unique_id_and_broker_request(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state())
+    dst = next(r for r in out.relations if r.endpoint == "destination")
+    assert dst.local_unit_data["unique_id"] == HOST
+    req = json.loads(dst.local_unit_data["broker_req"])
+    assert {op["name"] for op in req["ops"]} == {"glance", "nova", "cinder-ceph"}
+    assert all(op["app-name"] == "rbd" and op["replicas"] == 1 for op in req["ops"])
+    conf = (world.etc / "ceph.conf").read_text()
+    assert conf.startswith(MARKER) and "mon host = 10.0.1.1" in conf
+    src_conf = (world.etc / "source.conf").read_text()
+    assert "10.0.0.1:6789 10.0.0.2:6789" in src_conf and SRC_KEY not in src_conf
+    for name, key in (
+        (f"ceph.client.rbd-mirror.{HOST}.keyring", DST_KEY),
+        ("source.client.rbd-mirror-migration.keyring", SRC_KEY),
+    ):
+        path = world.etc / name
+        assert key in path.read_text() and path.stat().st_mode & 0o777 == 0o600
+    assert world.service["running"] and world.service["starts"] == 1
+    assert out.unit_status == testing.ActiveStatus("ready: 3 pools; run enable-mirroring")
+
+
+def test_reconcile_uses_configured_replicas(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state(config={"pool-replicas": 3}))
+    dst = next(r for r in out.relations if r.endpoint == "destination")
+    assert {op["replicas"] for op in json.loads(dst.local_unit_data["broker_req"])["ops"]} == {3}
+
+
+def test_reconcile_restarts_a_dead_daemon_and_not_twice(world):
+    state = world.run(world.ctx.on.install(), ready_state())
+    world.service["running"] = False
+    state = world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 2
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 2
+
+
+def test_reconcile_waits_without_relations(world):
+    out = world.run(world.ctx.on.install(), testing.State())
+    assert world.service["starts"] == 0 and out.unit_status.name == "blocked"
+
+
+def test_reconcile_asks_ceph_proxy_for_rbd_profile_caps(world):
+    out = world.run(world.ctx.on.config_changed(), ready_state())
+    src = next(r for r in out.relations if r.endpoint == "source")
+    (op,) = json.loads(src.local_unit_data["broker_req"])["ops"]
+    assert op == {
+        "op": "set-key-permissions",
+        "client": "rbd-mirror-migration",
+        "permissions": ["mon", "profile rbd", "osd", "profile rbd"],
+    }
+
+
+def test_upgrade_charm_reconciles(world):
+    out = world.run(world.ctx.on.upgrade_charm(), ready_state())
+    assert (world.etc / "ceph.conf").exists() and out.unit_status.name == "active"
+
+
+def test_config_change_of_a_tuning_option_rewrites_conf_and_restarts_daemon(world):
+    state = world.run(world.ctx.on.install(), ready_state())
+    assert world.service["starts"] == 1
+    conf = (world.etc / "ceph.conf").read_text()
+    assert "rbd_mirror_pool_replayers_refresh_interval = 10" in conf
+    state = testing.State(relations=state.relations, config={"rbd-concurrent-management-ops": 32})
+    world.run(world.ctx.on.config_changed(), state)
+    assert "rbd_concurrent_management_ops = 32" in (world.etc / "ceph.conf").read_text()
+    assert world.service["starts"] == 2
+
+
+# --- Hooks: relation-broken ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["source", "destination"])
+def test_relation_broken_goes_blocked_and_keeps_files(world, endpoint):
+    state = world.run(world.ctx.on.install(), ready_state())
+    rel = next(r for r in state.relations if r.endpoint == endpoint)
+    out = world.run(world.ctx.on.relation_broken(rel), state)
+    assert out.unit_status.name == "blocked"
+    assert "Missing relation: " + endpoint in out.unit_status.message
+
+
+# --- collect-status: the unit status ------------------------------------------------------------
 
 
 def test_collect_status_blocked_without_source(world):
@@ -138,47 +241,6 @@ def test_collect_status_blocked_on_foreign_ceph_conf(world):
     assert (world.etc / "ceph.conf").read_text() == "[global]\nfsid = x\n"
 
 
-def test_reconcile_writes_files_sends_unique_id_and_broker_request(world):
-    out = world.run(world.ctx.on.config_changed(), ready_state())
-    dst = next(r for r in out.relations if r.endpoint == "destination")
-    assert dst.local_unit_data["unique_id"] == HOST
-    req = json.loads(dst.local_unit_data["broker_req"])
-    assert {op["name"] for op in req["ops"]} == {"glance", "nova", "cinder-ceph"}
-    assert all(op["app-name"] == "rbd" and op["replicas"] == 1 for op in req["ops"])
-    conf = (world.etc / "ceph.conf").read_text()
-    assert conf.startswith(MARKER) and "mon host = 10.0.1.1" in conf
-    src_conf = (world.etc / "source.conf").read_text()
-    assert "10.0.0.1:6789 10.0.0.2:6789" in src_conf and SRC_KEY not in src_conf
-    for name, key in (
-        (f"ceph.client.rbd-mirror.{HOST}.keyring", DST_KEY),
-        ("source.client.rbd-mirror-migration.keyring", SRC_KEY),
-    ):
-        path = world.etc / name
-        assert key in path.read_text() and path.stat().st_mode & 0o777 == 0o600
-    assert world.service["running"] and world.service["starts"] == 1
-    assert out.unit_status == testing.ActiveStatus("ready: 3 pools; run enable-mirroring")
-
-
-def test_reconcile_uses_configured_replicas(world):
-    out = world.run(world.ctx.on.config_changed(), ready_state(config={"pool-replicas": 3}))
-    dst = next(r for r in out.relations if r.endpoint == "destination")
-    assert {op["replicas"] for op in json.loads(dst.local_unit_data["broker_req"])["ops"]} == {3}
-
-
-def test_reconcile_restarts_a_dead_daemon_and_not_twice(world):
-    state = world.run(world.ctx.on.install(), ready_state())
-    world.service["running"] = False
-    state = world.run(world.ctx.on.update_status(), state)
-    assert world.service["starts"] == 2
-    world.run(world.ctx.on.update_status(), state)
-    assert world.service["starts"] == 2
-
-
-def test_reconcile_waits_without_relations(world):
-    out = world.run(world.ctx.on.install(), testing.State())
-    assert world.service["starts"] == 0 and out.unit_status.name == "blocked"
-
-
 def test_collect_status_blocked_when_daemon_down(world, monkeypatch):
     import charm
 
@@ -187,8 +249,32 @@ def test_collect_status_blocked_when_daemon_down(world, monkeypatch):
     assert out.unit_status.name == "blocked" and "daemon not running" in out.unit_status.message
 
 
-def _enable(world: World, state, **params):
-    return world.run(world.ctx.on.action("enable-mirroring", params=params), state)
+def test_collect_status_blocked_when_ceph_proxy_refused_caps(world):
+    rsp = json.dumps({"exit-code": 1, "stderr": "denied", "request-id": SOURCE_REQUEST_ID})
+    state = testing.State(
+        relations=[
+            source_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),
+            destination_relation(),
+        ]
+    )
+    assert "could not set our key's caps: denied" in _status(world, state).message
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "rbd-concurrent-management-ops",
+        "rbd-mirror-pool-replayers-refresh-interval",
+        "rbd-mirror-image-state-check-interval",
+        "rbd-mirror-concurrent-image-syncs",
+    ],
+)
+def test_collect_status_blocked_on_out_of_range_tuning(world, option):
+    status = _status(world, ready_state(config={option: 0}))
+    assert status.name == "blocked" and option in status.message
+
+
+# --- Action: enable-mirroring -------------------------------------------------------------------
 
 
 def test_enable_mirroring_dry_run_changes_nothing(world):
@@ -252,11 +338,46 @@ def test_enable_mirroring_reports_unreachable_source(world):
     assert "source unreachable" in exc.value.message
 
 
-def _migrated(world: World):
+def test_enable_mirroring_warns_when_source_key_cannot_blocklist(world):
     world.service["running"] = True
-    state = _enable(world, ready_state())
-    mirror(world.src, world.dst)
-    return state
+    world.src.blocklist_ok = False
+    _enable(world, ready_state())
+    assert world.ctx.action_results["source-key-can-blocklist"] == "false"
+    assert any("cannot blocklist" in line for line in world.ctx.action_logs)
+
+
+def test_enable_mirroring_fails_naming_the_key_check_when_the_probe_errors(world):
+    world.service["running"] = True
+    world.src.blocklist_error = True
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "mirroring is enabled, but the source key check failed" in exc.value.message
+    assert world.dst.modes["nova"] == "pool", "the work ran alongside the probe"
+
+
+def test_enable_mirroring_dry_run_does_not_probe_blocklist(world):
+    _enable(world, ready_state(), **{"dry-run": True})
+    assert "osd blocklist add" not in world.src.calls
+
+
+def test_enable_mirroring_reports_per_image_failures_and_finishes_the_rest(world):
+    world.service["running"] = True
+    world.src.fail_images = {"b_disk"}
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "nova/b_disk: PermissionError" in exc.value.message and "re-run" in exc.value.message
+    assert "journaling" in world.src.image("nova", "a_disk").features
+    assert world.dst.modes["cinder-ceph"] == "pool", "the other pools were set up"
+
+
+def test_enable_mirroring_uses_one_bulk_call_per_pool(world):
+    world.service["running"] = True
+    _enable(world, ready_state())
+    bulk = [c for c in world.src.calls if c.startswith("bulk enable-journaling")]
+    assert sorted(bulk) == sorted(f"bulk enable-journaling {p}" for p in world.src.pool_images)
+
+
+# --- Action: status -----------------------------------------------------------------------------
 
 
 def test_status_reports_not_ready_before_sync_with_reasons(world):
@@ -297,8 +418,41 @@ def test_status_never_shows_keys(world):
     assert SRC_KEY not in text and DST_KEY not in text
 
 
-def _cutover(world: World, state, **params):
-    return world.run(world.ctx.on.action("demote-promote", params=params), state)
+def test_status_with_source_unreachable_still_shows_destination(world):
+    state = _migrated(world)
+    world.src.unreachable = True
+    state = testing.State(relations=state.relations, config={"pools": "glance,nova,cinder-ceph"})
+    out = world.run(world.ctx.on.action("status"), state)
+    results = world.ctx.action_results
+    assert results["source-reachable"] == "false" and results["ready-for-cutover"] == "false"
+    assert json.loads(results["pools"])["nova"]["images"] == 2
+    assert out.unit_status.name == "blocked" and "source unreachable" in out.unit_status.message
+
+
+def test_status_reports_split_brain_after_forced_promotion(world):
+    state = _migrated(world)
+    config = {"pools": "glance,nova,cinder-ceph"}
+    world.src.unreachable = True
+    _cutover(world, testing.State(relations=state.relations, config=config), force=True)
+    world.src.unreachable = False  # the source comes back, its images still primary
+    out = world.run(
+        world.ctx.on.action("status"), testing.State(relations=state.relations, config=config)
+    )
+    split = json.loads(world.ctx.action_results["split-brain"])
+    assert "nova/a_disk" in split and len(split) == 4
+    assert out.unit_status.name == "blocked" and "SPLIT-BRAIN" in out.unit_status.message
+
+
+def test_status_mid_cutover_is_not_ready_and_says_re_run(world):
+    state = _migrated(world)
+    world.src.pool_demote("nova")  # an interrupted cutover got this far
+    world.run(world.ctx.on.action("status"), state)
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == "false"
+    assert any("nova: cutover in progress" in r for r in json.loads(results["reasons"]))
+
+
+# --- Action: demote-promote ---------------------------------------------------------------------
 
 
 def test_demote_promote_refuses_while_an_image_lags(world):
@@ -374,6 +528,67 @@ def test_demote_promote_rejects_bad_timeout(world):
     assert "timeout" in exc.value.message
 
 
+def test_demote_promote_unit_status_reuses_the_verification_reads(world):
+    state = _migrated(world)
+    world.src.calls.clear()
+    out = _cutover(world, state)
+    reads = [c for c in world.src.calls if c.startswith("bulk pool-state")]
+    assert len(reads) == 2 * 3, "preflight and verification, once per pool; none for the status"
+    assert out.unit_status.name == "active"
+
+
+def test_demote_promote_rerun_trusts_demoted_source_over_lagging_status(world):
+    state = _migrated(world)
+    for pool in world.src.pool_images:
+        world.src.pool_demote(pool)  # an earlier run demoted the source, then died
+    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
+    _cutover(world, state)
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_demote_promote_first_run_refuses_a_lagging_image(world):
+    state = _migrated(world)
+    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "nova/a_disk: up+replaying" in exc.value.message
+
+
+def test_demote_promote_counts_images_promoted_by_partial_rounds(world):
+    state = _migrated(world)
+    world.dst.promote_busy = 1
+    real = world.dst.pool_promote
+
+    def partial_then_busy(pool, *, force=False):
+        if world.dst.promote_busy and pool == "nova":
+            world.dst.image("nova", "a_disk").primary = True  # promoted, yet rc=16
+        return real(pool, force=force)
+
+    world.dst.pool_promote = partial_then_busy  # type: ignore[method-assign]
+    _cutover(world, state)
+    assert json.loads(world.ctx.action_results["promoted"])["nova"] == 2
+    _cutover(world, state)
+    assert sum(json.loads(world.ctx.action_results["promoted"]).values()) == 0
+
+
+def test_demote_promote_verification_catches_a_source_primary(world):
+    state = _migrated(world)
+    real = world.dst.pool_promote
+
+    def promote_and_break(pool, *, force=False):
+        count = real(pool, force=force)
+        world.src.image("glance", "img").primary = True  # someone promoted it back
+        return count
+
+    world.dst.pool_promote = promote_and_break  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state)
+    assert "glance: 1 image(s) still primary on the source" in exc.value.message
+
+
+# --- Action: teardown ---------------------------------------------------------------------------
+
+
 def test_teardown_refuses_before_cutover(world):
     state = _migrated(world)
     with pytest.raises(testing.ActionFailed) as exc:
@@ -421,15 +636,6 @@ def test_teardown_names_images_whose_journaling_cannot_be_removed(world):
     assert "journaling still on cinder-ceph/volume-1" in exc.value.message
 
 
-def test_demote_promote_unit_status_reuses_the_verification_reads(world):
-    state = _migrated(world)
-    world.src.calls.clear()
-    out = _cutover(world, state)
-    reads = [c for c in world.src.calls if c.startswith("bulk pool-state")]
-    assert len(reads) == 2 * 3, "preflight and verification, once per pool; none for the status"
-    assert out.unit_status.name == "active"
-
-
 def test_teardown_disables_image_by_image_when_the_pool_refuses(world):
     state = _migrated(world)
     _cutover(world, state)
@@ -457,187 +663,3 @@ def test_teardown_subset_keeps_daemon(world):
     world.run(world.ctx.on.action("teardown", params={"pools": "cinder-ceph"}), state)
     assert world.ctx.action_results["daemon-stopped"] == "false"
     assert world.dst.modes["cinder-ceph"] == "disabled" and world.dst.modes["nova"] == "pool"
-
-
-def test_reconcile_asks_ceph_proxy_for_rbd_profile_caps(world):
-    out = world.run(world.ctx.on.config_changed(), ready_state())
-    src = next(r for r in out.relations if r.endpoint == "source")
-    (op,) = json.loads(src.local_unit_data["broker_req"])["ops"]
-    assert op == {
-        "op": "set-key-permissions",
-        "client": "rbd-mirror-migration",
-        "permissions": ["mon", "profile rbd", "osd", "profile rbd"],
-    }
-
-
-def test_collect_status_blocked_when_ceph_proxy_refused_caps(world):
-    rsp = json.dumps({"exit-code": 1, "stderr": "denied", "request-id": SOURCE_REQUEST_ID})
-    state = testing.State(
-        relations=[
-            source_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),
-            destination_relation(),
-        ]
-    )
-    assert "could not set our key's caps: denied" in _status(world, state).message
-
-
-def test_enable_mirroring_warns_when_source_key_cannot_blocklist(world):
-    world.service["running"] = True
-    world.src.blocklist_ok = False
-    _enable(world, ready_state())
-    assert world.ctx.action_results["source-key-can-blocklist"] == "false"
-    assert any("cannot blocklist" in line for line in world.ctx.action_logs)
-
-
-def test_enable_mirroring_fails_naming_the_key_check_when_the_probe_errors(world):
-    world.service["running"] = True
-    world.src.blocklist_error = True
-    with pytest.raises(testing.ActionFailed) as exc:
-        _enable(world, ready_state())
-    assert "mirroring is enabled, but the source key check failed" in exc.value.message
-    assert world.dst.modes["nova"] == "pool", "the work ran alongside the probe"
-
-
-def test_enable_mirroring_dry_run_does_not_probe_blocklist(world):
-    _enable(world, ready_state(), **{"dry-run": True})
-    assert "osd blocklist add" not in world.src.calls
-
-
-def test_status_with_source_unreachable_still_shows_destination(world):
-    state = _migrated(world)
-    world.src.unreachable = True
-    state = testing.State(relations=state.relations, config={"pools": "glance,nova,cinder-ceph"})
-    out = world.run(world.ctx.on.action("status"), state)
-    results = world.ctx.action_results
-    assert results["source-reachable"] == "false" and results["ready-for-cutover"] == "false"
-    assert json.loads(results["pools"])["nova"]["images"] == 2
-    assert out.unit_status.name == "blocked" and "source unreachable" in out.unit_status.message
-
-
-def test_status_reports_split_brain_after_forced_promotion(world):
-    state = _migrated(world)
-    config = {"pools": "glance,nova,cinder-ceph"}
-    world.src.unreachable = True
-    _cutover(world, testing.State(relations=state.relations, config=config), force=True)
-    world.src.unreachable = False  # the source comes back, its images still primary
-    out = world.run(
-        world.ctx.on.action("status"), testing.State(relations=state.relations, config=config)
-    )
-    split = json.loads(world.ctx.action_results["split-brain"])
-    assert "nova/a_disk" in split and len(split) == 4
-    assert out.unit_status.name == "blocked" and "SPLIT-BRAIN" in out.unit_status.message
-
-
-@pytest.mark.parametrize("endpoint", ["source", "destination"])
-def test_relation_broken_goes_blocked_and_keeps_files(world, endpoint):
-    state = world.run(world.ctx.on.install(), ready_state())
-    rel = next(r for r in state.relations if r.endpoint == endpoint)
-    out = world.run(world.ctx.on.relation_broken(rel), state)
-    assert out.unit_status.name == "blocked"
-    assert "Missing relation: " + endpoint in out.unit_status.message
-
-
-def test_upgrade_charm_reconciles(world):
-    out = world.run(world.ctx.on.upgrade_charm(), ready_state())
-    assert (world.etc / "ceph.conf").exists() and out.unit_status.name == "active"
-
-
-def test_enable_mirroring_reports_per_image_failures_and_finishes_the_rest(world):
-    world.service["running"] = True
-    world.src.fail_images = {"b_disk"}
-    with pytest.raises(testing.ActionFailed) as exc:
-        _enable(world, ready_state())
-    assert "nova/b_disk: PermissionError" in exc.value.message and "re-run" in exc.value.message
-    assert "journaling" in world.src.image("nova", "a_disk").features
-    assert world.dst.modes["cinder-ceph"] == "pool", "the other pools were set up"
-
-
-def test_enable_mirroring_uses_one_bulk_call_per_pool(world):
-    world.service["running"] = True
-    _enable(world, ready_state())
-    bulk = [c for c in world.src.calls if c.startswith("bulk enable-journaling")]
-    assert sorted(bulk) == sorted(f"bulk enable-journaling {p}" for p in world.src.pool_images)
-    assert not any(c.startswith("feature enable") for c in world.src.calls)
-
-
-def test_demote_promote_rerun_trusts_demoted_source_over_lagging_status(world):
-    state = _migrated(world)
-    for pool in world.src.pool_images:
-        world.src.pool_demote(pool)  # an earlier run demoted the source, then died
-    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
-    _cutover(world, state)
-    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
-
-
-def test_demote_promote_first_run_refuses_a_lagging_image(world):
-    state = _migrated(world)
-    world.dst.states["a_disk"] = ("up+replaying", 'replaying, {"entries_behind_primary":12}')
-    with pytest.raises(testing.ActionFailed) as exc:
-        _cutover(world, state)
-    assert "nova/a_disk: up+replaying" in exc.value.message
-
-
-def test_config_change_of_a_tuning_option_rewrites_conf_and_restarts_daemon(world):
-    state = world.run(world.ctx.on.install(), ready_state())
-    assert world.service["starts"] == 1
-    conf = (world.etc / "ceph.conf").read_text()
-    assert "rbd_mirror_pool_replayers_refresh_interval = 10" in conf
-    state = testing.State(relations=state.relations, config={"rbd-concurrent-management-ops": 32})
-    world.run(world.ctx.on.config_changed(), state)
-    assert "rbd_concurrent_management_ops = 32" in (world.etc / "ceph.conf").read_text()
-    assert world.service["starts"] == 2
-
-
-@pytest.mark.parametrize(
-    "option",
-    [
-        "rbd-concurrent-management-ops",
-        "rbd-mirror-pool-replayers-refresh-interval",
-        "rbd-mirror-image-state-check-interval",
-        "rbd-mirror-concurrent-image-syncs",
-    ],
-)
-def test_collect_status_blocked_on_out_of_range_tuning(world, option):
-    status = _status(world, ready_state(config={option: 0}))
-    assert status.name == "blocked" and option in status.message
-
-
-def test_demote_promote_counts_images_promoted_by_partial_rounds(world):
-    state = _migrated(world)
-    world.dst.promote_busy = 1
-    real = world.dst.pool_promote
-
-    def partial_then_busy(pool, *, force=False):
-        if world.dst.promote_busy and pool == "nova":
-            world.dst.image("nova", "a_disk").primary = True  # promoted, yet rc=16
-        return real(pool, force=force)
-
-    world.dst.pool_promote = partial_then_busy  # type: ignore[method-assign]
-    _cutover(world, state)
-    assert json.loads(world.ctx.action_results["promoted"])["nova"] == 2
-    _cutover(world, state)
-    assert sum(json.loads(world.ctx.action_results["promoted"]).values()) == 0
-
-
-def test_demote_promote_verification_catches_a_source_primary(world):
-    state = _migrated(world)
-    real = world.dst.pool_promote
-
-    def promote_and_break(pool, *, force=False):
-        count = real(pool, force=force)
-        world.src.image("glance", "img").primary = True  # someone promoted it back
-        return count
-
-    world.dst.pool_promote = promote_and_break  # type: ignore[method-assign]
-    with pytest.raises(testing.ActionFailed) as exc:
-        _cutover(world, state)
-    assert "glance: 1 image(s) still primary on the source" in exc.value.message
-
-
-def test_status_mid_cutover_is_not_ready_and_says_re_run(world):
-    state = _migrated(world)
-    world.src.pool_demote("nova")  # an interrupted cutover got this far
-    world.run(world.ctx.on.action("status"), state)
-    results = world.ctx.action_results
-    assert results["ready-for-cutover"] == "false"
-    assert any("nova: cutover in progress" in r for r in json.loads(results["reasons"]))

@@ -1,12 +1,14 @@
-"""Pure parts of the workflow: pool selection, status descriptions, teardown order."""
+"""The workflow without the charm: pure parts, then each phase over the in-memory clusters."""
 
 from __future__ import annotations
 
 import pytest
 
-from ceph_cli import ImageInfo, ImageStatus, PoolInfo
-from migration import MigrationError, parse_description, select_pools
+import migration
+from ceph_cli import CephError, ImageInfo, ImageStatus, PoolInfo
+from migration import MigrationError, Options, PeerSpec, parse_description, select_pools
 from teardown import _clone_levels, _disable_order
+from tests.unit.fake_ceph import FakeCluster, make_pair, mirror
 
 SOURCE = [
     PoolInfo("nova", 8, 1, ("rbd",)),
@@ -72,3 +74,126 @@ def test_clones_inside_a_pool_come_before_their_parents():
 def test_images_of_the_same_clone_depth_share_a_level():
     imgs = [ImageInfo("b"), ImageInfo("a"), ImageInfo("c1", parent="p/b@s"), ImageInfo("c2")]
     assert _clone_levels("p", imgs) == [["c1"], ["a", "b", "c2"]]
+
+
+# --- the workflow driven directly, over the in-memory fake (no charm, no ops) ---------------
+
+PEER = PeerSpec(client_name="client.rbd-mirror-migration", site_name="source")
+POOLS = ("glance", "nova", "cinder-ceph")
+
+
+def _enabled_and_synced() -> tuple[FakeCluster, FakeCluster]:
+    src, dst = make_pair()
+    migration.enable_mirroring(src, dst, POOLS, PEER, Options())
+    mirror(src, dst)
+    return src, dst
+
+
+def test_enable_mirroring_dry_run_lists_every_change_and_makes_none():
+    src, dst = make_pair()
+    results = migration.enable_mirroring(src, dst, POOLS, PEER, Options(dry_run=True))
+    assert {r.pool for r in results} == set(POOLS)
+    assert all(r.changes for r in results)
+    assert not src.modes and not dst.modes and not dst.peers
+
+
+def test_enable_mirroring_twice_changes_nothing_the_second_time():
+    src, dst = _enabled_and_synced()
+    again = migration.enable_mirroring(src, dst, POOLS, PEER, Options())
+    assert all(r.changes == [] for r in again)
+
+
+def test_enable_mirroring_records_before_its_first_change_and_not_in_a_dry_run():
+    src, dst = make_pair()
+    seen = []
+    migration.enable_mirroring(
+        src, dst, POOLS, PEER, Options(dry_run=True), before_changes=lambda: seen.append(1)
+    )
+    assert seen == []
+    migration.enable_mirroring(
+        src, dst, POOLS, PEER, Options(), before_changes=lambda: seen.append(src.modes.copy())
+    )
+    assert seen == [{}], "called once, before the source was changed"
+
+
+def test_the_promotion_is_retried_while_librbd_answers_ebusy():
+    src, dst = _enabled_and_synced()
+    dst.promote_busy = 2  # two EBUSY answers in the first round, across pools
+    sleeps = []
+    result = migration.demote_promote(
+        src,
+        dst,
+        POOLS,
+        Options(),
+        timeout=60,
+        force=False,
+        daemon_running=True,
+        sleep=sleeps.append,
+    )
+    assert result.attempts == 2 and sleeps == [1.0]
+    assert all(i.primary for imgs in dst.pool_images.values() for i in imgs)
+    assert not any(i.primary for imgs in src.pool_images.values() for i in imgs)
+
+
+def test_an_error_other_than_ebusy_ends_the_promotion_at_once():
+    src, dst = _enabled_and_synced()
+
+    def denied(pool, *, force=False):
+        raise CephError("ceph", ["promote"], 13, "permission denied")
+
+    dst.pool_promote = denied  # type: ignore[method-assign]
+    with pytest.raises(CephError, match="permission denied"):
+        migration.demote_promote(
+            src,
+            dst,
+            POOLS,
+            Options(),
+            timeout=60,
+            force=False,
+            daemon_running=True,
+            sleep=lambda s: pytest.fail("no retry after a non-EBUSY error"),
+        )
+
+
+def test_teardown_falls_back_to_image_by_image_clones_first_when_the_pool_is_busy():
+    src, dst = _enabled_and_synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    dst.busy_pools.add("glance")
+    result = migration.teardown(src, dst, POOLS, PEER, Options())
+    assert result.order.index("nova") < result.order.index("glance")
+    assert set(dst.modes.values()) == {"disabled"}
+    assert not any(i.mirror_enabled for imgs in dst.pool_images.values() for i in imgs)
+
+
+def test_teardown_removes_journaling_left_behind_by_the_pool_disable():
+    src, dst = _enabled_and_synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    dst.sticky_journaling.add("volume-1")
+    result = migration.teardown(src, dst, POOLS, PEER, Options())
+    assert "cinder-ceph/volume-1" in str(result.journaling_removed)
+    assert "journaling" not in dst.image("cinder-ceph", "volume-1").features
+
+
+def test_every_phase_refuses_a_split_brain_and_changes_nothing():
+    src, dst = _enabled_and_synced()
+    dst.image("cinder-ceph", "volume-1").primary = True  # promoted by force, source back
+    calls = len(src.calls), len(dst.calls)
+    for phase in (
+        lambda: migration.enable_mirroring(src, dst, POOLS, PEER, Options()),
+        lambda: migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+        ),
+        lambda: migration.teardown(src, dst, POOLS, PEER, Options()),
+    ):
+        with pytest.raises(MigrationError, match="SPLIT-BRAIN"):
+            phase()
+    changing = [c for c in src.calls[calls[0] :] + dst.calls[calls[1] :] if not _is_read(c)]
+    assert changing == [], "only reads"
+
+
+def _is_read(call: str) -> bool:
+    return call.startswith(("bulk pool-state", "osd pool ls", "bulk mirrored", "mirror pool info"))
