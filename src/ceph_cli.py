@@ -19,7 +19,19 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
+
+from bulk_schema import (
+    DaemonCalloutsAnswer,
+    DisabledAnswer,
+    FeatureChangesAnswer,
+    ImageStatesAnswer,
+    MirroredPoolsAnswer,
+    PeerAnswer,
+    PoolsAnswer,
+    PoolStateAnswer,
+    Request,
+)
 
 CEPH = "/usr/bin/ceph"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
@@ -89,7 +101,7 @@ class Peer:
     direction: str
 
     @classmethod
-    def from_answer(cls, peer: dict) -> Peer:
+    def from_answer(cls, peer: PeerAnswer) -> Peer:
         """From rbd_bulk.py's peer dict (the same for `pool-state` and `mirrored-pools`)."""
         return cls(
             uuid=peer["uuid"],
@@ -386,17 +398,20 @@ class CephClient:
         ]
         return self._exec(argv, argv[:1] + list(args), timeout=timeout)
 
-    def _bulk(self, request: dict, timeout: float | None = None) -> dict:
-        """Run rbd_bulk.py (librbd, one process for a pool) under the system Python."""
-        request = {
+    def _bulk(self, request: Request, timeout: float | None = None) -> dict:
+        """Run rbd_bulk.py (librbd, one process for a pool) under the system Python.
+
+        The answer's shape is the op's type in bulk_schema.py; each caller casts to it.
+        """
+        full: Request = {
             "cluster": self.cluster,
             "client_id": self.client_id,
             "connect_timeout": int(min(self.connect_timeout, self.timeout)),
-            **request,
         }
-        what = [f"rbd_bulk {request['op']} {request.get('pool', '')}".rstrip()]
+        full.update(request)
+        what = [f"rbd_bulk {full.get('op', '')} {full.get('pool', '')}".rstrip()]
         out = self._exec(
-            [SYSTEM_PYTHON, str(BULK_HELPER)], what, stdin=json.dumps(request), timeout=timeout
+            [SYSTEM_PYTHON, str(BULK_HELPER)], what, stdin=json.dumps(full), timeout=timeout
         )
         try:
             return json.loads(out)
@@ -446,7 +461,7 @@ class CephClient:
                 erasure=p.get("type") == POOL_TYPE_ERASURE,
                 untagged_rbd=bool(p.get("holds_rbd_images")),
             )
-            for p in self._bulk({"op": "pools"}).get("pools") or []
+            for p in cast(PoolsAnswer, self._bulk({"op": "pools"})).get("pools") or []
         ]
 
     def daemon_callouts(self) -> list[Callout]:
@@ -454,7 +469,7 @@ class CephClient:
 
         E.g. "unable to connect to remote cluster" while the daemon cannot reach the source.
         """
-        answer = self._bulk({"op": "daemon-callouts"})
+        answer = cast(DaemonCalloutsAnswer, self._bulk({"op": "daemon-callouts"}))
         return [
             Callout(pool=pool, level=c["level"], text=c["text"])
             for daemon in answer["daemons"]
@@ -464,7 +479,9 @@ class CephClient:
 
     def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
         """Mirror mode and peers of each of `pools` that exists, in one process (librbd)."""
-        answer = self._bulk({"op": "mirrored-pools", "pools": list(pools)})
+        answer = cast(
+            MirroredPoolsAnswer, self._bulk({"op": "mirrored-pools", "pools": list(pools)})
+        )
         return [
             MirrorPoolInfo(
                 name=p["name"],
@@ -487,10 +504,12 @@ class CephClient:
         `rbd mirror pool info` + an `rbd info` per image for the primary flags otherwise).
         With `watchers`, also each image's watchers (one read-only open per image, in threads).
         """
-        request: dict = {"op": "pool-state", "pool": pool}
+        request: Request = {"op": "pool-state", "pool": pool}
         if watchers:
             request.update(watchers=True, workers=workers)
-        answer = self._bulk(request, timeout=self.timeout * (5 if watchers else 1))
+        answer = cast(
+            PoolStateAnswer, self._bulk(request, timeout=self.timeout * (5 if watchers else 1))
+        )
         return PoolState(
             mode=answer["mode"],
             peers=tuple(Peer.from_answer(p) for p in answer["peers"]),
@@ -512,8 +531,11 @@ class CephClient:
 
     def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
         """Features, parent, mirroring state and primary flag of every image: one process."""
-        answer = self._bulk(
-            {"op": "image-states", "pool": pool, "workers": workers}, timeout=self.timeout * 5
+        answer = cast(
+            ImageStatesAnswer,
+            self._bulk(
+                {"op": "image-states", "pool": pool, "workers": workers}, timeout=self.timeout * 5
+            ),
         )
         if answer.get("failed"):
             name, error = next(iter(answer["failed"].items()))
@@ -542,9 +564,17 @@ class CephClient:
 
         Returns ({image: what changed}, {image: error}); images that had it are in neither.
         """
-        answer = self._bulk(
-            {"op": "enable-journaling", "pool": pool, "images": list(images), "workers": workers},
-            timeout=self.timeout * 5,
+        answer = cast(
+            FeatureChangesAnswer,
+            self._bulk(
+                {
+                    "op": "enable-journaling",
+                    "pool": pool,
+                    "images": list(images),
+                    "workers": workers,
+                },
+                timeout=self.timeout * 5,
+            ),
         )
         return dict(answer.get("changed", {})), _failures(answer)
 
@@ -552,9 +582,17 @@ class CephClient:
         self, pool: str, images: Sequence[str], *, workers: int = 4
     ) -> tuple[list[str], dict[str, str]]:
         """Journaling off on `images` in one librbd process; return (changed, {image: error})."""
-        answer = self._bulk(
-            {"op": "disable-journaling", "pool": pool, "images": list(images), "workers": workers},
-            timeout=self.timeout * 5,
+        answer = cast(
+            FeatureChangesAnswer,
+            self._bulk(
+                {
+                    "op": "disable-journaling",
+                    "pool": pool,
+                    "images": list(images),
+                    "workers": workers,
+                },
+                timeout=self.timeout * 5,
+            ),
         )
         return sorted(answer.get("changed", {})), _failures(answer)
 
@@ -574,14 +612,17 @@ class CephClient:
 
         Returns (disabled, {image: error}); it stops after the first level with an error.
         """
-        answer = self._bulk(
-            {
-                "op": "disable-mirroring",
-                "pool": pool,
-                "levels": [list(level) for level in levels],
-                "workers": workers,
-            },
-            timeout=self.timeout * 5,
+        answer = cast(
+            DisabledAnswer,
+            self._bulk(
+                {
+                    "op": "disable-mirroring",
+                    "pool": pool,
+                    "levels": [list(level) for level in levels],
+                    "workers": workers,
+                },
+                timeout=self.timeout * 5,
+            ),
         )
         return list(answer.get("changed", [])), _failures(answer)
 
@@ -625,7 +666,7 @@ class CephClient:
         return _count(self._run(RBD, args, [pool]))
 
 
-def _failures(answer: dict) -> dict[str, str]:
+def _failures(answer: FeatureChangesAnswer | DisabledAnswer) -> dict[str, str]:
     """{image: error} of a bulk answer, scrubbed of anything that looks like a key."""
     return {k: scrub(v) for k, v in answer.get("failed", {}).items()}
 

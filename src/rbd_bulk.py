@@ -34,10 +34,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import rados  # type: ignore[import-not-found]
 import rbd  # type: ignore[import-not-found]
+
+from bulk_schema import (
+    DaemonAnswer,
+    DaemonCalloutsAnswer,
+    DisabledAnswer,
+    FeatureChangesAnswer,
+    ImageStateAnswer,
+    ImageStatesAnswer,
+    ImageStatusAnswer,
+    MirroredPoolAnswer,
+    MirroredPoolsAnswer,
+    PeerAnswer,
+    PoolsAnswer,
+    PoolStateAnswer,
+)
 
 FEATURE_NAMES = {
     getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
@@ -91,7 +107,7 @@ def _disable_mirroring(ioctx, name: str) -> str:
 FEATURE_OPS = {"enable-journaling": _enable_journaling, "disable-journaling": _disable_journaling}
 
 
-def _image_state(ioctx, name: str) -> dict:
+def _image_state(ioctx, name: str) -> ImageStateAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         features = image.features()
         try:
@@ -133,7 +149,7 @@ MODES = {
 }
 
 
-def _peers(api, ioctx) -> list[dict]:
+def _peers(api, ioctx) -> list[PeerAnswer]:
     """The pool's mirror peers as {uuid, site_name, client_name, direction}; never a key."""
     return [
         {
@@ -146,12 +162,12 @@ def _peers(api, ioctx) -> list[dict]:
     ]
 
 
-def _pool_state(ioctx) -> dict:
+def _pool_state(ioctx) -> PoolStateAnswer:
     """Mode, peers, image names and every mirrored image's status and primary flag."""
     api = rbd.RBD()
     mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
     peers = _peers(api, ioctx)
-    statuses = []
+    statuses: list[ImageStatusAnswer] = []
     if mode != "disabled":
         primary = {
             image_id: bool(info.get("primary"))
@@ -177,13 +193,13 @@ def _watchers(ioctx, name: str) -> list[str]:
         return [f"{w.get('addr', '')} (client.{w.get('id', '')})" for w in image.watchers_list()]
 
 
-def _daemon_callouts(cluster, timeout: int) -> dict:
+def _daemon_callouts(cluster, timeout: int) -> DaemonCalloutsAnswer:
     """Each rbd-mirror daemon's published per-pool callouts (`ceph service status`)."""
     command = {"prefix": "service status", "format": "json"}
     rc, out, err = cluster.mgr_command(json.dumps(command), b"", timeout=timeout)
     if rc != 0:
         raise rados.Error(f"service status: {err} (rc={rc})")
-    daemons = []
+    daemons: list[DaemonAnswer] = []
     for gid, entry in (json.loads(out or b"{}").get("rbd-mirror") or {}).items():
         pools = json.loads((entry.get("status") or {}).get("json") or "{}")
         daemons.append(
@@ -202,9 +218,9 @@ def _daemon_callouts(cluster, timeout: int) -> dict:
     return {"daemons": daemons}
 
 
-def _mirrored_pools(cluster, names: list[str]) -> dict:
+def _mirrored_pools(cluster, names: list[str]) -> MirroredPoolsAnswer:
     """Mirror mode and peers of each existing pool of `names`."""
-    api, out = rbd.RBD(), []
+    api, out = rbd.RBD(), list[MirroredPoolAnswer]()
     for name in names:
         try:
             ioctx = cluster.open_ioctx(name)
@@ -234,7 +250,7 @@ def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:
     return done, failed
 
 
-def _pools(cluster) -> dict:
+def _pools(cluster) -> PoolsAnswer:
     """Every pool, as `ceph osd pool ls detail --format json` lists them."""
     command = {"prefix": "osd pool ls", "detail": "detail", "format": "json"}
     rc, out, err = cluster.mon_command(json.dumps(command), b"")
@@ -257,7 +273,7 @@ def _holds_rbd_images(cluster, name: str) -> bool:
     return True
 
 
-def handle(req: dict) -> dict:
+def handle(req: dict) -> Mapping[str, object]:
     """Connect, run one op (on one pool, except "pools"), answer."""
     conf = {"client_mount_timeout": str(req.get("connect_timeout", 10))}
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
@@ -277,20 +293,25 @@ def handle(req: dict) -> dict:
             return _pool_op(req, ioctx)
 
 
-def _pool_op(req: dict, ioctx) -> dict:
+def _pool_op(req: dict, ioctx) -> Mapping[str, object]:
     """One op on one pool."""
     workers = int(req.get("workers", 4))
     if req["op"] in FEATURE_OPS:
         done, failed = _each(ioctx, FEATURE_OPS[req["op"]], list(req["images"]), workers)
-        return {"changed": {k: v for k, v in done.items() if v}, "failed": failed}
+        features: FeatureChangesAnswer = {
+            "changed": {k: v for k, v in done.items() if v},
+            "failed": failed,
+        }
+        return features
     if req["op"] == "disable-mirroring":
-        changed: list[str] = []
+        disabled: DisabledAnswer = {"changed": [], "failed": {}}
         for level in req["levels"]:  # clones before their parents: librbd insists
             done, failed = _each(ioctx, _disable_mirroring, list(level), workers)
-            changed += sorted(k for k, v in done.items() if v)
+            disabled["changed"] += sorted(k for k, v in done.items() if v)
             if failed:
-                return {"changed": changed, "failed": failed}
-        return {"changed": changed, "failed": {}}
+                disabled["failed"] = failed
+                break
+        return disabled
     if req["op"] == "pool-state":
         state = _pool_state(ioctx)
         if req.get("watchers"):
@@ -303,7 +324,11 @@ def _pool_op(req: dict, ioctx) -> dict:
     if req["op"] == "image-states":
         names = rbd.RBD().list(ioctx)
         done, failed = _each(ioctx, _image_state, names, workers)
-        return {"images": [done[n] for n in names if n in done], "failed": failed}
+        images: ImageStatesAnswer = {
+            "images": [done[n] for n in names if n in done],
+            "failed": failed,
+        }
+        return images
     raise ValueError(f"unknown op {req['op']!r}")
 
 

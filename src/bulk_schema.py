@@ -1,0 +1,137 @@
+"""The requests and answers of rbd_bulk.py, typed once for both sides. Standard library only.
+
+rbd_bulk.py runs under the system Python and imports this file from its own directory; ceph_cli.py
+builds the requests and reads the answers with the same types, so pyright checks that the two
+sides agree. Every answer is one JSON object on stdout; an error is a message on stderr, rc 1.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Request(TypedDict, total=False):
+    """One request on stdin (built by CephClient). `cluster`, `client_id`, `op`; the rest by op.
+
+    rbd_bulk.py reads it as plain JSON: a missing key is a KeyError, answered on stderr.
+    """
+
+    cluster: str
+    client_id: str
+    connect_timeout: int
+    conffile: str  # default: the standard search path for the cluster name
+    op: str  # see rbd_bulk.py's module docstring for each op
+    pool: str  # every op but "pools", "daemon-callouts" and "mirrored-pools"
+    pools: list[str]  # "mirrored-pools"
+    images: list[str]  # "enable-journaling", "disable-journaling"
+    levels: list[list[str]]  # "disable-mirroring": clones' level first
+    workers: int
+    watchers: bool  # "pool-state"
+
+
+class PeerAnswer(TypedDict):
+    """A mirror peer; never its key."""
+
+    uuid: str
+    site_name: str
+    client_name: str
+    direction: str
+
+
+class ImageStatusAnswer(TypedDict):
+    """One mirrored image as this cluster's daemon reports it, and librbd's primary flag."""
+
+    name: str
+    global_id: str
+    primary: bool
+    state: str  # "up+replaying", "down+stopped", ...
+    description: str
+    last_update: str
+
+
+class _PoolState(TypedDict):
+    mode: str
+    peers: list[PeerAnswer]
+    images: list[str]
+    statuses: list[ImageStatusAnswer]
+
+
+class PoolStateAnswer(_PoolState, total=False):
+    """The answer to pool-state: mode, peers, images, statuses; watchers only when asked."""
+
+    watchers: dict[str, list[str]]
+
+
+class MirroredPoolAnswer(TypedDict):
+    """One pool of "mirrored-pools"."""
+
+    name: str
+    mode: str
+    peers: list[PeerAnswer]
+
+
+class MirroredPoolsAnswer(TypedDict):
+    """The answer to mirrored-pools: each requested pool that exists."""
+
+    pools: list[MirroredPoolAnswer]
+
+
+class ImageStateAnswer(TypedDict):
+    """One image of "image-states"."""
+
+    name: str
+    features: list[str]
+    parent: str  # "pool/image@snap" for a clone
+    mirroring_state: str  # "enabled" or "disabled"
+    primary: bool | None  # None when mirroring is disabled
+
+
+class ImageStatesAnswer(TypedDict):
+    """The answer to image-states: every image, and those that could not be read."""
+
+    images: list[ImageStateAnswer]
+    failed: dict[str, str]
+
+
+class FeatureChangesAnswer(TypedDict):
+    """The answer to enable-/disable-journaling: {image: what changed}, {image: error}."""
+
+    changed: dict[str, str]
+    failed: dict[str, str]
+
+
+class DisabledAnswer(TypedDict):
+    """The answer to disable-mirroring: images disabled, errors of the level that failed."""
+
+    changed: list[str]
+    failed: dict[str, str]
+
+
+class CalloutAnswer(TypedDict):
+    """One problem a daemon publishes for a pool."""
+
+    level: str
+    text: str
+
+
+class DaemonAnswer(TypedDict):
+    """One rbd-mirror daemon of "daemon-callouts"."""
+
+    gid: str
+    last_beacon: str
+    pools: dict[str, list[CalloutAnswer]]
+
+
+class DaemonCalloutsAnswer(TypedDict):
+    """The answer to daemon-callouts: every rbd-mirror daemon the mgr knows."""
+
+    daemons: list[DaemonAnswer]
+
+
+class PoolsAnswer(TypedDict):
+    """The answer to pools: `osd pool ls detail` as the CLI prints it.
+
+    Plus `holds_rbd_images` on each pool without application rbd.
+    """
+
+    pools: list[dict]
