@@ -564,37 +564,21 @@ class CephClient:
 
         Returns ({image: what changed}, {image: error}); images that had it are in neither.
         """
-        answer = cast(
-            FeatureChangesAnswer,
-            self._bulk(
-                {
-                    "op": "enable-journaling",
-                    "pool": pool,
-                    "images": list(images),
-                    "workers": workers,
-                },
-                timeout=self.timeout * 5,
-            ),
-        )
+        answer = self._features("enable-journaling", pool, images, workers)
         return dict(answer.get("changed", {})), _failures(answer)
 
     def disable_journaling_all(
         self, pool: str, images: Sequence[str], *, workers: int = 4
     ) -> tuple[list[str], dict[str, str]]:
         """Journaling off on `images` in one librbd process; return (changed, {image: error})."""
-        answer = cast(
-            FeatureChangesAnswer,
-            self._bulk(
-                {
-                    "op": "disable-journaling",
-                    "pool": pool,
-                    "images": list(images),
-                    "workers": workers,
-                },
-                timeout=self.timeout * 5,
-            ),
-        )
+        answer = self._features("disable-journaling", pool, images, workers)
         return sorted(answer.get("changed", {})), _failures(answer)
+
+    def _features(
+        self, op: str, pool: str, images: Sequence[str], workers: int
+    ) -> FeatureChangesAnswer:
+        request: Request = {"op": op, "pool": pool, "images": list(images), "workers": workers}
+        return cast(FeatureChangesAnswer, self._bulk(request, timeout=self.timeout * 5))
 
     # --- mirroring -------------------------------------------------------------------------
     def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:

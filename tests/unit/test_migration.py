@@ -89,6 +89,12 @@ def _enabled_and_synced() -> tuple[FakeCluster, FakeCluster]:
     return src, dst
 
 
+def _cut_over(src: FakeCluster, dst: FakeCluster, **kwargs) -> migration.CutoverResult:
+    return migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True, **kwargs
+    )
+
+
 def test_enable_mirroring_dry_run_lists_every_change_and_makes_none():
     src, dst = make_pair()
     results = migration.enable_mirroring(src, dst, POOLS, PEER, Options(dry_run=True))
@@ -120,16 +126,7 @@ def test_the_promotion_is_retried_while_librbd_answers_ebusy():
     src, dst = _enabled_and_synced()
     dst.promote_busy = 2  # two EBUSY answers in the first round, across pools
     sleeps = []
-    result = migration.demote_promote(
-        src,
-        dst,
-        POOLS,
-        Options(),
-        timeout=60,
-        force=False,
-        daemon_running=True,
-        sleep=sleeps.append,
-    )
+    result = _cut_over(src, dst, sleep=sleeps.append)
     assert result.attempts == 2 and sleeps == [1.0]
     assert all(i.primary for imgs in dst.pool_images.values() for i in imgs)
     assert not any(i.primary for imgs in src.pool_images.values() for i in imgs)
@@ -143,23 +140,12 @@ def test_an_error_other_than_ebusy_ends_the_promotion_at_once():
 
     dst.pool_promote = denied  # type: ignore[method-assign]
     with pytest.raises(CephError, match="permission denied"):
-        migration.demote_promote(
-            src,
-            dst,
-            POOLS,
-            Options(),
-            timeout=60,
-            force=False,
-            daemon_running=True,
-            sleep=lambda s: pytest.fail("no retry after a non-EBUSY error"),
-        )
+        _cut_over(src, dst, sleep=lambda s: pytest.fail("no retry after a non-EBUSY error"))
 
 
 def test_teardown_falls_back_to_image_by_image_clones_first_when_the_pool_is_busy():
     src, dst = _enabled_and_synced()
-    migration.demote_promote(
-        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
-    )
+    _cut_over(src, dst)
     dst.busy_pools.add("glance")
     result = migration.teardown(src, dst, POOLS, PEER, Options())
     assert result.order.index("nova") < result.order.index("glance")
@@ -169,9 +155,7 @@ def test_teardown_falls_back_to_image_by_image_clones_first_when_the_pool_is_bus
 
 def test_teardown_removes_journaling_left_behind_by_the_pool_disable():
     src, dst = _enabled_and_synced()
-    migration.demote_promote(
-        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
-    )
+    _cut_over(src, dst)
     dst.sticky_journaling.add("volume-1")
     result = migration.teardown(src, dst, POOLS, PEER, Options())
     assert "cinder-ceph/volume-1" in str(result.journaling_removed)
@@ -184,9 +168,7 @@ def test_every_phase_refuses_a_split_brain_and_changes_nothing():
     calls = len(src.calls), len(dst.calls)
     for phase in (
         lambda: migration.enable_mirroring(src, dst, POOLS, PEER, Options()),
-        lambda: migration.demote_promote(
-            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
-        ),
+        lambda: _cut_over(src, dst),
         lambda: migration.teardown(src, dst, POOLS, PEER, Options()),
     ):
         with pytest.raises(MigrationError, match="SPLIT-BRAIN"):
