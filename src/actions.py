@@ -98,6 +98,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             raise MigrationError(
                 f"mirroring is enabled, but the source key check failed: {exc}"
             ) from None
+    session.replace_report(None, ws.pools)
     if can_blocklist is False:
         log(
             "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
@@ -130,7 +131,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         callouts=True,
         recorded_torn_down=opts.torn_down,
     )
-    session.remember(report, ws.pools)
+    session.replace_report(report, ws.pools)
     reasons = report.reasons
     results: Results = {
         "phase": migration.phase(report),
@@ -189,17 +190,23 @@ def demote_promote(session: Session, params: DemotePromoteParams, log: Log) -> R
         ignore_watchers=params.ignore_watchers,
         source_cluster=ws.peer.site_name,
     )
-    session.remember(result.report, ws.pools)  # the unit status reuses the verification's reads
-    return {
+    session.replace_report(result.report, ws.pools)  # the verification read, after the changes
+    results: Results = {
         "demoted": json.dumps(result.demoted),
         "promoted": json.dumps(result.promoted),
         "attempts": result.attempts,
         "seconds": f"{result.seconds:.1f}",
         "forced": result.forced,
-        "at-risk": json.dumps(result.at_risk[:MAX_LISTED_RESULTS]),
-        "at-risk-count": len(result.at_risk),
         "next": "teardown force=true (the source is lost)" if result.forced else "teardown",
     }
+    if result.forced:
+        results["at-risk"] = json.dumps(result.at_risk[:MAX_LISTED_RESULTS])
+        results["at-risk-count"] = len(result.at_risk)
+        results["at-risk-note"] = (
+            "images not caught up when promoted; images the destination never received cannot "
+            "be listed without the source: compare with its image list if it comes back"
+        )
+    return results
 
 
 def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
@@ -208,7 +215,8 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
     result = migration.teardown(
         ws.source, ws.destination, ws.pools, ws.peer, opts, force=params.force
     )
-    stop = False
+    stop = finished = False
+    session.replace_report(None, ws.pools)
     if not opts.dry_run:
         record = session.record.tore_down(list(ws.pools), finished=False)
         report = migration.status(
@@ -219,15 +227,15 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
             workers=opts.workers,
             recorded_torn_down=record.torn_down,
         )
-        stop = migration.finished(report)
-        session.save(record.tore_down([], finished=stop))
-        if stop:
+        finished = migration.finished(report)
+        session.save(record.tore_down([], finished=finished))
+        if finished:
             log("every migrated pool is torn down: stopping the rbd-mirror daemon")
             try:
                 session.stop_daemon("every migrated pool is torn down")
+                stop = True
             except ServiceError as exc:  # the teardown itself is done: say so
                 log(f"WARNING: {exc}; the next hook stops it")
-                stop = False
     return {
         "dry-run": opts.dry_run,
         "changes": json.dumps(result.changes),
@@ -236,16 +244,19 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
         "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
         "journaling-removed": len(result.journaling_removed),
         "daemon-stopped": stop,
-        "next-steps": _teardown_next(session.app, stopped=stop, dry_run=opts.dry_run),
+        "next-steps": _teardown_next(
+            session.app, finished=finished, stopped=stop, dry_run=opts.dry_run
+        ),
     }
 
 
-def _teardown_next(app: str, *, stopped: bool, dry_run: bool) -> str:
+def _teardown_next(app: str, *, finished: bool, stopped: bool, dry_run: bool) -> str:
     if dry_run:
         return "dry run, nothing changed: run teardown without dry-run to make these changes"
-    if stopped:
-        return NEXT_STEPS.format(app=app)
-    return "teardown the remaining pools; the daemon keeps running until the last one"
+    if not finished:
+        return "teardown the remaining pools; the daemon keeps running until the last one"
+    hint = "" if stopped else "The daemon could not be stopped now; the next hook stops it. "
+    return hint + NEXT_STEPS.format(app=app)
 
 
 def pause(session: Session, params: NoParams, log: Log) -> Results:

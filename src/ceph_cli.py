@@ -1,12 +1,17 @@
-"""A typed client over the `ceph`, `rbd` and `rados` CLIs for one cluster: every Ceph call is here.
+"""A typed client for one Ceph cluster, and what it answers: every Ceph call of the charm is here.
 
-Commands run without a shell, with absolute paths, `--format json` where Ceph offers it, and a
-timeout (a cluster without a mgr makes `rbd mirror pool status` hang forever). Errors are raised as
-`CephError` with the command and Ceph's message, scrubbed of anything that looks like a cephx key.
+Reads and per-image work go through librbd (rbd_bulk.py, one process per pool and side, its
+requests and answers typed in bulk_schema.py); pool-wide changes (mirror mode, peers, demote,
+promote) through the `rbd` CLI, and the blocklist probe through the `ceph` CLI. No shell,
+absolute paths, `--` before every name, and a timeout on every call (a cluster without a mgr
+makes some commands hang forever). Errors are `CephError` with the exit code (the errno, from
+the CLIs and from rbd_bulk.py alike) and Ceph's message, scrubbed of anything like a cephx key.
 
-No call is retried here: a hook must not wait on a cluster. A cluster that does not answer within
-`connect_timeout` is remembered as `lost` for the rest of the dispatch, and the next hook reads it
-again. The one retry of the workflow, the promotion while librbd answers EBUSY, is a tenacity
+A call that times out, or a cluster whose connection times out or is refused, makes later calls
+of the same dispatch fail at once. Only the connection failure makes the cluster `lost` (what
+`force` needs), decided on the errno; `confirm_lost` tries one fresh connection before a forced
+step. No other call is retried here: a hook must not wait on a cluster, and the next hook reads
+it again. The one retry of the workflow, the promotion while librbd answers EBUSY, is a tenacity
 policy in cutover.py, where its rule (what, on which error, until when) is part of the cutover.
 """
 
@@ -45,6 +50,7 @@ EINVAL = 22
 ENOENT = 2
 ETIMEDOUT = 110
 ECONNREFUSED = 111
+MOUNT_MARGIN_S = 4  # process start-up and the answer, after librados gives up connecting
 # A cluster is lost only when the connection itself times out or is refused. librados says
 # "error connecting to the cluster" for a denied key or a missing keyring too: those are answers.
 NO_CONNECTION_ERRNOS = (ETIMEDOUT, ECONNREFUSED)
@@ -364,8 +370,7 @@ class CephClient:
     # --- plumbing --------------------------------------------------------------------------
     def _check(self, exc: CephError) -> CephError:
         """Remember a cluster that did not answer; return the error to raise."""
-        refused = exc.rc in NO_CONNECTION_ERRNOS or "RADOS timed out" in exc.stderr
-        refused = refused or any(f"[errno {e}]" in exc.stderr for e in NO_CONNECTION_ERRNOS)
+        refused = exc.rc in NO_CONNECTION_ERRNOS  # the errno, never the message's wording
         if refused:
             self.no_connection = exc
         if refused or exc.timed_out:
@@ -384,7 +389,7 @@ class CephClient:
         `--` ends the options (the rbd CLI accepts it): a pool named `--force` would otherwise
         turn `rbd mirror pool promote <pool>` into a forced promotion of the default pool.
         """
-        mount = str(int(min(self.connect_timeout, timeout or self.timeout)))
+        mount = str(self._mount_timeout(timeout or self.timeout))
         argv = [
             tool,
             "--cluster",
@@ -398,6 +403,14 @@ class CephClient:
         ]
         return self._exec(argv, argv[:1] + list(args), timeout=timeout)
 
+    def _mount_timeout(self, timeout: float) -> int:
+        """How long librados waits for the cluster: well inside the command's own timeout.
+
+        So that a dead cluster is reported by librados (ETIMEDOUT: `lost`) before the command
+        is killed (a timeout, which is not proof of a lost cluster).
+        """
+        return max(1, int(min(self.connect_timeout, timeout - MOUNT_MARGIN_S)))
+
     def _bulk(self, request: Request, timeout: float | None = None) -> dict:
         """Run rbd_bulk.py (librbd, one process for a pool) under the system Python.
 
@@ -406,7 +419,7 @@ class CephClient:
         full: Request = {
             "cluster": self.cluster,
             "client_id": self.client_id,
-            "connect_timeout": int(min(self.connect_timeout, self.timeout)),
+            "connect_timeout": self._mount_timeout(self.timeout),
         }
         full.update(request)
         what = [f"rbd_bulk {full.get('op', '')} {full.get('pool', '')}".rstrip()]

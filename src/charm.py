@@ -56,16 +56,22 @@ def _result(value: Any) -> Any:
 
 
 class _StoredRecord:
-    """The unit's `Record`, kept as JSON in the charm's StoredState."""
+    """The unit's `Record`, kept as JSON in the charm's StoredState.
 
-    def __init__(self, stored: ops.framework.BoundStoredState):
+    Committed at once, not when the dispatch ends: enable-mirroring records its pools before
+    its first change, and a hook killed part-way (agent restart, OOM) must not lose that.
+    """
+
+    def __init__(self, stored: ops.framework.BoundStoredState, framework: ops.Framework):
         self._stored = stored
+        self._framework = framework
 
     def load(self) -> Record:
         return Record.from_json(str(self._stored.record))
 
     def save(self, record: Record) -> None:
         self._stored.record = record.to_json()
+        self._framework.commit()
 
 
 class RbdMirrorMigrationCharm(ops.CharmBase):
@@ -81,7 +87,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             daemon=RbdMirrorDaemon(
                 self.charm_dir / "templates", self.unique_id, f"client.{self.app.name}"
             ),
-            records=_StoredRecord(self._stored),
+            records=_StoredRecord(self._stored, framework),
             load_config=self._load_config,
             load_relations=self._relation_data,
         )

@@ -37,7 +37,8 @@ def select_pools(
         untagged = sorted(name for name, p in by_name.items() if p.untagged_rbd)
         if untagged:
             raise MigrationError(
-                f"pool(s) {', '.join(untagged)} hold RBD images but have no application rbd, "
+                f"pool(s) {', '.join(untagged)} hold RBD images (or could not be checked) but "
+                "have no application rbd, "
                 "so they would be left behind: tag them on the source (ceph osd pool "
                 "application enable <pool> rbd) or list every pool to migrate in config pools"
             )

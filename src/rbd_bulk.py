@@ -264,12 +264,17 @@ def _pools(cluster) -> PoolsAnswer:
 
 
 def _holds_rbd_images(cluster, name: str) -> bool:
-    """The pool has an RBD directory object (librbd creates it with the first image)."""
+    """The pool has an RBD directory object (librbd creates it with the first image).
+
+    Only "no such object" says no: a pool this key cannot read may hold images, and counts.
+    """
     try:
         with cluster.open_ioctx(name) as ioctx:
             ioctx.stat("rbd_directory")
-    except rados.Error:  # absent, or a key that may not read the pool: nothing to tell
+    except rados.ObjectNotFound:
         return False
+    except rados.Error:
+        return True
     return True
 
 
@@ -333,12 +338,18 @@ def _pool_op(req: dict, ioctx) -> Mapping[str, object]:
 
 
 def main() -> int:
-    """Read the request from stdin, print the answer; errors go to stderr with rc 1."""
+    """Read the request from stdin, print the answer; errors go to stderr.
+
+    The exit code of a librados/librbd error is its errno (110 for a connection that timed
+    out), as the `rbd` CLI does: the charm decides on that number, never on the wording.
+    Any other error exits 1.
+    """
     try:
         print(json.dumps(handle(json.load(sys.stdin))))
     except (rados.Error, rbd.Error, ValueError, KeyError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        errno = getattr(exc, "errno", None)
+        return errno if isinstance(errno, int) and 1 < errno < 256 else 1
     return 0
 
 

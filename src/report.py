@@ -192,7 +192,7 @@ class StatusReport:
         """Why the source was not read ("" when every pool was)."""
         return next(iter(self.source_errors.values()), "")
 
-    source_lost: bool = False  # no source read worked, and the client found it unreachable
+    source_lost: bool = False  # no source read worked, and its connection timed out or was refused
 
     @property
     def source_answers(self) -> bool:

@@ -4,8 +4,9 @@ Juju runs the charm once per hook or action (a dispatch). `Session` is what that
 - the inputs, checked (`config`, `relation_data`, `workspace`), or `NotReadyError` with the
   status the unit should show;
 - the reads it shares: both cluster clients (so a cluster that did not answer is not waited for
-  twice), the status report of every migrated pool and the service manager's answer, each read at
-  most once, and forgotten together (`forget_reads`) when the daemon is started or stopped;
+  twice), the status report of every migrated pool and the service manager's answer, each read
+  once, and read again after an action changed the clusters (`replace_report`) or the daemon was
+  started or stopped (`forget_reads`);
 - the unit's `Record` (record.py), through the store the charm gives it;
 - the daemon's lifecycle rule (`keep_daemon`): running while a migration is in progress; stopped
   when paused, once every migrated pool is torn down, or when a relation or the unit goes.
@@ -53,6 +54,7 @@ class Workspace:
     pools: tuple[str, ...]  # the pools this run works on
     all_pools: tuple[str, ...]  # every pool being migrated
     peer: PeerSpec
+    missing: tuple[str, ...] = ()  # pools ceph-mon has not created on the destination yet
 
 
 class RecordStore(Protocol):
@@ -129,7 +131,14 @@ class Session:
             source, dest = self.relation_data()
         except NotReadyError:
             return ""
+        pools_missing = True
+        try:
+            pools_missing = bool(self._built().missing)
+        except NotReadyError:
+            pass
         for side, broker in (("ceph-proxy", source.broker), ("ceph-mon", dest.broker)):
+            if side == "ceph-mon" and not pools_missing:
+                continue  # every pool to migrate exists: that failure no longer matters
             if broker and broker.exit_code != 0:
                 what = "set our key's caps" if side == "ceph-proxy" else "create the pools"
                 return f"{side} could not {what}: {scrub(broker.stderr)[:200]}"
@@ -148,8 +157,18 @@ class Session:
     def workspace(self, subset: str | None = None) -> Workspace:
         """Config, relations and pools (narrowed to `subset`); NotReadyError if not there yet.
 
-        Built once per dispatch, so that its clients remember a cluster that did not answer.
+        A destination pool ceph-mon has not created yet blocks only the runs that name it (all
+        of them without `subset`): the other pools' actions go on.
         """
+        ws = self._built()
+        pools = ws.all_pools if subset is None else migration.narrowed(list(ws.all_pools), subset)
+        missing = [p for p in pools if p in ws.missing]
+        if missing:
+            raise NotReadyError("waiting", f"waiting for destination pools: {', '.join(missing)}")
+        return dataclasses.replace(ws, pools=tuple(pools))
+
+    def _built(self) -> Workspace:
+        """The workspace, built once per dispatch (its clients remember a silent cluster)."""
         if self._ws is None:
             try:
                 self._ws = self._build_workspace()
@@ -157,10 +176,7 @@ class Session:
                 self._ws = exc
         if isinstance(self._ws, NotReadyError):
             raise self._ws
-        if subset is None:
-            return self._ws
-        pools = migration.narrowed(list(self._ws.all_pools), subset)
-        return dataclasses.replace(self._ws, pools=tuple(pools))
+        return self._ws
 
     def _build_workspace(self) -> Workspace:
         config = self.config()
@@ -178,11 +194,9 @@ class Session:
                 f"config pools leaves out {', '.join(dropped)}: enable-mirroring set "
                 "them up and they are not torn down; add them back",
             )
-        missing = [p for p in pools if p not in dest_data.pools]
-        if missing:
-            raise NotReadyError("waiting", f"waiting for destination pools: {', '.join(missing)}")
+        missing = tuple(p for p in pools if p not in dest_data.pools)
         peer = PeerSpec(client_name=f"client.{self.app}", site_name=config.source_cluster_name)
-        return Workspace(config, src, dst, tuple(pools), tuple(pools), peer)
+        return Workspace(config, src, dst, tuple(pools), tuple(pools), peer, missing)
 
     def _pools(
         self, config: CharmConfig, src: CephClient, dst: CephClient, dest: DestinationData
@@ -207,7 +221,7 @@ class Session:
     def options(self, *, dry_run: bool, log: Log) -> Options:
         """How this dispatch's workflow steps run (config's workers, the record's teardowns)."""
         return Options(
-            workers=self.workspace().config.max_workers,
+            workers=self._built().config.max_workers,
             dry_run=dry_run,
             log=log,
             torn_down=frozenset(self.record.torn_down),
@@ -239,13 +253,16 @@ class Session:
 
     # --- shared reads ----------------------------------------------------------------------
     def report(self) -> migration.StatusReport:
-        """Both sides of every migrated pool, read once per dispatch."""
+        """Both sides of every migrated pool that exists on the destination.
+
+        Read once per dispatch, and again after an action changed them (`replace_report`).
+        """
         if self._report is None:
-            ws = self.workspace()
+            ws = self._built()
             self._report = migration.status(
                 ws.source,
                 ws.destination,
-                ws.all_pools,
+                [p for p in ws.all_pools if p not in ws.missing],
                 daemon_running=self.daemon_running(),
                 workers=ws.config.max_workers,
                 callouts=True,
@@ -253,10 +270,19 @@ class Session:
             )
         return self._report
 
-    def remember(self, report: migration.StatusReport | None, pools: tuple[str, ...]) -> None:
-        """An action read every migrated pool: the unit status reuses that report."""
-        if report is not None and pools == self.workspace().all_pools:
+    def replace_report(
+        self, report: migration.StatusReport | None, pools: tuple[str, ...]
+    ) -> None:
+        """After an action: the unit status reuses `report` if it covers every migrated pool.
+
+        Otherwise (a subset, or an action that changed the clusters after its last read) the
+        unit status reads them again.
+        """
+        ws = self._built()
+        if report is not None and pools == ws.all_pools and not ws.missing:
             self._report = report
+        else:
+            self._report = None
 
     def daemon_running(self) -> bool:
         """Whether the daemon runs: asked once per dispatch; start and stop forget the answer."""
@@ -293,8 +319,9 @@ class Session:
         except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
             logger.info("migration state unknown (%s): keeping the daemon running", exc)
         else:
-            if migration.finished(report):
-                self.save(record.tore_down(list(self.workspace().all_pools), finished=True))
+            ws = self._built()
+            if migration.finished(report) and not ws.missing:
+                self.save(record.tore_down(list(ws.all_pools), finished=True))
                 self._stop_if_running("every migrated pool is torn down")
                 return
         try:

@@ -37,12 +37,11 @@ def unit_status(session: Session, *, has_source: bool, has_destination: bool) ->
     try:
         config = session.config()
         session.daemon.check_foreign(config.source_cluster_name)
-        broker = session.broker_problem()
-        if broker:
-            return "blocked", broker
-        return _migration_status(session, session.report(), record)
+        status = _migration_status(session, session.report(), record)
+        if status[0] != "blocked":
+            session.workspace()  # waiting while a pool to migrate is not on the destination
     except NotReadyError as exc:
-        return exc.kind, exc.message
+        status = exc.kind, exc.message
     except ServiceError as exc:
         return "blocked", f"the service manager does not answer: {exc}"[:MAX_MESSAGE]
     except ForeignFileError as exc:
@@ -53,6 +52,10 @@ def unit_status(session: Session, *, has_source: bool, has_destination: bool) ->
         )
     except (CephError, MigrationError) as exc:
         return "blocked", f"cannot read the clusters: {exc}"[:MAX_MESSAGE]
+    broker = session.broker_problem()  # after what needs the operator more (split brain, ...)
+    if broker and status[0] != "blocked":
+        return "blocked", broker
+    return status
 
 
 def _migration_status(session: Session, report: StatusReport, record: Record) -> Status:

@@ -60,8 +60,8 @@ class FakeCluster:
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
-        if self.unreachable:
-            raise CephError(self.name, [what], None, "")
+        if self.unreachable:  # what librados says when the connection times out
+            raise CephError(self.name, [what], 110, "TimedOut: [errno 110] RADOS timed out")
 
     def _imgs(self, pool: str) -> list[FakeImage]:
         if pool not in self.pool_images:

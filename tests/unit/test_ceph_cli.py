@@ -44,7 +44,7 @@ def test_every_command_is_absolute_with_cluster_and_id():
     c.pool_demote("nova")
     argv = runner.calls[0]
     assert argv[:5] == ["/usr/bin/rbd", "--cluster", "source", "--id", "app"]
-    assert argv[5:7] == ["--client_mount_timeout", "7"]
+    assert argv[5:7] == ["--client_mount_timeout", "3"], "librados gives up before the kill"
     assert argv[-5:] == ["mirror", "pool", "demote", "--", "nova"], "options, then --, names"
 
 
@@ -250,7 +250,7 @@ def test_pool_state_is_one_process_with_statuses_and_primary_flags():
     "rc, err",
     [
         (110, "rbd: couldn't connect to the cluster!"),
-        (1, "RADOS timed out (error connecting to the cluster)"),
+        (110, "TimedOut: [errno 110] RADOS timed out (error connecting to the cluster)"),
         (-9, ""),
     ],
 )
@@ -295,9 +295,23 @@ def test_a_denied_key_a_missing_keyring_or_a_slow_command_is_not_a_lost_cluster(
 
 def test_a_lost_cluster_is_confirmed_on_a_fresh_connection_and_a_blip_is_not():
     c, runner = client({"mirror pool demote": (110, "", "rbd: couldn't connect to the cluster!")})
-    runner.answers["rbd_bulk.py"] = (1, "", "TimedOut: [errno 110] RADOS timed out")
+    runner.answers["rbd_bulk.py"] = (110, "", "TimedOut: [errno 110] RADOS timed out")
     with pytest.raises(CephError):
         c.pool_demote("nova")
     assert c.lost and c.confirm_lost() and len(runner.calls) == 2
     runner.answers["rbd_bulk.py"] = NO_POOLS  # it answers again
     assert not c.confirm_lost() and not c.lost
+
+
+@pytest.mark.parametrize("timeout", [5, 8, 10, 11, 60])
+def test_librados_gives_up_connecting_well_before_the_command_is_killed(timeout):
+    """Review finding: with command-timeout <= 10 a dead source was killed, never `lost`."""
+    seen = {}
+
+    def runner(argv, **kw):
+        seen["mount"] = int(argv[argv.index("--client_mount_timeout") + 1])
+        seen["kill"] = kw["timeout"]
+        return subprocess.CompletedProcess(argv, 0, "Demoted 0 mirrored images", "")
+
+    CephClient("source", "app", timeout=timeout, runner=runner).pool_demote("nova")
+    assert 1 <= seen["mount"] <= seen["kill"] - 4

@@ -201,8 +201,10 @@ def test_collect_status_blocked_when_broker_failed(world):
     rsp = json.dumps({"exit-code": 1, "stderr": "pool quota", "request-id": request_id})
     state = testing.State(
         relations=[
-            source_relation(),
-            destination_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp}),
+            source_relation(),  # a pool is missing: the failure matters
+            destination_relation(
+                pools=("glance", "nova"), **{"broker-rsp-rbd-mirror-migration-0": rsp}
+            ),
         ]
     )
     assert "could not create the pools: pool quota" in _status(world, state).message

@@ -754,6 +754,8 @@ def test_rule9_an_enable_mirroring_that_fails_part_way_still_guards_its_pools(wo
 def test_rule17_a_failed_broker_reply_is_shown_but_stops_neither_actions_nor_the_daemon(world):
     """Review finding: ceph-mon failing to create a new pool made every action refuse."""
     state = world.run(world.ctx.on.update_status(), _migrated(world))
+    world.src.pool_images["backups"] = [FakeImage("vol-b")]  # a new rbd pool on the source
+    state = world.run(world.ctx.on.update_status(), state)  # asks ceph-mon for it
     sent = next(r for r in state.relations if r.endpoint == "destination").local_unit_data
     request_id = json.loads(sent["broker_req"])["request-id"]
     rsp = json.dumps({"exit-code": 1, "stderr": "ERANGE: pg_num", "request-id": request_id})
@@ -765,8 +767,16 @@ def test_rule17_a_failed_broker_reply_is_shown_but_stops_neither_actions_nor_the
         out.unit_status.message
     )
     assert world.service["running"], "the daemon is started all the same"
-    _act(world, out, "status")
+    migrated = "glance,nova,cinder-ceph"
+    _act(world, out, "status", pools=migrated)
     assert world.ctx.action_results["ready-for-cutover"] == "true"
+    out = _act(world, out, "demote-promote", pools=migrated)
+    assert all(
+        i.primary for p in ("glance", "nova", "cinder-ceph") for i in world.dst.pool_images[p]
+    )
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, out, "enable-mirroring", pools="backups")
+    assert "waiting for destination pools: backups" in exc.value.message
 
 
 def test_rule10_an_untagged_pool_holding_images_blocks_the_default_selection(world):
@@ -810,3 +820,75 @@ def test_rule9_leaving_an_unfinished_migration_says_the_source_stays_journaled(w
     world.run(world.ctx.on.remove(), state)
     assert any("stay journaled" in r.getMessage() for r in caplog.records)
     assert not world.service["running"]
+
+
+def test_rule9_enable_mirroring_commits_its_record_before_its_first_change(world, monkeypatch):
+    """Review finding: StoredState was committed only when the dispatch ended well."""
+    import ops
+
+    seen = []
+    real = ops.Framework.commit
+
+    def commit(self):
+        seen.append(dict(world.src.modes))
+        real(self)
+
+    monkeypatch.setattr(ops.Framework, "commit", commit)
+    world.service["running"] = True
+    _act(world, ready_state(), "enable-mirroring")
+    assert seen[0] == {}, "the record was committed before the source changed"
+    assert seen[-1] and set(seen[-1].values()) == {"pool"}
+
+
+def test_rule2_split_brain_outranks_a_failed_broker_reply_in_the_unit_status(world):
+    """Review finding: a stale broker failure hid SPLIT-BRAIN and every later phase."""
+    state = _split_brain(world)
+    world.src.pool_images["backups"] = [FakeImage("vol-b")]  # ceph-mon cannot create it
+    state = world.run(world.ctx.on.update_status(), state)
+    sent = next(r for r in state.relations if r.endpoint == "destination").local_unit_data
+    request_id = json.loads(sent["broker_req"])["request-id"]
+    rsp = json.dumps({"exit-code": 1, "stderr": "ERANGE: pg_num", "request-id": request_id})
+    failed = destination_relation(**{"broker-rsp-rbd-mirror-migration-0": rsp})
+    state = testing.State(relations=[source_relation(), failed], stored_states=state.stored_states)
+    status = world.run(world.ctx.on.update_status(), state).unit_status
+    assert status.name == "blocked" and "SPLIT-BRAIN" in status.message
+    del world.src.pool_images["backups"]  # every pool to migrate exists: the failure is old news
+    world.dst.image("cinder-ceph", "volume-1").primary = False  # the operator kept the source's
+    world.dst.image("glance", "img").primary = False
+    for image in world.dst.pool_images["nova"]:
+        image.primary = False
+    status = world.run(world.ctx.on.update_status(), state).unit_status
+    assert "could not create the pools" not in status.message and "SPLIT-BRAIN" not in (
+        status.message
+    )
+
+
+def test_rule2_a_subset_run_refuses_a_split_brain_in_another_pool(world):
+    state = _split_brain(world)
+    for action in ("enable-mirroring", "demote-promote", "teardown"):
+        with pytest.raises(testing.ActionFailed) as exc:
+            _act(world, state, action, pools="glance")
+        assert "SPLIT-BRAIN" in exc.value.message, action
+
+
+def test_rule7_the_unit_status_after_a_subset_action_reads_the_clusters_again(world):
+    """Review finding: the report read before the changes was shown after them."""
+    out = _act(world, _migrated(world), "demote-promote", pools="nova")
+    assert "ready for cutover" not in out.unit_status.message
+    assert "cutover in progress" in out.unit_status.message
+
+
+def test_rule17_a_finished_teardown_whose_stop_failed_gives_the_next_steps(world, monkeypatch):
+    state = _cut_over(world)
+
+    def failing_stop(self):
+        raise ServiceError("could not stop")
+
+    monkeypatch.setattr(charm.RbdMirrorDaemon, "stop", failing_stop)
+    _act(world, state, "teardown")
+    results = world.ctx.action_results
+    assert results["daemon-stopped"] == "false"
+    assert (
+        "next hook stops it" in results["next-steps"]
+        and "remove-relation" in (results["next-steps"])
+    )
