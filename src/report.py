@@ -440,9 +440,16 @@ def cutover_blockers(report: StatusReport, *, ignore_watchers: bool = False) -> 
             if n not in pool.not_journaled
         ]
         if not ignore_watchers:
+            copying = {i.name for i in pool.lagging}
             blocking += [
                 f"{pool.pool}/{n}: still in use on the source (watchers {', '.join(w)}): "
-                "stop the instance or detach the volume, or re-run with ignore-watchers=true"
+                + (
+                    "rbd-mirror watches an image while it copies it: wait until status shows "
+                    "it replaying, then re-run; if it stays, "
+                    if n in copying
+                    else ""
+                )
+                + "stop the instance or detach the volume, or re-run with ignore-watchers=true"
                 for n, w in sorted(pool.source_watchers.items())
                 if w
             ]

@@ -44,6 +44,14 @@ def wait_ready(host: CharmHost, timeout: float = SYNC_TIMEOUT_S) -> dict:
         time.sleep(5)
 
 
+def caught_up(cluster, pool: str, image: str) -> bool:
+    """The destination's daemon replays the image with no journal entry left behind."""
+    status = cluster.rbd_json("mirror", "image", "status", f"{pool}/{image}")
+    _, _, detail = status.get("description", "").partition(", ")
+    behind = json.loads(detail).get("entries_behind_primary") if detail.startswith("{") else None
+    return status.get("state") == "up+replaying" and behind == 0
+
+
 def all_replaying(lab) -> bool:
     """Every seeded image is up+replaying on the destination (lag not considered)."""
     states = [
@@ -275,6 +283,11 @@ def test_volume_created_after_the_sync_blocks_teardown_until_it_is_mirrored(fres
     assert wait_for(
         lambda: "volume-late" in images(lab.dst, "cinder-ceph"), timeout=180, interval=5
     ), "the late volume reached the destination"
+    # The destination image exists from the start of its copy, and rbd-mirror watches the source
+    # image while it copies it (seen on the lab): wait until it replays, as status would show.
+    assert wait_for(
+        lambda: caught_up(lab.dst, "cinder-ceph", "volume-late"), timeout=180, interval=3
+    ), "the late volume replays"
     results, _ = host.action("demote-promote", timeout=300)
     assert json.loads(results["promoted"])["cinder-ceph"] == 1
     results, _ = host.action("teardown")

@@ -362,6 +362,24 @@ def test_rule12_watchers_on_source_images_refuse_the_cutover(world):
     assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
 
 
+def test_rule12_a_watcher_on_an_image_still_being_copied_may_be_rbd_mirror_and_says_so(world):
+    """Seen on the lab: rbd-mirror watches a source image while it copies it (bootstrap)."""
+    state = _migrated(world)
+    world.src.watchers["volume-1"] = ("127.0.0.1:0/3378628165 (client.14316)",)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping, IMAGE_SYNC 60%")
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "demote-promote")
+    assert "rbd-mirror watches an image while it copies it" in exc.value.message
+    world.src.watchers["a_disk"] = ("10.0.0.9:0/77 (client.4242)",)  # caught up: the cloud's
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "demote-promote")
+    message = exc.value.message
+    assert (
+        "nova/a_disk: still in use on the source (watchers 10.0.0.9:0/77 (client.4242)): stop"
+        in message
+    )
+
+
 # --- 13. a restart is never lost ----------------------------------------------------------
 
 
