@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,7 @@ class Unit:
     python: Path
     venv: Path
     fresh_machine: bool = False  # no Ceph package installed yet: install runs apt-get
+    artifact: Path | None = None  # a packed .charm: unpacked as Juju does, instead of the tree
     runs: list[HookRun] = field(default_factory=list)
 
     @property
@@ -169,19 +171,10 @@ class Unit:
         """Lay the charm out as the artifact has it, and the stand-in tools beside it."""
         charm = self.charm_dir
         charm.mkdir(parents=True)
-        for name, mode in _git_modes(("src", "templates")).items():
-            target = charm / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO / name, target)
-            target.chmod(mode)
-        for name in ("metadata.yaml", "actions.yaml", "config.yaml"):
-            shutil.copyfile(REPO / name, charm / name)
-        (charm / "manifest.yaml").write_text(
-            "charmcraft-started-at: '2026-01-01T00:00:00Z'\ncharmcraft-version: 4.5.0\n"
-        )
-        (charm / "venv").symlink_to(self.venv)
-        (charm / "dispatch").write_text(DISPATCH)
-        (charm / "dispatch").chmod(0o755)
+        if self.artifact is not None:
+            unpack(self.artifact, charm)
+        else:
+            self._lay_out_the_tree(charm)
         bin_dir = self.root / "bin"
         bin_dir.mkdir()
         for tool in HOOK_TOOLS:
@@ -202,6 +195,22 @@ class Unit:
         (self.root / "os-release").write_text(UBUNTU_OS_RELEASE)
         (self.state / "leader").touch()
         return self
+
+    def _lay_out_the_tree(self, charm: Path) -> None:
+        """The layout charmcraft's charm plugin makes, from this checkout."""
+        for name, mode in _git_modes(("src", "templates")).items():
+            target = charm / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / name, target)
+            target.chmod(mode)
+        for name in ("metadata.yaml", "actions.yaml", "config.yaml"):
+            shutil.copyfile(REPO / name, charm / name)
+        (charm / "manifest.yaml").write_text(
+            "charmcraft-started-at: '2026-01-01T00:00:00Z'\ncharmcraft-version: 4.5.0\n"
+        )
+        (charm / "venv").symlink_to(self.venv)
+        (charm / "dispatch").write_text(DISPATCH)
+        (charm / "dispatch").chmod(0o755)
 
     def _env(self, dispatch_path: str, extra: dict[str, str]) -> dict[str, str]:
         env = {
@@ -273,6 +282,22 @@ class Unit:
         """Every systemctl call."""
         path = self.state / "systemctl.log"
         return path.read_text().splitlines() if path.exists() else []
+
+
+def unpack(artifact: Path, target: Path) -> None:
+    """Unzip a .charm as Juju does: with the file modes the zip records."""
+    with zipfile.ZipFile(artifact) as archive:
+        for info in archive.infolist():
+            path = Path(archive.extract(info, target))
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                path.chmod(mode)
+
+
+def packed_charm() -> Path | None:
+    """The artifact `tox -e pack` built (build/rbd-mirror-migration_*.charm), if any."""
+    found = sorted((REPO / "build").glob("rbd-mirror-migration_*.charm"))
+    return found[-1] if found else None
 
 
 def find_python(version: str) -> Path | None:
