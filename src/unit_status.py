@@ -37,9 +37,12 @@ def unit_status(session: Session, *, has_source: bool, has_destination: bool) ->
     try:
         config = session.config()
         session.daemon.check_foreign(config.source_cluster_name)
-        status = _migration_status(session, session.report(), record)
-        if status[0] != "blocked":
-            session.workspace()  # waiting while a pool to migrate is not on the destination
+        report = session.report()  # the pools that exist on the destination
+        if not report.pools:
+            session.workspace()  # none yet: waiting for them
+        status = _migration_status(session, report, record)
+        if status[0] != "blocked":  # a split brain or an error outranks a pool still missing
+            session.workspace()
     except NotReadyError as exc:
         status = exc.kind, exc.message
     except ServiceError as exc:

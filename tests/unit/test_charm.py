@@ -665,3 +665,11 @@ def test_teardown_subset_keeps_daemon(world):
     world.run(world.ctx.on.action("teardown", params={"pools": "cinder-ceph"}), state)
     assert world.ctx.action_results["daemon-stopped"] == "false"
     assert world.dst.modes["cinder-ceph"] == "disabled" and world.dst.modes["nova"] == "pool"
+
+
+def test_collect_status_waits_while_no_destination_pool_exists_yet(world):
+    """CI caught it: with no pool on the destination, an empty read looked like a source error."""
+    state = testing.State(relations=[source_relation(), destination_relation(pools=())])
+    assert _status(world, state) == testing.WaitingStatus(
+        "waiting for destination pools: cinder-ceph, glance, nova"
+    )
