@@ -204,6 +204,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             self.session,
             has_source=self.model.get_relation(SOURCE) is not None,
             has_destination=self.model.get_relation(DESTINATION) is not None,
+            leader=self.unit.is_leader(),
         )
         event.add_status(ops.StatusBase.from_name(kind, message))
 
@@ -213,9 +214,21 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         event: ops.ActionEvent,
         params_type: type[Params],
         work: Callable[[Session, Params, Log], dict[str, Any]],
+        *,
+        leader_only: bool = False,
     ) -> None:
-        """Typed params, the work (actions.py), then results or `event.fail` with the reason."""
+        """Typed params, the work (actions.py), then results or `event.fail` with the reason.
+
+        `leader_only`: an action that changes pools runs on the leader alone, so that two units
+        never change the same pools at once; `status`, `pause` and `resume` run on any unit.
+        """
         params = event.load_params(params_type, errors="fail")
+        if leader_only and not self.unit.is_leader():
+            event.fail(
+                f"{event.handle.kind.removesuffix('_action').replace('_', '-')} changes pools: "
+                "run it on the leader unit (marked * in juju status); nothing changed"
+            )
+            return
         try:
             results = work(self.session, params, event.log)
         except NotReadyError as exc:
@@ -227,7 +240,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         event.set_results({k: _result(v) for k, v in results.items()})
 
     def _on_enable_mirroring_action(self, event: ops.ActionEvent) -> None:
-        self._run_action(event, EnableMirroringParams, actions.enable_mirroring)
+        self._run_action(event, EnableMirroringParams, actions.enable_mirroring, leader_only=True)
 
     def _on_status_action(self, event: ops.ActionEvent) -> None:
         reports_dir = self.charm_dir / "reports"
@@ -236,10 +249,10 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         )
 
     def _on_demote_promote_action(self, event: ops.ActionEvent) -> None:
-        self._run_action(event, DemotePromoteParams, actions.demote_promote)
+        self._run_action(event, DemotePromoteParams, actions.demote_promote, leader_only=True)
 
     def _on_teardown_action(self, event: ops.ActionEvent) -> None:
-        self._run_action(event, TeardownParams, actions.teardown)
+        self._run_action(event, TeardownParams, actions.teardown, leader_only=True)
 
     def _on_pause_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, NoParams, actions.pause)

@@ -18,8 +18,21 @@ Status = tuple[StatusKind, str]
 MAX_MESSAGE = 250
 
 
-def unit_status(session: Session, *, has_source: bool, has_destination: bool) -> Status:
-    """What the unit shows now, given which relations exist."""
+def unit_status(
+    session: Session, *, has_source: bool, has_destination: bool, leader: bool = True
+) -> Status:
+    """What the unit shows now, given which relations exist and whether it leads.
+
+    Every unit runs its own daemon (rbd-mirror shares the images among them); the actions that
+    change pools run on the leader, and an active non-leader says so.
+    """
+    kind, message = _unit_status(session, has_source=has_source, has_destination=has_destination)
+    if kind == "active" and not leader:
+        return kind, f"{message} (its daemon replays; actions that change pools: on the leader)"
+    return kind, message
+
+
+def _unit_status(session: Session, *, has_source: bool, has_destination: bool) -> Status:
     record = session.record
     app = session.app
     if record.finished and has_destination and not has_source:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,10 @@ class World:
     service: dict = field(default_factory=lambda: {"running": False, "starts": 0, "stops": 0})
     ctx: testing.Context = field(default=None)  # type: ignore[assignment]  # set by the fixture
 
+    leader: bool = True  # the unit the actions that change pools run on
+
     def run(self, event, state):
-        return self.ctx.run(event, state)
+        return self.ctx.run(event, dataclasses.replace(state, leader=self.leader))
 
 
 @pytest.fixture

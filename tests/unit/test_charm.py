@@ -673,3 +673,22 @@ def test_collect_status_waits_while_no_destination_pool_exists_yet(world):
     assert _status(world, state) == testing.WaitingStatus(
         "waiting for destination pools: cinder-ceph, glance, nova"
     )
+
+
+@pytest.mark.parametrize("action", ["enable-mirroring", "demote-promote", "teardown"])
+def test_actions_that_change_pools_run_on_the_leader_only(world, action):
+    world.leader = False
+    world.service["running"] = True
+    with pytest.raises(testing.ActionFailed) as exc:
+        world.run(world.ctx.on.action(action), ready_state())
+    assert f"{action} changes pools: run it on the leader unit" in exc.value.message
+    assert not world.src.modes and not world.dst.modes and not world.dst.peers
+
+
+def test_status_runs_on_a_non_leader_whose_unit_status_points_to_the_leader(world):
+    world.service["running"] = True
+    world.leader = False
+    out = world.run(world.ctx.on.action("status"), ready_state())
+    assert world.ctx.action_results["phase"].startswith("ready")
+    status = world.run(world.ctx.on.update_status(), out).unit_status
+    assert status.name == "active" and status.message.endswith("on the leader)")
