@@ -2,10 +2,14 @@
 """Stand-in Juju hook tools for the dispatch tests: one script, linked under each tool's name.
 
 State lives in JSON files under $HOOKTOOL_STATE: `config.json`, `params.json`, `leader`,
-`calls.jsonl` (every call, argv), `statuses.jsonl`, `results.json`, `logs.jsonl`, `failed`.
+`calls.jsonl` (every call, argv), `statuses.jsonl`, `results.json`, `logs.jsonl`, `failed`,
+and `relations.json`: `{"source:1": {"endpoint", "remote-app", "units": {unit: bag},
+"local": bag, "app": bag, "remote-app-data": bag}}`, written by the test playing the other
+side, read and (own bags only) written by the charm.
 It rejects what Juju rejects where that is cheap to check: action result keys outside Juju's
-grammar, unknown status values. Unknown tools fail loudly. Standard library only: it runs
-under whichever python3 is first on PATH.
+grammar, unknown status values, relation-set on the application bag by a non-leader, a relation
+id or a unit that is not in the relation. Unknown tools fail loudly. Standard library only: it
+runs under whichever python3 is first on PATH.
 """
 
 import json
@@ -83,13 +87,94 @@ def _recording(name: str, as_file: bool = False):
     return tool
 
 
+def _relation_opts(argv: list[str]) -> tuple[str | None, bool, list[str]]:
+    """(`-r` relation ref, `--app`, positional args) of a relation tool's argv."""
+    ref, app, rest, it = None, False, [], iter(argv)
+    for arg in it:
+        if arg == "-r":
+            ref = next(it)
+        elif arg.startswith("-r") and len(arg) > 2:
+            ref = arg[2:]
+        elif arg == "--app":
+            app = True
+        elif arg in ("--file",):
+            next(it)
+        elif arg == "-" or not arg.startswith("-"):
+            rest.append(arg)
+    return ref, app, rest
+
+
+def _relation(ref: str | None) -> tuple[str, dict]:
+    """The relation `ref` names (`endpoint:id` or `id`), or the hook's own."""
+    relations = _read("relations.json", {})
+    ref = ref or os.environ.get("JUJU_RELATION_ID")
+    for key, rel in relations.items():
+        if ref in (key, key.split(":", 1)[1]):
+            return key, rel
+    raise LookupError(f'ERROR invalid value "{ref}" for option -r: relation not found')
+
+
+def _relation_ids(argv: list[str]) -> int:
+    _, _, rest = _relation_opts(argv)
+    relations = _read("relations.json", {})
+    print(json.dumps([k for k, r in relations.items() if r["endpoint"] == rest[0]]))
+    return 0
+
+
+def _relation_list(argv: list[str]) -> int:
+    ref, app, _ = _relation_opts(argv)
+    _, rel = _relation(ref)
+    print(json.dumps(rel["remote-app"] if app else sorted(rel["units"])))
+    return 0
+
+
+def _relation_get(argv: list[str]) -> int:
+    ref, app, rest = _relation_opts(argv)
+    _, rel = _relation(ref)
+    key = rest[0] if rest else "-"
+    who = rest[1] if len(rest) > 1 else os.environ.get("JUJU_REMOTE_UNIT", "")
+    me = os.environ["JUJU_UNIT_NAME"]
+    if app:
+        bag = rel["app"] if who == me.split("/")[0] else rel.get("remote-app-data", {})
+    elif who == me:
+        bag = rel["local"]
+    elif who in rel["units"]:
+        bag = rel["units"][who]
+    else:
+        print(f'ERROR cannot read settings for unit "{who}"', file=sys.stderr)
+        return 1
+    print(json.dumps(bag if key == "-" else bag.get(key)))
+    return 0
+
+
+def _relation_set(argv: list[str]) -> int:
+    ref, app, _ = _relation_opts(argv)
+    if app and not (STATE / "leader").exists():
+        print("ERROR cannot write relation settings: unit is not leader", file=sys.stderr)
+        return 1
+    relations = _read("relations.json", {})
+    key, rel = _relation(ref)
+    bag = rel["app"] if app else rel["local"]
+    for name, value in json.loads(sys.stdin.read() or "{}").items():
+        if value == "":
+            bag.pop(name, None)
+        else:
+            bag[name] = value
+    relations[key] = rel
+    (STATE / "relations.json").write_text(json.dumps(relations))
+    return 0
+
+
 TOOLS = {
     "juju-log": _recording("logs.jsonl"),
     "status-set": _status_set,
     "status-get": _printing({"status": "unknown", "message": ""}),
     "is-leader": _printing(lambda: (STATE / "leader").exists()),
     "config-get": _printing(lambda: _read("config.json", {})),
-    "relation-ids": _printing([]),
+    "relation-ids": _relation_ids,
+    "relation-list": _relation_list,
+    "relation-get": _relation_get,
+    "relation-set": _relation_set,
     "action-get": _printing(lambda: _read("params.json", {})),
     "action-set": _action_set,
     "action-log": _recording("action-logs.jsonl"),
@@ -105,7 +190,13 @@ def main() -> int:
     if tool not in TOOLS:
         print(f"stand-in hook tools: {tool} is not implemented", file=sys.stderr)
         return 1
-    return TOOLS[tool](_args(argv))
+    try:
+        if tool.startswith("relation-"):
+            return TOOLS[tool](argv)
+        return TOOLS[tool](_args(argv))
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

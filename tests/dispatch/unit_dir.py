@@ -43,6 +43,9 @@ HOOK_TOOLS = (
     "is-leader",
     "config-get",
     "relation-ids",
+    "relation-list",
+    "relation-get",
+    "relation-set",
     "action-get",
     "action-set",
     "action-log",
@@ -78,8 +81,15 @@ NAMESPACE = (
     'mount --bind "$UNIT_ETC_CEPH" /etc/ceph && '
     '{ [ -z "$UNIT_FRESH" ] || { mount --bind "$UNIT_FRESH/dpkg-query" /usr/bin/dpkg-query && '
     'mount --bind "$UNIT_FRESH/apt-get" /usr/bin/apt-get; }; } && '
+    '{ [ -z "$UNIT_HOSTNAME" ] || hostname "$UNIT_HOSTNAME"; } && '
+    '{ [ -z "$UNIT_RUN_CEPH" ] || { mount --bind "$UNIT_RUN_CEPH" /run/ceph && '
+    'mount --bind "$UNIT_LOG_CEPH" /var/log/ceph && mount -t tmpfs tmpfs /run/systemd && '
+    "mkdir /run/systemd/system; }; } && "
     "exec ./dispatch"
 )
+# On the lab: the functional tests' stand-in systemctl runs the real rbd-mirror as the package's
+# unit does, recording its PID under $RBD_MIRROR_LAB_SERVICES.
+LAB_SYSTEMCTL = REPO / "tests" / "functional" / "standin" / "systemctl"
 
 
 def _binary_packages() -> list[str]:
@@ -150,7 +160,16 @@ class Unit:
     venv: Path
     fresh_machine: bool = False  # no Ceph package installed yet: install runs apt-get
     artifact: Path | None = None  # a packed .charm: unpacked as Juju does, instead of the tree
+    # On the lab: the real rbd-mirror (pid files here), /run/ceph and /var/log/ceph of its own.
+    lab_services: Path | None = None
+    hostname: str = ""  # its own UTS namespace with this host name: a unit on another machine
+    number: int = 0  # the unit number: rbd-mirror-migration/<number>
     runs: list[HookRun] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The Juju unit name."""
+        return f"{APP}/{self.number}"
 
     @property
     def charm_dir(self) -> Path:
@@ -180,8 +199,14 @@ class Unit:
         for tool in HOOK_TOOLS:
             (bin_dir / tool).symlink_to(HOOKTOOL)
         (bin_dir / "python3").symlink_to(self.python)
-        (bin_dir / "systemctl").write_text(SYSTEMCTL)
-        (bin_dir / "systemctl").chmod(0o755)
+        if self.lab_services is not None:
+            (bin_dir / "systemctl").symlink_to(LAB_SYSTEMCTL)
+            for sub in ("run-ceph", "log-ceph"):
+                (self.root / sub).mkdir()
+                shutil.chown(self.root / sub, "ceph", "ceph")
+        else:
+            (bin_dir / "systemctl").write_text(SYSTEMCTL)
+            (bin_dir / "systemctl").chmod(0o755)
         fresh = self.root / "fresh-machine"
         fresh.mkdir()
         for name, text in (
@@ -217,7 +242,7 @@ class Unit:
             "PATH": f"{self.root / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOOKTOOL_STATE": str(self.state),
             "JUJU_DISPATCH_PATH": dispatch_path,
-            "JUJU_UNIT_NAME": UNIT,
+            "JUJU_UNIT_NAME": self.name,
             "JUJU_MODEL_NAME": "migration",
             "JUJU_MODEL_UUID": "00000000-0000-4000-8000-000000000000",
             "JUJU_CHARM_DIR": str(self.charm_dir),
@@ -226,22 +251,29 @@ class Unit:
             "UNIT_OS_RELEASE": str(self.root / "os-release"),
             "UNIT_ETC_CEPH": str(self.etc_ceph),
             "UNIT_FRESH": str(self.root / "fresh-machine") if self.fresh_machine else "",
+            "UNIT_HOSTNAME": self.hostname,
+            "UNIT_RUN_CEPH": str(self.root / "run-ceph") if self.lab_services else "",
+            "UNIT_LOG_CEPH": str(self.root / "log-ceph"),
+            "RBD_MIRROR_LAB_SERVICES": str(self.lab_services or ""),
             "LANG": "C.UTF-8",
         }
         env.update(extra)
         return env
 
-    def dispatch(self, dispatch_path: str, extra: dict[str, str] | None = None) -> HookRun:
-        """Run ./dispatch once, as the agent does, in the unit's namespace (bounded: 120 s)."""
-        name = dispatch_path.split("/", 1)[1]
+    def dispatch(
+        self, dispatch_path: str, extra: dict[str, str] | None = None, timeout: float = 120
+    ) -> HookRun:
+        """Run ./dispatch once, as the agent does, in the unit's namespace (bounded)."""
+        name = dispatch_path  # hooks/<hook> or actions/<action>
         start = time.monotonic()
+        uts = ["--uts"] if self.hostname else []
         proc = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", NAMESPACE],
+            ["unshare", "--mount", *uts, "--propagation", "private", "sh", "-c", NAMESPACE],
             cwd=self.charm_dir,
             env=self._env(dispatch_path, extra or {}),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
         run = HookRun(name, proc.returncode, time.monotonic() - start, proc.stdout + proc.stderr)
@@ -252,15 +284,55 @@ class Unit:
         """A hook, e.g. `install`."""
         return self.dispatch(f"hooks/{name}", {"JUJU_HOOK_NAME": name})
 
-    def action(self, name: str, params: dict | None = None) -> HookRun:
+    def relation_hook(self, relation: str, kind: str, remote_unit: str = "") -> HookRun:
+        """`<endpoint>-relation-<kind>` on `relation` ("source:1"), as the agent sets it up."""
+        endpoint, _ = relation.split(":", 1)
+        remote_app = self.relations()[relation]["remote-app"]
+        name = f"{endpoint}-relation-{kind}"
+        env = {
+            "JUJU_HOOK_NAME": name,
+            "JUJU_RELATION": endpoint,
+            "JUJU_RELATION_ID": relation,
+            "JUJU_REMOTE_APP": remote_app,
+            "JUJU_REMOTE_UNIT": remote_unit,
+        }
+        if kind == "departed":
+            env["JUJU_DEPARTING_UNIT"] = remote_unit
+        return self.dispatch(f"hooks/{name}", env)
+
+    def action(self, name: str, params: dict | None = None, timeout: float = 120) -> HookRun:
         """An action with `params`; results and failure land in the stand-in's files."""
         (self.state / "params.json").write_text(json.dumps(params or {}))
-        for stale in ("results.json", "failed"):
+        for stale in ("results.json", "failed", "action-logs.jsonl"):
             (self.state / stale).unlink(missing_ok=True)
         return self.dispatch(
             f"actions/{name}",
             {"JUJU_ACTION_NAME": name, "JUJU_ACTION_UUID": str(len(self.runs) + 1)},
+            timeout=timeout,
         )
+
+    def results(self) -> dict[str, str]:
+        """The last action's action-set results."""
+        path = self.state / "results.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def action_logs(self) -> list[str]:
+        """The last action's action-log lines."""
+        path = self.state / "action-logs.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def relations(self) -> dict[str, dict]:
+        """The stand-in Juju's relations (see hooktool.py)."""
+        path = self.state / "relations.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def set_relations(self, relations: dict[str, dict]) -> None:
+        """What the other side of each relation publishes (the test plays the remote charms)."""
+        (self.state / "relations.json").write_text(json.dumps(relations))
+
+    def set_config(self, config: dict) -> None:
+        """The application's config, as config-get returns it."""
+        (self.state / "config.json").write_text(json.dumps(config))
 
     def statuses(self) -> list[dict]:
         """Every status-set call, in order."""

@@ -76,6 +76,7 @@ class Lab:
                 if pool in existing:
                     cluster.ceph("osd", "pool", "rm", pool, pool, "--yes-i-really-really-mean-it")
             (cluster.dir / "seed.json").unlink(missing_ok=True)
+            cluster.settle()
 
     def all_pids(self) -> list[int]:
         """Every live PID the lab started."""

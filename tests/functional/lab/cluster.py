@@ -335,6 +335,46 @@ class Cluster:
             if daemon not in running:
                 self._start(daemon)
 
+    def pgs_active(self) -> bool:
+        """True when the OSD is up and every PG is active+clean (a new pool can be written)."""
+        if self.ceph_json("osd", "stat", timeout=10)["num_up_osds"] < 1:
+            return False
+        pgs = self.ceph_json("pg", "stat", timeout=10)["pg_summary"]
+        return {s["name"] for s in pgs["num_pg_by_state"]} <= {"active+clean"}
+
+    def settle(self, timeout: float = DAEMON_WAIT_S) -> None:
+        """Wait until `pgs_active`; if it does not come, restart the OSD once and wait again.
+
+        A wedged OSD (seen once in CI: every later `rbd pool init` hung for 120 s) is restarted
+        by PID; memstore keeps its data across a clean stop (G9). Raises with `diagnose()`.
+        """
+        if wait_for(self.pgs_active, timeout=timeout, interval=1.0):
+            return
+        before = self.diagnose()
+        pid = read_pid(self.pid_file("osd.0"))
+        if pid is not None:
+            stop_pid(pid, timeout=30)
+        self._start("osd.0")
+        if not wait_for(self.pgs_active, timeout=timeout, interval=1.0):
+            raise LabError(
+                f"{self.name}: PGs not active+clean, even after an OSD restart.\n"
+                f"before the restart:\n{before}\nafter:\n{self.diagnose()}"
+            )
+
+    def diagnose(self) -> str:
+        """What an operator would look at first: status, stuck PGs, daemons, the OSD log's tail."""
+        out = [f"daemons alive: {self.running_pids()}"]
+        for args in (("-s",), ("health", "detail"), ("pg", "dump_stuck")):
+            try:
+                out.append(f"$ ceph {' '.join(args)}\n{self.ceph(*args, timeout=15)}")
+            except LabError as exc:
+                out.append(f"$ ceph {' '.join(args)}: {exc}")
+        log = self.dir / "log" / f"{self.name}-osd.0.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-30:]
+            out.append(f"$ tail {log}\n" + "\n".join(tail))
+        return "\n".join(out)
+
     def _wait_healthy(self) -> None:
         def ok() -> bool:
             # The mgr creates device_health_metrics by itself; wait for it so that the cluster

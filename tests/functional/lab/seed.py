@@ -41,7 +41,10 @@ def seed(
         raise LabError(f"{cluster.name} is already seeded (pools {sorted(existing)})")
     for pool in POOLS:
         cluster.ceph("osd", "pool", "create", pool, "8", "8")
-        cluster.rbd("pool", "init", pool)
+        try:
+            cluster.rbd("pool", "init", pool, timeout=90)
+        except LabError as exc:
+            raise LabError(f"{exc}\n{cluster.diagnose()}") from exc
     glance_id = str(uuid.uuid4())
     cluster.rbd(
         "import", "--dest-pool", "glance", "-", glance_id, input=os.urandom(image_mib * MiB)

@@ -1,0 +1,178 @@
+"""The charm as the Juju agent runs it: `./dispatch` per hook and action, on the lab.
+
+Each test unit is the charm laid out as the artifact has it (on Python 3.12, ubuntu@24.04: the
+`.charm` that `tox -e pack` built; on Python 3.10, ubuntu@22.04's Python: the same layout from
+this checkout with a venv built by 3.10), talking to a stand-in Juju only through hook tools
+(tests/dispatch/hooktool.py) and running the real rbd-mirror through the stand-in systemctl.
+The remote charms are played from what the units publish (juju_standin.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dispatch.unit_dir import Unit, build_venv, find_python, packed_charm
+from tests.functional.juju_standin import Model, as_json, expect_ok, last_status, results
+from tests.functional.lab import Lab
+from tests.functional.lab.procs import pid_alive, read_pid, wait_for
+from tests.functional.lab.seed import POOLS, images, md5_all, recorded, seed
+
+SYNC_TIMEOUT_S = 420
+HOOK_LIMIT_S = 30  # update-status runs every 5 minutes: a hook must never come near that
+BASES = {"3.10": "ubuntu@22.04 (tree layout, venv by 3.10)", "3.12": "ubuntu@24.04 (the .charm)"}
+
+
+def _python(version: str) -> Path:
+    python = find_python(version)
+    if python is None:
+        message = f"no Python {version} (pyenv)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def _artifact() -> Path:
+    charm = packed_charm()
+    if charm is None:
+        message = "no build/rbd-mirror-migration_*.charm: run `tox -e pack` first"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return charm
+
+
+@pytest.fixture
+def seeded_lab(charm_host_env: Lab) -> Iterator[Lab]:
+    """A freshly seeded source and an empty destination; the daemons stopped afterwards."""
+    lab = charm_host_env
+    lab.reset()
+    seed(lab.src)
+    yield lab
+    lab.stop_services()
+
+
+def _model(lab: Lab, tmp_path: Path, version: str) -> Model:
+    python = _python(version)
+    if version == "3.12":
+        return Model(lab, tmp_path, python, tmp_path / "unused", artifact=_artifact())
+    return Model(lab, tmp_path, python, build_venv(python), artifact=None)
+
+
+def _wait_ready(unit: Unit, timeout: float = SYNC_TIMEOUT_S) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        expect_ok(unit.action("status"))
+        got = results(unit)
+        if got["ready-for-cutover"] == "true":
+            return got
+        assert time.monotonic() < deadline, f"not ready after {timeout}s: {got}"
+        time.sleep(5)
+
+
+def _durations(unit: Unit, label: str) -> None:
+    by_name: dict[str, list[float]] = {}
+    for run in unit.runs:
+        by_name.setdefault(run.name, []).append(run.seconds)
+    for name, seconds in by_name.items():
+        print(
+            f"dispatch {label} {name}: {len(seconds)} run(s), "
+            f"max {max(seconds):.2f} s, mean {sum(seconds) / len(seconds):.2f} s"
+        )
+
+
+@pytest.mark.parametrize("version", sorted(BASES))
+def test_the_whole_migration_runs_through_dispatch_with_every_byte_kept(
+    seeded_lab: Lab, tmp_path: Path, version: str
+):
+    lab = seeded_lab
+    model = _model(lab, tmp_path, version)
+    unit = model.add_unit()
+
+    model.deploy(unit)
+    assert last_status(unit) == {
+        "status": "blocked",
+        "message": "Missing relation: source (relate to ceph-proxy:client)",
+    }
+
+    # What the charm publishes, and what it makes of the remote charms' real answers.
+    model.relate(unit)
+    sent = unit.relations()
+    assert json.loads(sent["source:1"]["local"]["broker_req"])["ops"][0]["op"] == (
+        "set-key-permissions"
+    )
+    dst_sent = sent["destination:2"]["local"]
+    assert dst_sent["unique_id"] and dst_sent["unit-name"] == unit.name
+    requested = sorted(op["name"] for op in json.loads(dst_sent["broker_req"])["ops"])
+    assert requested == sorted(POOLS)
+    for pool in POOLS:
+        assert pool in lab.dst.ceph("osd", "pool", "ls").split(), "ceph-mon made the pool"
+    assert lab.service_pids(), "the charm started rbd-mirror through systemctl"
+    status = last_status(unit)
+    assert status["status"] == "active" and "run enable-mirroring" in status["message"], status
+    for keyring in unit.etc_ceph.glob("*.keyring"):
+        assert keyring.stat().st_mode & 0o777 == 0o600, keyring
+
+    # Bad input through Juju's own path: action-fail, rc 0, nothing changed.
+    expect_ok(unit.action("enable-mirroring", {"pools": "nova,no-such-pool"}))
+    assert "no-such-pool" in (unit.failure() or "")
+    assert lab.src.rbd_json("mirror", "pool", "info", "nova")["mode"] == "disabled"
+
+    expect_ok(unit.action("enable-mirroring", timeout=300))
+    assert results(unit)["images"] == "7" and unit.action_logs(), "progress lines"
+    ready = _wait_ready(unit)
+    assert as_json(ready["daemon-errors"]) == []
+    expect_ok(unit.hook("update-status"))
+    assert "ready for cutover" in last_status(unit)["message"]
+
+    # A cluster that does not answer: every hook stays short.
+    mon = read_pid(lab.src.pid_file("mon.a"))
+    assert mon is not None
+    os.kill(mon, signal.SIGTERM)
+    assert wait_for(lambda: not pid_alive(mon), timeout=30)
+    try:
+        update = unit.hook("update-status")
+        expect_ok(update)
+        assert "source unreachable" in last_status(unit)["message"], last_status(unit)
+        status_run = unit.action("status")
+        expect_ok(status_run)
+        assert results(unit)["source-reachable"] == "false"
+        refused = unit.action("demote-promote")
+        expect_ok(refused)
+        assert "source unreachable" in (unit.failure() or "")
+    finally:
+        lab.src.up()
+    for run in (update, status_run, refused):
+        print(f"dispatch {version} with the source mon down: {run.name} {run.seconds:.1f} s")
+        assert run.seconds <= HOOK_LIMIT_S, f"{run.name} took {run.seconds:.1f} s"
+
+    _wait_ready(unit)
+    expect_ok(unit.action("demote-promote", timeout=300))
+    assert sum(as_json(results(unit)["promoted"]).values()) == 7
+    expect_ok(unit.action("teardown", timeout=300))
+    done = results(unit)
+    assert done["daemon-stopped"] == "true" and "remove-relation" in done["next-steps"]
+    expect_ok(unit.hook("update-status"))
+    assert last_status(unit)["message"].startswith("torn down"), last_status(unit)
+
+    assert md5_all(lab.dst) == recorded(lab.src)
+    for pool in POOLS:
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+        for image in images(lab.dst, pool):
+            assert "journaling" not in lab.dst.rbd_json("info", f"{pool}/{image}")["features"]
+
+    # Leaving: the relations removed, then the unit; nothing of ours left in /etc/ceph.
+    model.remove_unit(unit)
+    assert lab.service_pids() == {}
+    assert sorted(p.name for p in unit.etc_ceph.iterdir()) == [], "the charm's files removed"
+
+    _durations(unit, version)
+    slow = [r for r in unit.runs if r.name.startswith("hooks/") and r.seconds > HOOK_LIMIT_S]
+    assert not slow, [(r.name, round(r.seconds, 1)) for r in slow]
