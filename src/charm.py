@@ -196,7 +196,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def _on_leave(self, _: ops.EventBase) -> None:
         """stop/remove: the daemon stopped and disabled, every file this charm wrote removed."""
-        self.session.leave("the unit is being removed", (SOURCE, DESTINATION))
+        self.session.leave("the unit is being removed", (SOURCE, DESTINATION), unit_goes=True)
 
     # --- status ----------------------------------------------------------------------------
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:

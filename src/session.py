@@ -93,6 +93,7 @@ class Session:
         self._ws: Workspace | NotReadyError | None = None
         self._report: migration.StatusReport | None = None
         self._running: bool | None = None
+        self.leaving: str | None = None  # set when the unit goes: its last unit status
 
     # --- the record ------------------------------------------------------------------------
     @property
@@ -350,21 +351,31 @@ class Session:
         except ServiceError as exc:
             logger.error("%s", exc)
 
-    def leave(self, why: str, sides: tuple[str, ...]) -> None:
+    def leave(self, why: str, sides: tuple[str, ...], *, unit_goes: bool = False) -> None:
         """A relation or the unit goes: the daemon stopped and disabled, `sides`' files removed.
 
         Whether it runs or not: an enabled unit would start again at the next boot. A migration
         left unfinished keeps the source's images journaled, and their journals grow while no
-        daemon replays them: the log says what to do.
+        daemon replays them: the log says what to do, and so does the last unit status of a
+        unit that goes (`leaving`).
         """
         record = self.record
-        if record.pools and not record.finished:
+        unfinished = bool(record.pools) and not record.finished
+        if unfinished:
             logger.warning(
                 "%s before the migration of %s finished: the source's images stay journaled "
                 "and their journals grow until mirroring is turned off there (README, "
                 "'Leaving a migration unfinished') or a unit replays them again",
                 why,
                 ", ".join(record.pools),
+            )
+        if unit_goes:
+            self.leaving = (
+                f"leaving with the migration of {', '.join(record.pools)} unfinished: the "
+                "source's images stay journaled and mirrored (README: Leaving a migration "
+                "unfinished)"
+                if unfinished
+                else "leaving: rbd-mirror stopped and disabled, this unit's files removed"
             )
         try:
             self.stop_daemon(why)

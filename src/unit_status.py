@@ -26,6 +26,8 @@ def unit_status(
     Every unit runs its own daemon (rbd-mirror shares the images among them); the actions that
     change pools run on the leader, and an active non-leader says so.
     """
+    if session.leaving:  # stop/remove: what the unit leaves behind, not the clusters' state
+        return "maintenance", session.leaving[:MAX_MESSAGE]
     kind, message = _unit_status(session, has_source=has_source, has_destination=has_destination)
     if kind == "active" and not leader:
         return kind, f"{message} (its daemon replays; actions that change pools: on the leader)"

@@ -170,9 +170,97 @@ def test_the_whole_migration_runs_through_dispatch_with_every_byte_kept(
 
     # Leaving: the relations removed, then the unit; nothing of ours left in /etc/ceph.
     model.remove_unit(unit)
+    assert last_status(unit) == {
+        "status": "maintenance",
+        "message": "leaving: rbd-mirror stopped and disabled, this unit's files removed",
+    }
     assert lab.service_pids() == {}
     assert sorted(p.name for p in unit.etc_ceph.iterdir()) == [], "the charm's files removed"
 
     _durations(unit, version)
     slow = [r for r in unit.runs if r.name.startswith("hooks/") and r.seconds > HOOK_LIMIT_S]
     assert not slow, [(r.name, round(r.seconds, 1)) for r in slow]
+
+
+def _daemon_of_each_image(lab: Lab) -> dict[str, str]:
+    """`pool/image` -> host name of the rbd-mirror daemon that replays it (dst's view)."""
+    out = {}
+    for pool in POOLS:
+        status = lab.dst.rbd_json("mirror", "pool", "status", pool, "--verbose")
+        for image in status.get("images", []):
+            service = image.get("daemon_service") or {}
+            if image["state"].startswith("up+"):
+                out[f"{pool}/{image['name']}"] = service.get("hostname", "?")
+    return out
+
+
+def _split(lab: Lab, want: set[str], total: int = 7) -> dict[str, str] | None:
+    """The image split once every image is up and exactly the daemons `want` hold them."""
+    owners = _daemon_of_each_image(lab)
+    return owners if len(owners) == total and set(owners.values()) == want else None
+
+
+def test_two_units_split_the_images_and_survive_a_killed_daemon_and_a_removed_unit(
+    seeded_lab: Lab, tmp_path: Path
+):
+    lab = seeded_lab
+    model = _model(lab, tmp_path, "3.12")
+    leader, other = model.add_unit("unit-a"), model.add_unit("unit-b")
+    for unit in (leader, other):
+        model.deploy(unit)
+        model.relate(unit)
+    model.settle()
+    daemons = lab.service_pids()
+    assert sorted(daemons) == [
+        "ceph-rbd-mirror@rbd-mirror.unit-a",
+        "ceph-rbd-mirror@rbd-mirror.unit-b",
+    ]
+    mon_bag = other.relations()["destination:2"]["units"]["ceph-mon/0"]
+    keys = sorted(k for k in mon_bag if k.endswith("_key"))
+    assert keys == ["unit-a_key", "unit-b_key"], "ceph-mon gave each unit its own key"
+
+    # Actions that change pools: the leader only; status anywhere.
+    expect_ok(other.action("enable-mirroring"))
+    assert "leader" in (other.failure() or ""), other.failure()
+    assert lab.src.rbd_json("mirror", "pool", "info", "nova")["mode"] == "disabled"
+    expect_ok(other.hook("update-status"))
+    print(f"non-leader unit status: {last_status(other)}")
+    assert "leader" in last_status(other)["message"]
+
+    expect_ok(leader.action("enable-mirroring", timeout=300))
+    split: dict[str, str] = {}
+
+    def both_hold_images() -> bool:
+        nonlocal split
+        split = _split(lab, {"unit-a", "unit-b"}) or {}
+        return bool(split)
+
+    assert wait_for(both_hold_images, timeout=180, interval=5), _daemon_of_each_image(lab)
+    for host in ("unit-a", "unit-b"):
+        held = sorted(image for image, owner in split.items() if owner == host)
+        print(f"rbd-mirror on {host} replays {len(held)} image(s): {', '.join(held)}")
+    expect_ok(other.action("status"))
+    assert "ready-for-cutover" in results(other), "status works on a non-leader"
+
+    # One daemon killed: the other takes its images over.
+    os.kill(daemons["ceph-rbd-mirror@rbd-mirror.unit-b"], signal.SIGKILL)
+    start = time.monotonic()
+    assert wait_for(lambda: _split(lab, {"unit-a"}) is not None, timeout=240, interval=5), (
+        _daemon_of_each_image(lab)
+    )
+    print(f"unit-a's daemon took over every image {time.monotonic() - start:.0f} s after the kill")
+
+    # The killed unit's next hook restarts its daemon; then `juju remove-unit` during the sync.
+    expect_ok(other.hook("update-status"))
+    assert "ceph-rbd-mirror@rbd-mirror.unit-b" in lab.service_pids()
+    model.remove_unit(other)
+    print(f"the removed unit's last status: {last_status(other)}")
+    assert last_status(other)["message"].startswith("leaving: rbd-mirror stopped")
+    assert list(lab.service_pids()) == ["ceph-rbd-mirror@rbd-mirror.unit-a"]
+    assert list(other.etc_ceph.iterdir()) == [], "unit-b's keyrings and conf removed"
+
+    _wait_ready(leader)
+    expect_ok(leader.action("demote-promote", timeout=300))
+    assert sum(as_json(results(leader)["promoted"]).values()) == 7
+    expect_ok(leader.action("teardown", timeout=300))
+    assert md5_all(lab.dst) == recorded(lab.src)

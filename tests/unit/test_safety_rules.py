@@ -835,9 +835,21 @@ def test_rule17_a_dry_run_teardown_says_nothing_changed(world):
 
 def test_rule9_leaving_an_unfinished_migration_says_the_source_stays_journaled(world, caplog):
     state = _migrated(world)
-    world.run(world.ctx.on.remove(), state)
+    state = world.run(world.ctx.on.remove(), state)
     assert any("stay journaled" in r.getMessage() for r in caplog.records)
     assert not world.service["running"]
+    status = state.unit_status
+    assert status.name == "maintenance", status
+    assert status.message.startswith("leaving with the migration of cinder-ceph, glance, nova")
+    assert "Leaving a migration unfinished" in status.message
+
+
+def test_rule9_a_unit_that_leaves_before_any_migration_says_what_it_removed(world):
+    state = world.run(world.ctx.on.stop(), ready_state())
+    assert state.unit_status.name == "maintenance"
+    assert state.unit_status.message == (
+        "leaving: rbd-mirror stopped and disabled, this unit's files removed"
+    )
 
 
 def test_rule9_enable_mirroring_commits_its_record_before_its_first_change(world, monkeypatch):
