@@ -1,9 +1,12 @@
-"""The charm in a real model: ceph-proxy in front of a source, ceph-mon/ceph-osd, four actions.
+"""The packed charm in a real model, deployed as users deploy it: their bundle plus our overlay.
 
-Deploys a source cluster behind ceph-proxy, a destination ceph-mon/ceph-osd and this charm,
-relates them, runs the four actions, then compares md5s on both clusters.
+Builds nothing itself: it deploys the artifact `tox -e pack` made (build/*.charm), with
+bundles/migration-overlay.yaml on top of a bundle holding ceph-proxy in front of an old cluster
+and a new ceph-mon/ceph-osd (cloud.py). Seeds the old cluster with the OpenStack layout, runs
+the four actions, and compares md5s of every image on both clusters through `juju exec`.
 
-Needs a Juju controller on a cloud with VMs or LXD VMs able to run Ceph (loop-backed OSDs).
+Needs a Juju controller on a cloud with VMs or LXD VMs able to run Ceph; skipped otherwise
+(conftest.py), while the offline checks of the same bundles run in CI (test_overlay.py).
 """
 
 from __future__ import annotations
@@ -11,97 +14,102 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from pytest_operator.plugin import OpsTest
+
+from tests.integration.cloud import cloud_bundle, clusters_bundle, write_deployment
 
 logger = logging.getLogger(__name__)
 APP = "rbd-mirror-migration"
 POOLS = ("glance", "nova", "cinder-ceph")
-ROOT = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 
 
-async def ssh(ops_test: OpsTest, unit: str, *cmd: str) -> str:
-    """Run a command as root on `unit` and return stdout (fail the test on error)."""
-    rc, out, err = await ops_test.juju("ssh", unit, "sudo", *cmd)
-    assert rc == 0, f"{unit}: {' '.join(cmd)}: {err}"
+def artifact() -> Path:
+    """The charm `tox -e pack` built."""
+    found = sorted((REPO / "build").glob("rbd-mirror-migration_*.charm"))
+    assert found, "no build/rbd-mirror-migration_*.charm: run `tox -e pack` first"
+    return found[-1]
+
+
+async def juju_exec(ops_test: OpsTest, unit: str, command: str) -> str:
+    """Run a shell command as root on `unit` with `juju exec`; fail the test on error."""
+    rc, out, err = await ops_test.juju("exec", "--unit", unit, "--", "sh", "-c", command)
+    assert rc == 0, f"{unit}: {command}: {err or out}"
     return out.strip()
 
 
 async def run_action(ops_test: OpsTest, action: str, **params) -> dict:
-    """Run an action on our unit and return its results."""
+    """Run an action on the leader of our application and return its results."""
     assert ops_test.model is not None
-    unit = ops_test.model.applications[APP].units[0]
-    result = await (await unit.run_action(action, **params)).wait()
-    assert result.status == "completed", result.results
-    return result.results
+    for unit in ops_test.model.applications[APP].units:
+        if await unit.is_leader_from_status():
+            result = await (await unit.run_action(action, **params)).wait()
+            assert result.status == "completed", result.results
+            return result.results
+    raise AssertionError(f"no leader unit of {APP}")
 
 
 async def md5s(ops_test: OpsTest, unit: str) -> dict[str, str]:
-    """md5 of every image of the OpenStack pools, as seen from `unit`."""
+    """md5 of every image of the OpenStack pools, read on `unit` with its admin key."""
     out = {}
     for pool in POOLS:
-        for image in json.loads(await ssh(ops_test, unit, "rbd", "ls", pool, "--format", "json")):
-            line = await ssh(ops_test, unit, "sh", "-c", f"rbd export {pool}/{image} - | md5sum")
+        listed = await juju_exec(ops_test, unit, f"rbd ls {pool} --format json")
+        for image in json.loads(listed or "[]"):
+            name = shlex.quote(f"{pool}/{image}")
+            line = await juju_exec(ops_test, unit, f"rbd export {name} - | md5sum")
             out[f"{pool}/{image}"] = line.split()[0]
     return out
 
 
+async def deploy_bundle(ops_test: OpsTest, bundle: Path, *overlays: Path) -> None:
+    args = ["deploy", str(bundle), *(a for o in overlays for a in ("--overlay", str(o)))]
+    rc, out, err = await ops_test.juju(*args)
+    assert rc == 0, f"juju {' '.join(args)}: {err or out}"
+
+
 @pytest.mark.abort_on_fail
-async def test_deploy_and_relate(ops_test: OpsTest):
-    """Source cluster + ceph-proxy, destination cluster, this charm, related."""
-    charm = await ops_test.build_charm(ROOT)
+async def test_deploy_the_users_bundle_with_the_overlay(ops_test: OpsTest, tmp_path: Path):
+    """The clusters first (ceph-proxy needs the old one's fsid and key), then the overlay."""
     model = ops_test.model
     assert model is not None
-    await model.deploy(
-        "ceph-mon",
-        application_name="src-mon",
-        num_units=1,
-        config={"monitor-count": 1, "expected-osd-count": 1},
-    )
-    await model.deploy(
-        "ceph-osd",
-        application_name="src-osd",
-        num_units=1,
-        storage={"osd-devices": {"size": 8192, "count": 1}},
-    )
-    await model.deploy(
-        "ceph-mon", num_units=1, config={"monitor-count": 1, "expected-osd-count": 1}
-    )
-    await model.deploy(
-        "ceph-osd", num_units=1, storage={"osd-devices": {"size": 8192, "count": 1}}
-    )
-    await model.integrate("src-osd:mon", "src-mon:osd")
-    await model.integrate("ceph-osd:mon", "ceph-mon:osd")
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(yaml.safe_dump(clusters_bundle()))
+    await deploy_bundle(ops_test, clusters)
     await model.wait_for_idle(
         apps=["src-mon", "src-osd", "ceph-mon", "ceph-osd"], status="active", timeout=3600
     )
-    src_unit = "src-mon/0"
-    fsid = await ssh(ops_test, src_unit, "ceph", "fsid")
-    key = await ssh(ops_test, src_unit, "ceph", "auth", "get-key", "client.admin")
-    addr = await ssh(ops_test, src_unit, "sh", "-c", "hostname -I | cut -d' ' -f1")
-    await model.deploy(
-        "ceph-proxy", config={"fsid": fsid, "admin-key": key, "monitor-hosts": f"{addr}:6789"}
+    src = "src-mon/0"
+    fsid = await juju_exec(ops_test, src, "ceph fsid")
+    key = await juju_exec(ops_test, src, "ceph auth get-key client.admin")
+    address = await juju_exec(ops_test, src, "hostname -I | cut -d' ' -f1")
+    cloud, overlay = write_deployment(
+        tmp_path / "deploy", cloud_bundle(fsid, key, f"{address}:6789"), artifact()
     )
-    await model.deploy(charm, application_name=APP)  # its own machine: no foreign ceph.conf
-    await model.integrate(f"{APP}:source", "ceph-proxy:client")
-    await model.integrate(f"{APP}:destination", "ceph-mon:rbd-mirror")
+    await deploy_bundle(ops_test, cloud, overlay)
+
+    # The old cluster holds the cloud: glance image + protected snap, nova clone, a volume.
     for pool in POOLS:
-        await ssh(ops_test, src_unit, "ceph", "osd", "pool", "create", pool, "8")
-        await ssh(ops_test, src_unit, "rbd", "pool", "init", pool)
-    await ssh(ops_test, src_unit, "rbd", "create", "--size", "64M", "glance/img")
-    await ssh(
-        ops_test, src_unit, "rbd", "bench", "--io-type", "write", "--io-total", "32M", "glance/img"
+        await juju_exec(ops_test, src, f"ceph osd pool create {pool} 8 && rbd pool init {pool}")
+    await juju_exec(
+        ops_test,
+        src,
+        "rbd create --size 64M glance/img && "
+        "rbd bench --io-type write --io-total 32M glance/img && "
+        "rbd snap create glance/img@snap && rbd snap protect glance/img@snap && "
+        "rbd clone glance/img@snap nova/vm0_disk && "
+        "rbd bench --io-type write --io-total 8M nova/vm0_disk && "
+        "rbd create --size 32M cinder-ceph/volume-0 && "
+        "rbd bench --io-type write --io-total 16M cinder-ceph/volume-0",
     )
-    await ssh(ops_test, src_unit, "rbd", "snap", "create", "glance/img@snap")
-    await ssh(ops_test, src_unit, "rbd", "snap", "protect", "glance/img@snap")
-    await ssh(ops_test, src_unit, "rbd", "clone", "glance/img@snap", "nova/vm0_disk")
-    await ssh(ops_test, src_unit, "rbd", "create", "--size", "32M", "cinder-ceph/volume-0")
-    await model.wait_for_idle(apps=[APP], status="active", timeout=1800)
+    await model.wait_for_idle(apps=[APP, "ceph-proxy"], status="active", timeout=1800)
 
 
-async def test_four_actions_migrate_every_byte(ops_test: OpsTest):
+async def test_the_four_actions_migrate_every_byte(ops_test: OpsTest):
     """enable-mirroring, status until ready, demote-promote, teardown; md5s equal."""
     before = await md5s(ops_test, "src-mon/0")
     await run_action(ops_test, "enable-mirroring")

@@ -64,3 +64,25 @@ def test_the_readme_shows_the_overlay_users_deploy():
     readme = (REPO / "README.md").read_text()
     body = OVERLAY.read_text().split("applications:", 1)[1].strip()
     assert body in readme, "README's overlay differs from bundles/migration-overlay.yaml"
+
+
+def test_the_overlay_on_the_integration_bundle_names_only_what_exists(tmp_path):
+    """What the integration suite deploys: every related application and endpoint exists."""
+    from tests.integration.cloud import cloud_bundle, merged, write_deployment
+
+    artifact = tmp_path / "built.charm"
+    artifact.write_bytes(b"PK")  # a stand-in: only its place next to the overlay is checked
+    cloud_file, overlay_file = write_deployment(
+        tmp_path / "deploy", cloud_bundle("fsid", "key", "10.0.0.1:6789"), artifact
+    )
+    overlay = _load(overlay_file)
+    charm = overlay["applications"][APP]["charm"]
+    assert (overlay_file.parent / charm).exists(), "the charm path resolves next to the overlay"
+    bundle = merged(_load(cloud_file), overlay)
+    for relation in bundle["relations"]:
+        for end in relation:
+            app, endpoint = end.split(":", 1)
+            assert app in bundle["applications"], f"{end}: no application {app}"
+            assert endpoint, end
+    proxy = bundle["applications"]["ceph-proxy"]["options"]
+    assert set(proxy) == {"fsid", "admin-key", "monitor-hosts"}
