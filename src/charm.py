@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "source"
 DESTINATION = "destination"
+PEERS = "peers"
+RECORD_KEY = "record"  # the peer relation's application bag: the migration's facts (JSON)
 Params = TypeVar("Params")
 
 
@@ -56,22 +58,43 @@ def _result(value: Any) -> Any:
 
 
 class _StoredRecord:
-    """The unit's `Record`, kept as JSON in the charm's StoredState.
+    """The unit's `Record` in the charm's StoredState, and the application's in the peer bag.
 
     Committed at once, not when the dispatch ends: enable-mirroring records its pools before
-    its first change, and a hook killed part-way (agent restart, OOM) must not lose that.
+    its first change, and a hook killed part-way (agent restart, OOM) must not lose that. The
+    leader also publishes the migration's facts in the peer relation's application bag, which
+    every unit reads over its own (`Record.with_shared`): a new leader inherits them.
     """
 
-    def __init__(self, stored: ops.framework.BoundStoredState, framework: ops.Framework):
+    def __init__(self, charm: ops.CharmBase, stored: ops.framework.BoundStoredState):
+        self._charm = charm
         self._stored = stored
-        self._framework = framework
+
+    def _peer_bag(self) -> ops.RelationDataContent | None:
+        relation = self._charm.model.get_relation(PEERS)
+        return relation.data[self._charm.app] if relation is not None else None
 
     def load(self) -> Record:
-        return Record.from_json(str(self._stored.record))
+        own = Record.from_json(str(self._stored.record))
+        bag = self._peer_bag()
+        shared = bag.get(RECORD_KEY) if bag is not None else None
+        return own.with_shared(Record.from_json(shared)) if shared else own
 
     def save(self, record: Record) -> None:
         self._stored.record = record.to_json()
-        self._framework.commit()
+        self._charm.framework.commit()
+        self._publish(record)
+
+    def publish(self) -> None:
+        """The leader's record in the peer bag, if it is not there yet (a new leader, upgrade)."""
+        self._publish(self.load())
+
+    def _publish(self, record: Record) -> None:
+        bag = self._peer_bag()
+        if bag is not None and self._charm.unit.is_leader():
+            shared = record.shared_json()
+            if bag.get(RECORD_KEY) != shared:
+                bag[RECORD_KEY] = shared
 
 
 class RbdMirrorMigrationCharm(ops.CharmBase):
@@ -81,13 +104,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(record="{}")
+        self._stored.set_default(record="{}", others=0)
         self.session = Session(
             app=self.app.name,
             daemon=RbdMirrorDaemon(
                 self.charm_dir / "templates", self.unique_id, f"client.{self.app.name}"
             ),
-            records=_StoredRecord(self._stored, framework),
+            records=_StoredRecord(self, self._stored),
             load_config=self._load_config,
             load_relations=self._relation_data,
         )
@@ -102,6 +125,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             on[DESTINATION].relation_changed,
         ):
             framework.observe(event, self._reconcile)
+        framework.observe(on.leader_elected, self._reconcile)
+        for event in (
+            on[PEERS].relation_joined,
+            on[PEERS].relation_changed,
+            on[PEERS].relation_departed,
+        ):
+            framework.observe(event, self._on_peers_changed)
         framework.observe(on[SOURCE].relation_broken, self._on_relation_broken)
         framework.observe(on[DESTINATION].relation_broken, self._on_relation_broken)
         framework.observe(on.stop, self._on_leave)
@@ -187,6 +217,15 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 dst_rel.data[self.unit]["broker_req"] = body
                 logger.info("asked ceph-mon for pools %s", ", ".join(names))
         self.session.keep_daemon()
+        if self.unit.is_leader():
+            self.session.records.publish()
+
+    def _on_peers_changed(self, event: ops.RelationEvent) -> None:
+        """Another unit came or went, or the leader published the record: count, reconcile."""
+        departing = getattr(event, "departing_unit", None)
+        if departing != self.unit:  # while this unit goes, its view of the others shrinks
+            self._stored.others = len(event.relation.units)
+        self._reconcile(event)
 
     # --- leaving ---------------------------------------------------------------------------
     def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:
@@ -196,7 +235,12 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def _on_leave(self, _: ops.EventBase) -> None:
         """stop/remove: the daemon stopped and disabled, every file this charm wrote removed."""
-        self.session.leave("the unit is being removed", (SOURCE, DESTINATION), unit_goes=True)
+        self.session.leave(
+            "the unit is being removed",
+            (SOURCE, DESTINATION),
+            unit_goes=True,
+            others=int(self._stored.others),
+        )
 
     # --- status ----------------------------------------------------------------------------
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:

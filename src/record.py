@@ -8,6 +8,9 @@ be read back from them, and only those are kept (in the unit's StoredState, as J
 - `torn_down`, `finished`: a teardown that completed. Once the relations are removed the
   clusters cannot be read at all, and the unit must still say "finished", not "relate me".
 - `paused`: the operator stopped the daemon on purpose; hooks must not restart it.
+With several units, the migration's facts (every field but `paused`) are the application's: the
+leader also publishes them in the peer relation, and every unit reads them from there
+(`with_shared`), so a new leader keeps the guards its predecessor set up.
 (A pending restart of the daemon is not here but on disk beside its files, daemon.py: the
 files are written at once, StoredState only when the hook ends well.)
 """
@@ -60,3 +63,24 @@ class Record:
     def restarted_migration(self) -> Record:
         """`enable-mirroring restart=true`: a new migration; the old one's record is dropped."""
         return replace(self, torn_down=(), finished=False)
+
+    def shared_json(self) -> str:
+        """The migration's facts, as the leader publishes them to the other units."""
+        shared = asdict(self)
+        shared.pop("paused")
+        return json.dumps(shared, sort_keys=True)
+
+    def with_shared(self, shared: Record) -> Record:
+        """The application's record (`shared`, from the peer relation) over this unit's own.
+
+        The migration's facts come from the application; `pools` also keeps what this unit
+        committed itself (the leader's hook that failed after its first change lost its
+        relation data, not its StoredState), which only widens what is guarded; `paused` is the
+        unit's own.
+        """
+        return replace(
+            shared,
+            pools=tuple(sorted(set(self.pools) | set(shared.pools))),
+            source_cluster_name=shared.source_cluster_name or self.source_cluster_name,
+            paused=self.paused,
+        )

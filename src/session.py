@@ -68,6 +68,10 @@ class RecordStore(Protocol):
         """Keep `record` (it is committed when the dispatch ends well)."""
         ...
 
+    def publish(self) -> None:
+        """Share the record with the application's other units (the leader does)."""
+        ...
+
 
 RelationLoader = Callable[[], "tuple[SourceData, DestinationData]"]
 
@@ -86,7 +90,7 @@ class Session:
     ):
         self.app = app
         self.daemon = daemon
-        self._records = records
+        self.records = records
         self._load_config = load_config
         self._load_relations = load_relations
         self._pair: tuple[CephClient, CephClient] | None = None
@@ -99,11 +103,11 @@ class Session:
     @property
     def record(self) -> Record:
         """What this unit remembers of the migration."""
-        return self._records.load()
+        return self.records.load()
 
     def save(self, record: Record) -> None:
         """Remember `record`."""
-        self._records.save(record)
+        self.records.save(record)
 
     # --- inputs ----------------------------------------------------------------------------
     def config(self) -> CharmConfig:
@@ -310,19 +314,29 @@ class Session:
         return True
 
     def keep_daemon(self) -> None:
-        """Keep the daemon running, restarted after new files, unless paused or finished."""
+        """Keep the daemon running, restarted after new files, unless paused or finished.
+
+        Finished is read from the clusters whenever they answer; the record's `finished` only
+        decides while they cannot be read (the relations removed after the migration). So a
+        unit whose record says finished runs its daemon again once the leader starts a new
+        migration (`enable-mirroring restart=true`).
+        """
         record = self.record
-        if record.paused or record.finished:
-            self._stop_if_running("paused" if record.paused else "migration finished")
+        if record.paused:
+            self._stop_if_running("paused")
             return
         try:
             report = self.report()
         except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
+            if record.finished:
+                self._stop_if_running(f"migration finished (the clusters are not read: {exc})")
+                return
             logger.info("migration state unknown (%s): keeping the daemon running", exc)
         else:
             ws = self._built()
             if migration.finished(report) and not ws.missing:
-                self.save(record.tore_down(list(ws.all_pools), finished=True))
+                if not record.finished:
+                    self.save(record.tore_down(list(ws.all_pools), finished=True))
                 self._stop_if_running("every migrated pool is torn down")
                 return
         try:
@@ -351,17 +365,19 @@ class Session:
         except ServiceError as exc:
             logger.error("%s", exc)
 
-    def leave(self, why: str, sides: tuple[str, ...], *, unit_goes: bool = False) -> None:
+    def leave(
+        self, why: str, sides: tuple[str, ...], *, unit_goes: bool = False, others: int = 0
+    ) -> None:
         """A relation or the unit goes: the daemon stopped and disabled, `sides`' files removed.
 
         Whether it runs or not: an enabled unit would start again at the next boot. A migration
         left unfinished keeps the source's images journaled, and their journals grow while no
         daemon replays them: the log says what to do, and so does the last unit status of a
-        unit that goes (`leaving`).
+        unit that goes (`leaving`), which also counts the `others` units that stay.
         """
         record = self.record
         unfinished = bool(record.pools) and not record.finished
-        if unfinished:
+        if unfinished and not others:
             logger.warning(
                 "%s before the migration of %s finished: the source's images stay journaled "
                 "and their journals grow until mirroring is turned off there (README, "
@@ -369,18 +385,37 @@ class Session:
                 why,
                 ", ".join(record.pools),
             )
-        if unit_goes:
-            self.leaving = (
-                f"leaving with the migration of {', '.join(record.pools)} unfinished: the "
-                "source's images stay journaled and mirrored (README: Leaving a migration "
-                "unfinished)"
-                if unfinished
-                else "leaving: rbd-mirror stopped and disabled, this unit's files removed"
-            )
+        stopped = True
         try:
             self.stop_daemon(why)
         except ServiceError as exc:
             logger.error("%s", exc)
+            stopped = False
         removed = self.daemon.remove_files(sides)
         if removed:
             logger.info("removed %s", ", ".join(removed))
+        if unit_goes:
+            self.leaving = _leaving_message(
+                self.daemon.service, stopped, list(record.pools) if unfinished else [], others
+            )
+
+
+def _leaving_message(service: str, stopped: bool, unfinished: list[str], others: int) -> str:
+    """The last unit status of a unit that goes: what it leaves behind."""
+    if not stopped:
+        return (
+            f"leaving, but {service} did not stop (journalctl -u {service}); this unit's "
+            "files removed"
+        )
+    if unfinished and others:
+        return (
+            f"leaving: this unit's daemon stopped; {others} other unit(s) keep replaying the "
+            f"migration of {', '.join(unfinished)}"
+        )
+    if unfinished:
+        return (
+            f"leaving with the migration of {', '.join(unfinished)} unfinished and no other "
+            "unit replaying it: the source stays journaled (README: Leaving a migration "
+            "unfinished)"
+        )
+    return "leaving: rbd-mirror stopped and disabled, this unit's files removed"

@@ -29,9 +29,16 @@ def unit_status(
     if session.leaving:  # stop/remove: what the unit leaves behind, not the clusters' state
         return "maintenance", session.leaving[:MAX_MESSAGE]
     kind, message = _unit_status(session, has_source=has_source, has_destination=has_destination)
-    if kind == "active" and not leader:
+    if kind == "active" and not leader and _runs(session):
         return kind, f"{message} (its daemon replays; actions that change pools: on the leader)"
     return kind, message
+
+
+def _runs(session: Session) -> bool:
+    try:
+        return session.daemon_running()
+    except ServiceError:
+        return False
 
 
 def _unit_status(session: Session, *, has_source: bool, has_destination: bool) -> Status:

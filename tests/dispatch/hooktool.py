@@ -115,16 +115,20 @@ def _relation(ref: str | None) -> tuple[str, dict]:
 
 
 def _relation_ids(argv: list[str]) -> int:
+    """Like Juju 3.4+: a relation being broken is no longer listed, even in its own hook."""
     _, _, rest = _relation_opts(argv)
     relations = _read("relations.json", {})
-    print(json.dumps([k for k, r in relations.items() if r["endpoint"] == rest[0]]))
+    listed = [k for k, r in relations.items() if r["endpoint"] == rest[0] and not r.get("broken")]
+    print(json.dumps(listed))
     return 0
 
 
 def _relation_list(argv: list[str]) -> int:
+    """The remote units (none once broken; the departing one is gone during departed)."""
     ref, app, _ = _relation_opts(argv)
     _, rel = _relation(ref)
-    print(json.dumps(rel["remote-app"] if app else sorted(rel["units"])))
+    units = [] if rel.get("broken") else sorted(rel["units"])
+    print(json.dumps(rel["remote-app"] if app else units))
     return 0
 
 

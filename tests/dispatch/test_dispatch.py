@@ -72,3 +72,56 @@ def test_install_on_a_fresh_machine_installs_the_packages_through_charmhelpers(u
     (call,) = unit.apt_get()
     assert call.endswith("install rbd-mirror ceph-common python3-rbd"), call
     assert "DPkg::Lock::Timeout=300" in call, "apt waits for its lock a bounded time"
+
+
+SRC_KEY = "AQBsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrcsrc0=="  # made-up cephx-shaped keys
+DST_KEY = "AQBdstdstdstdstdstdstdstdstdstdstdstdst0=="
+
+
+def _relation(endpoint: str, app: str, bag: dict[str, str]) -> dict:
+    return {
+        "endpoint": endpoint,
+        "remote-app": app,
+        "units": {f"{app}/0": bag},
+        "local": {},
+        "app": {},
+        "remote-app-data": {},
+    }
+
+
+def test_a_removed_relation_takes_its_files_and_the_next_hook_does_not_bring_them_back(
+    unit: Unit,
+):
+    """Review finding (issue 11): the next hook rewrote the removed source's key.
+
+    The stand-in kept listing a broken relation; relation-ids now drops it as Juju 3.4+ does.
+    """
+    unit.hostname = "unit-x"
+    unit.set_config({"command-timeout": 5})
+    unit.set_relations(
+        {
+            "source:1": _relation(
+                "source",
+                "ceph-proxy",
+                {"auth": "cephx", "key": SRC_KEY, "ceph-public-address": "127.0.0.1:1"},
+            ),
+            "destination:2": _relation(
+                "destination",
+                "ceph-mon",
+                {"ceph-public-address": "127.0.0.1", "unit-x_key": DST_KEY, "pools": "{}"},
+            ),
+        }
+    )
+    for hook in ("install", "config-changed"):
+        _ok(unit, unit.hook(hook))
+    written = sorted(p.name for p in unit.etc_ceph.iterdir())
+    assert "source.conf" in written and "source.client.rbd-mirror-migration.keyring" in written
+
+    unit.depart_and_break("source:1")
+    left = sorted(p.name for p in unit.etc_ceph.iterdir())
+    assert not [name for name in left if name.startswith("source.")], left
+    _ok(unit, unit.hook("update-status"))
+    assert sorted(p.name for p in unit.etc_ceph.iterdir()) == left
+    assert unit.statuses()[-1]["message"].startswith("Missing relation: source")
+    seen = "\n".join(run.output for run in unit.runs) + (unit.state / "calls.jsonl").read_text()
+    assert SRC_KEY not in seen and DST_KEY not in seen

@@ -284,8 +284,13 @@ class Unit:
         """A hook, e.g. `install`."""
         return self.dispatch(f"hooks/{name}", {"JUJU_HOOK_NAME": name})
 
-    def relation_hook(self, relation: str, kind: str, remote_unit: str = "") -> HookRun:
-        """`<endpoint>-relation-<kind>` on `relation` ("source:1"), as the agent sets it up."""
+    def relation_hook(
+        self, relation: str, kind: str, remote_unit: str = "", *, departing: str = ""
+    ) -> HookRun:
+        """`<endpoint>-relation-<kind>` on `relation` ("source:1"), as the agent sets it up.
+
+        `departing`: in a departed hook, the unit that goes (this one, or the remote one).
+        """
         endpoint, _ = relation.split(":", 1)
         remote_app = self.relations()[relation]["remote-app"]
         name = f"{endpoint}-relation-{kind}"
@@ -297,7 +302,7 @@ class Unit:
             "JUJU_REMOTE_UNIT": remote_unit,
         }
         if kind == "departed":
-            env["JUJU_DEPARTING_UNIT"] = remote_unit
+            env["JUJU_DEPARTING_UNIT"] = departing or remote_unit
         return self.dispatch(f"hooks/{name}", env)
 
     def action(self, name: str, params: dict | None = None, timeout: float = 120) -> HookRun:
@@ -310,6 +315,32 @@ class Unit:
             {"JUJU_ACTION_NAME": name, "JUJU_ACTION_UUID": str(len(self.runs) + 1)},
             timeout=timeout,
         )
+
+    def depart_and_break(self, relation: str, departing: str = "") -> None:
+        """What Juju runs when a relation goes: each remote unit departs, then broken.
+
+        The departing unit is out of relation-list during its departed hook, and the broken
+        relation out of relation-ids during its broken hook (Juju 3.4+); afterwards it is gone.
+        """
+        relations = self.relations()
+        for remote_unit in sorted(relations[relation]["units"]):
+            relations[relation]["units"].pop(remote_unit)
+            self.set_relations(relations)
+            self._expect(
+                self.relation_hook(relation, "departed", remote_unit, departing=departing)
+            )
+            relations = self.relations()
+        relations[relation]["broken"] = True
+        self.set_relations(relations)
+        self._expect(self.relation_hook(relation, "broken"))
+        relations = self.relations()
+        relations.pop(relation)
+        self.set_relations(relations)
+
+    @staticmethod
+    def _expect(run: HookRun) -> None:
+        if run.rc != 0:
+            raise AssertionError(f"{run.name} failed (rc {run.rc}):\n{run.output[-3000:]}")
 
     def results(self) -> dict[str, str]:
         """The last action's action-set results."""

@@ -27,7 +27,7 @@ from tests.functional.lab.charms import (
 )
 
 APP = "rbd-mirror-migration"
-SOURCE, DESTINATION = "source:1", "destination:2"
+SOURCE, DESTINATION, PEERS = "source:1", "destination:2", "peers:0"
 REMOTE = {SOURCE: ("ceph-proxy", "ceph-proxy/0"), DESTINATION: ("ceph-mon", "ceph-mon/0")}
 
 
@@ -66,27 +66,44 @@ class Model:
         if not (leader if leader is not None else number == 0):
             (unit.state / "leader").unlink()
         unit.set_config(config_defaults())
-        unit.set_relations({})
+        unit.set_relations({PEERS: _relation("peers", APP)})
         self.units.append(unit)
         return unit
 
+    def _join_peers(self, unit: Unit) -> None:
+        """The peer relation: each existing unit and the new one see each other join."""
+        expect_ok(unit.relation_hook(PEERS, "created"))
+        for other in self.units:
+            if other is unit:
+                continue
+            for a, b in ((unit, other), (other, unit)):
+                relations = a.relations()
+                relations[PEERS]["units"][b.name] = b.relations()[PEERS]["local"]
+                relations[PEERS]["app"] = self._leader().relations()[PEERS]["app"]
+                a.set_relations(relations)
+                expect_ok(a.relation_hook(PEERS, "joined", b.name))
+                expect_ok(a.relation_hook(PEERS, "changed", b.name))
+
+    def _leader(self) -> Unit:
+        return next(u for u in self.units if (u.state / "leader").exists())
+
     def deploy(self, unit: Unit) -> None:
-        """install, config-changed, start: what the agent runs on a new machine."""
-        for hook in ("install", "config-changed", "start"):
+        """install, the peer relation, config-changed, start: a new machine's first hooks."""
+        expect_ok(unit.hook("install"))
+        self._join_peers(unit)
+        expect_ok(
+            unit.hook(
+                "leader-settings-changed" if unit is not self._leader() else "leader-elected"
+            )
+        )
+        for hook in ("config-changed", "start"):
             expect_ok(unit.hook(hook))
 
     def relate(self, unit: Unit) -> None:
         """Both relations created, joined and answered until nothing changes any more."""
         relations = unit.relations()
         for rel, (app, _) in REMOTE.items():
-            relations[rel] = {
-                "endpoint": rel.split(":")[0],
-                "remote-app": app,
-                "units": {},
-                "local": {},
-                "app": {},
-                "remote-app-data": {},
-            }
+            relations[rel] = _relation(rel.split(":")[0], app)
         unit.set_relations(relations)
         for rel, (_, remote_unit) in REMOTE.items():
             expect_ok(unit.relation_hook(rel, "created"))
@@ -99,7 +116,7 @@ class Model:
     def settle(self, rounds: int = 5) -> None:
         """Play the remote charms until no unit's view of them changes (bounded)."""
         for _ in range(rounds):
-            changed = False
+            changed = self._share_the_leaders_bag()
             bags = self._remote_bags()
             for unit in self.units:
                 relations = unit.relations()
@@ -115,6 +132,22 @@ class Model:
             if not changed:
                 return
         raise AssertionError(f"the relations did not settle in {rounds} rounds")
+
+    def _share_the_leaders_bag(self) -> bool:
+        """The peer relation's application bag, as the leader wrote it, seen by every unit."""
+        if not self.units:
+            return False
+        shared = self._leader().relations()[PEERS]["app"]
+        changed = False
+        for unit in self.units:
+            relations = unit.relations()
+            if relations[PEERS]["app"] != shared:
+                relations[PEERS]["app"] = shared
+                unit.set_relations(relations)
+                leader = self._leader().name
+                expect_ok(unit.relation_hook(PEERS, "changed", leader))
+                changed = True
+        return changed
 
     def _remote_bags(self) -> dict[str, dict[str, str]]:
         """ceph-proxy/0's and ceph-mon/0's bags, from what every unit published."""
@@ -145,14 +178,32 @@ class Model:
         return self._replies[key]
 
     def remove_unit(self, unit: Unit) -> None:
-        """`juju remove-unit`: relations departed and broken, then stop and remove."""
-        for rel, (_, remote_unit) in REMOTE.items():
-            expect_ok(unit.relation_hook(rel, "departed", remote_unit))
-        for rel in REMOTE:
-            expect_ok(unit.relation_hook(rel, "broken"))
+        """`juju remove-unit`: relations departed and broken, then stop and remove.
+
+        The other units see it depart from the peer relation.
+        """
+        for rel in (*REMOTE, PEERS):
+            unit.depart_and_break(rel, departing=unit.name)
         for hook in ("stop", "remove"):
             expect_ok(unit.hook(hook))
         self.units.remove(unit)
+        for other in self.units:
+            relations = other.relations()
+            relations[PEERS]["units"].pop(unit.name, None)
+            other.set_relations(relations)
+            expect_ok(other.relation_hook(PEERS, "departed", unit.name, departing=unit.name))
+
+
+def _relation(endpoint: str, remote_app: str) -> dict:
+    """A relation as the stand-in hook tools keep it (see tests/dispatch/hooktool.py)."""
+    return {
+        "endpoint": endpoint,
+        "remote-app": remote_app,
+        "units": {},
+        "local": {},
+        "app": {},
+        "remote-app-data": {},
+    }
 
 
 def expect_ok(run) -> None:

@@ -25,6 +25,7 @@ from tests.functional.lab.procs import pid_alive, read_pid, wait_for
 from tests.functional.lab.seed import POOLS, images, md5_all, recorded, seed
 
 SYNC_TIMEOUT_S = 420
+THROTTLE = "rbd_mirror_image_policy_migration_throttle"
 HOOK_LIMIT_S = 30  # update-status runs every 5 minutes: a hook must never come near that
 BASES = {"3.10": "ubuntu@22.04 (tree layout, venv by 3.10)", "3.12": "ubuntu@24.04 (the .charm)"}
 
@@ -204,6 +205,17 @@ def test_two_units_split_the_images_and_survive_a_killed_daemon_and_a_removed_un
     seeded_lab: Lab, tmp_path: Path
 ):
     lab = seeded_lab
+    # rbd-mirror moves an image to a daemon that joins only once the image has been on its
+    # daemon for rbd_mirror_image_policy_migration_throttle (300 s by default): both daemons
+    # start within seconds here, so the lab lets images move at once. Lab only, not the charm.
+    lab.dst.ceph("config", "set", "client", THROTTLE, "0")
+    try:
+        _two_units(lab, tmp_path)
+    finally:
+        lab.dst.ceph("config", "rm", "client", THROTTLE)
+
+
+def _two_units(lab: Lab, tmp_path: Path) -> None:
     model = _model(lab, tmp_path, "3.12")
     leader, other = model.add_unit("unit-a"), model.add_unit("unit-b")
     for unit in (leader, other):
@@ -235,7 +247,10 @@ def test_two_units_split_the_images_and_survive_a_killed_daemon_and_a_removed_un
         split = _split(lab, {"unit-a", "unit-b"}) or {}
         return bool(split)
 
-    assert wait_for(both_hold_images, timeout=180, interval=5), _daemon_of_each_image(lab)
+    assert wait_for(both_hold_images, timeout=180, interval=5), (
+        _daemon_of_each_image(lab),
+        [lab.dst.rbd_json("mirror", "pool", "status", p, "--verbose")["daemons"] for p in POOLS],
+    )
     for host in ("unit-a", "unit-b"):
         held = sorted(image for image, owner in split.items() if owner == host)
         print(f"rbd-mirror on {host} replays {len(held)} image(s): {', '.join(held)}")
