@@ -1,9 +1,9 @@
 """The charm as the Juju agent runs it: `./dispatch` per hook and action, on the lab.
 
-Each test unit is the charm laid out as the artifact has it (on Python 3.12, ubuntu@24.04: the
-`.charm` that `tox -e pack` built; on Python 3.10, ubuntu@22.04's Python: the same layout from
-this checkout with a venv built by 3.10), talking to a stand-in Juju only through hook tools
-(tests/dispatch/hooktool.py) and running the real rbd-mirror through the stand-in systemctl.
+Each test unit is the charm laid out as the artifact has it (on Python 3.12, the declared base
+ubuntu@24.04's: the `.charm` that `tox -e pack` built; on Python 3.10, the oldest ops 3 runs
+on, as an extra check: the same layout from this checkout with a venv built by 3.10), talking
+to a stand-in Juju only through hook tools (tests/dispatch/hooktool.py) and running the real rbd-mirror through the stand-in systemctl.
 The remote charms are played from what the units publish (juju_standin.py).
 """
 
@@ -27,7 +27,7 @@ from tests.functional.lab.seed import POOLS, images, md5_all, recorded, seed
 SYNC_TIMEOUT_S = 420
 THROTTLE = "rbd_mirror_image_policy_migration_throttle"
 HOOK_LIMIT_S = 30  # update-status runs every 5 minutes: a hook must never come near that
-BASES = {"3.10": "ubuntu@22.04 (tree layout, venv by 3.10)", "3.12": "ubuntu@24.04 (the .charm)"}
+BASES = {"3.10": "tree layout, venv by 3.10", "3.12": "ubuntu@24.04: the .charm"}
 
 
 def _python(version: str) -> Path:

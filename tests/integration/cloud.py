@@ -20,9 +20,22 @@ CEPH = {"channel": "squid/stable", "base": "ubuntu@24.04"}
 OSD_STORAGE = {"osd-devices": "8G,1"}  # one 8 GiB volume from the model's default pool
 
 
+# One OSD per cluster: pools of size 1 (Ceph's default is 3 replicas on 3 hosts, and a pool
+# that cannot place them never goes active: `rbd pool init` would hang). The charm asks
+# ceph-mon for the source pools' size (config pool-replicas 0), hence 1 on both sides.
+SINGLE_OSD_FLAGS = (
+    "{'global': {'osd pool default size': 1, 'osd pool default min size': 1, "
+    "'mon allow pool size one': 'true', 'mon warn on pool no redundancy': 'false'}}"
+)
+
+
 def clusters_bundle() -> dict:
     """Old cluster (src-mon, src-osd) and new cluster (ceph-mon, ceph-osd), one unit each."""
-    mon_options = {"monitor-count": 1, "expected-osd-count": 1}
+    mon_options = {
+        "monitor-count": 1,
+        "expected-osd-count": 1,
+        "config-flags": SINGLE_OSD_FLAGS,
+    }
     return {
         "applications": {
             "src-mon": {"charm": "ceph-mon", **CEPH, "num_units": 1, "options": mon_options},

@@ -38,7 +38,9 @@ def artifact() -> Path:
 
 async def juju_exec(ops_test: OpsTest, unit: str, command: str) -> str:
     """Run a shell command as root on `unit` with `juju exec`; fail the test on error."""
-    rc, out, err = await ops_test.juju("exec", "--unit", unit, "--", "sh", "-c", command)
+    # stderr (Ceph's warnings) stays out of what the caller parses.
+    wrapped = f"{{ {command} ; }} 2>/tmp/juju-exec.err"
+    rc, out, err = await ops_test.juju("exec", "--unit", unit, "--", "sh", "-c", wrapped)
     assert rc == 0, f"{unit}: {command}: {err or out}"
     return out.strip()
 
@@ -86,9 +88,10 @@ async def test_deploy_the_users_bundle_with_the_overlay(ops_test: OpsTest, tmp_p
     src = "src-mon/0"
     fsid = await juju_exec(ops_test, src, "ceph fsid")
     key = await juju_exec(ops_test, src, "ceph auth get-key client.admin")
-    address = await juju_exec(ops_test, src, "hostname -I | cut -d' ' -f1")
+    monmap = json.loads(await juju_exec(ops_test, src, "ceph mon dump --format json"))
+    monitors = " ".join(m["addr"].split("/")[0] for m in monmap["mons"])  # "ip:6789/0"
     cloud, overlay = write_deployment(
-        tmp_path / "deploy", cloud_bundle(fsid, key, f"{address}:6789"), artifact()
+        tmp_path / "deploy", cloud_bundle(fsid, key, monitors), artifact()
     )
     await deploy_bundle(ops_test, cloud, overlay)
 
