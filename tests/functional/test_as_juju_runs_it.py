@@ -3,8 +3,9 @@
 Each test unit is the charm laid out as the artifact has it (on Python 3.12, the declared base
 ubuntu@24.04's: the `.charm` that `tox -e pack` built; on Python 3.10, the oldest ops 3 runs
 on, as an extra check: the same layout from this checkout with a venv built by 3.10), talking
-to a stand-in Juju only through hook tools (tests/dispatch/hooktool.py) and running the real rbd-mirror through the stand-in systemctl.
-The remote charms are played from what the units publish (juju_standin.py).
+to a stand-in Juju only through hook tools (tests/dispatch/hooktool.py) and running the real
+rbd-mirror through the stand-in systemctl. The remote charms are played from what the units
+publish (juju_standin.py).
 """
 
 from __future__ import annotations
