@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import ops
+import ops.hookcmds
 
 import actions
 from ceph_cli import CephError
@@ -49,6 +50,7 @@ SOURCE = "source"
 DESTINATION = "destination"
 PEERS = "peers"
 RECORD_KEY = "record"  # the peer relation's application bag: the migration's facts (JSON)
+SEEN_KEY = "seen"  # each unit's peer bag: the pools and source that unit knows of (JSON)
 Params = TypeVar("Params")
 
 
@@ -70,31 +72,59 @@ class _StoredRecord:
         self._charm = charm
         self._stored = stored
 
-    def _peer_bag(self) -> ops.RelationDataContent | None:
-        relation = self._charm.model.get_relation(PEERS)
-        return relation.data[self._charm.app] if relation is not None else None
+    def _peers(self) -> ops.Relation | None:
+        return self._charm.model.get_relation(PEERS)
 
     def load(self) -> Record:
         own = Record.from_json(str(self._stored.record))
-        bag = self._peer_bag()
-        shared = bag.get(RECORD_KEY) if bag is not None else None
-        return own.with_shared(Record.from_json(shared)) if shared else own
+        relation = self._peers()
+        if relation is None:
+            return own
+        bag = relation.data[self._charm.app].get(RECORD_KEY)
+        shared = Record.from_json(bag) if bag else own  # nothing published yet: our own
+        seen = [Record.from_json(relation.data[u].get(SEEN_KEY, "")).pools for u in relation.units]
+        return own.with_shared(shared, *seen)
 
     def save(self, record: Record) -> None:
+        if self._charm.unit.is_leader():
+            record = record.saved_by_leader()
         self._stored.record = record.to_json()
         self._charm.framework.commit()
         self._publish(record)
 
     def publish(self) -> None:
-        """The leader's record in the peer bag, if it is not there yet (a new leader, upgrade)."""
+        """Publish what this unit knows (every hook: a hook that failed dropped its writes)."""
         self._publish(self.load())
 
     def _publish(self, record: Record) -> None:
-        bag = self._peer_bag()
-        if bag is not None and self._charm.unit.is_leader():
-            shared = record.shared_json()
-            if bag.get(RECORD_KEY) != shared:
-                bag[RECORD_KEY] = shared
+        """Every unit: what it knows of, in its own bag; the leader: the record, in the app's.
+
+        Written only when they differ, so no relation-changed churn on the other units.
+        """
+        relation = self._peers()
+        if relation is None:
+            return
+        mine = relation.data[self._charm.unit]
+        if mine.get(SEEN_KEY) != (seen := record.seen_json()):
+            mine[SEEN_KEY] = seen
+        if self._charm.unit.is_leader():
+            app = relation.data[self._charm.app]
+            if app.get(RECORD_KEY) != (shared := record.shared_json()):
+                app[RECORD_KEY] = shared
+
+
+def units_that_stay(unit_name: str) -> int | None:
+    """Other units of the application that are not being removed (goal-state), or None.
+
+    Relation events cannot tell: while a unit goes, Juju names it as the departing unit in
+    every departed hook it runs, whether the unit alone or the whole application goes.
+    """
+    try:
+        goal = ops.hookcmds.goal_state()
+    except (ops.hookcmds.Error, OSError, ValueError, KeyError) as exc:
+        logger.info("goal-state unavailable (%s): the units that stay are unknown", exc)
+        return None
+    return sum(1 for name, g in goal.units.items() if name != unit_name and g.status != "dying")
 
 
 class RbdMirrorMigrationCharm(ops.CharmBase):
@@ -104,7 +134,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(record="{}", others=0)
+        self._stored.set_default(record="{}")
         self.session = Session(
             app=self.app.name,
             daemon=RbdMirrorDaemon(
@@ -127,11 +157,12 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             framework.observe(event, self._reconcile)
         framework.observe(on.leader_elected, self._reconcile)
         for event in (
+            on[PEERS].relation_created,
             on[PEERS].relation_joined,
             on[PEERS].relation_changed,
             on[PEERS].relation_departed,
         ):
-            framework.observe(event, self._on_peers_changed)
+            framework.observe(event, self._reconcile)
         framework.observe(on[SOURCE].relation_broken, self._on_relation_broken)
         framework.observe(on[DESTINATION].relation_broken, self._on_relation_broken)
         framework.observe(on.stop, self._on_leave)
@@ -190,6 +221,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     # --- reconcile -------------------------------------------------------------------------
     def _reconcile(self, _: ops.EventBase) -> None:
         """Bring packages, relation data, files and the daemon in line with every input."""
+        self.session.records.publish()  # first: whatever returns early below
         try:
             config = self.session.config()
         except NotReadyError as exc:
@@ -217,15 +249,6 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 dst_rel.data[self.unit]["broker_req"] = body
                 logger.info("asked ceph-mon for pools %s", ", ".join(names))
         self.session.keep_daemon()
-        if self.unit.is_leader():
-            self.session.records.publish()
-
-    def _on_peers_changed(self, event: ops.RelationEvent) -> None:
-        """Another unit came or went, or the leader published the record: count, reconcile."""
-        departing = getattr(event, "departing_unit", None)
-        if departing != self.unit:  # while this unit goes, its view of the others shrinks
-            self._stored.others = len(event.relation.units)
-        self._reconcile(event)
 
     # --- leaving ---------------------------------------------------------------------------
     def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:
@@ -239,7 +262,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             "the unit is being removed",
             (SOURCE, DESTINATION),
             unit_goes=True,
-            others=int(self._stored.others),
+            others=units_that_stay(self.unit.name),
         )
 
     # --- status ----------------------------------------------------------------------------

@@ -30,20 +30,32 @@ class Record:
     torn_down: tuple[str, ...] = ()
     finished: bool = False
     paused: bool = False
+    generation: int = 0  # bumped by every save on the leader: the newer of two records wins
 
     @classmethod
     def from_json(cls, text: str) -> Record:
-        """Parse what `to_json` wrote; unknown or missing fields take their defaults."""
+        """Parse what `to_json` wrote; unknown, missing or mistyped fields take their defaults.
+
+        The peer bag can be written by hand (`juju exec` on the leader): a junk value must not
+        fail every hook, `stop` and `remove` included.
+        """
         try:
             data = json.loads(text or "{}")
         except ValueError:
             return cls()
         if not isinstance(data, dict):
             return cls()
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known: dict = {}
         for key in ("pools", "torn_down"):
-            if key in known:
-                known[key] = tuple(known[key])
+            value = data.get(key)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                known[key] = tuple(value)
+        for key, kind in (("source_cluster_name", str), ("finished", bool), ("paused", bool)):
+            if isinstance(data.get(key), kind):
+                known[key] = data[key]
+        generation = data.get("generation")
+        if isinstance(generation, int) and not isinstance(generation, bool):
+            known["generation"] = generation
         return cls(**known)
 
     def to_json(self) -> str:
@@ -70,17 +82,33 @@ class Record:
         shared.pop("paused")
         return json.dumps(shared, sort_keys=True)
 
-    def with_shared(self, shared: Record) -> Record:
+    def seen_json(self) -> str:
+        """What any unit publishes in its own peer bag: the pools and source it knows of."""
+        seen = {"pools": list(self.pools), "source_cluster_name": self.source_cluster_name}
+        return json.dumps(seen, sort_keys=True)
+
+    def with_shared(self, shared: Record, *seen_pools: tuple[str, ...]) -> Record:
         """The application's record (`shared`, from the peer relation) over this unit's own.
 
-        The migration's facts come from the application; `pools` also keeps what this unit
-        committed itself (the leader's hook that failed after its first change lost its
-        relation data, not its StoredState), which only widens what is guarded; `paused` is the
+        The newer of the two (`generation`) gives the migration's facts: a leader whose hook
+        failed after committing its StoredState (Juju then drops the hook's relation data) keeps
+        its own newer record. `pools` is the union of both and of `seen_pools` (what every unit
+        published in its own peer bag), which only widens what is guarded; `paused` is the
         unit's own.
         """
+        newer = self if self.generation > shared.generation else shared
+        pools = set(self.pools) | set(shared.pools)
+        for more in seen_pools:
+            pools |= set(more)
         return replace(
-            shared,
-            pools=tuple(sorted(set(self.pools) | set(shared.pools))),
-            source_cluster_name=shared.source_cluster_name or self.source_cluster_name,
+            newer,
+            pools=tuple(sorted(pools)),
+            source_cluster_name=newer.source_cluster_name
+            or shared.source_cluster_name
+            or self.source_cluster_name,
             paused=self.paused,
         )
+
+    def saved_by_leader(self) -> Record:
+        """The record the leader saves: one generation newer than any it read."""
+        return replace(self, generation=self.generation + 1)

@@ -366,14 +366,20 @@ class Session:
             logger.error("%s", exc)
 
     def leave(
-        self, why: str, sides: tuple[str, ...], *, unit_goes: bool = False, others: int = 0
+        self,
+        why: str,
+        sides: tuple[str, ...],
+        *,
+        unit_goes: bool = False,
+        others: int | None = 0,
     ) -> None:
         """A relation or the unit goes: the daemon stopped and disabled, `sides`' files removed.
 
         Whether it runs or not: an enabled unit would start again at the next boot. A migration
         left unfinished keeps the source's images journaled, and their journals grow while no
         daemon replays them: the log says what to do, and so does the last unit status of a
-        unit that goes (`leaving`), which also counts the `others` units that stay.
+        unit that goes (`leaving`), which also counts the `others` units that stay (None:
+        unknown).
         """
         record = self.record
         unfinished = bool(record.pools) and not record.finished
@@ -400,7 +406,9 @@ class Session:
             )
 
 
-def _leaving_message(service: str, stopped: bool, unfinished: list[str], others: int) -> str:
+def _leaving_message(
+    service: str, stopped: bool, unfinished: list[str], others: int | None
+) -> str:
     """The last unit status of a unit that goes: what it leaves behind."""
     if not stopped:
         return (
@@ -413,9 +421,9 @@ def _leaving_message(service: str, stopped: bool, unfinished: list[str], others:
             f"migration of {', '.join(unfinished)}"
         )
     if unfinished:
+        nobody = "no other unit replaying it" if others == 0 else "unless another unit replays it"
         return (
-            f"leaving with the migration of {', '.join(unfinished)} unfinished and no other "
-            "unit replaying it: the source stays journaled (README: Leaving a migration "
-            "unfinished)"
+            f"leaving with the migration of {', '.join(unfinished)} unfinished, {nobody}: the "
+            "source stays journaled (README: Leaving a migration unfinished)"
         )
     return "leaving: rbd-mirror stopped and disabled, this unit's files removed"

@@ -8,8 +8,9 @@ and `relations.json`: `{"source:1": {"endpoint", "remote-app", "units": {unit: b
 side, read and (own bags only) written by the charm.
 It rejects what Juju rejects where that is cheap to check: action result keys outside Juju's
 grammar, unknown status values, relation-set on the application bag by a non-leader, a relation
-id or a unit that is not in the relation. Unknown tools fail loudly. Standard library only: it
-runs under whichever python3 is first on PATH.
+id or a unit that is not in the relation; like Juju, relation-set takes effect only when the
+hook exits 0 (`relations.pending.json`, applied or dropped by unit_dir.py). Unknown tools fail
+loudly. Standard library only: it runs under whichever python3 is first on PATH.
 """
 
 import json
@@ -104,9 +105,15 @@ def _relation_opts(argv: list[str]) -> tuple[str | None, bool, list[str]]:
     return ref, app, rest
 
 
+def _relations() -> dict:
+    """The relations as this hook sees them: its own writes so far, else what Juju holds."""
+    pending = STATE / "relations.pending.json"
+    return json.loads(pending.read_text()) if pending.exists() else _read("relations.json", {})
+
+
 def _relation(ref: str | None) -> tuple[str, dict]:
     """The relation `ref` names (`endpoint:id` or `id`), or the hook's own."""
-    relations = _read("relations.json", {})
+    relations = _relations()
     ref = ref or os.environ.get("JUJU_RELATION_ID")
     for key, rel in relations.items():
         if ref in (key, key.split(":", 1)[1]):
@@ -117,7 +124,7 @@ def _relation(ref: str | None) -> tuple[str, dict]:
 def _relation_ids(argv: list[str]) -> int:
     """Like Juju 3.4+: a relation being broken is no longer listed, even in its own hook."""
     _, _, rest = _relation_opts(argv)
-    relations = _read("relations.json", {})
+    relations = _relations()
     listed = [k for k, r in relations.items() if r["endpoint"] == rest[0] and not r.get("broken")]
     print(json.dumps(listed))
     return 0
@@ -156,7 +163,7 @@ def _relation_set(argv: list[str]) -> int:
     if app and not (STATE / "leader").exists():
         print("ERROR cannot write relation settings: unit is not leader", file=sys.stderr)
         return 1
-    relations = _read("relations.json", {})
+    relations = _relations()
     key, rel = _relation(ref)
     bag = rel["app"] if app else rel["local"]
     for name, value in json.loads(sys.stdin.read() or "{}").items():
@@ -165,7 +172,17 @@ def _relation_set(argv: list[str]) -> int:
         else:
             bag[name] = value
     relations[key] = rel
-    (STATE / "relations.json").write_text(json.dumps(relations))
+    # Like Juju: kept for this hook, applied only if the hook exits 0 (unit_dir.py does that).
+    (STATE / "relations.pending.json").write_text(json.dumps(relations))
+    return 0
+
+
+def _goal_state(_: list[str]) -> int:
+    """The application's units and their goal status (`dying` for one being removed)."""
+    units = _read("goal-units.json", {os.environ["JUJU_UNIT_NAME"]: "active"})
+    since = "2026-01-01T00:00:00Z"
+    goal = {"units": {u: {"status": st, "since": since} for u, st in units.items()}}
+    print(json.dumps({**goal, "relations": {}}))
     return 0
 
 
@@ -184,6 +201,7 @@ TOOLS = {
     "action-log": _recording("action-logs.jsonl"),
     "action-fail": _recording("failed", as_file=True),
     "application-version-set": lambda _: 0,
+    "goal-state": _goal_state,
 }
 
 

@@ -51,6 +51,7 @@ HOOK_TOOLS = (
     "action-log",
     "action-fail",
     "application-version-set",
+    "goal-state",
 )
 UBUNTU_OS_RELEASE = """PRETTY_NAME="Ubuntu 24.04 LTS"
 NAME="Ubuntu"
@@ -276,6 +277,12 @@ class Unit:
             timeout=timeout,
             check=False,
         )
+        pending = self.state / "relations.pending.json"
+        if pending.exists():  # Juju applies a hook's relation-set only when the hook succeeds
+            if proc.returncode == 0:
+                pending.replace(self.state / "relations.json")
+            else:
+                pending.unlink()
         run = HookRun(name, proc.returncode, time.monotonic() - start, proc.stdout + proc.stderr)
         self.runs.append(run)
         return run
@@ -321,6 +328,7 @@ class Unit:
 
         The departing unit is out of relation-list during its departed hook, and the broken
         relation out of relation-ids during its broken hook (Juju 3.4+); afterwards it is gone.
+        A peer relation is never broken (Juju's resolver skips it): it stays, without units.
         """
         relations = self.relations()
         for remote_unit in sorted(relations[relation]["units"]):
@@ -330,6 +338,8 @@ class Unit:
                 self.relation_hook(relation, "departed", remote_unit, departing=departing)
             )
             relations = self.relations()
+        if relation.startswith("peers:"):
+            return
         relations[relation]["broken"] = True
         self.set_relations(relations)
         self._expect(self.relation_hook(relation, "broken"))
@@ -360,6 +370,10 @@ class Unit:
     def set_relations(self, relations: dict[str, dict]) -> None:
         """What the other side of each relation publishes (the test plays the remote charms)."""
         (self.state / "relations.json").write_text(json.dumps(relations))
+
+    def set_goal_units(self, units: dict[str, str]) -> None:
+        """goal-state's units of the application: name -> status (`dying` while removed)."""
+        (self.state / "goal-units.json").write_text(json.dumps(units))
 
     def set_config(self, config: dict) -> None:
         """The application's config, as config-get returns it."""

@@ -134,18 +134,24 @@ class Model:
         raise AssertionError(f"the relations did not settle in {rounds} rounds")
 
     def _share_the_leaders_bag(self) -> bool:
-        """The peer relation's application bag, as the leader wrote it, seen by every unit."""
+        """The peer bags, as each unit and the leader (application bag) wrote them, everywhere."""
         if not self.units:
             return False
         shared = self._leader().relations()[PEERS]["app"]
+        own = {u.name: u.relations()[PEERS]["local"] for u in self.units}
         changed = False
         for unit in self.units:
             relations = unit.relations()
-            if relations[PEERS]["app"] != shared:
-                relations[PEERS]["app"] = shared
+            peers = relations[PEERS]
+            others = {name: bag for name, bag in own.items() if name != unit.name}
+            if peers["app"] != shared or peers["units"] != others:
+                writer = next(
+                    (n for n in others if peers["units"].get(n) != others[n]),
+                    self._leader().name,
+                )
+                peers["app"], peers["units"] = shared, others
                 unit.set_relations(relations)
-                leader = self._leader().name
-                expect_ok(unit.relation_hook(PEERS, "changed", leader))
+                expect_ok(unit.relation_hook(PEERS, "changed", writer))
                 changed = True
         return changed
 
@@ -182,6 +188,7 @@ class Model:
 
         The other units see it depart from the peer relation.
         """
+        unit.set_goal_units({u.name: "dying" if u is unit else "active" for u in self.units})
         for rel in (*REMOTE, PEERS):
             unit.depart_and_break(rel, departing=unit.name)
         for hook in ("stop", "remove"):

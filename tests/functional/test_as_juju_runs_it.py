@@ -271,7 +271,10 @@ def _two_units(lab: Lab, tmp_path: Path) -> None:
     assert "ceph-rbd-mirror@rbd-mirror.unit-b" in lab.service_pids()
     model.remove_unit(other)
     print(f"the removed unit's last status: {last_status(other)}")
-    assert last_status(other)["message"].startswith("leaving: rbd-mirror stopped")
+    assert last_status(other)["message"] == (
+        "leaving: this unit's daemon stopped; 1 other unit(s) keep replaying the migration of "
+        "cinder-ceph, glance, nova"
+    ), "the shared record (peer relation) tells the non-leader which pools; goal-state who stays"
     assert list(lab.service_pids()) == ["ceph-rbd-mirror@rbd-mirror.unit-a"]
     assert list(other.etc_ceph.iterdir()) == [], "unit-b's keyrings and conf removed"
 

@@ -133,7 +133,8 @@ def test_pause_and_resume_act_on_a_non_leader_unit(world):
     assert world.service["running"]
 
 
-def test_a_unit_that_goes_while_others_stay_says_they_keep_replaying(world):
+def test_a_unit_that_goes_while_others_stay_says_they_keep_replaying(world, monkeypatch):
+    monkeypatch.setattr(charm, "units_that_stay", lambda unit: 2)
     world.service["running"] = True
     state = _act(world, _with_peers(ready_state(), _peers(others=2)), "enable-mirroring")
     state = _hook(
@@ -163,3 +164,72 @@ def test_a_unit_that_goes_says_so_when_its_daemon_did_not_stop(world, monkeypatc
     assert gone.unit_status.name == "maintenance"
     assert gone.unit_status.message.startswith("leaving, but ceph-rbd-mirror@"), gone.unit_status
     assert "did not stop" in gone.unit_status.message
+
+
+def test_remove_application_mid_migration_says_no_unit_replays_it(world, monkeypatch, caplog):
+    """Second review, finding 4: every unit claimed the others kept replaying."""
+    monkeypatch.setattr(charm, "units_that_stay", lambda unit: 0)  # goal-state: all dying
+    world.service["running"] = True
+    state = _act(world, _with_peers(ready_state(), _peers(others=2)), "enable-mirroring")
+    gone = _hook(world, state, leader=True, event=world.ctx.on.stop())
+    assert "no other unit replaying it" in gone.unit_status.message, gone.unit_status
+    assert any("stay journaled" in r.getMessage() for r in caplog.records)
+
+
+def test_without_goal_state_a_leaving_unit_does_not_guess(world):
+    world.service["running"] = True  # ops.testing has no goal-state tool: unknown
+    state = _act(world, _with_peers(ready_state(), _peers()), "enable-mirroring")
+    gone = _hook(world, state, leader=True, event=world.ctx.on.stop())
+    assert "unless another unit replays it" in gone.unit_status.message, gone.unit_status
+
+
+def test_a_new_leader_keeps_the_pools_its_predecessor_committed_but_never_published(world):
+    """Second review, finding 1: a new leader lost the pools the old one never published.
+
+    The hook died after StoredState's commit, Juju dropped its relation data, leadership moved;
+    the old leader's next hook publishes what it knows in its own bag.
+    """
+    world.service["running"] = True
+    old = _act(world, _with_peers(ready_state(), _peers()), "enable-mirroring")
+    lost = _with_peers(old, _peers())  # the app bag write was dropped with the failed hook
+    old = _hook(world, lost, leader=False)  # now a non-leader: publishes what it knows
+    seen = next(r for r in old.relations if r.endpoint == "peers").local_unit_data["seen"]
+    mirror(world.src, world.dst)
+    new = testing.PeerRelation(endpoint="peers", peers_data={1: {"seen": seen}})
+    new_state = _hook(
+        world, _with_peers(ready_state(config={"pools": "glance"}), new), leader=True
+    )
+    assert new_state.unit_status.name == "blocked" and "nova" in new_state.unit_status.message
+    with pytest.raises(testing.ActionFailed, match="leaves out cinder-ceph, nova"):
+        _act(world, new_state, "teardown")
+
+
+def test_the_leaders_newer_record_beats_a_stale_application_bag(world):
+    """Second review, finding 2: a restart committed locally lost to the bag's finished."""
+    own = Record(pools=("glance",), source_cluster_name="source", generation=5)
+    stale = dataclasses.replace(own, finished=True, torn_down=("glance",), generation=4)
+    merged = own.with_shared(stale)
+    assert not merged.finished and merged.torn_down == ()
+    assert Record(generation=3).with_shared(stale).finished, "a newer bag wins"
+
+
+def test_junk_in_the_peer_bag_fails_no_hook_and_counts_as_nothing(world):
+    """Second review, finding 3: {"pools": 5} failed every hook, stop included."""
+    world.service["running"] = True
+    for junk in ('{"pools": 5}', '{"pools": null}', '{"pools": ["a", 1]}', "[]", "not json"):
+        state = _with_peers(ready_state(), _peers({"record": junk}))
+        _hook(world, state, leader=False)
+        gone = _hook(world, state, leader=False, event=world.ctx.on.stop())
+        assert gone.unit_status.name == "maintenance", junk
+    assert not Record.from_json('{"finished": "false"}').finished
+
+
+def test_the_leader_publishes_even_when_its_hook_returns_early(world):
+    """Second review, finding 6: a blocked leader never published (upgrade without peers)."""
+    world.service["running"] = True
+    old = _act(world, ready_state(), "enable-mirroring")  # no peer relation yet
+    upgraded = _with_peers(dataclasses.replace(old, config={"source-cluster-name": "x"}), _peers())
+    state = _hook(world, upgraded, leader=True, event=world.ctx.on.upgrade_charm())
+    assert state.unit_status.name == "blocked"
+    shared = Record.from_json(_shared(state)["record"])
+    assert shared.pools == ("cinder-ceph", "glance", "nova")
