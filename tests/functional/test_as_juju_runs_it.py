@@ -241,6 +241,7 @@ def _two_units(lab: Lab, tmp_path: Path) -> None:
     assert "leader" in last_status(other)["message"]
 
     expect_ok(leader.action("enable-mirroring", timeout=300))
+    model.settle()  # Juju: peers-relation-changed on the other unit (the leader's record)
     split: dict[str, str] = {}
 
     def both_hold_images() -> bool:
