@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dispatch.unit_dir import Unit, build_venv, find_python
+from tests.dispatch.unit_dir import Unit, build_venv, required_python
 
 # charmcraft.yaml declares ubuntu@24.04 (Python 3.12); 3.10 (ubuntu@22.04's, the oldest Python
 # ops 3 supports) is an extra check that nothing newer than 3.10 creeps into the charm.
@@ -31,12 +31,7 @@ def unit(base: str, tmp_path: Path) -> Iterator[Unit]:
     """A fresh unit directory of the packed charm, on `base`'s Python."""
     if os.geteuid() != 0:
         pytest.skip("dispatch tests need root (a private mount namespace per hook)")
-    python = find_python(BASES[base])
-    if python is None:
-        message = f"no Python {BASES[base]} for {base} (pyenv)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    python = required_python(BASES[base])
     yield Unit(tmp_path, python, build_venv(python)).build()
 
 

@@ -13,31 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.dispatch.unit_dir import Unit, find_python, packed_charm
+from tests.dispatch.unit_dir import Unit, required_artifact, required_python
 
 UNIT_PYTHON = "3.12"  # ubuntu@24.04, the base charmcraft.yaml declares
 
 
 @pytest.fixture
 def artifact() -> Path:
-    charm = packed_charm()
-    if charm is None:
-        message = "no build/rbd-mirror-migration_*.charm: run `tox -e pack` first"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return charm
+    return required_artifact()
 
 
 @pytest.fixture
 def unit(artifact: Path, tmp_path: Path) -> Iterator[Unit]:
     if os.geteuid() != 0:
         pytest.skip("dispatch tests need root (a private mount namespace per hook)")
-    python = find_python(UNIT_PYTHON)
-    if python is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"no Python {UNIT_PYTHON} (pyenv)")
-        pytest.skip(f"no Python {UNIT_PYTHON} (pyenv)")
+    python = required_python(UNIT_PYTHON)
     yield Unit(tmp_path, python, tmp_path / "unused", artifact=artifact).build()
 
 

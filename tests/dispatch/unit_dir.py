@@ -422,3 +422,30 @@ def find_python(version: str) -> Path | None:
     root = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
     found = sorted(root.glob(f"{version}.*/bin/python{version}"))
     return found[-1] if found else None
+
+
+def _missing(message: str):
+    """Fail under CI (a fresh machine must have it), skip elsewhere."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def required_python(version: str) -> Path:
+    """The pyenv Python of `version`, or the test fails under CI and is skipped elsewhere."""
+    python = find_python(version)
+    if python is None:
+        _missing(f"no Python {version} (pyenv)")
+    assert python is not None
+    return python
+
+
+def required_artifact() -> Path:
+    """The `.charm` `tox -e pack` built, or the test fails under CI and is skipped elsewhere."""
+    charm = packed_charm()
+    if charm is None:
+        _missing("no build/rbd-mirror-migration_*.charm: run `tox -e pack` first")
+    assert charm is not None
+    return charm

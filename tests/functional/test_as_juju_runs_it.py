@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dispatch.unit_dir import Unit, build_venv, find_python, packed_charm
+from tests.dispatch.unit_dir import Unit, build_venv, required_artifact, required_python
 from tests.functional.juju_standin import Model, as_json, expect_ok, last_status, results
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import pid_alive, read_pid, wait_for
@@ -29,26 +29,6 @@ SYNC_TIMEOUT_S = 420
 THROTTLE = "rbd_mirror_image_policy_migration_throttle"
 HOOK_LIMIT_S = 30  # update-status runs every 5 minutes: a hook must never come near that
 BASES = {"3.10": "tree layout, venv by 3.10", "3.12": "ubuntu@24.04: the .charm"}
-
-
-def _python(version: str) -> Path:
-    python = find_python(version)
-    if python is None:
-        message = f"no Python {version} (pyenv)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
-
-
-def _artifact() -> Path:
-    charm = packed_charm()
-    if charm is None:
-        message = "no build/rbd-mirror-migration_*.charm: run `tox -e pack` first"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return charm
 
 
 @pytest.fixture
@@ -62,9 +42,9 @@ def seeded_lab(charm_host_env: Lab) -> Iterator[Lab]:
 
 
 def _model(lab: Lab, tmp_path: Path, version: str) -> Model:
-    python = _python(version)
+    python = required_python(version)
     if version == "3.12":
-        return Model(lab, tmp_path, python, tmp_path / "unused", artifact=_artifact())
+        return Model(lab, tmp_path, python, tmp_path / "unused", artifact=required_artifact())
     return Model(lab, tmp_path, python, build_venv(python), artifact=None)
 
 
