@@ -50,7 +50,7 @@ SOURCE = "source"
 DESTINATION = "destination"
 PEERS = "peers"
 RECORD_KEY = "record"  # the peer relation's application bag: the migration's facts (JSON)
-SEEN_KEY = "seen"  # each unit's peer bag: the pools and source that unit knows of (JSON)
+SEEN_KEY = "seen"  # each unit's peer bag: the pools that unit knows of (JSON)
 Params = TypeVar("Params")
 
 

@@ -83,9 +83,8 @@ class Record:
         return json.dumps(shared, sort_keys=True)
 
     def seen_json(self) -> str:
-        """What any unit publishes in its own peer bag: the pools and source it knows of."""
-        seen = {"pools": list(self.pools), "source_cluster_name": self.source_cluster_name}
-        return json.dumps(seen, sort_keys=True)
+        """What any unit publishes in its own peer bag: the pools it knows of."""
+        return json.dumps({"pools": list(self.pools)})
 
     def with_shared(self, shared: Record, *seen_pools: tuple[str, ...]) -> Record:
         """The application's record (`shared`, from the peer relation) over this unit's own.
