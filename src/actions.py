@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import ceph_release
 import migration
-from ceph_cli import CephError
+from ceph_cli import CephCluster, CephError
 from daemon import ServiceError
 from inputs import (
     DemotePromoteParams,
@@ -75,6 +76,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             "again would journal the source's images and re-arm the daemon. To start a "
             "new migration on purpose, re-run with restart=true"
         )
+    log(releases_line(ws.source, ws.destination, refuse=True))
     log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
     with ThreadPoolExecutor(max_workers=1) as probe_exec:
         # The probe waits about a second for the mons to commit a blocklist entry: it runs
@@ -119,6 +121,41 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     }
 
 
+def releases_line(source: CephCluster, destination: CephCluster, *, refuse: bool = False) -> str:
+    """`releases: source 16.2.15 (pacific), destination ...: proven in the lab`.
+
+    With `refuse`, a pair outside ceph_release.RELEASE_RULES raises MigrationError instead.
+    """
+    src, dst = source.versions(), destination.versions()
+    if src.release is None or dst.release is None:
+        support = "unknown: a cluster reported no mon version"
+    else:
+        support = ceph_release.support(src.release, dst.release)
+        if refuse and support.startswith("refused"):
+            raise MigrationError(f"{support}; nothing changed")
+    return (
+        f"releases: source {src.describe()}, destination {dst.describe()}, "
+        f"rbd-mirror {dst.describe_daemons()}: {support}"
+    )
+
+
+def _release_results(source: CephCluster, destination: CephCluster) -> Results:
+    """Each cluster's release (from its mons), the daemons' and the pair's support."""
+    try:
+        src, dst = source.versions(), destination.versions()
+    except CephError as exc:
+        return {"releases": f"unknown: {exc}"}
+    support = "unknown"
+    if src.release is not None and dst.release is not None:
+        support = ceph_release.support(src.release, dst.release)
+    return {
+        "source-release": src.describe(),
+        "destination-release": dst.describe(),
+        "daemon-release": dst.describe_daemons(),
+        "release-support": support,
+    }
+
+
 def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) -> Results:
     """Both sides of the pools; with `verbose`, per-image detail (all of it in a file)."""
     ws, opts = prepare(session, params.pools, log, changes=False)
@@ -144,6 +181,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         "images": report.total,
         "replaying": report.replaying,
         "daemon-errors": json.dumps(report.daemon_errors[:MAX_LISTED_RESULTS]),
+        **_release_results(ws.source, ws.destination),
     }
     pools = {p.pool: p.as_dict() for p in report.pools}
     if report.split_brain:

@@ -21,7 +21,7 @@ class Request(TypedDict, total=False):
     connect_timeout: int
     conffile: str  # default: the standard search path for the cluster name
     op: str  # see rbd_bulk.py's module docstring for each op
-    pool: str  # every op but "pools", "daemon-callouts" and "mirrored-pools"
+    pool: str  # every op but "pools", "daemon-callouts", "mirrored-pools" and "versions"
     pools: list[str]  # "mirrored-pools"
     images: list[str]  # "enable-journaling", "disable-journaling"
     levels: list[list[str]]  # "disable-mirroring": clones' level first
@@ -126,6 +126,17 @@ class DaemonCalloutsAnswer(TypedDict):
     """The answer to daemon-callouts: every rbd-mirror daemon the mgr knows."""
 
     daemons: list[DaemonAnswer]
+
+
+class VersionsAnswer(TypedDict):
+    """The answer to versions: the mons' versions, and the rbd-mirror daemons'.
+
+    `mons` is `ceph versions`'s `mon` map ({version string: count}); `rbd_mirror` each daemon's
+    `ceph_version` from the mgr's service map, or None when this key may not read it (EACCES).
+    """
+
+    mons: dict[str, int]
+    rbd_mirror: list[str] | None
 
 
 class PoolsAnswer(TypedDict):

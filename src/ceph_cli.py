@@ -36,7 +36,9 @@ from bulk_schema import (
     PoolsAnswer,
     PoolStateAnswer,
     Request,
+    VersionsAnswer,
 )
+from ceph_release import ClusterVersions, versions_from
 
 CEPH = "/usr/bin/ceph"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
@@ -259,6 +261,10 @@ class CephCluster(Protocol):
 
     def daemon_callouts(self) -> list[Callout]:
         """What this cluster's rbd-mirror daemons publish per pool."""
+        ...
+
+    def versions(self) -> ClusterVersions:
+        """The mons' and rbd-mirror daemons' Ceph versions."""
         ...
 
     def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
@@ -489,6 +495,14 @@ class CephClient:
             for pool, callouts in daemon["pools"].items()
             for c in callouts
         ]
+
+    def versions(self) -> ClusterVersions:
+        """The mons' versions and the rbd-mirror daemons', in one process.
+
+        From `ceph versions` and the mgr's service map (None where this key may not read it).
+        """
+        answer = cast(VersionsAnswer, self._bulk({"op": "versions"}))
+        return versions_from(answer["mons"], answer["rbd_mirror"])
 
     def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
         """Mirror mode and peers of each of `pools` that exists, in one process (librbd)."""

@@ -23,6 +23,8 @@ ops:
   text}]}}]}; e.g. "unable to connect to remote cluster" while it cannot reach the source.
 - "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peers}]} for each
   pool that exists, in one connection.
+- "versions" (no "pool"): {"mons": `ceph versions`'s mon map, "rbd_mirror": [each rbd-mirror
+  daemon's ceph_version from the mgr's `service dump`] or null when the key may not read it}.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -32,6 +34,7 @@ ops:
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Mapping
@@ -53,6 +56,7 @@ from bulk_schema import (
     PeerAnswer,
     PoolsAnswer,
     PoolStateAnswer,
+    VersionsAnswer,
 )
 
 FEATURE_NAMES = {
@@ -218,6 +222,32 @@ def _daemon_callouts(cluster, timeout: int) -> DaemonCalloutsAnswer:
     return {"daemons": daemons}
 
 
+def _versions(cluster, timeout: int) -> VersionsAnswer:
+    """The mons' versions (`versions`) and the rbd-mirror daemons' (`service dump`).
+
+    `service dump` is a mgr command: ceph-proxy's key has no mgr caps, so EACCES means unknown.
+    """
+    rc, out, err = cluster.mon_command(json.dumps({"prefix": "versions", "format": "json"}), b"")
+    if rc != 0:
+        raise rados.Error(f"versions: {err} (rc={rc})")
+    mons = json.loads(out or b"{}").get("mon") or {}
+    command = {"prefix": "service dump", "format": "json"}
+    rc, out, err = cluster.mgr_command(json.dumps(command), b"", timeout=timeout)
+    if rc == -errno.EACCES:
+        return {"mons": mons, "rbd_mirror": None}
+    if rc != 0:
+        raise rados.Error(f"service dump: {err} (rc={rc})")
+    daemons = ((json.loads(out or b"{}").get("services") or {}).get("rbd-mirror") or {}).get(
+        "daemons"
+    ) or {}
+    found = [
+        d["metadata"]["ceph_version"]
+        for d in daemons.values()
+        if isinstance(d, dict) and (d.get("metadata") or {}).get("ceph_version")
+    ]
+    return {"mons": mons, "rbd_mirror": found}
+
+
 def _mirrored_pools(cluster, names: list[str]) -> MirroredPoolsAnswer:
     """Mirror mode and peers of each existing pool of `names`."""
     api, out = rbd.RBD(), list[MirroredPoolAnswer]()
@@ -294,6 +324,8 @@ def handle(req: dict) -> Mapping[str, object]:
             return _daemon_callouts(cluster, int(req.get("connect_timeout", 10)))
         if req["op"] == "mirrored-pools":
             return _mirrored_pools(cluster, list(req["pools"]))
+        if req["op"] == "versions":
+            return _versions(cluster, int(req.get("connect_timeout", 10)))
         with cluster.open_ioctx(req["pool"]) as ioctx:
             return _pool_op(req, ioctx)
 

@@ -5,7 +5,10 @@ The charm's code runs unmodified. Around it:
   and /run/systemd/system exists (so charmhelpers uses systemctl);
 - a stand-in `systemctl` first on PATH that runs rbd-mirror the way the packaged unit does;
 - charmhelpers told it runs on Ubuntu (it refuses to import core.host on Debian);
-- the lab playing ceph-proxy and ceph-mon on the two relations.
+- the lab playing ceph-proxy and ceph-mon on the two relations;
+- with a destination of another release than the host's, that release's `ceph`, `rbd`, `rados`,
+  `rbd-mirror` and `python3` (with its librbd, behind rbd_bulk.py) over the host's /usr/bin, as
+  on a unit of that release (`use_release_tools`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shlex
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.functional.lab import Lab
+from tests.functional.lab import Lab, procs
 from tests.functional.lab.charms import broker_rsp_key, ceph_mon_data, ceph_proxy_data
 from tests.functional.lab.procs import run
+from tests.functional.lab.releases import ensure_root, wrap
 
 if TYPE_CHECKING:
     from ops.testing import Relation
@@ -61,6 +66,8 @@ def enter_private_etc_ceph(lab: Lab) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     for path in (dirs["/run/ceph"], dirs["/var/log/ceph"]):
         run(["chown", "ceph:ceph", str(path)])
+    # Kept open for the whole session: the host's mount namespace, for use_release_tools.
+    saved_ns = f"/proc/{os.getpid()}/fd/{os.open('/proc/self/ns/mnt', os.O_RDONLY)}"
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
@@ -74,7 +81,37 @@ def enter_private_etc_ceph(lab: Lab) -> Path:
     os.environ["PATH"] = f"{STANDIN}:{os.environ['PATH']}"
     os.environ["RBD_MIRROR_LAB_SERVICES"] = str(lab.services_dir)
     pretend_ubuntu()
+    use_release_tools(lab, saved_ns)
     return dirs["/etc/ceph"]
+
+
+RELEASE_TOOLS = ("ceph", "rbd", "rados", "rbd-mirror", "python3")
+
+
+def use_release_tools(lab: Lab, saved_ns: str) -> None:
+    """Put the destination release's Ceph tools over the host's /usr/bin, in this namespace.
+
+    The charm calls /usr/bin/{ceph,rbd,rados,python3} and its service runs /usr/bin/rbd-mirror:
+    each becomes a script that runs the same path from the release's root, with this unit's
+    /etc/ceph, /run/ceph, /var/log/ceph, the lab and the repo (rbd_bulk.py) at the same paths.
+    The host's own Pacific commands (a Pacific source) run in `saved_ns`, the mount namespace
+    from before, where /usr/bin is untouched. Nothing to do for a Pacific destination.
+    """
+    release = lab.dst.release
+    if release.on_host:
+        return
+    root = ensure_root(release)
+    tools = lab.base / "release-tools"
+    tools.mkdir(exist_ok=True)
+    binds = (Path("/etc/ceph"), Path("/run/ceph"), Path("/var/log/ceph"), lab.base, REPO)
+    for tool in RELEASE_TOOLS:
+        script = tools / tool
+        argv = wrap(root, [f"/usr/bin/{tool}"], binds=binds)
+        script.write_text(f'#!/bin/sh\n# {release.name}\'s {tool}\nexec {shlex.join(argv)} "$@"\n')
+        script.chmod(0o755)
+    procs.HOST_MOUNT_NS = saved_ns  # before the mounts below: the lab's host commands need it
+    for tool in RELEASE_TOOLS:
+        run(["mount", "--bind", str(tools / tool), f"/usr/bin/{tool}"])
 
 
 def charm_root(base: Path) -> Path:

@@ -20,6 +20,7 @@ from ceph_cli import (
     PoolInfo,
     PoolState,
 )
+from ceph_release import ClusterVersions, versions_from
 
 
 @dataclass
@@ -48,6 +49,11 @@ class FakeCluster:
     watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> watchers
     callouts: list[Callout] = field(default_factory=list)  # what the daemon publishes
     untagged: set[str] = field(default_factory=set)  # pools with images, no application rbd
+    # `ceph versions`'s mon map and the service map's rbd-mirror versions (None: not readable)
+    mon_versions: dict[str, int] = field(
+        default_factory=lambda: {"ceph version 16.2.15 (618f4408) pacific (stable)": 1}
+    )
+    daemon_versions: list[str] | None = None
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -165,6 +171,10 @@ class FakeCluster:
     def daemon_callouts(self) -> list[Callout]:
         self._call("bulk daemon-callouts")
         return list(self.callouts)
+
+    def versions(self) -> ClusterVersions:
+        self._call("bulk versions")
+        return versions_from(self.mon_versions, self.daemon_versions)
 
     def mirror_pools(self, pools) -> list[MirrorPoolInfo]:
         self._call("bulk mirrored-pools")

@@ -1,8 +1,10 @@
 """A two-cluster Ceph lab on 127.0.0.1 for the functional tests, the demo and the benchmarks.
 
 `Lab(base).up()` brings up `src` and `dst`; `Lab(base).down()` stops exactly what it started,
-rbd-mirror daemons first.
-The command line is `python -m tests.functional.lab up|down|status|seed DIR`.
+rbd-mirror daemons first. Each cluster runs a Ceph release (releases.py): by default the host's
+Pacific, or the one named by `Lab(base, src="pacific", dst="reef")`, $RBD_MIRROR_LAB_SRC and
+$RBD_MIRROR_LAB_DST, or the command line's --src/--dst.
+The command line is `python -m tests.functional.lab up|down|status|seed [--src R] [--dst R] DIR`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from .cluster import DST, SRC, Cluster
 from .install import ensure_packages
 from .procs import LabError, pid_alive, read_pid, stop_pid
+from .releases import Release, release
 
 __all__ = ["Lab", "LabError", "default_base"]
 
@@ -22,19 +25,28 @@ def default_base() -> Path:
     return Path(os.environ.get("RBD_MIRROR_LAB", "/tmp/rbd-mirror-lab"))
 
 
+def releases_from_env() -> tuple[Release, Release]:
+    """The source's and destination's releases: $RBD_MIRROR_LAB_SRC/_DST, default pacific."""
+    return (
+        release(os.environ.get("RBD_MIRROR_LAB_SRC") or "pacific"),
+        release(os.environ.get("RBD_MIRROR_LAB_DST") or "pacific"),
+    )
+
+
 class Lab:
     """The two lab clusters and the rbd-mirror daemons started inside the lab dir."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, src: Release | None = None, dst: Release | None = None):
+        env_src, env_dst = releases_from_env()
         self.base = base
-        self.src = Cluster(SRC, base)
-        self.dst = Cluster(DST, base)
+        self.src = Cluster(SRC, base, src or env_src)
+        self.dst = Cluster(DST, base, dst or env_dst)
         # Stand-in service managers record the daemons they start here, one pid file each.
         self.services_dir = base / "services"
 
     def up(self) -> bool:
         """Install Ceph if missing, then bring both clusters up; False if both were running."""
-        ensure_packages()
+        ensure_packages()  # the host's own: tests and ceph-authtool for every release
         self.base.mkdir(parents=True, exist_ok=True)
         started_src = self.src.up()
         started_dst = self.dst.up()
@@ -92,6 +104,11 @@ class Lab:
         for cluster in (self.src, self.dst):
             pids = cluster.running_pids()
             health = cluster.health() if "mon.a" in pids else "DOWN"
-            out[cluster.name] = {"health": health, "daemons": pids, "mon": cluster.spec.mon_host}
+            out[cluster.name] = {
+                "release": cluster.release.name,
+                "health": health,
+                "daemons": pids,
+                "mon": cluster.spec.mon_host,
+            }
         out["services"] = self.service_pids()
         return out

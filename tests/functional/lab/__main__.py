@@ -1,4 +1,7 @@
-"""Command line for the lab: `python -m tests.functional.lab up|down|status|seed [DIR]`."""
+"""The lab's command line: `python -m tests.functional.lab up|down|status|seed [DIR]`.
+
+`--src R` and `--dst R` choose each cluster's Ceph release (pacific, reef, tentacle).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import Lab, LabError, default_base
+from .releases import RELEASES, release
 from .seed import seed
 
 
@@ -23,8 +27,18 @@ def main(argv: list[str] | None = None) -> int:
         default=default_base(),
         help="lab directory (default $RBD_MIRROR_LAB or /tmp/rbd-mirror-lab)",
     )
-    args = parser.parse_args(argv)
-    lab = Lab(args.dir.resolve())
+    for side in ("src", "dst"):
+        parser.add_argument(
+            f"--{side}",
+            choices=sorted(RELEASES),
+            help=f"Ceph release of {side} (default $RBD_MIRROR_LAB_{side.upper()} or pacific)",
+        )
+    args = parser.parse_intermixed_args(argv)
+    lab = Lab(
+        args.dir.resolve(),
+        src=release(args.src) if args.src else None,
+        dst=release(args.dst) if args.dst else None,
+    )
     start = time.monotonic()
     try:
         if args.command == "up":

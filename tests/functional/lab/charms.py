@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from .cluster import HOST, Cluster
-from .procs import run
 
 PROXY_CAPS = ("mon", 'allow r; allow command "osd blacklist"', "osd", "allow rwx")
 MON_RBD_MIRROR_CAPS = (
@@ -25,7 +24,7 @@ MON_RBD_MIRROR_CAPS = (
 
 def _key(cluster: Cluster, entity: str, caps: tuple[str, ...]) -> str:
     """The entity's key, created with `caps` the first time (later caps changes are kept)."""
-    got = run(
+    got = cluster.run(
         ["ceph", "--cluster", cluster.name, "-c", str(cluster.conf), "auth", "get-key", entity],
         check=False,
     )
@@ -101,7 +100,7 @@ def run_broker_request(cluster: Cluster, request: str) -> str:
                     f"client.{op['client']}",
                     *op["permissions"],
                 ]
-                run(run_cli, check=False)
+                cluster.run(run_cli, check=False)
             else:
                 return json.dumps(
                     {

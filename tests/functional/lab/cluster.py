@@ -1,6 +1,9 @@
-"""One single-host Ceph Pacific cluster on 127.0.0.1: 1 mon, 1 mgr, 1 memstore OSD, in one dir.
+"""One single-host Ceph cluster on 127.0.0.1: 1 mon, 1 mgr, 1 memstore OSD, in one dir.
 
-The two lab clusters differ only in their `ClusterSpec`. `dst` listens on the default mon ports
+A cluster runs one Ceph release (releases.py): the host's own Pacific packages, or a newer
+release's Debian root; every daemon and CLI of the cluster goes through `Cluster.command`, which
+says where its binaries come from. The two lab clusters differ otherwise only in their
+`ClusterSpec`. `dst` listens on the default mon ports
 (3300/6789) because ceph-mon's relation data carries addresses without ports; `src` uses its own
 ports, which ceph-proxy's `ceph-public-address` carries.
 """
@@ -13,9 +16,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import LabError, pid_alive, read_pid, run, stop_pid, wait_for
+from . import procs
+from .procs import LabError, pid_alive, read_pid, stop_pid, wait_for
+from .releases import HOST_RELEASE, Release, ensure_root, wrap
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[3]  # lab helpers (rbd_write.py) run from the root too
 DAEMON_WAIT_S = 60.0
 MEMSTORE_BYTES = 8 * 1024**3
 
@@ -102,16 +108,35 @@ DAEMONS = ("mon.a", "mgr.x", "osd.0")
 class Cluster:
     """A lab cluster under `base/<name>`: bootstrap, start, stop, and admin CLI access."""
 
-    def __init__(self, spec: ClusterSpec, base: Path):
+    def __init__(self, spec: ClusterSpec, base: Path, release: Release = HOST_RELEASE):
         self.spec = spec
         self.name = spec.name
+        self.base = base
+        self.release = release
         self.dir = base / spec.name
         self.conf = self.dir / f"{self.name}.conf"
         self.admin_keyring = self.dir / f"{self.name}.client.admin.keyring"
 
+    # --- where the binaries come from ------------------------------------------------------
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` as this cluster's release runs it: from its root, or from the host's packages.
+
+        Once a test has put another release's tools over the host's /usr/bin (charm_host.py),
+        the host's own Pacific commands run in the mount namespace saved before that.
+        """
+        if not self.release.on_host:
+            return wrap(ensure_root(self.release), argv, binds=(self.base, REPO))
+        if procs.HOST_MOUNT_NS:
+            return ["/usr/bin/nsenter", f"--mount={procs.HOST_MOUNT_NS}", "--", *argv]
+        return argv
+
+    def run(self, argv: list[str], **kw):
+        """Run `argv` (bounded, LabError on failure) with this cluster's release."""
+        return procs.run(self.command(argv), **kw)
+
     # --- CLI -------------------------------------------------------------------------------
     def _cli(self, tool: str, args: list[str], **kw) -> bytes:
-        return run([tool, "--cluster", self.name, "-c", str(self.conf), *args], **kw).stdout
+        return self.run([tool, "--cluster", self.name, "-c", str(self.conf), *args], **kw).stdout
 
     def ceph(self, *args: str, timeout: float = 60.0) -> str:
         """Run `ceph` as client.admin on this cluster and return stdout."""
@@ -156,6 +181,11 @@ class Cluster:
     def fsid(self) -> str:
         """The cluster's fsid."""
         return (self.dir / "fsid").read_text().strip()
+
+    def version(self) -> str:
+        """The mon's Ceph version as `ceph versions` reports it, e.g. `16.2.15`."""
+        (text,) = self.ceph_json("versions")["mon"]
+        return text.split()[2]
 
     def health(self) -> str:
         """`HEALTH_OK`, `HEALTH_WARN ...` etc."""
@@ -208,7 +238,7 @@ class Cluster:
             )
         )
         mon_keyring = d / "mon.keyring"
-        run(
+        self.run(
             [
                 "ceph-authtool",
                 "--create-keyring",
@@ -221,7 +251,7 @@ class Cluster:
                 "allow *",
             ]
         )
-        run(
+        self.run(
             [
                 "ceph-authtool",
                 "--create-keyring",
@@ -244,9 +274,9 @@ class Cluster:
             ]
         )
         self.admin_keyring.chmod(0o600)
-        run(["ceph-authtool", str(mon_keyring), "--import-keyring", str(self.admin_keyring)])
+        self.run(["ceph-authtool", str(mon_keyring), "--import-keyring", str(self.admin_keyring)])
         monmap = d / "monmap"
-        run(
+        self.run(
             [
                 "monmaptool",
                 "--create",
@@ -260,7 +290,7 @@ class Cluster:
             ]
         )
         base = ["--cluster", self.name, "-c", str(self.conf)]
-        run(
+        self.run(
             [
                 "ceph-mon",
                 *base,
@@ -290,7 +320,7 @@ class Cluster:
             str(mgr_dir / "keyring"),
         )
         self._start("mgr.x")
-        secret = run(["ceph-authtool", "--gen-print-key"]).stdout.decode().strip()
+        secret = self.run(["ceph-authtool", "--gen-print-key"]).stdout.decode().strip()
         osd_uuid = str(uuid.uuid4())
         new_json = d / "osd-new.json"
         new_json.touch(mode=0o600)
@@ -304,12 +334,12 @@ class Cluster:
         keyring = osd_dir / "keyring"
         keyring.touch(mode=0o600)
         keyring.write_text(f"[osd.0]\n\tkey = {secret}\n")
-        run(["ceph-osd", *base, "-i", "0", "--mkfs", "--key", secret, "--osd-uuid", osd_uuid])
+        self.run(["ceph-osd", *base, "-i", "0", "--mkfs", "--key", secret, "--osd-uuid", osd_uuid])
         self._start("osd.0")
 
     def _start(self, daemon: str) -> None:
         kind, ident = daemon.split(".")
-        run(
+        self.run(
             [f"ceph-{kind}", "--cluster", self.name, "-c", str(self.conf), "-i", ident],
             timeout=DAEMON_WAIT_S,
         )
@@ -377,9 +407,10 @@ class Cluster:
 
     def _wait_healthy(self) -> None:
         def ok() -> bool:
-            # The mgr creates device_health_metrics by itself; wait for it so that the cluster
-            # is in the same settled state after every `up`, and no PG is unknown (memstore G9).
-            if "device_health_metrics" not in self.ceph("osd", "pool", "ls", timeout=10).split():
+            # The mgr creates its own pool (Pacific: device_health_metrics, later: .mgr); wait
+            # for it: the cluster is then in the same settled state after every `up`, and no PG
+            # is unknown (memstore G9).
+            if self.release.mgr_pool not in self.ceph("osd", "pool", "ls", timeout=10).split():
                 return False
             pgs = self.ceph_json("pg", "stat", timeout=10)["pg_summary"]
             states = {s["name"] for s in pgs["num_pg_by_state"]}

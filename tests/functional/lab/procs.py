@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 60.0
+# Set by charm_host.use_release_tools once another release's tools cover the host's /usr/bin in
+# this process's mount namespace: a path to the namespace saved before, where they do not.
+HOST_MOUNT_NS = ""
 
 
 class LabError(RuntimeError):

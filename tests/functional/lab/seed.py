@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from .cluster import Cluster
-from .procs import LabError, run
+from .procs import LabError
 
 POOLS = ("glance", "nova", "cinder-ceph")
 WRITER = Path(__file__).with_name("rbd_write.py")
@@ -107,20 +107,25 @@ def write_random(
     cluster: Cluster, pool: str, image: str, *, count: int, block: int, seconds: float = 0.0
 ) -> None:
     """Write `count` random blocks at random offsets (repeating for `seconds`, if given)."""
-    run(_writer(cluster, pool, image, count, block, seconds), timeout=120 + seconds)
+    cluster.run(_writer(cluster, pool, image, count, block, seconds), timeout=120 + seconds)
 
 
 def primary_sampler(src: Cluster, dst: Cluster, seconds: float) -> subprocess.Popen:
-    """Start sampling both clusters for images primary on both sides; read its stdout after."""
+    """Start sampling both clusters for images primary on both sides; read its stdout after.
+
+    It runs with the source's release (its librados reads the destination too).
+    """
     return subprocess.Popen(
-        [
-            SYSTEM_PYTHON,
-            str(Path(__file__).with_name("primary_sampler.py")),
-            str(src.conf),
-            str(dst.conf),
-            str(seconds),
-            *POOLS,
-        ],
+        src.command(
+            [
+                SYSTEM_PYTHON,
+                str(Path(__file__).with_name("primary_sampler.py")),
+                str(src.conf),
+                str(dst.conf),
+                str(seconds),
+                *POOLS,
+            ]
+        ),
         stdout=subprocess.PIPE,
     )
 
@@ -130,7 +135,7 @@ def start_writer(
 ) -> subprocess.Popen:
     """Start a background writer; it stops cleanly once `stop_file` exists (or after `seconds`)."""
     argv = _writer(cluster, pool, image, 8, 64 * 1024, seconds, str(stop_file))
-    return subprocess.Popen(argv, stdout=subprocess.PIPE)
+    return subprocess.Popen(cluster.command(argv), stdout=subprocess.PIPE)
 
 
 def images(cluster: Cluster, pool: str) -> list[str]:
