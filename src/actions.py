@@ -76,12 +76,15 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             "again would journal the source's images and re-arm the daemon. To start a "
             "new migration on purpose, re-run with restart=true"
         )
-    log(releases_line(ws.source, ws.destination, refuse=True))
+    source_release, line = releases_line(ws.source, ws.destination, refuse=True)
+    log(line)
     log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
     with ThreadPoolExecutor(max_workers=1) as probe_exec:
         # The probe waits about a second for the mons to commit a blocklist entry: it runs
         # alongside the work. It adds a 1-second entry, so not in a dry run.
-        probe = None if opts.dry_run else probe_exec.submit(ws.source.can_blocklist)
+        probe = None
+        if not opts.dry_run:
+            probe = probe_exec.submit(ws.source.can_blocklist, source_release)
         if params.restart:
             record = record.restarted_migration()
         started = record.enabled(list(ws.pools), ws.config.source_cluster_name)
@@ -121,8 +124,10 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     }
 
 
-def releases_line(source: CephCluster, destination: CephCluster, *, refuse: bool = False) -> str:
-    """`releases: source 16.2.15 (pacific), destination ...: proven in the lab`.
+def releases_line(
+    source: CephCluster, destination: CephCluster, *, refuse: bool = False
+) -> tuple[ceph_release.CephVersion | None, str]:
+    """The source's release and `releases: source 16.2.15 (pacific), ...: proven in the lab`.
 
     With `refuse`, a pair outside ceph_release.RELEASE_RULES raises MigrationError instead.
     """
@@ -133,7 +138,7 @@ def releases_line(source: CephCluster, destination: CephCluster, *, refuse: bool
         support = ceph_release.support(src.release, dst.release)
         if refuse and support.startswith("refused"):
             raise MigrationError(f"{support}; nothing changed")
-    return (
+    return src.release, (
         f"releases: source {src.describe()}, destination {dst.describe()}, "
         f"rbd-mirror {dst.describe_daemons()}: {support}"
     )

@@ -38,7 +38,7 @@ from bulk_schema import (
     Request,
     VersionsAnswer,
 )
-from ceph_release import ClusterVersions, versions_from
+from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 
 CEPH = "/usr/bin/ceph"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
@@ -329,8 +329,8 @@ class CephCluster(Protocol):
         """Promote every non-primary image of `pool`; how many."""
         ...
 
-    def can_blocklist(self) -> bool:
-        """Whether this key may blocklist."""
+    def can_blocklist(self, release: CephVersion | None = None) -> bool:
+        """Whether this key may blocklist (on a cluster of `release`)."""
         ...
 
 
@@ -657,14 +657,15 @@ class CephClient:
         """Demote every primary image of `pool`; return how many were demoted (0 = none left)."""
         return _count(self._run(RBD, ["mirror", "pool", "demote"], [pool]))
 
-    def can_blocklist(self) -> bool:
+    def can_blocklist(self, release: CephVersion | None = None) -> bool:
         """Can this key blocklist? rbd-mirror needs it to break a dead instance's lock.
 
-        Probes with a 1-second entry for an address no client has (port 0, random nonce).
+        Probes with a 1-second entry for an address no client has (port 0, random nonce), with
+        the command's name on a cluster of `release` (ceph_release.blocklist_command).
         """
         probe = f"127.255.255.254:0/{secrets.randbelow(2**31) + 1}"
         try:
-            self._run(CEPH, ["osd", "blocklist", "add", probe, "1"])
+            self._run(CEPH, [*blocklist_command(release), "add", probe, "1"])
         except CephError as exc:
             if exc.rc == EACCES:
                 return False

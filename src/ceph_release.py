@@ -5,6 +5,8 @@ Everything in the charm that depends on a Ceph release is here, in two tables:
 - `RELEASE_RULES`: the rules that decide whether a source/destination pair is supported, each
   with its reason (Ceph's documentation and code, or this charm's own need). `enable-mirroring`
   refuses a pair that breaks one, before it changes anything.
+- `blocklist_command`: the one command whose name differs by release among those the charm
+  sends (the source key's blocklist probe).
 - `OUTPUT_DIFFERENCES`: where a release's output differs in something the charm reads, and how
   the parser here reads both. The JSON samples are in tests/unit/samples/<release>/.
 
@@ -150,6 +152,20 @@ RELEASE_RULES = (
     ),
 )
 PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
+
+BLOCKLIST_SINCE = 16  # Pacific renamed `osd blacklist` to `osd blocklist`; older mons know only it
+
+
+def blocklist_command(source: CephVersion | None) -> tuple[str, str]:
+    """The mon command that blocklists on `source`: `osd blocklist` (before Pacific: blacklist).
+
+    The unit's newer CLI sends the name it is given, and an older mon answers EINVAL to the new
+    one (librbd and rbd-mirror fall back by themselves). An unknown release gets the new name.
+    """
+    if source is not None and source.major < BLOCKLIST_SINCE:
+        return ("osd", "blacklist")
+    return ("osd", "blocklist")
+
 
 # Where a release's output differs in something the charm reads (samples in tests/unit/samples).
 OUTPUT_DIFFERENCES = {

@@ -20,7 +20,7 @@ from ceph_cli import (
     PoolInfo,
     PoolState,
 )
-from ceph_release import ClusterVersions, versions_from
+from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 
 
 @dataclass
@@ -231,8 +231,8 @@ class FakeCluster:
     def remove_peer_omap(self, pool: str, uuid: str) -> None:
         self.peer_remove(pool, uuid)
 
-    def can_blocklist(self) -> bool:
-        self._call("osd blocklist add")
+    def can_blocklist(self, release: CephVersion | None = None) -> bool:
+        self._call(f"{' '.join(blocklist_command(release))} add")
         if self.blocklist_error:
             raise CephError(self.name, ["osd blocklist add"], 1, "mon command failed")
         return self.blocklist_ok
