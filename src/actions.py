@@ -131,14 +131,11 @@ def releases_line(
 
     With `refuse`, a pair outside ceph_release.RELEASE_RULES raises MigrationError instead.
     """
-    src, dst = source.versions(), destination.versions()
-    if src.release is None or dst.release is None:
-        support = "unknown: a cluster reported no mon version"
-    else:
-        support = ceph_release.support(src.release, dst.release)
-        if refuse and support.startswith("refused"):
-            raise MigrationError(f"{support}; nothing changed")
-    return src.release, (
+    src, dst = source.versions(daemons=False), destination.versions(daemons=True)
+    support = ceph_release.support(src, dst)
+    if refuse and support.startswith("refused"):
+        raise MigrationError(f"{support}; nothing changed")
+    return src.oldest, (
         f"releases: source {src.describe()}, destination {dst.describe()}, "
         f"rbd-mirror {dst.describe_daemons()}: {support}"
     )
@@ -147,12 +144,10 @@ def releases_line(
 def _release_results(source: CephCluster, destination: CephCluster) -> Results:
     """Each cluster's release (from its mons), the daemons' and the pair's support."""
     try:
-        src, dst = source.versions(), destination.versions()
+        src, dst = source.versions(daemons=False), destination.versions(daemons=True)
     except CephError as exc:
         return {"releases": f"unknown: {exc}"}
-    support = "unknown"
-    if src.release is not None and dst.release is not None:
-        support = ceph_release.support(src.release, dst.release)
+    support = ceph_release.support(src, dst)
     return {
         "source-release": src.describe(),
         "destination-release": dst.describe(),

@@ -27,6 +27,7 @@ class Request(TypedDict, total=False):
     levels: list[list[str]]  # "disable-mirroring": clones' level first
     workers: int
     watchers: bool  # "pool-state"
+    daemons: bool  # "versions": also the rbd-mirror daemons' (a mgr command)
 
 
 class PeerAnswer(TypedDict):
@@ -129,14 +130,16 @@ class DaemonCalloutsAnswer(TypedDict):
 
 
 class VersionsAnswer(TypedDict):
-    """The answer to versions: the mons' versions, and the rbd-mirror daemons'.
+    """The answer to versions: the mons' and OSDs' versions, and the rbd-mirror daemons'.
 
-    `mons` is `ceph versions`'s `mon` map ({version string: count}); `rbd_mirror` each daemon's
-    `ceph_version` from the mgr's service map, or None when this key may not read it (EACCES).
+    `versions` is `ceph versions`'s `mon` and `osd` maps ({version string: count}); `rbd_mirror`
+    each daemon's `ceph_version` from the mgr's service map, or None with `unread` saying why
+    (not asked, no mgr caps, the mgr did not answer).
     """
 
-    mons: dict[str, int]
+    versions: dict[str, dict[str, int]]
     rbd_mirror: list[str] | None
+    unread: str
 
 
 class PoolsAnswer(TypedDict):

@@ -263,8 +263,8 @@ class CephCluster(Protocol):
         """What this cluster's rbd-mirror daemons publish per pool."""
         ...
 
-    def versions(self) -> ClusterVersions:
-        """The mons' and rbd-mirror daemons' Ceph versions."""
+    def versions(self, *, daemons: bool) -> ClusterVersions:
+        """The mons' and OSDs' Ceph versions; with `daemons`, the rbd-mirror daemons' too."""
         ...
 
     def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
@@ -496,13 +496,14 @@ class CephClient:
             for c in callouts
         ]
 
-    def versions(self) -> ClusterVersions:
-        """The mons' versions and the rbd-mirror daemons', in one process.
+    def versions(self, *, daemons: bool) -> ClusterVersions:
+        """The mons' and OSDs' versions, with `daemons` the rbd-mirror daemons', in one process.
 
-        From `ceph versions` and the mgr's service map (None where this key may not read it).
+        From `ceph versions` and the mgr's service map; the daemons' are left unread (with the
+        reason) when the mgr refuses or does not answer within `connect_timeout`.
         """
-        answer = cast(VersionsAnswer, self._bulk({"op": "versions"}))
-        return versions_from(answer["mons"], answer["rbd_mirror"])
+        answer = cast(VersionsAnswer, self._bulk({"op": "versions", "daemons": daemons}))
+        return versions_from(answer["versions"], answer["rbd_mirror"], answer["unread"])
 
     def mirror_pools(self, pools: Sequence[str]) -> list[MirrorPoolInfo]:
         """Mirror mode and peers of each of `pools` that exists, in one process (librbd)."""

@@ -1,6 +1,6 @@
 """Ceph releases: what each cluster runs, which pairs this charm migrates between, and why.
 
-Everything in the charm that depends on a Ceph release is here, in two tables:
+Everything in the charm that depends on a Ceph release is here:
 
 - `RELEASE_RULES`: the rules that decide whether a source/destination pair is supported, each
   with its reason (Ceph's documentation and code, or this charm's own need). `enable-mirroring`
@@ -10,8 +10,11 @@ Everything in the charm that depends on a Ceph release is here, in two tables:
 - `OUTPUT_DIFFERENCES`: where a release's output differs in something the charm reads, and how
   the parser here reads both. The JSON samples are in tests/unit/samples/<release>/.
 
-The releases the lab has proven (tests/functional, one whole migration and a killed daemon per
-pair, md5s compared) are `PROVEN_PAIRS`; a supported pair outside them is reported as such.
+The pairs the lab has proven (tests/functional: the whole migration and a daemon killed mid-sync,
+md5s compared, the daemon and the charm's tools of the destination's release) are
+`PROVEN_PAIRS`; a supported pair outside them is reported as such. A pair is judged by the
+source's newest and the destination's oldest mon or OSD, so a cluster mid-upgrade counts as the
+release that makes the rule harder to meet.
 Standard library only: rbd_bulk.py does not import this, the charm does.
 """
 
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 RELEASE_NAMES = {
+    9: "infernalis",
     10: "jewel",
     11: "kraken",
     12: "luminous",
@@ -70,86 +74,129 @@ class CephVersion:
 
 @dataclass(frozen=True)
 class ClusterVersions:
-    """What a cluster runs, from `ceph versions` (mons) and the mgr's `service dump` (daemons).
+    """What a cluster runs: its mons', OSDs' and rbd-mirror daemons' versions.
 
-    `mons` is every mon's version; `rbd_mirror` every rbd-mirror daemon's, or None when this key
-    may not read the mgr's service map (ceph-proxy's key on the source).
+    The first two from `ceph versions`, the daemons' from the mgr's service map. `rbd_mirror`
+    is None when not read, and `unread` says why (not asked, no mgr caps, no answer).
     """
 
     mons: tuple[CephVersion, ...]
+    osds: tuple[CephVersion, ...] = ()
     rbd_mirror: tuple[CephVersion, ...] | None = None
+    unread: str = "not read"
 
     @property
-    def release(self) -> CephVersion | None:
-        """The oldest mon's version: what the cluster as a whole can be relied on to do."""
-        return min(self.mons) if self.mons else None
+    def oldest(self) -> CephVersion | None:
+        """The oldest mon or OSD: what the cluster as a whole can be relied on to do."""
+        return min((*self.mons, *self.osds), default=None)
+
+    @property
+    def newest(self) -> CephVersion | None:
+        """The newest mon or OSD: what the cluster may already have written (mid-upgrade)."""
+        return max((*self.mons, *self.osds), default=None)
 
     def describe(self) -> str:
-        """`16.2.15 (pacific)`, or `16.2.15 (pacific), mons mixed: 16.2.15, 17.2.7` mid-upgrade."""
-        if self.release is None:
+        """`16.2.15 (pacific)`, or `16.2.15 (pacific), mixed: 16.2.15, 18.2.7` mid-upgrade."""
+        if self.oldest is None:
             return "unknown"
-        versions = sorted({str(v) for v in self.mons})
-        mixed = f", mons mixed: {', '.join(versions)}" if len(versions) > 1 else ""
-        return self.release.describe() + mixed
+        versions = sorted({str(v) for v in (*self.mons, *self.osds)})
+        mixed = f", mixed: {', '.join(versions)}" if len(versions) > 1 else ""
+        return self.oldest.describe() + mixed
 
     def describe_daemons(self) -> str:
-        """The rbd-mirror daemons' versions, `none running`, or `not readable with this key`."""
+        """The rbd-mirror daemons' versions, `none running`, or why they were not read."""
         if self.rbd_mirror is None:
-            return "not readable with this key"
+            return self.unread
         if not self.rbd_mirror:
             return "none running"
         return ", ".join(sorted({v.describe() for v in self.rbd_mirror}))
 
 
+def _parsed(counts: dict[str, int]) -> tuple[CephVersion, ...]:
+    """Each version of a `ceph versions` map.
+
+    A string that does not parse stays out; a cluster with none left is `unknown`, which
+    enable-mirroring refuses.
+    """
+    return tuple(v for text in counts for v in [CephVersion.parse(text)] if v is not None)
+
+
 def versions_from(
-    mon_versions: dict[str, int], daemon_versions: list[str] | None
+    versions: dict[str, dict[str, int]], daemons: list[str] | None, unread: str = "not read"
 ) -> ClusterVersions:
-    """From `ceph versions`'s `mon` map and the service map's daemon versions (raw strings)."""
-    mons = tuple(
-        v
-        for text, count in mon_versions.items()
-        for v in [CephVersion.parse(text)] * max(1, int(count))
-        if v is not None
+    """From `ceph versions` (its `mon` and `osd` maps) and the service map's daemon versions."""
+    return ClusterVersions(
+        mons=_parsed(versions.get("mon") or {}),
+        osds=_parsed(versions.get("osd") or {}),
+        rbd_mirror=None
+        if daemons is None
+        else tuple(v for v in map(CephVersion.parse, daemons) if v is not None),
+        unread=unread,
     )
-    daemons = None
-    if daemon_versions is not None:
-        daemons = tuple(v for v in map(CephVersion.parse, daemon_versions) if v is not None)
-    return ClusterVersions(mons=mons, rbd_mirror=daemons)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule a release pair must keep: its name, where it comes from, and the test."""
+    """One rule a release pair must keep: its name, where it comes from, and the test.
+
+    `broken(source, destination)` takes both clusters' versions, each with at least one version.
+    """
 
     name: str
     why: str
-    broken: Callable[[CephVersion, CephVersion], bool]  # (source, destination)
+    broken: Callable[[ClusterVersions, ClusterVersions], bool]
 
 
-JOURNAL_MIRRORING_SINCE = 10  # Jewel: doc/rbd/rbd-mirroring.rst
-RX_ONLY_PEERS_SINCE = 15  # Octopus: peers with a direction (cls_rbd MirrorPeerDirection)
+def _major(version: CephVersion | None) -> int:
+    assert version is not None  # refusal() checks that each cluster reported a version first
+    return version.major
+
+
+VERSIONS_SINCE = 12  # Luminous: `ceph versions`, how the charm reads a release
+RX_ONLY_PEERS_SINCE = 15  # Octopus: peers with a direction (`--direction rx-only`)
+NEWEST_KNOWN = max(RELEASE_NAMES)
 RELEASE_RULES = (
     Rule(
-        "source-journal-mirroring",
-        "the source must run Jewel (10) or later: Ceph's rbd-mirroring documentation requires "
-        "it for journal-based mirroring (an older source's OSDs cannot answer the daemon's "
-        "journal calls); rbd-mirror itself handles a remote older than Octopus without "
-        "mirror_peer_ping (RemotePoolPoller)",
-        lambda source, destination: source.major < JOURNAL_MIRRORING_SINCE,
+        "source-luminous",
+        "the source must run Luminous (12) or later: Ceph's rbd-mirroring documentation "
+        "requires Jewel (10) for journal-based mirroring, and the charm reads each cluster's "
+        "release with `ceph versions`, which came with Luminous",
+        lambda source, destination: _major(source.oldest) < VERSIONS_SINCE,
     ),
     Rule(
-        "destination-rx-only-peer",
+        "destination-octopus",
         "the destination must run Octopus (15) or later: the charm adds its one-way peer with "
-        "`--direction rx-only`, and the daemon's peer registration on the source, both Octopus",
-        lambda source, destination: destination.major < RX_ONLY_PEERS_SINCE,
+        "`--direction rx-only`, and peer directions came with Octopus",
+        lambda source, destination: _major(destination.oldest) < RX_ONLY_PEERS_SINCE,
     ),
     Rule(
         "no-downgrade",
-        "the destination's release must not be older than the source's: the migrated images "
-        "keep the features the source's librbd gave them, and Ceph never supports going back "
-        "a release",
-        lambda source, destination: destination.major < source.major,
+        "no mon or OSD of the destination may run an older release than any of the source's: "
+        "the migrated images keep what the source's librbd gave them, and Ceph supports no "
+        "downgrade",
+        lambda source, destination: _major(destination.oldest) < _major(source.newest),
     ),
+    Rule(
+        "daemon-not-older",
+        "the rbd-mirror daemon must not run an older release than the source, for the same "
+        "reason (it reads the source's journals and images with its own librbd)",
+        lambda source, destination: any(
+            d.major < _major(source.newest) for d in destination.rbd_mirror or ()
+        ),
+    ),
+    Rule(
+        "known-releases",
+        f"each cluster must run a release this charm knows, up to {RELEASE_NAMES[NEWEST_KNOWN]} "
+        f"({NEWEST_KNOWN}): a later one may have changed what the charm reads; upgrade the charm",
+        lambda source, destination: (
+            max(_major(source.newest), _major(destination.newest)) > NEWEST_KNOWN
+        ),
+    ),
+)
+SUPPORTED = (
+    "Supported: a source of Luminous (12) or later to a destination of Octopus (15) or later, "
+    "of the same release or newer, with an rbd-mirror daemon not older than the source, up to "
+    f"{RELEASE_NAMES[NEWEST_KNOWN]} ({NEWEST_KNOWN})"
 )
 PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
 
@@ -184,23 +231,30 @@ OUTPUT_DIFFERENCES = {
 }
 
 
-def refusal(source: CephVersion, destination: CephVersion) -> str:
+def refusal(source: ClusterVersions, destination: ClusterVersions) -> str:
     """Why the charm refuses to migrate from `source` to `destination`, or "" if it does not."""
+    unknown = [n for n, c in (("source", source), ("destination", destination)) if not c.mons]
+    if unknown:
+        return (
+            f"refused: the {' and '.join(unknown)} reported no Ceph version the charm can read "
+            f"(`ceph versions`): the release pair cannot be checked. {SUPPORTED}"
+        )
     broken = [r for r in RELEASE_RULES if r.broken(source, destination)]
     if not broken:
         return ""
     return (
-        f"refused: migrating from {source.describe()} to {destination.describe()} is not "
-        f"supported: {'; '.join(r.why for r in broken)}. Supported: a source of Jewel (10) or "
-        "later to a destination of Octopus (15) or later, of the same release or newer"
+        f"refused: migrating from {source.describe()} to {destination.describe()} (rbd-mirror "
+        f"{destination.describe_daemons()}) is not supported: {'; '.join(r.why for r in broken)}"
+        f". {SUPPORTED}"
     )
 
 
-def support(source: CephVersion, destination: CephVersion) -> str:
+def support(source: ClusterVersions, destination: ClusterVersions) -> str:
     """`proven in the lab`, `supported, not proven in the lab` or the refusal."""
     reason = refusal(source, destination)
     if reason:
         return reason
-    if (source.major, destination.major) in PROVEN_PAIRS:
+    pair = (_major(source.newest), _major(destination.oldest))
+    if pair in PROVEN_PAIRS and source.oldest == source.newest:
         return "proven in the lab"
     return "supported, not proven in the lab"

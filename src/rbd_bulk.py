@@ -23,8 +23,10 @@ ops:
   text}]}}]}; e.g. "unable to connect to remote cluster" while it cannot reach the source.
 - "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peers}]} for each
   pool that exists, in one connection.
-- "versions" (no "pool"): {"mons": `ceph versions`'s mon map, "rbd_mirror": [each rbd-mirror
-  daemon's ceph_version from the mgr's `service dump`] or null when the key may not read it}.
+- "versions" (no "pool"): {"versions": `ceph versions`'s mon and osd maps, "rbd_mirror": [each
+  rbd-mirror daemon's ceph_version from the mgr's `service dump`] with "daemons": true, else
+  null, and null with "unread" saying why when the mgr refuses or does not answer}. Mon and mgr
+  commands wait at most "connect_timeout" (rados_mon_op_timeout): no mgr must not hang it.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -222,30 +224,31 @@ def _daemon_callouts(cluster, timeout: int) -> DaemonCalloutsAnswer:
     return {"daemons": daemons}
 
 
-def _versions(cluster, timeout: int) -> VersionsAnswer:
-    """The mons' versions (`versions`) and the rbd-mirror daemons' (`service dump`).
+def _versions(cluster, timeout: int, daemons: bool) -> VersionsAnswer:
+    """The mons' and OSDs' versions (`versions`) and the rbd-mirror daemons' (`service dump`).
 
-    `service dump` is a mgr command: ceph-proxy's key has no mgr caps, so EACCES means unknown.
+    The daemons' are for display only: a mgr that refuses (ceph-proxy's key has no mgr caps) or
+    does not answer leaves them unread, never fails the op.
     """
     rc, out, err = cluster.mon_command(json.dumps({"prefix": "versions", "format": "json"}), b"")
     if rc != 0:
         raise rados.Error(f"versions: {err} (rc={rc})")
-    mons = json.loads(out or b"{}").get("mon") or {}
+    found = json.loads(out or b"{}")
+    versions = {k: found.get(k) or {} for k in ("mon", "osd")}
+    if not daemons:
+        return {"versions": versions, "rbd_mirror": None, "unread": "not read"}
     command = {"prefix": "service dump", "format": "json"}
     rc, out, err = cluster.mgr_command(json.dumps(command), b"", timeout=timeout)
-    if rc == -errno.EACCES:
-        return {"mons": mons, "rbd_mirror": None}
     if rc != 0:
-        raise rados.Error(f"service dump: {err} (rc={rc})")
-    daemons = ((json.loads(out or b"{}").get("services") or {}).get("rbd-mirror") or {}).get(
-        "daemons"
-    ) or {}
-    found = [
+        why = "not readable with this key" if rc == -errno.EACCES else "the mgr did not answer"
+        return {"versions": versions, "rbd_mirror": None, "unread": f"{why} (rc={rc})"}
+    service = (json.loads(out or b"{}").get("services") or {}).get("rbd-mirror") or {}
+    running = [
         d["metadata"]["ceph_version"]
-        for d in daemons.values()
+        for d in (service.get("daemons") or {}).values()
         if isinstance(d, dict) and (d.get("metadata") or {}).get("ceph_version")
     ]
-    return {"mons": mons, "rbd_mirror": found}
+    return {"versions": versions, "rbd_mirror": running, "unread": ""}
 
 
 def _mirrored_pools(cluster, names: list[str]) -> MirroredPoolsAnswer:
@@ -311,6 +314,8 @@ def _holds_rbd_images(cluster, name: str) -> bool:
 def handle(req: dict) -> Mapping[str, object]:
     """Connect, run one op (on one pool, except "pools"), answer."""
     conf = {"client_mount_timeout": str(req.get("connect_timeout", 10))}
+    if req["op"] == "versions":  # mon and mgr commands: a missing mgr would hang it for good
+        conf["rados_mon_op_timeout"] = conf["client_mount_timeout"]
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with rados.Rados(
         clustername=req["cluster"],
@@ -325,7 +330,7 @@ def handle(req: dict) -> Mapping[str, object]:
         if req["op"] == "mirrored-pools":
             return _mirrored_pools(cluster, list(req["pools"]))
         if req["op"] == "versions":
-            return _versions(cluster, int(req.get("connect_timeout", 10)))
+            return _versions(cluster, int(req.get("connect_timeout", 10)), bool(req["daemons"]))
         with cluster.open_ioctx(req["pool"]) as ioctx:
             return _pool_op(req, ioctx)
 

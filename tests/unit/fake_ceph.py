@@ -53,6 +53,7 @@ class FakeCluster:
     mon_versions: dict[str, int] = field(
         default_factory=lambda: {"ceph version 16.2.15 (618f4408) pacific (stable)": 1}
     )
+    osd_versions: dict[str, int] = field(default_factory=dict)  # empty: the mons' versions
     daemon_versions: list[str] | None = None
     calls: list[str] = field(default_factory=list)
 
@@ -172,9 +173,10 @@ class FakeCluster:
         self._call("bulk daemon-callouts")
         return list(self.callouts)
 
-    def versions(self) -> ClusterVersions:
+    def versions(self, *, daemons: bool) -> ClusterVersions:
         self._call("bulk versions")
-        return versions_from(self.mon_versions, self.daemon_versions)
+        answer = {"mon": self.mon_versions, "osd": self.osd_versions or self.mon_versions}
+        return versions_from(answer, self.daemon_versions if daemons else None)
 
     def mirror_pools(self, pools) -> list[MirrorPoolInfo]:
         self._call("bulk mirrored-pools")

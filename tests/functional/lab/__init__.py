@@ -9,6 +9,7 @@ The command line is `python -m tests.functional.lab up|down|status|seed [--src R
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,10 +38,16 @@ class Lab:
     """The two lab clusters and the rbd-mirror daemons started inside the lab dir."""
 
     def __init__(self, base: Path, src: Release | None = None, dst: Release | None = None):
-        env_src, env_dst = releases_from_env()
+        # A lab that was brought up remembers its releases (releases.json); then the environment.
+        saved = base / "releases.json"
+        if saved.exists():
+            names = json.loads(saved.read_text())
+            default_src, default_dst = release(names["src"]), release(names["dst"])
+        else:
+            default_src, default_dst = releases_from_env()
         self.base = base
-        self.src = Cluster(SRC, base, src or env_src)
-        self.dst = Cluster(DST, base, dst or env_dst)
+        self.src = Cluster(SRC, base, src or default_src)
+        self.dst = Cluster(DST, base, dst or default_dst)
         # Stand-in service managers record the daemons they start here, one pid file each.
         self.services_dir = base / "services"
 
@@ -48,6 +55,8 @@ class Lab:
         """Install Ceph if missing, then bring both clusters up; False if both were running."""
         ensure_packages()  # the host's own: tests and ceph-authtool for every release
         self.base.mkdir(parents=True, exist_ok=True)
+        names = {"src": self.src.release.name, "dst": self.dst.release.name}
+        (self.base / "releases.json").write_text(json.dumps(names) + "\n")
         started_src = self.src.up()
         started_dst = self.dst.up()
         return started_src or started_dst

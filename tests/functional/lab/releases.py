@@ -16,6 +16,7 @@ A fix a release needs to run in the lab stays here (Reef's mgr import, below), n
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shlex
 import shutil
@@ -36,6 +37,7 @@ PACKAGES = (
     "python3-rados",
 )
 BUILD_TIMEOUT_S = 1200.0
+LAB_FIX_VERSION = 1  # bump when _lab_fixes changes: cached roots are then rebuilt
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,28 @@ def root_of(rel: Release) -> Path:
     return roots_dir() / rel.name
 
 
+def _inputs(rel: Release) -> str:
+    """What a root is built from; a cached root built from anything else is rebuilt."""
+    text = f"{rel.suite} {MIRROR} {' '.join(PACKAGES)} fixes={LAB_FIX_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _ready(root: Path, rel: Release) -> bool:
+    try:
+        return f"inputs={_inputs(rel)}" in (root / ".ready").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def ensure_root(rel: Release) -> Path:
-    """The release's root, built first if it is missing (a few minutes, once per machine)."""
+    """The release's root, built first if it is missing (a minute or so, once per machine)."""
     root = root_of(rel)
-    if (root / ".ready").exists():
+    if _ready(root, rel):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f"{rel.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it
-        if not (root / ".ready").exists():
+        if not _ready(root, rel):
             _build(rel, root)
     return root
 
@@ -111,8 +126,21 @@ def _build(rel: Release, root: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     print(f"lab: building the {rel.name} root ({rel.suite}) in {root}", flush=True)
+    # In a mount namespace of its own: what debootstrap mounts inside the root (proc, sys) goes
+    # with it, even when the timeout kills it before its own clean-up.
     run(
-        ["debootstrap", "--variant=minbase", rel.suite, str(partial), MIRROR],
+        [
+            "/usr/bin/unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "debootstrap",
+            "--variant=minbase",
+            rel.suite,
+            str(partial),
+            MIRROR,
+        ],
         timeout=BUILD_TIMEOUT_S,
     )
     policy = partial / "usr/sbin/policy-rc.d"
@@ -127,7 +155,10 @@ def _build(rel: Release, root: Path) -> None:
     run(wrap(partial, install), timeout=BUILD_TIMEOUT_S, env=env)
     run(wrap(partial, ["apt-get", "clean"]), env=env)
     _lab_fixes(rel, partial)
-    (partial / ".ready").write_text(f"{rel.name} built in {time.monotonic() - start:.0f}s\n")
+    version = run(wrap(partial, ["ceph", "--version"])).stdout.decode().strip()
+    (partial / ".ready").write_text(
+        f"{rel.name} inputs={_inputs(rel)} built in {time.monotonic() - start:.0f}s: {version}\n"
+    )
     partial.rename(root)
     print(f"lab: {rel.name} root ready in {time.monotonic() - start:.0f}s", flush=True)
 
@@ -144,7 +175,7 @@ def _lab_fixes(rel: Release, root: Path) -> None:
     util = root / "usr/share/ceph/mgr/mgr_util.py"
     text = util.read_text()
     if "\nimport bcrypt\n" not in text:
-        return
+        raise LabError(f"{util}: no top-level `import bcrypt` to make lazy; check the lab fix")
     text = text.replace("\nimport bcrypt\n", "\n", 1)
     lines = text.splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if line.startswith("def password_hash("))
