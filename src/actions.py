@@ -17,7 +17,7 @@ from typing import Any
 
 import ceph_release
 import migration
-from ceph_cli import CephCluster, CephError
+from ceph_cli import CephCluster, CephError, unit_tool_versions
 from daemon import ServiceError
 from inputs import (
     DemotePromoteParams,
@@ -76,15 +76,15 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             "again would journal the source's images and re-arm the daemon. To start a "
             "new migration on purpose, re-run with restart=true"
         )
-    source_release, line = releases_line(ws.source, ws.destination, refuse=True)
-    log(line)
+    pair = read_releases(ws.source, ws.destination)
+    log(releases_line(pair, refuse=True))
     log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
     with ThreadPoolExecutor(max_workers=1) as probe_exec:
         # The probe waits about a second for the mons to commit a blocklist entry: it runs
         # alongside the work. It adds a 1-second entry, so not in a dry run.
         probe = None
         if not opts.dry_run:
-            probe = probe_exec.submit(ws.source.can_blocklist, source_release)
+            probe = probe_exec.submit(ws.source.can_blocklist, pair.source.oldest_mon)
         if params.restart:
             record = record.restarted_migration()
         started = record.enabled(list(ws.pools), ws.config.source_cluster_name)
@@ -124,36 +124,53 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     }
 
 
-def releases_line(
-    source: CephCluster, destination: CephCluster, *, refuse: bool = False
-) -> tuple[ceph_release.CephVersion | None, str]:
-    """The source's release and `releases: source 16.2.15 (pacific), ...: proven in the lab`.
+def read_releases(source: CephCluster, destination: CephCluster) -> ceph_release.ReleasePair:
+    """Both clusters' versions (the source's mgr is never asked) and this unit's tools'."""
+    return ceph_release.ReleasePair(
+        source.versions(daemons=False), destination.versions(daemons=True), unit_tool_versions()
+    )
+
+
+def releases_line(pair: ceph_release.ReleasePair, *, refuse: bool = False) -> str:
+    """`releases: source 16.2.15 (pacific), ...: proven in the lab`.
 
     With `refuse`, a pair outside ceph_release.RELEASE_RULES raises MigrationError instead.
     """
-    src, dst = source.versions(daemons=False), destination.versions(daemons=True)
-    support = ceph_release.support(src, dst)
+    support = ceph_release.support(pair)
     if refuse and support.startswith("refused"):
         raise MigrationError(f"{support}; nothing changed")
-    return src.oldest, (
-        f"releases: source {src.describe()}, destination {dst.describe()}, "
-        f"rbd-mirror {dst.describe_daemons()}: {support}"
+    return (
+        f"releases: source {pair.source.describe()}, destination {pair.destination.describe()}, "
+        f"this unit's {pair.describe_unit_tools()}, daemons registered "
+        f"{pair.destination.describe_daemons()}: {support}"
     )
 
 
 def _release_results(source: CephCluster, destination: CephCluster) -> Results:
-    """Each cluster's release (from its mons), the daemons' and the pair's support."""
-    try:
-        src, dst = source.versions(daemons=False), destination.versions(daemons=True)
-    except CephError as exc:
-        return {"releases": f"unknown: {exc}"}
-    support = ceph_release.support(src, dst)
-    return {
-        "source-release": src.describe(),
-        "destination-release": dst.describe(),
-        "daemon-release": dst.describe_daemons(),
-        "release-support": support,
+    """Each cluster's release, this unit's tools', the registered daemons' and the support.
+
+    The same keys always: a side that does not answer is `unknown: <why>`.
+    """
+    sides: dict[str, ceph_release.ClusterVersions | str] = {}
+    for name, cluster, daemons in (("source", source, False), ("destination", destination, True)):
+        try:
+            sides[name] = cluster.versions(daemons=daemons)
+        except CephError as exc:
+            sides[name] = f"unknown: {exc}"
+    src, dst = sides["source"], sides["destination"]
+    results: Results = {
+        "source-release": src if isinstance(src, str) else src.describe(),
+        "destination-release": dst if isinstance(dst, str) else dst.describe(),
+        "daemon-release": dst if isinstance(dst, str) else dst.describe_daemons(),
+        "release-support": "unknown: a cluster did not answer",
     }
+    tools = unit_tool_versions()
+    results["unit-tools-release"] = ceph_release.describe_tools(tools)
+    if not isinstance(src, str) and not isinstance(dst, str):
+        results["release-support"] = ceph_release.support(
+            ceph_release.ReleasePair(src, dst, tools)
+        )
+    return results
 
 
 def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) -> Results:

@@ -45,6 +45,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
 BULK_HELPER = Path(__file__).with_name("rbd_bulk.py")
 RBD = "/usr/bin/rbd"
 RADOS = "/usr/bin/rados"
+RBD_MIRROR = "/usr/bin/rbd-mirror"
+UNIT_TOOLS = {"rbd": RBD, "rbd-mirror": RBD_MIRROR}  # this unit's own, by name
 
 EBUSY = 16
 EACCES = 13
@@ -677,6 +679,27 @@ class CephClient:
         """Promote every non-primary image of `pool`; return how many were promoted."""
         args = ["mirror", "pool", "promote"] + (["--force"] if force else [])
         return _count(self._run(RBD, args, [pool]))
+
+
+def unit_tool_versions(
+    runner: Runner = subprocess.run, timeout: float = 15.0
+) -> dict[str, CephVersion | None]:
+    """The release of this unit's own `rbd` (and the librbd with it) and `rbd-mirror`.
+
+    `--version` reads no conf and asks no cluster; None for a tool that does not answer with a
+    version (missing, or not runnable).
+    """
+    out: dict[str, CephVersion | None] = {}
+    for name, path in UNIT_TOOLS.items():
+        try:
+            proc = runner(
+                [path, "--version"], capture_output=True, text=True, check=False, timeout=timeout
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            out[name] = None
+            continue
+        out[name] = CephVersion.parse(proc.stdout) if proc.returncode == 0 else None
+    return out
 
 
 def _failures(answer: FeatureChangesAnswer | DisabledAnswer) -> dict[str, str]:

@@ -84,6 +84,28 @@ class ClusterVersions:
     osds: tuple[CephVersion, ...] = ()
     rbd_mirror: tuple[CephVersion, ...] | None = None
     unread: str = "not read"
+    unparsed: tuple[str, ...] = ()  # version strings of mons, OSDs or daemons that did not parse
+
+    @property
+    def unknown(self) -> str:
+        """Why this cluster's release cannot be judged, or "" when it can."""
+        if self.unparsed:
+            return (
+                f"reported versions the charm cannot read: {', '.join(sorted(set(self.unparsed)))}"
+            )
+        if not self.mons or not self.osds:
+            return "reported no mon or no OSD version (`ceph versions`, Luminous or later)"
+        return ""
+
+    @property
+    def oldest_mon(self) -> CephVersion | None:
+        """The oldest mon: which commands the cluster understands."""
+        return min(self.mons, default=None)
+
+    @property
+    def uniform(self) -> bool:
+        """Every mon and OSD on the same version."""
+        return self.oldest == self.newest
 
     @property
     def oldest(self) -> CephVersion | None:
@@ -112,39 +134,60 @@ class ClusterVersions:
         return ", ".join(sorted({v.describe() for v in self.rbd_mirror}))
 
 
-def _parsed(counts: dict[str, int]) -> tuple[CephVersion, ...]:
-    """Each version of a `ceph versions` map.
-
-    A string that does not parse stays out; a cluster with none left is `unknown`, which
-    enable-mirroring refuses.
-    """
-    return tuple(v for text in counts for v in [CephVersion.parse(text)] if v is not None)
-
-
 def versions_from(
     versions: dict[str, dict[str, int]], daemons: list[str] | None, unread: str = "not read"
 ) -> ClusterVersions:
-    """From `ceph versions` (its `mon` and `osd` maps) and the service map's daemon versions."""
+    """From `ceph versions` (its `mon` and `osd` maps) and the service map's daemon versions.
+
+    A string that does not parse is kept in `unparsed`: enable-mirroring refuses that cluster.
+    """
+    texts = {k: list(versions.get(k) or {}) for k in ("mon", "osd")}
+    texts["rbd-mirror"] = list(daemons or [])
+    parsed = {k: [CephVersion.parse(t) for t in v] for k, v in texts.items()}
     return ClusterVersions(
-        mons=_parsed(versions.get("mon") or {}),
-        osds=_parsed(versions.get("osd") or {}),
+        mons=tuple(v for v in parsed["mon"] if v is not None),
+        osds=tuple(v for v in parsed["osd"] if v is not None),
         rbd_mirror=None
         if daemons is None
-        else tuple(v for v in map(CephVersion.parse, daemons) if v is not None),
+        else tuple(v for v in parsed["rbd-mirror"] if v is not None),
         unread=unread,
+        unparsed=tuple(
+            t for k in texts for t, v in zip(texts[k], parsed[k], strict=True) if v is None
+        ),
     )
+
+
+@dataclass(frozen=True)
+class ReleasePair:
+    """The two clusters' versions, and this unit's own `rbd` (its librbd) and `rbd-mirror`.
+
+    `unit_tools` maps each tool to its version, or None when `--version` did not answer.
+    """
+
+    source: ClusterVersions
+    destination: ClusterVersions
+    unit_tools: dict[str, CephVersion | None]
+
+    def describe_unit_tools(self) -> str:
+        """`rbd 19.2.1 (squid), rbd-mirror 19.2.1 (squid)`."""
+        return describe_tools(self.unit_tools)
+
+
+def describe_tools(tools: dict[str, CephVersion | None]) -> str:
+    """`rbd 19.2.1 (squid), rbd-mirror 19.2.1 (squid)`; `unknown` for a tool without a version."""
+    return ", ".join(f"{t} {v.describe() if v else 'unknown'}" for t, v in tools.items())
 
 
 @dataclass(frozen=True)
 class Rule:
     """One rule a release pair must keep: its name, where it comes from, and the test.
 
-    `broken(source, destination)` takes both clusters' versions, each with at least one version.
+    `broken(pair)` is only asked of a pair whose every version was read (`refusal` checks).
     """
 
     name: str
     why: str
-    broken: Callable[[ClusterVersions, ClusterVersions], bool]
+    broken: Callable[[ReleasePair], bool]
 
 
 def _major(version: CephVersion | None) -> int:
@@ -161,41 +204,43 @@ RELEASE_RULES = (
         "the source must run Luminous (12) or later: Ceph's rbd-mirroring documentation "
         "requires Jewel (10) for journal-based mirroring, and the charm reads each cluster's "
         "release with `ceph versions`, which came with Luminous",
-        lambda source, destination: _major(source.oldest) < VERSIONS_SINCE,
+        lambda p: _major(p.source.oldest) < VERSIONS_SINCE,
     ),
     Rule(
         "destination-octopus",
         "the destination must run Octopus (15) or later: the charm adds its one-way peer with "
         "`--direction rx-only`, and peer directions came with Octopus",
-        lambda source, destination: _major(destination.oldest) < RX_ONLY_PEERS_SINCE,
+        lambda p: _major(p.destination.oldest) < RX_ONLY_PEERS_SINCE,
     ),
     Rule(
         "no-downgrade",
         "no mon or OSD of the destination may run an older release than any of the source's: "
         "the migrated images keep what the source's librbd gave them, and Ceph supports no "
         "downgrade",
-        lambda source, destination: _major(destination.oldest) < _major(source.newest),
+        lambda p: _major(p.destination.oldest) < _major(p.source.newest),
     ),
     Rule(
-        "daemon-not-older",
-        "the rbd-mirror daemon must not run an older release than the source, for the same "
-        "reason (it reads the source's journals and images with its own librbd)",
-        lambda source, destination: any(
-            d.major < _major(source.newest) for d in destination.rbd_mirror or ()
-        ),
+        "unit-tools-not-older",
+        "this unit's rbd-mirror and rbd (its librbd) must not run an older release than the "
+        "source, for the same reason: the daemon reads the source's journals and images, and "
+        "rbd_bulk.py changes the source's images, with this unit's librbd",
+        lambda p: any(_major(v) < _major(p.source.newest) for v in p.unit_tools.values()),
     ),
     Rule(
         "known-releases",
-        f"each cluster must run a release this charm knows, up to {RELEASE_NAMES[NEWEST_KNOWN]} "
-        f"({NEWEST_KNOWN}): a later one may have changed what the charm reads; upgrade the charm",
-        lambda source, destination: (
-            max(_major(source.newest), _major(destination.newest)) > NEWEST_KNOWN
+        "each cluster and this unit's tools must run a release this charm knows, up to "
+        f"{RELEASE_NAMES[NEWEST_KNOWN]} ({NEWEST_KNOWN}): a later one may have changed what the "
+        "charm reads; upgrade the charm",
+        lambda p: (
+            max(_major(v) for v in (p.source.newest, p.destination.newest, *p.unit_tools.values()))
+            > NEWEST_KNOWN
         ),
     ),
 )
 SUPPORTED = (
     "Supported: a source of Luminous (12) or later to a destination of Octopus (15) or later, "
-    "of the same release or newer, with an rbd-mirror daemon not older than the source, up to "
+    "of the same release or newer, from a unit whose rbd-mirror and rbd are not older than the "
+    "source, up to "
     f"{RELEASE_NAMES[NEWEST_KNOWN]} ({NEWEST_KNOWN})"
 )
 PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
@@ -203,13 +248,13 @@ PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
 BLOCKLIST_SINCE = 16  # Pacific renamed `osd blacklist` to `osd blocklist`; older mons know only it
 
 
-def blocklist_command(source: CephVersion | None) -> tuple[str, str]:
+def blocklist_command(source_mon: CephVersion | None) -> tuple[str, str]:
     """The mon command that blocklists on `source`: `osd blocklist` (before Pacific: blacklist).
 
     The unit's newer CLI sends the name it is given, and an older mon answers EINVAL to the new
     one (librbd and rbd-mirror fall back by themselves). An unknown release gets the new name.
     """
-    if source is not None and source.major < BLOCKLIST_SINCE:
+    if source_mon is not None and source_mon.major < BLOCKLIST_SINCE:
         return ("osd", "blacklist")
     return ("osd", "blocklist")
 
@@ -231,30 +276,41 @@ OUTPUT_DIFFERENCES = {
 }
 
 
-def refusal(source: ClusterVersions, destination: ClusterVersions) -> str:
-    """Why the charm refuses to migrate from `source` to `destination`, or "" if it does not."""
-    unknown = [n for n, c in (("source", source), ("destination", destination)) if not c.mons]
+def refusal(pair: ReleasePair) -> str:
+    """Why the charm refuses to migrate this pair, or "" if it does not."""
+    unknown = [
+        f"the {n} {c.unknown}"
+        for n, c in (("source", pair.source), ("destination", pair.destination))
+        if c.unknown
+    ]
+    unknown += [
+        f"this unit's {t} did not tell its version"
+        for t, v in pair.unit_tools.items()
+        if v is None
+    ]
     if unknown:
-        return (
-            f"refused: the {' and '.join(unknown)} reported no Ceph version the charm can read "
-            f"(`ceph versions`): the release pair cannot be checked. {SUPPORTED}"
-        )
-    broken = [r for r in RELEASE_RULES if r.broken(source, destination)]
+        return f"refused: {'; '.join(unknown)}: the release pair cannot be checked. {SUPPORTED}"
+    broken = [r for r in RELEASE_RULES if r.broken(pair)]
     if not broken:
         return ""
     return (
-        f"refused: migrating from {source.describe()} to {destination.describe()} (rbd-mirror "
-        f"{destination.describe_daemons()}) is not supported: {'; '.join(r.why for r in broken)}"
-        f". {SUPPORTED}"
+        f"refused: migrating from {pair.source.describe()} to {pair.destination.describe()} "
+        f"with this unit's {pair.describe_unit_tools()} is not supported: "
+        f"{'; '.join(r.why for r in broken)}. {SUPPORTED}"
     )
 
 
-def support(source: ClusterVersions, destination: ClusterVersions) -> str:
-    """`proven in the lab`, `supported, not proven in the lab` or the refusal."""
-    reason = refusal(source, destination)
+def support(pair: ReleasePair) -> str:
+    """`proven in the lab`, `supported, not proven in the lab` or the refusal.
+
+    Proven: a pair of PROVEN_PAIRS, each cluster on one version, this unit's tools on the
+    destination's release (as the lab ran it).
+    """
+    reason = refusal(pair)
     if reason:
         return reason
-    pair = (_major(source.newest), _major(destination.oldest))
-    if pair in PROVEN_PAIRS and source.oldest == source.newest:
+    majors = (_major(pair.source.newest), _major(pair.destination.oldest))
+    same_tools = all(_major(v) == majors[1] for v in pair.unit_tools.values())
+    if majors in PROVEN_PAIRS and pair.source.uniform and pair.destination.uniform and same_tools:
         return "proven in the lab"
     return "supported, not proven in the lab"

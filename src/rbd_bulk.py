@@ -25,8 +25,9 @@ ops:
   pool that exists, in one connection.
 - "versions" (no "pool"): {"versions": `ceph versions`'s mon and osd maps, "rbd_mirror": [each
   rbd-mirror daemon's ceph_version from the mgr's `service dump`] with "daemons": true, else
-  null, and null with "unread" saying why when the mgr refuses or does not answer}. Mon and mgr
-  commands wait at most "connect_timeout" (rados_mon_op_timeout): no mgr must not hang it.
+  null, and null with "unread" saying why when the mgr refuses or does not answer}; empty maps
+  from a mon older than Luminous (EINVAL). Like every op's mon and mgr commands, bounded by
+  "connect_timeout" (rados_mon_op_timeout).
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -231,7 +232,9 @@ def _versions(cluster, timeout: int, daemons: bool) -> VersionsAnswer:
     does not answer leaves them unread, never fails the op.
     """
     rc, out, err = cluster.mon_command(json.dumps({"prefix": "versions", "format": "json"}), b"")
-    if rc != 0:
+    if rc == -errno.EINVAL:  # before Luminous: no `versions`; the charm refuses an unknown release
+        out = b"{}"
+    elif rc != 0:
         raise rados.Error(f"versions: {err} (rc={rc})")
     found = json.loads(out or b"{}")
     versions = {k: found.get(k) or {} for k in ("mon", "osd")}
@@ -313,9 +316,10 @@ def _holds_rbd_images(cluster, name: str) -> bool:
 
 def handle(req: dict) -> Mapping[str, object]:
     """Connect, run one op (on one pool, except "pools"), answer."""
-    conf = {"client_mount_timeout": str(req.get("connect_timeout", 10))}
-    if req["op"] == "versions":  # mon and mgr commands: a missing mgr would hang it for good
-        conf["rados_mon_op_timeout"] = conf["client_mount_timeout"]
+    timeout = str(req.get("connect_timeout", 10))
+    # Mon and mgr commands wait this long at most: without it, a mgr that is down makes
+    # `service status`/`service dump` wait for good (the binding's own timeout does nothing).
+    conf = {"client_mount_timeout": timeout, "rados_mon_op_timeout": timeout}
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with rados.Rados(
         clustername=req["cluster"],

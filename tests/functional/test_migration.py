@@ -62,6 +62,7 @@ def test_full_migration_keeps_every_byte_and_leaves_no_mirroring(fresh_host: Cha
     assert results["source-release"].startswith(lab.src.version())
     assert results["destination-release"].startswith(lab.dst.version())
     assert results["daemon-release"].startswith(lab.dst.version()), "the unit's own rbd-mirror"
+    assert results["unit-tools-release"].startswith(f"rbd {lab.dst.version()}")
     assert results["release-support"] == "proven in the lab"
     host.hook("update_status")
     assert "ready for cutover" in host.state.unit_status.message

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from ops import testing
 
+import actions
 import charm
 import session
+from ceph_release import CephVersion
 from daemon import RbdMirrorDaemon
 from tests.unit.fake_ceph import FakeCluster, make_pair
 
@@ -32,6 +34,10 @@ class World:
     ctx: testing.Context = field(default=None)  # type: ignore[assignment]  # set by the fixture
 
     leader: bool = True  # the unit the actions that change pools run on
+    # this unit's own rbd and rbd-mirror (`--version`), by default the fake clusters' release
+    unit_tools: dict = field(
+        default_factory=lambda: dict.fromkeys(("rbd", "rbd-mirror"), CephVersion(16, 2, 15))
+    )
 
     def run(self, event, state):
         return self.ctx.run(event, dataclasses.replace(state, leader=self.leader))
@@ -65,6 +71,7 @@ def world(monkeypatch, tmp_path) -> World:
             w.service["stops"] += 1
 
     monkeypatch.setattr(session, "CephClient", client)
+    monkeypatch.setattr(actions, "unit_tool_versions", lambda: dict(w.unit_tools))
     monkeypatch.setattr(charm, "RbdMirrorDaemon", Daemon)
     monkeypatch.setattr(charm.socket, "gethostname", lambda: HOST)
     root = tmp_path / "charm-root"

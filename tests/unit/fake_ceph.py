@@ -55,6 +55,7 @@ class FakeCluster:
     )
     osd_versions: dict[str, int] = field(default_factory=dict)  # empty: the mons' versions
     daemon_versions: list[str] | None = None
+    version_reads: list[bool] = field(default_factory=list)  # `daemons` of each versions()
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -175,6 +176,7 @@ class FakeCluster:
 
     def versions(self, *, daemons: bool) -> ClusterVersions:
         self._call("bulk versions")
+        self.version_reads.append(daemons)
         answer = {"mon": self.mon_versions, "osd": self.osd_versions or self.mon_versions}
         return versions_from(answer, self.daemon_versions if daemons else None)
 

@@ -11,12 +11,14 @@ from unittest import mock
 import pytest
 from ops import testing
 
-from ceph_cli import CephClient
+from ceph_cli import UNIT_TOOLS, CephClient, unit_tool_versions
 from ceph_release import (
     PROVEN_PAIRS,
     RELEASE_RULES,
     CephVersion,
     ClusterVersions,
+    ReleasePair,
+    blocklist_command,
     refusal,
     support,
     versions_from,
@@ -41,6 +43,17 @@ def _cv(mon: int, osd: int | None = None, daemons: tuple[int, ...] | None = None
         osds=(CephVersion(osd if osd is not None else mon, 2, 0),),
         rbd_mirror=None if daemons is None else tuple(CephVersion(d, 2, 0) for d in daemons),
     )
+
+
+def _pair(source: ClusterVersions, destination: ClusterVersions, tools: int | None = None):
+    """The pair, with this unit's rbd and rbd-mirror on `tools` (default: the destination's)."""
+    major = tools if tools is not None else _major(destination.oldest)
+    return ReleasePair(source, destination, dict.fromkeys(UNIT_TOOLS, CephVersion(major, 2, 0)))
+
+
+def _major(v: CephVersion | None) -> int:
+    assert v is not None
+    return v.major
 
 
 # --- Each release's output ----------------------------------------------------------------
@@ -71,7 +84,9 @@ def test_mixed_clusters_count_as_their_oldest_and_newest_and_say_so():
 def test_unparsable_version_strings_are_left_out_and_the_cluster_is_unknown():
     unknown = versions_from({"mon": {"ceph version Development (no_version) reef": 1}}, ["x"])
     assert unknown.describe() == "unknown" and unknown.rbd_mirror == ()
-    assert "source reported no Ceph version" in refusal(unknown, _cv(18))
+    assert "source reported versions the charm cannot read: ceph version Development" in (
+        refusal(_pair(unknown, _cv(18)))
+    )
     assert CephVersion(21, 1, 0).name == "release 21"
 
 
@@ -91,12 +106,14 @@ def rbd_bulk(monkeypatch):
 class _Cluster:
     """Answers the two commands of the `versions` op with a release's real output."""
 
-    def __init__(self, versions: dict, dump: tuple[int, dict]):
-        self.versions, self.dump = versions, dump
+    def __init__(self, versions: dict, dump: tuple[int, dict], mon_rc: int = 0):
+        self.versions, self.dump, self.mon_rc = versions, dump, mon_rc
         self.mgr_calls = 0
 
     def mon_command(self, command, inbuf):
         assert json.loads(command)["prefix"] == "versions"
+        if self.mon_rc:
+            return self.mon_rc, b"", "mon error"
         return 0, json.dumps(self.versions).encode(), ""
 
     def mgr_command(self, command, inbuf, timeout):
@@ -150,9 +167,38 @@ def test_versions_op_is_routed_with_a_bound_on_mon_and_mgr_commands(rbd_bulk, mo
 
     monkeypatch.setattr(rbd_bulk.rados, "Rados", rados_)
     request = {"cluster": "ceph", "client_id": "x", "connect_timeout": 7, "op": "versions"}
-    answer = rbd_bulk.handle({**request, "daemons": True})
+    answer = rbd_bulk.handle({**request, "daemons": False})
     assert seen["conf"]["rados_mon_op_timeout"] == "7", "a missing mgr cannot hang it"
     assert versions_from(answer["versions"], None).describe() == "20.2.4 (tentacle)"
+    assert cluster.mgr_calls == 0
+    answer = rbd_bulk.handle({**request, "daemons": True})
+    assert cluster.mgr_calls == 1 and answer["unread"].startswith("not readable")
+
+
+def test_versions_op_skips_a_daemon_without_a_version_and_fails_when_the_mon_does(rbd_bulk):
+    reef = _sample("reef-18.2.7/versions.json")
+    dump = {"services": {"rbd-mirror": {"daemons": {"summary": "", "7": {"gid": 7}}}}}
+    assert rbd_bulk._versions(_Cluster(reef, (0, dump)), 10, daemons=True)["rbd_mirror"] == []
+    denied = _Cluster(reef, (0, dump), mon_rc=-1)
+    with pytest.raises(rbd_bulk.rados.Error):
+        rbd_bulk._versions(denied, 10, daemons=False)
+    older = _Cluster(reef, (0, dump), mon_rc=-22)  # before Luminous: no `versions` command
+    answer = rbd_bulk._versions(older, 10, daemons=False)
+    assert "no mon" in refusal(_pair(versions_from(answer["versions"], None), _cv(18)))
+
+
+@pytest.mark.parametrize("daemons", [False, True])
+def test_ceph_client_asks_for_the_daemons_only_when_told(daemons):
+    sent = {}
+
+    def runner(argv, **kw):
+        sent.update(json.loads(kw["input"]))
+        answer = {"versions": _sample("pacific-16.2.15/versions.json"), "rbd_mirror": None}
+        return subprocess.CompletedProcess(argv, 0, json.dumps({**answer, "unread": "why"}), "")
+
+    versions = CephClient("source", "app", runner=runner).versions(daemons=daemons)
+    assert sent["daemons"] is daemons
+    assert versions.describe_daemons() == "why"
 
 
 def test_ceph_client_sends_the_versions_request_and_reads_its_answer():
@@ -193,38 +239,109 @@ def test_ceph_client_probes_with_the_blocklist_command_of_the_sources_release(re
 def test_the_pairs_the_lab_runs_are_reported_proven(pair):
     # the pairs of `tox -e functional` and `tox -e matrix`; a change to either changes both
     assert PROVEN_PAIRS == ((16, 16), (16, 18), (16, 20), (18, 20))
-    assert support(_cv(pair[0]), _cv(pair[1], daemons=(pair[1],))) == "proven in the lab"
+    assert support(_pair(_cv(pair[0]), _cv(pair[1]))) == "proven in the lab"
 
 
-MID_UPGRADE_SOURCE = ClusterVersions(mons=(CephVersion(16, 2, 0), CephVersion(18, 2, 0)))
+def _mixed(*majors: int) -> ClusterVersions:
+    """A cluster mid-upgrade: one mon on each of `majors`, OSDs on the first."""
+    return ClusterVersions(
+        mons=tuple(CephVersion(m, 2, 0) for m in majors), osds=(CephVersion(majors[0], 2, 0),)
+    )
 
 
 @pytest.mark.parametrize(
-    "source, destination, rule",
+    "pair, rule",
     [
-        (_cv(11), _cv(16), "source-luminous"),
-        (_cv(14), _cv(14), "destination-octopus"),
-        (_cv(18), _cv(16), "no-downgrade"),
-        (_cv(17), _cv(18, osd=16), "no-downgrade"),  # destination OSDs not yet upgraded
-        (MID_UPGRADE_SOURCE, _cv(17), "no-downgrade"),  # its newest mon counts
-        (_cv(20), _cv(20, daemons=(19,)), "daemon-not-older"),  # Squid's daemon
-        (_cv(16), _cv(21), "known-releases"),
+        (_pair(_cv(11), _cv(16)), "source-luminous"),
+        (_pair(_mixed(11, 16), _cv(16)), "source-luminous"),  # its oldest mon counts
+        (_pair(_cv(14), _cv(14)), "destination-octopus"),
+        (_pair(_cv(16), _mixed(14, 16), tools=16), "destination-octopus"),  # its oldest counts
+        (_pair(_cv(18), _cv(16)), "no-downgrade"),
+        (_pair(_cv(17), _cv(18, osd=16), tools=18), "no-downgrade"),  # OSDs not yet upgraded
+        (_pair(_mixed(16, 18), _cv(17)), "no-downgrade"),  # the source's newest mon counts
+        (_pair(_cv(20), _cv(20), tools=19), "unit-tools-not-older"),  # Squid's daemon
+        (_pair(_mixed(16, 20), _cv(20), tools=19), "unit-tools-not-older"),  # newest again
+        (_pair(_cv(16), _cv(21), tools=20), "known-releases"),
+        (_pair(_mixed(16, 21), _cv(21)), "known-releases"),  # the source's newest
+        (_pair(_cv(16), _cv(20), tools=21), "known-releases"),  # the unit's tools
     ],
 )
-def test_each_rule_refuses_its_pair_naming_the_versions_and_what_is_supported(
-    source, destination, rule
-):
-    (broken,) = [r for r in RELEASE_RULES if r.broken(source, destination)]
-    assert broken.name == rule
-    message = refusal(source, destination)
-    assert f"from {source.describe()} to {destination.describe()}" in message
-    assert broken.why in message and "Supported: a source of Luminous (12)" in message
+def test_each_rule_refuses_its_pair_naming_the_versions_and_what_is_supported(pair, rule):
+    broken = [r.name for r in RELEASE_RULES if r.broken(pair)]
+    assert rule in broken
+    message = refusal(pair)
+    assert f"from {pair.source.describe()} to {pair.destination.describe()}" in message
+    assert all(r.why in message for r in RELEASE_RULES if r.name in broken)
+    assert "Supported: a source of Luminous (12)" in message
+
+
+@pytest.mark.parametrize(
+    "pair, words",
+    [
+        (
+            _pair(_cv(16), ClusterVersions(mons=(CephVersion(16, 2, 0),))),
+            "destination reported no",
+        ),
+        (
+            _pair(
+                versions_from(
+                    {"mon": {PACIFIC: 2, "ceph version dev": 1}, "osd": {PACIFIC: 1}}, None
+                ),
+                _cv(18),
+            ),
+            "source reported versions the charm cannot read: ceph version dev",
+        ),
+        (
+            ReleasePair(_cv(16), _cv(18), {"rbd": CephVersion(18, 2, 0), "rbd-mirror": None}),
+            "this unit's rbd-mirror did not tell its version",
+        ),
+    ],
+)
+def test_a_version_that_cannot_be_read_is_refused(pair, words):
+    assert words in refusal(pair)
 
 
 def test_a_supported_pair_the_lab_has_not_run_says_so():
-    assert support(_cv(15), _cv(19, daemons=(19,))) == "supported, not proven in the lab"
-    two_points = ClusterVersions(mons=(CephVersion(16, 2, 0), CephVersion(16, 2, 15)))
-    assert support(two_points, _cv(18)) == "supported, not proven in the lab"
+    assert support(_pair(_cv(15), _cv(19))) == "supported, not proven in the lab"
+    two_points = ClusterVersions(
+        mons=(CephVersion(16, 2, 0), CephVersion(16, 2, 15)), osds=(CephVersion(16, 2, 15),)
+    )
+    assert support(_pair(two_points, _cv(18))) == "supported, not proven in the lab"
+    mixed_destination = ClusterVersions(
+        mons=(CephVersion(18, 2, 0),), osds=(CephVersion(20, 2, 0),)
+    )
+    assert support(_pair(_cv(16), mixed_destination)) == "supported, not proven in the lab"
+    squid_tools = _pair(_cv(16), _cv(18), tools=19)  # the lab ran the destination's tools
+    assert support(squid_tools) == "supported, not proven in the lab"
+
+
+def test_the_blocklist_command_follows_the_oldest_mon():
+    assert blocklist_command(CephVersion(15, 2, 17)) == ("osd", "blacklist")
+    assert blocklist_command(CephVersion(16, 2, 0)) == ("osd", "blocklist")
+    assert blocklist_command(None) == ("osd", "blocklist")
+    pacific_mons_octopus_osds = ClusterVersions(
+        mons=(CephVersion(16, 2, 0),), osds=(CephVersion(15, 2, 0),)
+    )
+    assert pacific_mons_octopus_osds.oldest_mon == CephVersion(16, 2, 0)
+
+
+def test_version_strings_parse_only_from_their_start():
+    assert CephVersion.parse("ceph version 16.2.15 (x) pacific (stable)") == CephVersion(16, 2, 15)
+    assert CephVersion.parse("  20.2.4") == CephVersion(20, 2, 4)
+    assert CephVersion.parse("not ceph version 16.2.15") is None
+
+
+def test_unit_tool_versions_runs_each_tool_and_reads_what_it_says():
+    calls = []
+
+    def runner(argv, **kw):
+        calls.append(argv)
+        if argv[0].endswith("rbd-mirror"):
+            raise FileNotFoundError(argv[0])
+        return subprocess.CompletedProcess(argv, 0, f"{TENTACLE}\n", "")
+
+    assert unit_tool_versions(runner) == {"rbd": CephVersion(20, 2, 4), "rbd-mirror": None}
+    assert calls == [["/usr/bin/rbd", "--version"], ["/usr/bin/rbd-mirror", "--version"]]
 
 
 # --- The actions ----------------------------------------------------------------------------
@@ -237,60 +354,73 @@ def _run(world: World, action: str, **params):
 
 @pytest.mark.parametrize("dry_run", [False, True])
 @pytest.mark.parametrize(
-    "source, destination, words",
+    "source, destination, tools, words",
     [
-        ({REEF: 1}, {PACIFIC: 1}, "from 18.2.7 (reef) to 16.2.15 (pacific) (rbd-mirror"),
-        ({"ceph version Development (no_version) reef": 1}, {PACIFIC: 1}, "no Ceph version"),
-        ({PACIFIC: 1}, {"ceph version 21.2.0 (x) umbrella (stable)": 1}, "upgrade the charm"),
+        ({REEF: 1}, {PACIFIC: 1}, 16, "from 18.2.7 (reef) to 16.2.15 (pacific) with this unit's"),
+        ({"ceph version dev (x)": 1}, {PACIFIC: 1}, 16, "cannot read: ceph version dev"),
+        ({}, {PACIFIC: 1}, 16, "source reported no mon"),  # a mon older than Luminous
+        ({PACIFIC: 1}, {"ceph version 21.2.0 (x) u (stable)": 1}, 16, "upgrade the charm"),
+        ({REEF: 1}, {REEF: 1}, 16, "rbd-mirror and rbd (its librbd) must not run an older"),
     ],
 )
 def test_enable_mirroring_refuses_a_pair_it_cannot_support_and_changes_nothing(
-    world, dry_run, source, destination, words
+    world, dry_run, source, destination, tools, words
 ):
     world.src.mon_versions, world.dst.mon_versions = source, destination
+    world.unit_tools = dict.fromkeys(UNIT_TOOLS, CephVersion(tools, 2, 15))
     with pytest.raises(testing.ActionFailed) as exc:
         _run(world, "enable-mirroring", **{"dry-run": dry_run})
     assert words in exc.value.message and "nothing changed" in exc.value.message
     assert world.src.modes == {} and world.dst.modes == {} and world.dst.peers == {}
     assert not any("journaling" in i.features for p in world.src.pool_images.values() for i in p)
+    assert not any("blocklist" in c or "blacklist" in c for c in world.src.calls)
 
 
 @pytest.mark.parametrize("source, command", [(16, "osd blocklist"), (15, "osd blacklist")])
-def test_enable_mirroring_probes_with_the_source_release_it_read(world, source, command):
+def test_enable_mirroring_probes_with_the_source_mons_release(world, source, command):
     world.src.mon_versions = {f"ceph version {source}.2.17 (x) name (stable)": 1}
+    world.src.osd_versions = {f"ceph version {31 - source}.2.17 (x) name (stable)": 1}
+    world.dst.osd_versions = {PACIFIC: 1}
     _run(world, "enable-mirroring")
     assert f"{command} add" in world.src.calls
     assert world.ctx.action_results["source-key-can-blocklist"] == "true"
 
 
-def test_enable_mirroring_logs_the_releases_and_their_support(world):
+def test_enable_mirroring_logs_the_releases_and_never_asks_the_sources_mgr(world):
     world.dst.mon_versions = {TENTACLE: 3}
-    world.dst.daemon_versions = [TENTACLE]
+    world.dst.daemon_versions = [REEF]  # another unit's daemon, registered with the mgr
+    world.unit_tools = dict.fromkeys(UNIT_TOOLS, CephVersion(20, 2, 4))
     _run(world, "enable-mirroring")
     assert (
         "releases: source 16.2.15 (pacific), destination 20.2.4 (tentacle), "
-        "rbd-mirror 20.2.4 (tentacle): proven in the lab"
+        "this unit's rbd 20.2.4 (tentacle), rbd-mirror 20.2.4 (tentacle), "
+        "daemons registered 18.2.7 (reef): proven in the lab"
     ) in world.ctx.action_logs
+    assert world.src.version_reads == [False] and world.dst.version_reads == [True]
 
 
-def test_status_reports_each_clusters_release_and_the_daemons(world):
+def test_status_reports_each_clusters_release_the_units_tools_and_the_daemons(world):
     world.dst.mon_versions = {REEF: 1}
-    world.dst.daemon_versions = [REEF, REEF]
+    world.dst.daemon_versions = [TENTACLE, REEF]
+    world.unit_tools = dict.fromkeys(UNIT_TOOLS, CephVersion(18, 2, 7))
     state = _run(world, "enable-mirroring")
     mirror(world.src, world.dst)
     world.run(world.ctx.on.action("status"), state)
     results = world.ctx.action_results
     assert results["source-release"] == "16.2.15 (pacific)"
     assert results["destination-release"] == "18.2.7 (reef)"
-    assert results["daemon-release"] == "18.2.7 (reef)"
+    assert results["daemon-release"] == "18.2.7 (reef), 20.2.4 (tentacle)"
+    assert results["unit-tools-release"] == "rbd 18.2.7 (reef), rbd-mirror 18.2.7 (reef)"
     assert results["release-support"] == "proven in the lab"
+    assert world.src.version_reads[-1] is False, "the source's mgr is never asked"
 
 
-def test_status_with_the_source_down_still_answers_without_its_release(world):
+def test_status_with_the_source_down_still_shows_the_destinations_release(world):
     state = _run(world, "enable-mirroring")
     world.src.unreachable = True
     world.run(world.ctx.on.action("status"), state)
     results = world.ctx.action_results
     assert results["source-reachable"] == "false"
-    assert results["releases"].startswith("unknown: source:")
-    assert "source-release" not in results
+    assert results["source-release"].startswith("unknown: source:")
+    assert results["destination-release"] == "16.2.15 (pacific)"
+    assert results["release-support"] == "unknown: a cluster did not answer"

@@ -3,8 +3,9 @@
 The host's own packages are Pacific 16.2 (Debian bookworm). Debian's archive also carries Reef 18.2
 (trixie) and Tentacle 20.2 (sid): `ensure_root(release)` builds that release's root once with
 `debootstrap --variant=minbase` and apt inside it, and caches it under `roots_dir()` (default
-/var/cache/rbd-mirror-lab/roots, or $RBD_MIRROR_LAB_ROOTS); a root is rebuilt only when its
-`.ready` marker is missing. Nothing here touches the host's packages or apt sources.
+/var/cache/rbd-mirror-lab/roots, or $RBD_MIRROR_LAB_ROOTS) in a directory named for the
+release and a hash of what it is built from; it is built only when that directory has no
+`.ready` marker. Nothing here touches the host's packages or apt sources.
 
 `wrap(root, argv, binds)` runs a command from a root: a new mount namespace (gone with the last
 process in it) with /proc, /sys, /dev, /tmp and each bind at the same path inside the root, then
@@ -83,10 +84,14 @@ def roots_dir() -> Path:
 
 
 def root_of(rel: Release) -> Path:
-    """The root directory of a release (not necessarily built yet)."""
+    """The root directory of a release (not necessarily built yet), named for its inputs.
+
+    A change of what a root is built from gives a new directory: a root in use by a running lab
+    is never rebuilt under it. Older ones stay until removed by hand.
+    """
     if rel.on_host:
         raise LabError(f"{rel.name} runs from the host's own packages, not a root")
-    return roots_dir() / rel.name
+    return roots_dir() / f"{rel.name}-{_inputs(rel)}"
 
 
 def _inputs(rel: Release) -> str:
@@ -96,10 +101,7 @@ def _inputs(rel: Release) -> str:
 
 
 def _ready(root: Path, rel: Release) -> bool:
-    try:
-        return f"inputs={_inputs(rel)}" in (root / ".ready").read_text()
-    except FileNotFoundError:
-        return False
+    return (root / ".ready").exists()
 
 
 def ensure_root(rel: Release) -> Path:
