@@ -687,7 +687,7 @@ def unit_tool_versions(
     """The release of this unit's own `rbd` (and the librbd with it) and `rbd-mirror`.
 
     `--version` reads no conf and asks no cluster; None for a tool that does not answer with a
-    version (missing, or not runnable).
+    version (not installed yet, not runnable, or a non-zero exit).
     """
     out: dict[str, CephVersion | None] = {}
     for name, path in UNIT_TOOLS.items():
@@ -698,7 +698,7 @@ def unit_tool_versions(
         except (OSError, subprocess.TimeoutExpired):
             out[name] = None
             continue
-        out[name] = CephVersion.parse(proc.stdout) if proc.returncode == 0 else None
+        out[name] = CephVersion.parse(proc.stdout or "") if proc.returncode == 0 else None
     return out
 
 

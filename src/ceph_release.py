@@ -227,6 +227,13 @@ RELEASE_RULES = (
         lambda p: any(_major(v) < _major(p.source.newest) for v in p.unit_tools.values()),
     ),
     Rule(
+        "registered-daemons-not-older",
+        "no rbd-mirror daemon registered with the destination's mgr may run an older release "
+        "than the source (another unit's, or this unit's not restarted since an upgrade: "
+        "restart it); unread when the mgr does not answer",
+        lambda p: any(d.major < _major(p.source.newest) for d in p.destination.rbd_mirror or ()),
+    ),
+    Rule(
         "known-releases",
         "each cluster and this unit's tools must run a release this charm knows, up to "
         f"{RELEASE_NAMES[NEWEST_KNOWN]} ({NEWEST_KNOWN}): a later one may have changed what the "
@@ -284,7 +291,7 @@ def refusal(pair: ReleasePair) -> str:
         if c.unknown
     ]
     unknown += [
-        f"this unit's {t} did not tell its version"
+        f"this unit's {t} did not tell its version (not installed yet, or not runnable)"
         for t, v in pair.unit_tools.items()
         if v is None
     ]

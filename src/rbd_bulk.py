@@ -26,8 +26,8 @@ ops:
 - "versions" (no "pool"): {"versions": `ceph versions`'s mon and osd maps, "rbd_mirror": [each
   rbd-mirror daemon's ceph_version from the mgr's `service dump`] with "daemons": true, else
   null, and null with "unread" saying why when the mgr refuses or does not answer}; empty maps
-  from a mon older than Luminous (EINVAL). Like every op's mon and mgr commands, bounded by
-  "connect_timeout" (rados_mon_op_timeout).
+  from a mon older than Luminous (EINVAL). Its mon and mgr commands, like daemon-callouts',
+  are bounded by "connect_timeout" (rados_mon_op_timeout).
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -314,12 +314,19 @@ def _holds_rbd_images(cluster, name: str) -> bool:
     return True
 
 
+COMMAND_ONLY_OPS = ("versions", "daemon-callouts")  # mon and mgr commands, no pool opened
+
+
 def handle(req: dict) -> Mapping[str, object]:
     """Connect, run one op (on one pool, except "pools"), answer."""
     timeout = str(req.get("connect_timeout", 10))
-    # Mon and mgr commands wait this long at most: without it, a mgr that is down makes
-    # `service status`/`service dump` wait for good (the binding's own timeout does nothing).
-    conf = {"client_mount_timeout": timeout, "rados_mon_op_timeout": timeout}
+    conf = {"client_mount_timeout": timeout}
+    if req["op"] in COMMAND_ONLY_OPS:
+        # Their mgr commands wait this long at most: without it a mgr that is down makes them
+        # wait for good (the binding's own timeout does nothing). Only for ops that open no
+        # pool: librados also bounds the wait for the first osdmap with it, and that ETIMEDOUT
+        # (errno 110, the exit code of a lost cluster) must not come from a slow one.
+        conf["rados_mon_op_timeout"] = timeout
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with rados.Rados(
         clustername=req["cluster"],

@@ -166,6 +166,11 @@ def test_versions_op_is_routed_with_a_bound_on_mon_and_mgr_commands(rbd_bulk, mo
         return handle
 
     monkeypatch.setattr(rbd_bulk.rados, "Rados", rados_)
+    with pytest.raises((KeyError, AttributeError)):  # a pool op gets no such bound:
+        rbd_bulk.handle(
+            {"cluster": "c", "client_id": "x", "connect_timeout": 7, "op": "pool-state"}
+        )
+    assert "rados_mon_op_timeout" not in seen["conf"], "its first-osdmap wait would exit 110"
     request = {"cluster": "ceph", "client_id": "x", "connect_timeout": 7, "op": "versions"}
     answer = rbd_bulk.handle({**request, "daemons": False})
     assert seen["conf"]["rados_mon_op_timeout"] == "7", "a missing mgr cannot hang it"
@@ -260,6 +265,13 @@ def _mixed(*majors: int) -> ClusterVersions:
         (_pair(_cv(17), _cv(18, osd=16), tools=18), "no-downgrade"),  # OSDs not yet upgraded
         (_pair(_mixed(16, 18), _cv(17)), "no-downgrade"),  # the source's newest mon counts
         (_pair(_cv(20), _cv(20), tools=19), "unit-tools-not-older"),  # Squid's daemon
+        (
+            ReleasePair(
+                _cv(18), _cv(18), {"rbd": CephVersion(16, 2, 0), "rbd-mirror": _cv(18).newest}
+            ),
+            "unit-tools-not-older",  # the unit's rbd (its librbd) counts as much as its daemon
+        ),
+        (_pair(_cv(20), _cv(20, daemons=(18, 20))), "registered-daemons-not-older"),
         (_pair(_mixed(16, 20), _cv(20), tools=19), "unit-tools-not-older"),  # newest again
         (_pair(_cv(16), _cv(21), tools=20), "known-releases"),
         (_pair(_mixed(16, 21), _cv(21)), "known-releases"),  # the source's newest
@@ -331,17 +343,26 @@ def test_version_strings_parse_only_from_their_start():
     assert CephVersion.parse("not ceph version 16.2.15") is None
 
 
-def test_unit_tool_versions_runs_each_tool_and_reads_what_it_says():
+@pytest.mark.parametrize(
+    "failure", [FileNotFoundError("/usr/bin/rbd-mirror"), (127, ""), (0, "garbage")]
+)
+def test_unit_tool_versions_runs_each_tool_bounded_and_reads_what_it_says(failure):
     calls = []
 
     def runner(argv, **kw):
-        calls.append(argv)
+        calls.append((argv, kw["timeout"]))
         if argv[0].endswith("rbd-mirror"):
-            raise FileNotFoundError(argv[0])
+            if isinstance(failure, Exception):
+                raise failure
+            rc, out = failure
+            return subprocess.CompletedProcess(argv, rc, out, "librbd.so: cannot open")
         return subprocess.CompletedProcess(argv, 0, f"{TENTACLE}\n", "")
 
-    assert unit_tool_versions(runner) == {"rbd": CephVersion(20, 2, 4), "rbd-mirror": None}
-    assert calls == [["/usr/bin/rbd", "--version"], ["/usr/bin/rbd-mirror", "--version"]]
+    assert unit_tool_versions(runner, timeout=5) == {
+        "rbd": CephVersion(20, 2, 4),
+        "rbd-mirror": None,
+    }
+    assert calls == [(["/usr/bin/rbd", "--version"], 5), (["/usr/bin/rbd-mirror", "--version"], 5)]
 
 
 # --- The actions ----------------------------------------------------------------------------
