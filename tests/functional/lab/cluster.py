@@ -372,20 +372,40 @@ class Cluster:
         pgs = self.ceph_json("pg", "stat", timeout=10)["pg_summary"]
         return {s["name"] for s in pgs["num_pg_by_state"]} <= {"active+clean"}
 
-    def settle(self, timeout: float = DAEMON_WAIT_S) -> None:
-        """Wait until `pgs_active`; if it does not come, restart the OSD once and wait again.
+    def osd_full(self) -> bool:
+        """The OSD counts itself full: memstore's used-bytes counter wrapped below zero.
 
-        A wedged OSD (seen once in CI: every later `rbd pool init` hung for 120 s) is restarted
-        by PID; memstore keeps its data across a clean stop (G9). Raises with `diagnose()`.
+        Seen in CI after many pools were deleted: `16 EiB used, 8.0 GiB / 8 GiB avail`, the OSD
+        log "full status failsafe engaged, dropping updates, now -2147483648% full", and every
+        later `rbd pool init` hanging. The counter is rebuilt from the objects when the OSD
+        starts again (`restart_osd`).
         """
-        if wait_for(self.pgs_active, timeout=timeout, interval=1.0):
-            return
-        before = self.diagnose()
+        checks = self.ceph_json("health", timeout=15).get("checks") or {}
+        nodes = self.ceph_json("osd", "df", timeout=15).get("nodes") or []
+        return "OSD_FULL" in checks or any(n.get("kb_used", 0) > n.get("kb", 0) for n in nodes)
+
+    def restart_osd(self) -> None:
+        """Stop the OSD by PID (a clean stop: memstore saves its data, G9) and start it again."""
         pid = read_pid(self.pid_file("osd.0"))
         if pid is not None:
             stop_pid(pid, timeout=30)
         self._start("osd.0")
-        if not wait_for(self.pgs_active, timeout=timeout, interval=1.0):
+
+    def settled(self) -> bool:
+        """Every PG active+clean and the OSD not full: a new pool can be written."""
+        return self.pgs_active() and not self.osd_full()
+
+    def settle(self, timeout: float = DAEMON_WAIT_S) -> None:
+        """Wait until `settled`; a full OSD is restarted at once, a wedged one after `timeout`.
+
+        A wedged or full OSD (seen in CI: every later `rbd pool init` hung) is restarted once by
+        PID; memstore keeps its data across a clean stop (G9). Raises with `diagnose()`.
+        """
+        if not self.osd_full() and wait_for(self.settled, timeout=timeout, interval=1.0):
+            return
+        before = self.diagnose()
+        self.restart_osd()
+        if not wait_for(self.settled, timeout=timeout, interval=1.0):
             raise LabError(
                 f"{self.name}: PGs not active+clean, even after an OSD restart.\n"
                 f"before the restart:\n{before}\nafter:\n{self.diagnose()}"
