@@ -39,20 +39,15 @@ def seed(
     existing = set(cluster.ceph("osd", "pool", "ls").split())
     if any(p in existing for p in POOLS):
         raise LabError(f"{cluster.name} is already seeded (pools {sorted(existing)})")
-    for pool in POOLS:
-        cluster.ceph("osd", "pool", "create", pool, "8", "8")
-        try:
-            cluster.rbd("pool", "init", pool, timeout=60)
-        except LabError as exc:
-            if not cluster.osd_full():
-                raise LabError(f"{exc}\n{cluster.diagnose()}") from exc
-            # memstore's counter wrapped after the reset had settled (Cluster.osd_full)
-            print(f"lab: {cluster.name}'s OSD counted itself full; restarted it", flush=True)
-            cluster.settle()
-            try:
-                cluster.rbd("pool", "init", pool, timeout=60)
-            except LabError as again:
-                raise LabError(f"{again}\n{cluster.diagnose()}") from again
+    try:
+        _create_pools(cluster)
+    except LabError as exc:
+        if not cluster.osd_full():
+            raise LabError(f"{exc}\n{cluster.diagnose()}") from exc
+        # memstore's counter wrapped after the reset had settled (Cluster.osd_full)
+        print(f"lab: {cluster.name}'s OSD counted itself full while seeding", flush=True)
+        cluster.settle()  # a new, empty cluster
+        _create_pools(cluster)
     glance_id = str(uuid.uuid4())
     cluster.rbd(
         "import", "--dest-pool", "glance", "-", glance_id, input=os.urandom(image_mib * MiB)
@@ -85,6 +80,13 @@ def seed(
     sums = md5_all(cluster)
     (cluster.dir / "seed.json").write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
     return sums
+
+
+def _create_pools(cluster: Cluster) -> None:
+    """The OpenStack pools, each initialised for RBD (an existing one is left as it is)."""
+    for pool in POOLS:
+        cluster.ceph("osd", "pool", "create", pool, "8", "8")
+        cluster.rbd("pool", "init", pool, timeout=60)
 
 
 def _writer(
