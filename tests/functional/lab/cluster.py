@@ -378,8 +378,8 @@ class Cluster:
 
         Seen in CI after many pools were deleted: `16 EiB used, 8.0 GiB / 8 GiB avail`, the OSD
         log "full status failsafe engaged, dropping updates, now -2147483648% full", and every
-        later `rbd pool init` hanging. The counter is rebuilt from the objects when the OSD
-        starts again (`restart_osd`).
+        later `rbd pool init` hanging. A restart did not cure it (the OSD did not come back up
+        within 60 s): `settle` rebuilds such a cluster.
         """
         checks = self.ceph_json("health", timeout=15).get("checks") or {}
         nodes = self.ceph_json("osd", "df", timeout=15).get("nodes") or []
@@ -399,10 +399,10 @@ class Cluster:
     def settle(self, timeout: float = DAEMON_WAIT_S) -> None:
         """Wait until `settled`; otherwise restart a wedged OSD, and rebuild what stays wrong.
 
-        Seen in CI: every later `rbd pool init` hung, once from a wedged OSD, and twice from
-        memstore's counter wrapping below zero (`osd_full`); that OSD then failed to come back
-        up after a restart. A full OSD, or one a restart does not settle, gets a new cluster
-        (`rebuild`: same ports and names, empty, about 15 s).
+        Seen in CI: every later `rbd pool init` hung, from memstore's counter wrapping below zero
+        (`osd_full`), and that OSD failed to come back up after a restart. A full OSD, or one a
+        restart does not settle, gets a new cluster (`rebuild`: same ports and names, empty,
+        about 15 s).
         """
         if not self.osd_full() and wait_for(self.settled, timeout=timeout, interval=1.0):
             return

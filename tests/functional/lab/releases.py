@@ -25,18 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .install import PACKAGES  # the same packages as the host's, from the release's suite
 from .procs import LabError, run
 
 MIRROR = "http://deb.debian.org/debian"
-PACKAGES = (
-    "ceph-mon",
-    "ceph-osd",
-    "ceph-mgr",
-    "rbd-mirror",
-    "ceph-common",
-    "python3-rbd",
-    "python3-rados",
-)
 BUILD_TIMEOUT_S = 1200.0
 LAB_FIX_VERSION = 1  # bump when _lab_fixes changes: cached roots are then rebuilt
 
@@ -46,7 +38,6 @@ class Release:
     """A Ceph release the lab can run: where its packages come from, and its lab-only quirks."""
 
     name: str
-    major: int
     suite: str | None  # Debian suite of its root; None: the host's own packages
     check_valid_until: bool = True  # sid's index may be past its Valid-Until on this clock
     mgr_pool: str = ".mgr"  # the pool the mgr creates for itself once it is up
@@ -60,9 +51,9 @@ class Release:
 RELEASES = {
     r.name: r
     for r in (
-        Release("pacific", 16, None, mgr_pool="device_health_metrics"),
-        Release("reef", 18, "trixie"),
-        Release("tentacle", 20, "sid", check_valid_until=False),
+        Release("pacific", None, mgr_pool="device_health_metrics"),
+        Release("reef", "trixie"),
+        Release("tentacle", "sid", check_valid_until=False),
     )
 }
 HOST_RELEASE = RELEASES["pacific"]
@@ -100,19 +91,15 @@ def _inputs(rel: Release) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _ready(root: Path, rel: Release) -> bool:
-    return (root / ".ready").exists()
-
-
 def ensure_root(rel: Release) -> Path:
     """The release's root, built first if it is missing (a minute or so, once per machine)."""
     root = root_of(rel)
-    if _ready(root, rel):
+    if (root / ".ready").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f"{rel.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it
-        if not _ready(root, rel):
+        if not (root / ".ready").exists():
             _build(rel, root)
     return root
 
