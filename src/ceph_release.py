@@ -270,7 +270,7 @@ def blocklist_command(source_mon: CephVersion | None) -> tuple[str, str]:
 OUTPUT_DIFFERENCES = {
     "ceph versions: empty daemon types": (
         'Pacific always prints `"mds": {}`; Reef and later omit daemon types with no daemon. '
-        "The charm reads only `mon`."
+        "The charm reads only `mon` and `osd`."
     ),
     "ceph versions: version strings": (
         "Tentacle ends them `(stable - RelWithDebInfo)` instead of `(stable)`. "
