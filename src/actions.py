@@ -20,9 +20,11 @@ import migration
 from ceph_cli import CephCluster, CephError, unit_tool_versions
 from daemon import ServiceError
 from inputs import (
+    AbortParams,
     DemotePromoteParams,
     EnableMirroringParams,
     NoParams,
+    RollbackParams,
     StatusParams,
     TeardownParams,
 )
@@ -87,7 +89,10 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             probe = probe_exec.submit(ws.source.can_blocklist, pair.source.oldest_mon)
         if params.restart:
             record = record.restarted_migration()
-        started = record.enabled(list(ws.pools), ws.config.source_cluster_name)
+
+        def before_changes(journaled: dict[str, list[str]]) -> None:
+            session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name, journaled))
+
         results = migration.enable_mirroring(
             ws.source,
             ws.destination,
@@ -95,8 +100,12 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             ws.peer,
             opts,
             restart=params.restart,
-            before_changes=lambda: session.save(started),
+            before_changes=before_changes,
+            journal_object_sets=ws.config.journal_max_object_sets,
         )
+        locked = {r.pool: r.locked for r in results if r.locked}
+        if locked and not opts.dry_run:
+            session.save(session.record.locked_too(locked))
         try:
             can_blocklist = None if probe is None else probe.result()
         except CephError as exc:
@@ -104,6 +113,8 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
                 f"mirroring is enabled, but the source key check failed: {exc}"
             ) from None
     session.replace_report(None, ws.pools)
+    if not opts.dry_run:
+        session.keep_daemon()  # started now if an abort had stopped it
     if can_blocklist is False:
         log(
             "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
@@ -184,6 +195,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         workers=opts.workers,
         callouts=True,
         recorded_torn_down=opts.torn_down,
+        journals=True,
     )
     session.replace_report(report, ws.pools)
     reasons = report.reasons
@@ -198,6 +210,10 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         "images": report.total,
         "replaying": report.replaying,
         "daemon-errors": json.dumps(report.daemon_errors[:MAX_LISTED_RESULTS]),
+        "journal-backlog-limit": ws.config.journal_limit_bytes,
+        "journal-guard": json.dumps(
+            migration.journal_backlog(report, ws.config.journal_limit_bytes)
+        ),
         **_release_results(ws.source, ws.destination),
     }
     pools = {p.pool: p.as_dict() for p in report.pools}
@@ -246,9 +262,11 @@ def demote_promote(session: Session, params: DemotePromoteParams, log: Log) -> R
         source_cluster=ws.peer.site_name,
     )
     session.replace_report(result.report, ws.pools)  # the verification read, after the changes
+    session.save(session.record.cut_over(list(ws.pools)))
     results: Results = {
         "demoted": json.dumps(result.demoted),
         "promoted": json.dumps(result.promoted),
+        "cutover-snapshots": json.dumps(result.snapshots),
         "attempts": result.attempts,
         "seconds": f"{result.seconds:.1f}",
         "forced": result.forced,
@@ -312,6 +330,86 @@ def _teardown_next(app: str, *, finished: bool, stopped: bool, dry_run: bool) ->
         return "teardown the remaining pools; the daemon keeps running until the last one"
     hint = "" if stopped else "The daemon could not be stopped now; the next hook stops it. "
     return hint + NEXT_STEPS.format(app=app)
+
+
+def abort(session: Session, params: AbortParams, log: Log) -> Results:
+    """Call the migration off before the cutover: the source as it was, the destination empty."""
+    ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
+    record = session.record
+
+    def before_changes() -> None:
+        session.save(session.record.abort_started(list(ws.pools)))
+        log("stopping the rbd-mirror daemon for the abort")
+        session.stop_daemon("abort")
+
+    result = migration.abort(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        ws.peer,
+        opts,
+        journaled=record.journaled,
+        aborting=record.aborting,
+        before_changes=before_changes,
+    )
+    session.replace_report(None, ws.pools)
+    locked = [f"{p}/{n}" for p in ws.pools for n in record.locked.get(p, ())]
+    if not opts.dry_run:
+        session.save(session.record.aborted_pools(list(ws.pools)))
+        session.keep_daemon()  # stays stopped unless other pools still migrate
+    results: Results = {
+        "dry-run": opts.dry_run,
+        "pools": ",".join(ws.pools),
+        "changes": json.dumps(result.changes[:MAX_LISTED_RESULTS]),
+        "changes-count": len(result.changes),
+        "deleted": json.dumps({p: len(n) for p, n in result.deleted.items()}),
+        "journaling-removed": len(result.journaling_removed),
+        "daemon-running": session.daemon_running(),
+        "next": "the source is as it was: start again with enable-mirroring",
+    }
+    if locked:
+        results["exclusive-lock-added"] = json.dumps(locked[:MAX_LISTED_RESULTS])
+        results["exclusive-lock-note"] = (
+            "enable-mirroring also gave these images exclusive-lock, which they keep (harmless; "
+            "`rbd feature disable POOL/IMAGE exclusive-lock` with the source's admin key once "
+            "no client has them open, if they must be exactly as before)"
+        )
+    return results
+
+
+def rollback(session: Session, params: RollbackParams, log: Log) -> Results:
+    """After the cutover: the source primary again, the destination secondary and resyncing."""
+    ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
+    record = session.record
+    result = migration.rollback(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        ws.peer,
+        opts,
+        force=params.force,
+        rolling_back=record.rolling_back,
+        rolled_back=record.rolled_back,
+        before_changes=lambda: session.save(session.record.rollback_started(list(ws.pools))),
+    )
+    session.replace_report(None, ws.pools)
+    if not opts.dry_run:
+        session.save(session.record.rolled_back_pools(list(ws.pools)))
+    return {
+        "dry-run": opts.dry_run,
+        "changes": json.dumps(result.changes[:MAX_LISTED_RESULTS]),
+        "demoted": json.dumps(result.demoted),
+        "promoted": json.dumps(result.promoted),
+        "resync": json.dumps(result.resync),
+        "discarded": json.dumps(result.discarded[:MAX_LISTED_RESULTS]),
+        "discarded-count": len(result.discarded),
+        "already-rolled-back": ",".join(result.already),
+        "next": (
+            "start the cloud on the source (it is still related to ceph-proxy); the destination "
+            "copies every image again: status shows it. Then demote-promote again when ready, "
+            "or abort to call the migration off"
+        ),
+    }
 
 
 def pause(session: Session, params: NoParams, log: Log) -> Results:

@@ -28,6 +28,8 @@ class Request(TypedDict, total=False):
     workers: int
     watchers: bool  # "pool-state"
     daemons: bool  # "versions": also the rbd-mirror daemons' (a mgr command)
+    snapshot: str  # "cutover-snapshots": the snapshot's name
+    action: str  # "cutover-snapshots": "create", "check" or "remove"
 
 
 class PeerAnswer(TypedDict):
@@ -149,3 +151,40 @@ class PoolsAnswer(TypedDict):
     """
 
     pools: list[dict]
+
+
+class JournalClientAnswer(TypedDict):
+    """One client registered with an image's journal other than librbd's own (a mirror peer)."""
+
+    id: str  # the peer's mirror uuid
+    state: str  # "connected" or "disconnected"
+    entries_behind: int | None  # None when its position is in another tag than the writer's
+
+
+class JournalAnswer(TypedDict):
+    """One journaled image of "journal-status": what its journal keeps on the cluster."""
+
+    name: str
+    bytes: int  # the journal's data objects that still exist (not trimmed)
+    objects: int
+    clients: list[JournalClientAnswer]
+
+
+class JournalStatusAnswer(TypedDict):
+    """The answer to journal-status: every journaled image, and those that could not be read."""
+
+    images: list[JournalAnswer]
+    failed: dict[str, str]
+
+
+class CutoverSnapshotsAnswer(TypedDict):
+    """The answer to cutover-snapshots.
+
+    `changed`: images whose snapshot was created or removed; `written` (check): images changed
+    since their snapshot, with what changed; `missing` (check): primary images without one.
+    """
+
+    changed: list[str]
+    written: dict[str, str]
+    missing: list[str]
+    failed: dict[str, str]

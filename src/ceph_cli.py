@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from bulk_schema import (
+    CutoverSnapshotsAnswer,
     DaemonCalloutsAnswer,
     DisabledAnswer,
     FeatureChangesAnswer,
     ImageStatesAnswer,
+    JournalStatusAnswer,
     MirroredPoolsAnswer,
     PeerAnswer,
     PoolsAnswer,
@@ -47,6 +49,10 @@ RBD = "/usr/bin/rbd"
 RADOS = "/usr/bin/rados"
 RBD_MIRROR = "/usr/bin/rbd-mirror"
 UNIT_TOOLS = {"rbd": RBD, "rbd-mirror": RBD_MIRROR}  # this unit's own, by name
+
+# The snapshot demote-promote takes of every destination image right after promoting it: rollback
+# reads from it whether anything wrote to the destination since; teardown removes it.
+CUTOVER_SNAPSHOT = "rbd-mirror-migration-cutover"
 
 EBUSY = 16
 EACCES = 13
@@ -242,6 +248,41 @@ class ImageInfo:
     primary: bool | None = None
 
 
+@dataclass(frozen=True)
+class JournalInfo:
+    """What one journaled image's journal keeps on its cluster, and how far each peer is behind.
+
+    `bytes`: its data objects not trimmed yet (trimming waits for every connected client).
+    `peers`: (mirror uuid, connected, entries behind or None when unknown) of each registered
+    client other than the image's own writer.
+    """
+
+    image: str
+    bytes: int
+    objects: int
+    peers: tuple[tuple[str, bool, int | None], ...] = ()
+
+    @property
+    def entries_behind(self) -> int | None:
+        """The most entries any peer has not committed (None when none can be told)."""
+        known = [behind for _, _, behind in self.peers if behind is not None]
+        return max(known) if known else None
+
+    @property
+    def disconnected(self) -> bool:
+        """A peer was disconnected (past rbd_journal_max_concurrent_object_sets)."""
+        return any(not connected for _, connected, _ in self.peers)
+
+
+@dataclass(frozen=True)
+class SnapshotCheck:
+    """Each image's cutover snapshot: created or removed, or what changed since it."""
+
+    changed: tuple[str, ...] = ()
+    written: dict[str, str] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+
 class CephCluster(Protocol):
     """What the workflow asks of a cluster: `CephClient` here, the in-memory fake in unit tests.
 
@@ -325,6 +366,30 @@ class CephCluster(Protocol):
 
     def pool_demote(self, pool: str) -> int:
         """Demote every primary image of `pool`; how many."""
+        ...
+
+    def journal_status(self, pool: str, *, workers: int = 4) -> list[JournalInfo]:
+        """The journal of every journaled image of `pool`."""
+        ...
+
+    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
+        """Create, check or remove the cutover snapshot on every image of `pool`."""
+        ...
+
+    def delete_images(
+        self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Delete non-primary images level by level (clones first): (deleted, {image: error})."""
+        ...
+
+    def resync_images(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Flag non-primary images for resync: (flagged, {image: error})."""
+        ...
+
+    def pool_config_set(self, pool: str, key: str, value: str | None) -> None:
+        """Set a pool-level librbd option (`rbd config pool set`); None removes it."""
         ...
 
     def pool_promote(self, pool: str, *, force: bool = False) -> int:
@@ -626,19 +691,114 @@ class CephClient:
 
         Returns (disabled, {image: error}); it stops after the first level with an error.
         """
-        answer = cast(
-            DisabledAnswer,
-            self._bulk(
-                {
-                    "op": "disable-mirroring",
-                    "pool": pool,
-                    "levels": [list(level) for level in levels],
-                    "workers": workers,
-                },
-                timeout=self.timeout * 5,
-            ),
-        )
+        return self._levels("disable-mirroring", pool, levels, workers)
+
+    def delete_images(
+        self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Delete images level by level (clones first), in one librbd process.
+
+        Each: mirroring disabled by force, its snapshots removed, the image removed; an image
+        that is primary is refused. Returns (deleted, {image: error}); it stops after the first
+        level with an error.
+        """
+        return self._levels("delete-images", pool, levels, workers)
+
+    def _levels(
+        self, op: str, pool: str, levels: Sequence[Sequence[str]], workers: int
+    ) -> tuple[list[str], dict[str, str]]:
+        request: Request = {
+            "op": op,
+            "pool": pool,
+            "levels": [list(level) for level in levels],
+            "workers": workers,
+        }
+        answer = cast(DisabledAnswer, self._bulk(request, timeout=self.timeout * 5))
         return list(answer.get("changed", [])), _failures(answer)
+
+    def resync_images(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Flag non-primary `images` for resync (the daemon copies them again), one process."""
+        request: Request = {
+            "op": "resync",
+            "pool": pool,
+            "images": list(images),
+            "workers": workers,
+        }
+        answer = cast(DisabledAnswer, self._bulk(request, timeout=self.timeout * 5))
+        return list(answer.get("changed", [])), _failures(answer)
+
+    # --- journals and the cutover snapshot --------------------------------------------------
+    def journal_status(self, pool: str, *, workers: int = 4) -> list[JournalInfo]:
+        """The journal of every journaled image of `pool`, in one librbd process.
+
+        From each journal's header object and the sizes of its data objects (no `rbd journal`
+        process per image).
+        """
+        request: Request = {"op": "journal-status", "pool": pool, "workers": workers}
+        answer = cast(JournalStatusAnswer, self._bulk(request, timeout=self.timeout * 5))
+        if answer.get("failed"):
+            name, error = next(iter(answer["failed"].items()))
+            raise CephError(
+                self.cluster,
+                [f"rbd_bulk journal-status {pool}"],
+                -1,
+                f"{len(answer['failed'])} journal(s) unreadable, e.g. {name}: {error}",
+            )
+        return [
+            JournalInfo(
+                image=i["name"],
+                bytes=int(i["bytes"]),
+                objects=int(i["objects"]),
+                peers=tuple(
+                    (c["id"], c["state"] == "connected", c["entries_behind"]) for c in i["clients"]
+                ),
+            )
+            for i in answer["images"]
+        ]
+
+    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
+        """`create`, `check` or `remove` the cutover snapshot on every image of `pool`.
+
+        create: on each primary image without it; check: what changed on each image since it,
+        and which primary images lack it; remove: wherever it is. One librbd process.
+        """
+        request: Request = {
+            "op": "cutover-snapshots",
+            "pool": pool,
+            "snapshot": CUTOVER_SNAPSHOT,
+            "action": action,
+            "workers": workers,
+        }
+        answer = cast(CutoverSnapshotsAnswer, self._bulk(request, timeout=self.timeout * 5))
+        if answer.get("failed"):
+            name, error = next(iter(answer["failed"].items()))
+            raise CephError(
+                self.cluster,
+                [f"rbd_bulk cutover-snapshots {action} {pool}"],
+                -1,
+                f"{len(answer['failed'])} image(s) failed, e.g. {name}: {scrub(error)}",
+            )
+        return SnapshotCheck(
+            changed=tuple(answer["changed"]),
+            written=dict(answer["written"]),
+            missing=tuple(answer["missing"]),
+        )
+
+    def pool_config_set(self, pool: str, key: str, value: str | None) -> None:
+        """`rbd config pool set <pool> <key> <value>`; with None, `rbd config pool remove`.
+
+        Removing a key that is not set answers ENOENT: that is done already.
+        """
+        if value is None:
+            try:
+                self._run(RBD, ["config", "pool", "remove"], [pool, key])
+            except CephError as exc:
+                if exc.rc != ENOENT:
+                    raise
+            return
+        self._run(RBD, ["config", "pool", "set"], [pool, key, value])
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         """Add an rx-only peer `client_name@site_name`; return its uuid."""

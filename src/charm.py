@@ -22,10 +22,12 @@ import actions
 from ceph_cli import CephError
 from daemon import RbdMirrorDaemon, ServiceError
 from inputs import (
+    AbortParams,
     CharmConfig,
     DemotePromoteParams,
     EnableMirroringParams,
     NoParams,
+    RollbackParams,
     StatusParams,
     TeardownParams,
 )
@@ -172,6 +174,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         framework.observe(on.status_action, self._on_status_action)
         framework.observe(on.demote_promote_action, self._on_demote_promote_action)
         framework.observe(on.teardown_action, self._on_teardown_action)
+        framework.observe(on.abort_action, self._on_abort_action)
+        framework.observe(on.rollback_action, self._on_rollback_action)
         framework.observe(on.pause_action, self._on_pause_action)
         framework.observe(on.resume_action, self._on_resume_action)
 
@@ -320,6 +324,12 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def _on_teardown_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, TeardownParams, actions.teardown, leader_only=True)
+
+    def _on_abort_action(self, event: ops.ActionEvent) -> None:
+        self._run_action(event, AbortParams, actions.abort, leader_only=True)
+
+    def _on_rollback_action(self, event: ops.ActionEvent) -> None:
+        self._run_action(event, RollbackParams, actions.rollback, leader_only=True)
 
     def _on_pause_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, NoParams, actions.pause)

@@ -1,7 +1,9 @@
 """Phase 3, demote-promote: the cutover. No ops here.
 
 Preflight (`report.cutover_blockers`), demote the source, promote the destination (retried
-while librbd answers EBUSY), verify from librbd's primary flags on both sides. Safety rule: a
+while librbd answers EBUSY), snapshot every promoted destination image (`CUTOVER_SNAPSHOT`:
+rollback's proof that nothing wrote to it since), verify from librbd's primary flags on both
+sides. Safety rule: a
 non-forced promote succeeds only once the destination has replayed the source's demotion,
 which comes after every write to the image; so "caught up" is proven by librbd itself, not by
 the lagging `entries_behind_primary`. `force` is for a source that does not answer at all; with
@@ -39,6 +41,7 @@ class CutoverResult:
     # Forced only: images that were not caught up when promoted (writes may be missing).
     at_risk: list[str] = field(default_factory=list)
     report: StatusReport | None = None  # both sides as verified after the cutover
+    snapshots: dict[str, int] = field(default_factory=dict)  # cutover snapshots taken now
 
 
 def demote_promote(
@@ -67,6 +70,7 @@ def demote_promote(
     if force:
         confirm_source_lost(src, report)
         _force_promote(dst, report, result, opts.log)
+        _snapshot_promoted(dst, [p.pool for p in report.active], result, opts)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
         if blocking:
@@ -75,6 +79,7 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
+        _snapshot_promoted(dst, active, result, opts)
         result.report = _verify_cutover(src, dst, active, daemon_running, opts)
         before = {p.pool: p.promoted for p in report.pools}
         after = {p.pool: p.promoted for p in result.report.pools}
@@ -113,6 +118,21 @@ def _force_promote(
     for pool in report.active:
         result.promoted[pool.pool] = dst.pool_promote(pool.pool, force=True)
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
+
+
+def _snapshot_promoted(
+    dst: CephCluster, pools: Sequence[str], result: CutoverResult, opts: Options
+) -> None:
+    """The cutover snapshot of every primary destination image that lacks it (rollback's proof).
+
+    Taken right after the promotion, while the cloud is stopped and still related to the
+    source: nothing can have written to the destination yet.
+    """
+    for pool in pools:
+        taken = dst.cutover_snapshots(pool, "create", workers=opts.workers).changed
+        result.snapshots[pool] = len(taken)
+        if taken:
+            opts.log(f"{pool}: cutover snapshot taken of {len(taken)} image(s)")
 
 
 class _StillBusyError(Exception):

@@ -19,6 +19,16 @@ POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ODD_IMAGE_NAME = re.compile(r"^-|[\s/@\x00-\x1f\x7f]")
 
 MAX_DEMOTE_PROMOTE_TIMEOUT = 3600
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, what: str) -> int:
+    """'1G', '512M', '1.5GiB', '1048576' -> bytes (powers of 1024); ValueError otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{what}: {text!r} is not a size: use e.g. 512M, 1G or 2GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def check_pool_names(names: Iterable[str], what: str) -> list[str]:
@@ -63,6 +73,14 @@ class CharmConfig:
     rbd_concurrent_management_ops: int = 10
     rbd_mirror_pool_replayers_refresh_interval: int = 10
     rbd_mirror_image_state_check_interval: int = 10
+    journal_backlog_limit: str = "1G"
+    daemon_down_limit: int = 30
+    journal_max_object_sets: int = 0
+
+    @property
+    def journal_limit_bytes(self) -> int:
+        """`journal-backlog-limit` in bytes."""
+        return parse_size(self.journal_backlog_limit, "journal-backlog-limit")
 
     @property
     def pool_list(self) -> tuple[str, ...]:
@@ -90,10 +108,17 @@ class CharmConfig:
                 "start with a letter, and not 'ceph' (the destination)"
             )
         _ = self.pool_list  # raises ValueError on a malformed list
+        if self.journal_limit_bytes < 1024**2:
+            raise ValueError(
+                f"journal-backlog-limit {self.journal_backlog_limit!r}: at least 1M (a healthy "
+                "journal keeps a few MiB)"
+            )
         for option, value, low, high in (
             ("pool-replicas", self.pool_replicas, 0, 10),
             ("command-timeout", self.command_timeout, 5, 900),
             ("max-workers", self.max_workers, 1, 64),
+            ("daemon-down-limit", self.daemon_down_limit, 1, 10080),
+            ("journal-max-object-sets", self.journal_max_object_sets, 0, 1000),
             ("rbd-mirror-concurrent-image-syncs", self.rbd_mirror_concurrent_image_syncs, 1, 64),
             ("rbd-concurrent-management-ops", self.rbd_concurrent_management_ops, 1, 256),
             (
@@ -150,6 +175,23 @@ class DemotePromoteParams:
 @dataclass(frozen=True)
 class TeardownParams:
     """Parameters of teardown."""
+
+    pools: str | None = None
+    dry_run: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class AbortParams:
+    """Parameters of abort."""
+
+    pools: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RollbackParams:
+    """Parameters of rollback."""
 
     pools: str | None = None
     dry_run: bool = False

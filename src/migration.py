@@ -4,6 +4,7 @@ This module only gathers the public names; each phase is in a file of its own:
 - pool_selection.py: which pools a run works on (also without the source);
 - report.py: both sides read once, and every verdict derived from the fields;
 - setup_mirroring.py, cutover.py, teardown.py: phases 1, 3 and 4 below;
+- abort.py, rollback.py: the ways back (before the cutover, and between it and teardown);
 - workflow.py: the error, the run options and the peer they share.
 
 1. `enable_mirroring`: pool-mode mirroring and journaling on the source; pool mode and one rx-only
@@ -19,11 +20,16 @@ This module only gathers the public names; each phase is in a file of its own:
 4. `teardown`: only once every source image is on the destination and primary there and none is
    primary on the source; remove the peers, disable mirroring clones-before-parents, confirm
    journaling is gone. The charm stops the daemon once every migrated pool is torn down.
+Two ways back: `abort` before the cutover (the source as it was, the destination emptied) and
+`rollback` after it, before teardown (the source primary again, proven unwritten destination,
+which then resyncs). The journal guard (`report.journal_backlog`) watches the source's journals
+while the daemon replays them.
 Every step is idempotent: re-running after an interruption finishes the job. While any image is
 primary on both clusters (split brain) every step that changes something refuses: which copy to
 keep is the operator's decision (`split_brain_advice`).
 """
 
+from abort import AbortResult, abort
 from ceph_cli import ImageStatus, parse_description
 from cutover import CutoverResult, demote_promote
 from pool_selection import narrowed, pools_without_source, select_pools
@@ -33,16 +39,20 @@ from report import (
     attention,
     cutover_blockers,
     finished,
+    human_bytes,
+    journal_backlog,
     phase,
     split_brain_advice,
     status,
     teardown_blockers,
 )
+from rollback import RollbackResult, rollback
 from setup_mirroring import PoolEnableResult, enable_mirroring
 from teardown import TeardownResult, teardown
 from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
+    "AbortResult",
     "CutoverResult",
     "ImageStatus",
     "MigrationError",
@@ -50,17 +60,22 @@ __all__ = [
     "PeerSpec",
     "PoolEnableResult",
     "PoolReport",
+    "RollbackResult",
     "StatusReport",
     "TeardownResult",
+    "abort",
     "attention",
     "cutover_blockers",
     "demote_promote",
     "enable_mirroring",
     "finished",
+    "human_bytes",
+    "journal_backlog",
     "narrowed",
     "parse_description",
     "phase",
     "pools_without_source",
+    "rollback",
     "select_pools",
     "split_brain_advice",
     "status",

@@ -28,6 +28,18 @@ ops:
   null, and null with "unread" saying why when the mgr refuses or does not answer}; empty maps
   from a mon older than Luminous (EINVAL). Its mon and mgr commands, like daemon-callouts',
   are bounded by "connect_timeout" (rados_mon_op_timeout).
+- "journal-status": for every mirrored image of `pool`, what its journal keeps (the bytes of its
+  data objects not trimmed yet) and each registered peer's state and entries behind the writer,
+  from the journal's header object (no image opened): {"images": [{name, bytes, objects,
+  clients: [{id, state, entries_behind}]}], "failed": {...}}.
+- "cutover-snapshots" ("snapshot", "action"): create the snapshot on every primary image that
+  lacks it, remove it wherever it is, or check what changed since it on every image that has it
+  (extents written, size, later snapshots) and which primary images lack it: {"changed":
+  [name], "written": {name: what}, "missing": [name], "failed": {...}}.
+- "delete-images" ("levels"): like disable-mirroring, but each image is deleted: mirroring off
+  by force (a non-primary copy), its snapshots unprotected and removed, the image removed; a
+  primary image is refused.
+- "resync" ("images"): flag each non-primary image for resync; answers like disable-mirroring.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
@@ -39,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import json
+import struct
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +60,7 @@ import rados  # type: ignore[import-not-found]
 import rbd  # type: ignore[import-not-found]
 
 from bulk_schema import (
+    CutoverSnapshotsAnswer,
     DaemonAnswer,
     DaemonCalloutsAnswer,
     DisabledAnswer,
@@ -54,6 +68,9 @@ from bulk_schema import (
     ImageStateAnswer,
     ImageStatesAnswer,
     ImageStatusAnswer,
+    JournalAnswer,
+    JournalClientAnswer,
+    JournalStatusAnswer,
     MirroredPoolAnswer,
     MirroredPoolsAnswer,
     PeerAnswer,
@@ -61,6 +78,7 @@ from bulk_schema import (
     PoolStateAnswer,
     VersionsAnswer,
 )
+from journal_codec import journal_client
 
 FEATURE_NAMES = {
     getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
@@ -136,6 +154,169 @@ def _image_state(ioctx, name: str) -> ImageStateAnswer:
         "primary": bool(info.get("primary")) if enabled else None,
     }
 
+
+def _journal(cluster, ioctx, name: str, journal_id: str) -> JournalAnswer:
+    """What the journal of image `name` keeps: its objects' bytes and each peer's lag.
+
+    Reads the journal's header object (omap) and stats its data objects between the minimum
+    and the active object set: those are what trimming has not removed yet, because some
+    registered client has not committed them. The journal's id is the image's id.
+    """
+    with rados.ReadOpCtx() as op:
+        values, _ = ioctx.get_omap_vals(op, "", "", 1000)
+        ioctx.operate_read_op(op, f"journal.{journal_id}")
+        header = dict(values)
+    splay = struct.unpack("<B", header["splay_width"])[0]
+    pool_id = struct.unpack("<q", header["pool_id"])[0]
+    minimum = struct.unpack("<Q", header["minimum_set"])[0]
+    active = struct.unpack("<Q", header["active_set"])[0]
+    data_ioctx = ioctx if pool_id < 0 else cluster.open_ioctx2(pool_id)
+    size = objects = 0
+    try:
+        prefix = f"journal_data.{data_ioctx.get_pool_id()}.{journal_id}."
+        for number in range(minimum * splay, (active + 1) * splay):
+            try:
+                size += data_ioctx.stat(f"{prefix}{number}")[0]
+                objects += 1
+            except rados.ObjectNotFound:
+                continue
+    finally:
+        if data_ioctx is not ioctx:
+            data_ioctx.close()
+    clients = [journal_client(v) for k, v in header.items() if k.startswith("client_")]
+    writer = next((positions for cid, positions, _ in clients if cid == ""), [])
+    peers: list[JournalClientAnswer] = []
+    for client_id, positions, state in clients:
+        if client_id == "":
+            continue
+        behind = None  # unknown while either has no position or they are in different tags
+        if writer and positions and writer[0][1] == positions[0][1]:
+            behind = max(0, writer[0][2] - positions[0][2])
+        peers.append(
+            {
+                "id": client_id,
+                "state": "disconnected" if state else "connected",
+                "entries_behind": behind,
+            }
+        )
+    return {"name": name, "bytes": size, "objects": objects, "clients": peers}
+
+
+def _journal_status(cluster, ioctx, workers: int) -> JournalStatusAnswer:
+    """The journal of every mirrored image (`_journal`), in the thread pool; no image opened."""
+    api = rbd.RBD()
+    if api.mirror_mode_get(ioctx) == rbd.RBD_MIRROR_MODE_DISABLED:
+        return {"images": [], "failed": {}}
+    names = {i["id"]: i["name"] for i in api.list2(ioctx)}
+    ids = {
+        names[image_id]: image_id
+        for image_id, _ in api.mirror_image_info_list(ioctx)
+        if image_id in names
+    }
+    done, failed = _each(
+        ioctx, lambda io, n: _journal(cluster, io, n, ids[n]), sorted(ids), workers
+    )
+    return {"images": [done[n] for n in sorted(done)], "failed": failed}
+
+
+def _cutover_snapshot(ioctx, name: str, snapshot: str, action: str) -> tuple[str, str]:
+    """One image: (what changed, what was written since the snapshot) for `action`.
+
+    create: the snapshot, on a primary image that lacks it. remove: it, where it exists.
+    check: on an image that has it, whether anything changed since (data, size, snapshots
+    taken after it); "missing" for a primary image without one.
+    """
+    with rbd.Image(ioctx, name, read_only=action == "check") as image:
+        snaps = list(image.list_snaps())
+        names = [s["name"] for s in snaps]
+        if action == "remove":
+            if snapshot not in names:
+                return "", ""
+            image.remove_snap(snapshot)
+            return "removed", ""
+        try:
+            primary = bool(image.mirror_image_get_info().get("primary"))
+        except rbd.Error:
+            primary = False
+        if snapshot not in names:
+            if action == "create" and primary:
+                image.create_snap(snapshot)
+                return "created", ""
+            return "", ("missing" if primary and action == "check" else "")
+        if action != "check":
+            return "", ""
+        return "", _changed_since(image, snaps, snapshot)
+
+
+def _changed_since(image, snaps: list[dict], snapshot: str) -> str:
+    """What changed on `image` since `snapshot`: size, later snapshots, extents written."""
+    ours = next(s for s in snaps if s["name"] == snapshot)
+    changed = []
+    if image.size() != ours["size"]:
+        changed.append(f"size {ours['size']} -> {image.size()}")
+    later = [s["name"] for s in snaps if s["id"] > ours["id"]]
+    if later:
+        changed.append(f"snapshot(s) {', '.join(later)} taken since")
+    extents: list[int] = []
+
+    def seen(offset, length, exists):
+        if not extents:
+            extents.append(offset)
+
+    image.diff_iterate(0, image.size(), snapshot, seen)
+    if extents:
+        changed.append(f"written since the cutover (first at offset {extents[0]})")
+    return "; ".join(changed)
+
+
+def _cutover_snapshots(ioctx, snapshot: str, action: str, workers: int) -> CutoverSnapshotsAnswer:
+    """`_cutover_snapshot` on every image of the pool, in the thread pool."""
+    names = rbd.RBD().list(ioctx)
+    done, failed = _each(
+        ioctx, lambda io, n: _cutover_snapshot(io, n, snapshot, action), names, workers
+    )
+    return {
+        "changed": sorted(n for n, (c, _) in done.items() if c),
+        "written": {n: w for n, (_, w) in done.items() if w and w != "missing"},
+        "missing": sorted(n for n, (_, w) in done.items() if w == "missing"),
+        "failed": failed,
+    }
+
+
+def _resync(ioctx, name: str) -> str:
+    """Flag a non-primary image for resync: its daemon deletes it and copies it again."""
+    with rbd.Image(ioctx, name) as image:
+        info = image.mirror_image_get_info()
+        if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or info.get("primary"):
+            return ""
+        image.mirror_image_resync()
+        return "resync"
+
+
+def _delete_image(ioctx, name: str) -> str:
+    """Delete an image this migration created: mirroring off (forced), snapshots, the image.
+
+    Only for a destination image that is not primary (the caller checks): a copy of a source
+    image, complete or not.
+    """
+    with rbd.Image(ioctx, name) as image:
+        info = image.mirror_image_get_info()
+        if info.get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED:
+            if info.get("primary"):
+                raise ValueError("primary on this cluster: not deleted")
+            image.mirror_image_disable(True)
+    with rbd.Image(ioctx, name) as image:
+        for snap in list(image.list_snaps()):
+            if image.is_protected_snap(snap["name"]):
+                image.unprotect_snap(snap["name"])
+            image.remove_snap(snap["name"])
+    rbd.RBD().remove(ioctx, name)
+    return "deleted"
+
+
+# Ops on images level by level (clones' level first); each level in the thread pool.
+LEVEL_OPS = {"disable-mirroring": _disable_mirroring, "delete-images": _delete_image}
+IMAGE_OPS = {"resync": _resync}
 
 STATUS_STATES = {
     getattr(rbd, f"MIRROR_IMAGE_STATUS_STATE_{n.upper()}"): n
@@ -343,10 +524,10 @@ def handle(req: dict) -> Mapping[str, object]:
         if req["op"] == "versions":
             return _versions(cluster, int(req.get("connect_timeout", 10)), bool(req["daemons"]))
         with cluster.open_ioctx(req["pool"]) as ioctx:
-            return _pool_op(req, ioctx)
+            return _pool_op(req, cluster, ioctx)
 
 
-def _pool_op(req: dict, ioctx) -> Mapping[str, object]:
+def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:
     """One op on one pool."""
     workers = int(req.get("workers", 4))
     if req["op"] in FEATURE_OPS:
@@ -356,15 +537,31 @@ def _pool_op(req: dict, ioctx) -> Mapping[str, object]:
             "failed": failed,
         }
         return features
-    if req["op"] == "disable-mirroring":
+    if req["op"] in LEVEL_OPS:
         disabled: DisabledAnswer = {"changed": [], "failed": {}}
         for level in req["levels"]:  # clones before their parents: librbd insists
-            done, failed = _each(ioctx, _disable_mirroring, list(level), workers)
+            done, failed = _each(ioctx, LEVEL_OPS[req["op"]], list(level), workers)
             disabled["changed"] += sorted(k for k, v in done.items() if v)
             if failed:
                 disabled["failed"] = failed
                 break
         return disabled
+    if req["op"] in IMAGE_OPS:
+        done, failed = _each(ioctx, IMAGE_OPS[req["op"]], list(req["images"]), workers)
+        resynced: DisabledAnswer = {
+            "changed": sorted(k for k, v in done.items() if v),
+            "failed": failed,
+        }
+        return resynced
+    return _pool_read(req, cluster, ioctx, workers)
+
+
+def _pool_read(req: dict, cluster, ioctx, workers: int) -> Mapping[str, object]:
+    """The pool-wide ops: pool-state, image-states, journal-status, cutover-snapshots."""
+    if req["op"] == "journal-status":
+        return _journal_status(cluster, ioctx, workers)
+    if req["op"] == "cutover-snapshots":
+        return _cutover_snapshots(ioctx, req["snapshot"], req["action"], workers)
     if req["op"] == "pool-state":
         state = _pool_state(ioctx)
         if req.get("watchers"):

@@ -8,6 +8,14 @@ be read back from them, and only those are kept (in the unit's StoredState, as J
 - `torn_down`, `finished`: a teardown that completed. Once the relations are removed the
   clusters cannot be read at all, and the unit must still say "finished", not "relate me".
 - `paused`: the operator stopped the daemon on purpose; hooks must not restart it.
+- `journaled`, `locked`: per pool, the source images `enable-mirroring` gave journaling (and
+  exclusive-lock): `abort` takes journaling off exactly those. Saved before the change.
+- `aborting`, `aborted`: an `abort` under way on those pools (its next run finishes it, deleting
+  what the migration left on the destination), and one that completed on every pool (the
+  daemon stays stopped until `enable-mirroring`).
+- `rolling_back`, `rolled_back`: a `rollback` under way on those pools, and ones it completed.
+- `down_since`: when this unit first saw its daemon down (not running, or silent), for the
+  journal guard's `daemon-down-limit`; 0 while it runs.
 With several units, the migration's facts (every field but `paused`) are the application's: the
 leader also publishes them in the peer relation, and every unit reads them from there
 (`with_shared`), so a new leader keeps the guards its predecessor set up.
@@ -18,7 +26,8 @@ files are written at once, StoredState only when the hook ends well.)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import TypeGuard
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,13 @@ class Record:
     torn_down: tuple[str, ...] = ()
     finished: bool = False
     paused: bool = False
+    journaled: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    locked: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    aborting: tuple[str, ...] = ()
+    aborted: bool = False
+    rolling_back: tuple[str, ...] = ()
+    rolled_back: tuple[str, ...] = ()
+    down_since: float = 0.0
     generation: int = 0  # bumped by every save on the leader: the newer of two records wins
 
     @classmethod
@@ -45,27 +61,74 @@ class Record:
             return cls()
         if not isinstance(data, dict):
             return cls()
-        known: dict = {}
-        for key in ("pools", "torn_down"):
-            value = data.get(key)
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                known[key] = tuple(value)
-        for key, kind in (("source_cluster_name", str), ("finished", bool), ("paused", bool)):
-            if isinstance(data.get(key), kind):
-                known[key] = data[key]
-        generation = data.get("generation")
-        if isinstance(generation, int) and not isinstance(generation, bool):
-            known["generation"] = generation
-        return cls(**known)
+        return cls(**_known_fields(data))
 
     def to_json(self) -> str:
         """A stable JSON text of the record."""
         return json.dumps(asdict(self), sort_keys=True)
 
-    def enabled(self, pools: list[str], source_cluster_name: str) -> Record:
-        """`enable-mirroring` set up `pools` from `source_cluster_name`."""
+    def enabled(
+        self,
+        pools: list[str],
+        source_cluster_name: str,
+        journaled: dict[str, list[str]] | None = None,
+    ) -> Record:
+        """`enable-mirroring` set up `pools` from `source_cluster_name`, journaling `journaled`.
+
+        A new run after an abort or a rollback starts over: those marks are dropped.
+        """
         merged = tuple(sorted(set(self.pools) | set(pools)))
-        return replace(self, pools=merged, source_cluster_name=source_cluster_name)
+        return replace(
+            self,
+            pools=merged,
+            source_cluster_name=source_cluster_name,
+            journaled=_merged(self.journaled, journaled or {}),
+            aborted=False,
+            aborting=tuple(p for p in self.aborting if p not in pools),
+            rolled_back=tuple(p for p in self.rolled_back if p not in pools),
+        )
+
+    def locked_too(self, locked: dict[str, list[str]]) -> Record:
+        """`enable-mirroring` also added exclusive-lock to `locked` (it lacked it)."""
+        return replace(self, locked=_merged(self.locked, locked))
+
+    def abort_started(self, pools: list[str]) -> Record:
+        """`abort` is about to change `pools`."""
+        return replace(self, aborting=tuple(sorted(set(self.aborting) | set(pools))))
+
+    def aborted_pools(self, pools: list[str]) -> Record:
+        """`abort` completed on `pools`: they are no longer migrated (the rest goes on)."""
+        left = tuple(p for p in self.pools if p not in pools)
+        return replace(
+            self,
+            pools=left,
+            journaled={p: v for p, v in self.journaled.items() if p not in pools},
+            locked={p: v for p, v in self.locked.items() if p not in pools},
+            aborting=tuple(p for p in self.aborting if p not in pools),
+            aborted=not left,
+        )
+
+    def rollback_started(self, pools: list[str]) -> Record:
+        """`rollback` is about to change `pools`."""
+        return replace(self, rolling_back=tuple(sorted(set(self.rolling_back) | set(pools))))
+
+    def rolled_back_pools(self, pools: list[str]) -> Record:
+        """`rollback` completed on `pools`."""
+        return replace(
+            self,
+            rolling_back=tuple(p for p in self.rolling_back if p not in pools),
+            rolled_back=tuple(sorted(set(self.rolled_back) | set(pools))),
+        )
+
+    def cut_over(self, pools: list[str]) -> Record:
+        """`demote-promote` ran on `pools`: an earlier rollback of them no longer counts."""
+        return replace(self, rolled_back=tuple(p for p in self.rolled_back if p not in pools))
+
+    def daemon_seen(self, *, down: bool, now: float) -> Record:
+        """The daemon seen down (keep the first time) or up (forget it)."""
+        if not down:
+            return replace(self, down_since=0.0)
+        return self if self.down_since else replace(self, down_since=now)
 
     def tore_down(self, pools: list[str], *, finished: bool) -> Record:
         """`teardown` completed on `pools`; `finished` once every migrated pool is."""
@@ -80,6 +143,7 @@ class Record:
         """The migration's facts, as the leader publishes them to the other units."""
         shared = asdict(self)
         shared.pop("paused")
+        shared.pop("down_since")
         return json.dumps(shared, sort_keys=True)
 
     def seen_json(self) -> str:
@@ -106,8 +170,52 @@ class Record:
             or shared.source_cluster_name
             or self.source_cluster_name,
             paused=self.paused,
+            down_since=self.down_since,
         )
 
     def saved_by_leader(self) -> Record:
         """The record the leader saves: one generation newer than any it read."""
         return replace(self, generation=self.generation + 1)
+
+
+def _names(value: object) -> TypeGuard[list[str] | tuple[str, ...]]:
+    """A JSON list of strings."""
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def _merged(
+    old: dict[str, tuple[str, ...]], new: dict[str, list[str]]
+) -> dict[str, tuple[str, ...]]:
+    """Per pool, the union of both."""
+    out = dict(old)
+    for pool, names in new.items():
+        out[pool] = tuple(sorted(set(out.get(pool, ())) | set(names)))
+    return out
+
+
+def _known_fields(data: dict) -> dict:
+    """The fields of a parsed record that have the right type; the rest is dropped."""
+    known: dict = {}
+    for key in ("pools", "torn_down", "aborting", "rolling_back", "rolled_back"):
+        value = data.get(key)
+        if _names(value):
+            known[key] = tuple(value)
+    for key in ("journaled", "locked"):
+        value = data.get(key)
+        if isinstance(value, dict) and all(_names(v) for v in value.values()):
+            known[key] = {str(k): tuple(v) for k, v in value.items()}
+    for key, kind in (
+        ("source_cluster_name", str),
+        ("finished", bool),
+        ("paused", bool),
+        ("aborted", bool),
+    ):
+        if isinstance(data.get(key), kind):
+            known[key] = data[key]
+    for key, kinds in (("down_since", (int, float)), ("generation", (int,))):
+        value = data.get(key)
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            known[key] = value
+    if "down_since" in known:
+        known["down_since"] = float(known["down_since"])
+    return known

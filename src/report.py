@@ -3,7 +3,8 @@
 `status` reads each pool's source and destination with one librbd process each (`PoolReport`).
 What each action may do is a function of those fields, never of a message's wording:
 `cutover_blockers` (demote-promote), `teardown_blockers`, `PoolReport.torn_down` and `finished`
-(the daemon's end), `StatusReport.split_brain` (every change refuses), `phase` (the unit status).
+(the daemon's end), `StatusReport.split_brain` (every change refuses), `phase` (the unit status),
+`journal_backlog` (the journal guard: the source's journals against `journal-backlog-limit`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ceph_cli import Callout, CephCluster, CephError, ImageStatus, Peer, PoolState
+from ceph_cli import Callout, CephCluster, CephError, ImageStatus, JournalInfo, Peer, PoolState
 from workflow import Options, listed
 
 
@@ -33,6 +34,31 @@ class PoolReport:
     # This unit recorded a completed teardown of the pool: the only evidence an empty pool
     # leaves, and all there is once the source no longer answers.
     recorded_torn_down: bool = False
+    # The source's journals, when read (`status(journals=True)`): the journal guard's figures.
+    journals: tuple[JournalInfo, ...] | None = None
+    journal_error: str = ""
+
+    @property
+    def largest_journal(self) -> JournalInfo | None:
+        """The source image whose journal keeps the most bytes (None: none read, or none)."""
+        return max(self.journals or (), key=lambda j: j.bytes, default=None)
+
+    @property
+    def journal_summary(self) -> dict[str, object]:
+        """The journal guard's figures for this pool, for results and the unit status."""
+        if self.journals is None:
+            return {"read": False, "error": self.journal_error} if self.journal_error else {}
+        largest = self.largest_journal
+        behind = [j.entries_behind for j in self.journals if j.entries_behind is not None]
+        return {
+            "images": len(self.journals),
+            "bytes": sum(j.bytes for j in self.journals),
+            "largest-image": largest.image if largest else "",
+            "largest-bytes": largest.bytes if largest else 0,
+            "entries-behind": max(behind, default=0),
+            "mirror-client-connected": not any(j.disconnected for j in self.journals),
+            "disconnected": sorted(j.image for j in self.journals if j.disconnected),
+        }
 
     @property
     def set_up(self) -> bool:
@@ -163,7 +189,7 @@ class PoolReport:
 
     def as_dict(self) -> dict[str, object]:
         """For action results (per-image detail is added by the caller, bounded)."""
-        return {
+        out: dict[str, object] = {
             "source-mode": self.source_mode,
             "destination-mode": self.destination_mode,
             "peers": len(self.peers),
@@ -171,6 +197,9 @@ class PoolReport:
             "states": self.states,
             "health": self.health,
         }
+        if self.journal_summary:
+            out["journal"] = self.journal_summary
+        return out
 
 
 @dataclass
@@ -293,6 +322,7 @@ def status(
     watchers: bool = False,
     callouts: bool = False,
     recorded_torn_down: Iterable[str] = (),
+    journals: bool = False,
 ) -> StatusReport:
     """Read both sides of every pool: one librbd process per pool and side.
 
@@ -300,11 +330,19 @@ def status(
     still shown, and the disaster path needs it. With `watchers`, the source read also lists
     each image's watchers (the cutover's check that the cloud has stopped). With `callouts`,
     one more process reads what the destination's daemon publishes (`daemon_errors`).
-    `recorded_torn_down`: the pools this unit recorded a completed teardown of.
+    `recorded_torn_down`: the pools this unit recorded a completed teardown of. With `journals`,
+    one more process per pool reads the source's journals (the journal guard); a pool whose
+    journals cannot be read says why (`journal_error`) and the rest of the report stands.
     """
     with ThreadPoolExecutor(max_workers=1) as side:
         published = side.submit(dst.daemon_callouts) if callouts and daemon_running else None
         sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
+        read_journals = journals and not getattr(src, "lost", False)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pools)))) as journal_exec:
+            kept = {
+                p: journal_exec.submit(src.journal_status, p, workers=workers)
+                for p in (pools if read_journals else ())
+            }
     report = StatusReport(pools=[], daemon_running=daemon_running)
     if published is not None:
         try:
@@ -320,10 +358,43 @@ def status(
         except CephError as exc:
             report.source_errors[pool] = str(exc)
         _read_destination(dests[pool].result(), pool_report)
+        if pool in kept and pool_report.source_read:
+            try:
+                pool_report.journals = tuple(kept[pool].result())
+            except CephError as exc:
+                pool_report.journal_error = str(exc)
     # Lost, not merely erroring: no read worked and the client saw a timeout or a refused
     # connection. A permission error or a broken helper is an answer, and force must not run.
     report.source_lost = not report.source_answers and src.lost
     return report
+
+
+def journal_backlog(report: StatusReport, limit: int) -> list[str]:
+    """The pools whose largest source journal keeps more than `limit` bytes, with the figures.
+
+    Also a pool with a disconnected mirror client: its images no longer replay at all.
+    """
+    over = []
+    for pool in report.active:
+        largest = pool.largest_journal
+        summary = pool.journal_summary
+        if largest and largest.bytes > limit:
+            over.append(
+                f"{pool.pool} ({largest.image}: {human_bytes(largest.bytes)} journal, "
+                f"{summary['entries-behind']} entries behind)"
+            )
+        elif cut := sorted(j.image for j in pool.journals or () if j.disconnected):
+            over.append(f"{pool.pool} (mirror client disconnected: {listed(cut)})")
+    return over
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 def read(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -272,6 +273,7 @@ class Session:
                 workers=ws.config.max_workers,
                 callouts=True,
                 recorded_torn_down=self.record.torn_down,
+                journals=True,
             )
         return self._report
 
@@ -322,8 +324,10 @@ class Session:
         migration (`enable-mirroring restart=true`).
         """
         record = self.record
-        if record.paused:
-            self._stop_if_running("paused")
+        if record.paused or record.aborted or record.aborting:
+            why = "paused" if record.paused else "the migration was aborted"
+            self._stop_if_running(why if not record.aborting else "an abort is unfinished")
+            self._seen(down=record.paused)
             return
         try:
             report = self.report()
@@ -347,8 +351,24 @@ class Session:
                 self.daemon.start(restart=True)
                 self.daemon.restarted()
                 self.forget_reads()
+            self._seen(down=not self.daemon_running() or self._silent())
         except ServiceError as exc:
             logger.error("%s (a restart stays pending)", exc)
+            self._seen(down=True)
+
+    def _silent(self) -> bool:
+        """The report says the running daemon publishes no image state (False if unread)."""
+        try:
+            return self.report().silent_daemon
+        except (NotReadyError, CephError, MigrationError, ServiceError):
+            return False
+
+    def _seen(self, *, down: bool) -> None:
+        """Remember since when the daemon is down (the journal guard's daemon-down-limit)."""
+        record = self.record
+        seen = record.daemon_seen(down=down, now=time.time())
+        if seen != record:
+            self.save(seen)
 
     def stop_daemon(self, why: str) -> None:
         """Stop and disable the daemon; ServiceError if the service manager fails."""

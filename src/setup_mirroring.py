@@ -5,6 +5,12 @@ process per pool). On the destination: pool mode and one rx-only peer for the so
 rbd-mirror daemon (daemon.py) then copies every image. Refuses, changing nothing, on a missing
 destination pool, an unreadable source, a split brain, odd image names, and a finished
 migration (unless `restart`). Re-running it also mirrors images created on the source since.
+
+`before_changes` receives, per pool, the source images about to be journaled, before any change:
+the unit records them there, so that `abort` takes journaling off exactly those, even after a
+run interrupted part-way. With `journal_object_sets`, each source pool also gets librbd's
+`rbd_journal_max_concurrent_object_sets` (the journal cap of the journal guard, README), before
+any image is journaled.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ceph_cli import CephCluster
+from ceph_cli import EACCES, CephCluster, CephError
 from inputs import odd_image_names
 from report import PoolReport, StatusReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
@@ -26,6 +32,12 @@ class PoolEnableResult:
     images: int = 0
     changes: list[str] = field(default_factory=list)
     peer_uuid: str = ""
+    locked: list[str] = field(default_factory=list)  # images that got exclusive-lock too
+    cap: str = ""  # the journal cap: "", "set to N", or why it could not be set
+
+
+JOURNAL_CAP = "rbd_journal_max_concurrent_object_sets"
+EPERM = 1
 
 
 def enable_mirroring(
@@ -36,14 +48,16 @@ def enable_mirroring(
     opts: Options,
     *,
     restart: bool = False,
-    before_changes: Callable[[], None] = lambda: None,
+    before_changes: Callable[[dict[str, list[str]]], None] = lambda _: None,
+    journal_object_sets: int = 0,
 ) -> list[PoolEnableResult]:
     """Set up one-way mirroring of `pools`; with `opts.dry_run`, only report what would change.
 
     Refuses, changing nothing: a missing destination pool, an unreadable source, a split brain,
     odd image names, and (unless `restart`) a pool whose migration was torn down.
-    `before_changes` runs once the checks pass, before the first change (not in a dry run): the
-    unit records the migration there, so that a run interrupted part-way is still guarded.
+    `before_changes` runs once the checks pass, before the first change (not in a dry run), with
+    the images each pool is about to journal: the unit records the migration there, so that a
+    run interrupted part-way is still guarded and can be aborted.
     """
     dst_pools = {p.name for p in dst.pools()}
     missing = [p for p in pools if p not in dst_pools]
@@ -55,8 +69,13 @@ def enable_mirroring(
         )
     report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
+    todo = {
+        p.pool: [n for n in p.source_images if n not in p.source_primary]
+        for p in report.pools
+        if restart or not p.torn_down
+    }
     if not opts.dry_run:
-        before_changes()
+        before_changes(todo)
     results, failures = [], []
     for pool in report.pools:
         if pool.torn_down and not restart:
@@ -64,6 +83,8 @@ def enable_mirroring(
             continue
         result = PoolEnableResult(pool=pool.pool, images=len(pool.source_images))
         results.append(result)
+        if journal_object_sets:
+            _cap_journals(src, pool.pool, journal_object_sets, result, opts)
         failures += _enable_source(src, pool, result, opts)
         _enable_destination(dst, pool, peer, result, opts)
         done = "; ".join(result.changes) or "already mirrored"
@@ -113,8 +134,31 @@ def _enable_source(
     opts.log(f"{pool.pool}: enabling journaling on {len(todo)} of {result.images} image(s)")
     if opts.dry_run:
         return []
-    _, failed = src.enable_journaling_all(pool.pool, todo, workers=opts.workers)
+    changed, failed = src.enable_journaling_all(pool.pool, todo, workers=opts.workers)
+    result.locked = sorted(n for n, what in changed.items() if "exclusive-lock" in what)
     return [f"{pool.pool}/{n}: {err}" for n, err in failed.items()]
+
+
+def _cap_journals(
+    src: CephCluster, pool: str, sets: int, result: PoolEnableResult, opts: Options
+) -> None:
+    """The journal cap on the source pool, if its key may set it (else said, not fatal).
+
+    librbd reads pool-level options when it opens (or refreshes) an image: the writer, the
+    VM's own librbd, enforces the cap, and a peer past it is disconnected.
+    """
+    result.changes.append(f"source: {JOURNAL_CAP} = {sets}")
+    if opts.dry_run:
+        return
+    try:
+        src.pool_config_set(pool, JOURNAL_CAP, str(sets))
+    except CephError as exc:
+        if exc.rc not in (EACCES, EPERM):
+            raise
+        result.changes[-1] = f"source: {JOURNAL_CAP} not set, the source key may not: {exc}"
+        opts.log(f"WARNING: {pool}: {result.changes[-1]}")
+        return
+    result.cap = f"set to {sets}"
 
 
 def _enable_destination(

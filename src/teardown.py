@@ -1,7 +1,8 @@
 """Phase 4, teardown: stop mirroring into the destination once the cutover is complete. No ops.
 
 Only once every source image is on the destination and primary there and none is primary on
-the source (`report.teardown_blockers`): remove the peers, disable mirroring with the pools of
+the source (`report.teardown_blockers`): remove the cutover snapshots (rollback's evidence:
+rollback is refused from here on), remove the peers, disable mirroring with the pools of
 clones before the pools of their parents (librbd insists), image by image where a pool refuses,
 and confirm journaling is gone. The charm stops the daemon once every migrated pool is torn
 down (`report.finished`), whether in one run or several.
@@ -51,10 +52,18 @@ def teardown(
     infos = _image_infos(dst, pools, opts.workers)
     images = {pool: [i for p, i in infos if p == pool] for pool in pools}
     for pool in pools:
-        _remove_peers(dst, pool, peer, result, opts)
-    result.order = _disable_order(images)
+        result.changes += _remove_cutover_snapshots(dst, pool, opts)
+        removed = remove_peers(dst, pool, peer, opts)
+        result.changes += removed.changes
+        if removed.uuids:
+            result.peers_removed[pool] = removed.uuids
+        result.peers_removed_by_omap += [f"{pool}:{u}" for u in removed.by_omap]
+    result.order = disable_order(images)
     for pool in result.order:
-        _disable_pool(dst, pool, images[pool], result, opts)
+        changes = disable_pool(dst, pool, images[pool], opts)
+        result.changes += changes
+        if changes and not opts.dry_run:
+            result.disabled.append(pool)
     if not opts.dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
         _remove_leftover_journaling(dst, pools, result, opts)
     opts.log(
@@ -88,10 +97,30 @@ def _image_infos(dst: CephCluster, pools: Iterable[str], workers: int) -> list:
     return [(pool, info) for pool in pools for info in dst.image_states(pool, workers=workers)]
 
 
-def _remove_peers(
-    dst: CephCluster, pool: str, peer: PeerSpec, result: TeardownResult, opts: Options
-) -> None:
-    info = dst.mirror_pool_info(pool)
+def _remove_cutover_snapshots(dst: CephCluster, pool: str, opts: Options) -> list[str]:
+    """The snapshots demote-promote took for rollback: rollback is refused from here on."""
+    if opts.dry_run:
+        return [f"{pool}: remove the cutover snapshots (rollback's evidence)"]
+    removed = dst.cutover_snapshots(pool, "remove", workers=opts.workers).changed
+    if removed:
+        opts.log(f"{pool}: removed {len(removed)} cutover snapshot(s)")
+        return [f"{pool}: removed {len(removed)} cutover snapshot(s)"]
+    return []
+
+
+@dataclass
+class PeersRemoved:
+    """What `remove_peers` did: the uuids removed, those removed from the omap, the changes."""
+
+    uuids: list[str] = field(default_factory=list)
+    by_omap: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+def remove_peers(cluster: CephCluster, pool: str, peer: PeerSpec, opts: Options) -> PeersRemoved:
+    """Remove our peer from `pool` (a peer of another site refuses: it is not ours)."""
+    out = PeersRemoved()
+    info = cluster.mirror_pool_info(pool)
     foreign = [p for p in info.peers if p.site_name != peer.site_name]
     if foreign:
         sites = ", ".join(p.site_name for p in foreign)
@@ -100,26 +129,27 @@ def _remove_peers(
             "them by hand, then re-run"
         )
     for p in info.peers:
-        result.changes.append(f"{pool}: remove peer {p.uuid}")
+        out.changes.append(f"{pool}: remove peer {p.uuid}")
         if opts.dry_run:
             continue
         try:
-            dst.peer_remove(pool, p.uuid)
+            cluster.peer_remove(pool, p.uuid)
         except CephError as exc:
             if exc.rc != EACCES:
                 raise
             # ceph-mon's rbd-mirror key may not `config-key rm` the peer's attributes, and
             # librbd then refuses the whole removal. The key's `osd profile rbd` may drop the
             # peer record from the pool's rbd_mirroring object; check the pool afterwards.
-            dst.remove_peer_omap(pool, p.uuid)
-            if any(q.uuid == p.uuid for q in dst.mirror_pool_info(pool).peers):
+            cluster.remove_peer_omap(pool, p.uuid)
+            if any(q.uuid == p.uuid for q in cluster.mirror_pool_info(pool).peers):
                 raise MigrationError(f"{pool}: peer {p.uuid} could not be removed") from exc
-            result.peers_removed_by_omap.append(f"{pool}:{p.uuid}")
-        result.peers_removed.setdefault(pool, []).append(p.uuid)
+            out.by_omap.append(p.uuid)
+        out.uuids.append(p.uuid)
         opts.log(f"{pool}: removed peer {p.uuid}")
+    return out
 
 
-def _disable_order(images: dict) -> list[str]:
+def disable_order(images: dict) -> list[str]:
     """Pools holding clones come before the pools holding their parents (librbd insists)."""
     parents_of: dict[str, set[str]] = {pool: set() for pool in images}
     for pool, imgs in images.items():
@@ -139,7 +169,7 @@ def _disable_order(images: dict) -> list[str]:
     return order
 
 
-def _clone_levels(pool: str, imgs: list) -> list[list[str]]:
+def clone_levels(pool: str, imgs: list) -> list[list[str]]:
     """Image names of `pool` by clone depth, deepest first: each clone before its parent."""
     by_name = {i.name: i for i in imgs}
 
@@ -157,17 +187,19 @@ def _clone_levels(pool: str, imgs: list) -> list[list[str]]:
     ]
 
 
-def _disable_pool(
-    dst: CephCluster, pool: str, imgs: list, result: TeardownResult, opts: Options
-) -> None:
-    mode = dst.mirror_pool_info(pool).mode
+def disable_pool(cluster: CephCluster, pool: str, imgs: list, opts: Options) -> list[str]:
+    """Disable mirroring of `pool`; image by image (clones first) where the pool refuses.
+
+    Returns the changes (none: it was disabled already).
+    """
+    mode = cluster.mirror_pool_info(pool).mode
     if mode == "disabled":
-        return
-    result.changes.append(f"{pool}: disable mirroring (mode {mode})")
+        return []
+    changes = [f"{pool}: disable mirroring (mode {mode})"]
     if opts.dry_run:
-        return
+        return changes
     try:
-        dst.mirror_pool_disable(pool)
+        cluster.mirror_pool_disable(pool)
     except CephError as exc:
         if exc.rc not in (EBUSY, EINVAL):
             raise
@@ -175,16 +207,16 @@ def _disable_pool(
         opts.log(f"{pool}: pool-wide disable refused ({exc.rc}); disabling image by image")
         enabled = {
             i.name
-            for i in dst.image_states(pool, workers=opts.workers)
+            for i in cluster.image_states(pool, workers=opts.workers)
             if i.mirroring_state == "enabled"
         }
-        levels = [[n for n in level if n in enabled] for level in _clone_levels(pool, imgs)]
-        _, failed = dst.mirror_image_disable_all(pool, levels, workers=opts.workers)
+        levels = [[n for n in level if n in enabled] for level in clone_levels(pool, imgs)]
+        _, failed = cluster.mirror_image_disable_all(pool, levels, workers=opts.workers)
         if failed:
             raise MigrationError(
                 f"{pool}: mirroring could not be disabled on {len(failed)} image(s) (re-run "
                 f"teardown): {listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
             ) from exc
-        dst.mirror_pool_disable(pool)
-    result.disabled.append(pool)
+        cluster.mirror_pool_disable(pool)
     opts.log(f"{pool}: mirroring disabled")
+    return changes

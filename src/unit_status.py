@@ -8,9 +8,19 @@ the unit itself adds: a finished migration's last steps, a paused or stopped dae
 
 from __future__ import annotations
 
+import time
+
 from ceph_cli import CephError
 from daemon import ForeignFileError, ServiceError
-from migration import MigrationError, StatusReport, attention, finished, phase
+from migration import (
+    MigrationError,
+    StatusReport,
+    attention,
+    finished,
+    human_bytes,
+    journal_backlog,
+    phase,
+)
 from record import Record
 from session import NotReadyError, Session, StatusKind
 
@@ -43,19 +53,9 @@ def _runs(session: Session) -> bool:
 
 def _unit_status(session: Session, *, has_source: bool, has_destination: bool) -> Status:
     record = session.record
-    app = session.app
-    if record.finished and has_destination and not has_source:
-        return (
-            "active",
-            f"migration finished: juju remove-relation {app}:destination first (ceph-mon "
-            "journals its clients' images while it exists), then remove the application",
-        )
-    if record.finished and not has_destination:
-        return (
-            "active",
-            f"migration finished: juju remove-application {app}, then revoke "
-            f"client.{app} on the old cluster",
-        )
+    ended = _ended(record, session.app, has_source=has_source, has_destination=has_destination)
+    if ended:
+        return ended
     try:
         config = session.config()
         session.daemon.check_foreign(config.source_cluster_name)
@@ -83,29 +83,80 @@ def _unit_status(session: Session, *, has_source: bool, has_destination: bool) -
     return status
 
 
+def _ended(record: Record, app: str, *, has_source: bool, has_destination: bool) -> Status | None:
+    """The status of a migration that is over (aborted, or finished), None while it is not."""
+    if record.aborting:
+        return (
+            "blocked",
+            f"abort of {', '.join(record.aborting)} interrupted: the daemon stays stopped; "
+            "re-run abort to finish it",
+        )
+    if record.aborted and not record.pools:
+        return (
+            "active",
+            "migration aborted: the source is as it was (no mirroring, no journaling), the "
+            "destination pools are empty; run enable-mirroring to start again",
+        )
+    if record.finished and has_destination and not has_source:
+        return (
+            "active",
+            f"migration finished: juju remove-relation {app}:destination first (ceph-mon "
+            "journals its clients' images while it exists), then remove the application",
+        )
+    if record.finished and not has_destination:
+        return (
+            "active",
+            f"migration finished: juju remove-application {app}, then revoke "
+            f"client.{app} on the old cluster",
+        )
+    return None
+
+
 def _migration_status(session: Session, report: StatusReport, record: Record) -> Status:
     if not report.split_brain and finished(report):
         return "active", phase(report)
     problem = attention(report)
     if problem:
         return "blocked", problem[:MAX_MESSAGE]
+    service = session.daemon.service
+    config = session.config()
+    over = journal_backlog(report, config.journal_limit_bytes)
+    if over:
+        return (
+            "blocked",
+            f"source journals over {human_bytes(config.journal_limit_bytes)}: "
+            f"{'; '.join(over)}: restart or fix rbd-mirror (journalctl -u {service}), or run "
+            "abort",
+        )[:MAX_MESSAGE]
+    down = _down_for(record, config.daemon_down_limit)
     if record.paused:
         return (
             "blocked",
-            "rbd-mirror paused by the pause action: nothing is replayed and the source's "
-            "journals grow; run resume",
+            f"{down}rbd-mirror paused by the pause action: nothing is replayed and the source's "
+            "journals grow; run resume" + (", or abort" if down else ""),
         )
-    service = session.daemon.service
     if not session.daemon_running():
         return (
             "blocked",
-            f"rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
-            f"-u {service})",
+            f"{down}rbd-mirror daemon not running; it is restarted on the next hook (journalctl "
+            f"-u {service})" + ("; or run abort" if down else ""),
         )
     if report.silent_daemon:
         return (
             "blocked",
-            "rbd-mirror runs but no image state is published by a live daemon (down+): "
-            f"see journalctl -u {service}",
+            f"{down}rbd-mirror runs but no image state is published by a live daemon (down+): "
+            f"see journalctl -u {service}" + ("; or run abort" if down else ""),
         )
     return "active", phase(report)
+
+
+def _down_for(record: Record, limit_minutes: int) -> str:
+    """'rbd-mirror down for 42 min (limit 30): ' once past the limit, else ''."""
+    if not record.down_since:
+        return ""
+    minutes = (time.time() - record.down_since) / 60
+    if minutes < limit_minutes:
+        return ""
+    return (
+        f"DOWN {minutes:.0f} min (daemon-down-limit {limit_minutes}), the source's journals grow: "
+    )

@@ -180,7 +180,7 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     def die_disabling(*args, **kwargs):
         raise RuntimeError("simulated crash during teardown")
 
-    monkeypatch.setattr(teardown, "_disable_pool", die_disabling)
+    monkeypatch.setattr(teardown, "disable_pool", die_disabling)
     with pytest.raises(Exception, match="during teardown"):
         host.action("teardown")
     monkeypatch.undo()

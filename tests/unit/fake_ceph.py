@@ -15,10 +15,12 @@ from ceph_cli import (
     CephError,
     ImageInfo,
     ImageStatus,
+    JournalInfo,
     MirrorPoolInfo,
     Peer,
     PoolInfo,
     PoolState,
+    SnapshotCheck,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 
@@ -30,6 +32,8 @@ class FakeImage:
     features: set[str] = field(default_factory=lambda: {"layering", "exclusive-lock"})
     primary: bool = True
     mirror_enabled: bool = False
+    snaps: list[str] = field(default_factory=list)
+    written_since_snap: bool = False  # a write after the cutover snapshot
 
 
 @dataclass
@@ -56,6 +60,11 @@ class FakeCluster:
     osd_versions: dict[str, int] = field(default_factory=dict)  # empty: the mons' versions
     daemon_versions: list[str] | None = None
     version_reads: list[bool] = field(default_factory=list)  # `daemons` of each versions()
+    journals: dict[str, JournalInfo] = field(default_factory=dict)  # image -> its journal
+    journal_error: bool = False
+    pool_config: dict[tuple[str, str], str] = field(default_factory=dict)
+    config_denied: bool = False
+    resynced: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -258,6 +267,68 @@ class FakeCluster:
             img.primary = True
             self.states[img.name] = ("up+stopped", "local image is primary")
         return len(changed)
+
+    def journal_status(self, pool: str, *, workers: int = 4) -> list[JournalInfo]:
+        self._call(f"bulk journal-status {pool}")
+        if self.journal_error:
+            raise CephError(self.name, ["rbd_bulk journal-status"], -1, "1 journal(s) unreadable")
+        mirrored = [i.name for i in self._imgs(pool) if i.mirror_enabled]
+        return [
+            self.journals.get(n, JournalInfo(image=n, bytes=1024, objects=1)) for n in mirrored
+        ]
+
+    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
+        self._call(f"bulk cutover-snapshots {action} {pool}")
+        changed, written, missing = [], {}, []
+        for img in self._imgs(pool):
+            has = "cutover" in img.snaps
+            primary = img.mirror_enabled and img.primary
+            if action == "create" and primary and not has:
+                img.snaps.append("cutover")
+                changed.append(img.name)
+            elif action == "remove" and has:
+                img.snaps.remove("cutover")
+                changed.append(img.name)
+            elif action == "check" and has and img.written_since_snap:
+                written[img.name] = "written since the cutover (first at offset 0)"
+            elif action == "check" and primary and not has:
+                missing.append(img.name)
+        return SnapshotCheck(changed=tuple(changed), written=written, missing=tuple(missing))
+
+    def delete_images(self, pool: str, levels, *, workers: int = 4):
+        self._call(f"bulk delete-images {pool}")
+        deleted, failed = [], {}
+        for level in levels:
+            for name in level:
+                img = self.image(pool, name)
+                if name in self.fail_images or (img.mirror_enabled and img.primary):
+                    failed[name] = "ValueError: primary on this cluster: not deleted"
+                    continue
+                self.pool_images[pool].remove(img)
+                deleted.append(name)
+            if failed:
+                break
+        return deleted, failed
+
+    def resync_images(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk resync {pool}")
+        flagged = []
+        for name in images:
+            img = self.image(pool, name)
+            if img.mirror_enabled and not img.primary:
+                self.resynced.append(f"{pool}/{name}")
+                img.snaps = [s for s in img.snaps if s != "cutover"]
+                flagged.append(name)
+        return flagged, {}
+
+    def pool_config_set(self, pool: str, key: str, value: str | None) -> None:
+        self._call(f"config pool {'remove' if value is None else 'set'} {pool} {key}")
+        if self.config_denied:
+            raise CephError(self.name, ["config pool set"], 13, "Permission denied")
+        if value is None:
+            self.pool_config.pop((pool, key), None)
+        else:
+            self.pool_config[(pool, key)] = value
 
 
 def make_pair() -> tuple[FakeCluster, FakeCluster]:

@@ -7,7 +7,7 @@ import pytest
 import migration
 from ceph_cli import CephError, ImageInfo, ImageStatus, PoolInfo
 from migration import MigrationError, Options, PeerSpec, parse_description, select_pools
-from teardown import _clone_levels, _disable_order
+from teardown import clone_levels, disable_order
 from tests.unit.fake_ceph import FakeCluster, make_pair, mirror
 
 SOURCE = [
@@ -52,14 +52,14 @@ def test_clone_pools_are_disabled_before_parent_pools():
         "nova": [ImageInfo("a", parent="glance/img@snap")],
         "cinder-ceph": [ImageInfo("v", parent="glance/img@snap"), ImageInfo("w")],
     }
-    order = _disable_order(images)
+    order = disable_order(images)
     assert order.index("nova") < order.index("glance")
     assert order.index("cinder-ceph") < order.index("glance")
 
 
 def test_pool_cycle_still_orders_every_pool():
     images = {"a": [ImageInfo("x", parent="b/y@s")], "b": [ImageInfo("y", parent="a/x@s")]}
-    assert sorted(_disable_order(images)) == ["a", "b"]
+    assert sorted(disable_order(images)) == ["a", "b"]
 
 
 def test_clones_inside_a_pool_come_before_their_parents():
@@ -68,12 +68,12 @@ def test_clones_inside_a_pool_come_before_their_parents():
         ImageInfo("snapclone", parent="cinder/base@s"),
         ImageInfo("deeper", parent="cinder/snapclone@s"),
     ]
-    assert _clone_levels("cinder", imgs) == [["deeper"], ["snapclone"], ["base"]]
+    assert clone_levels("cinder", imgs) == [["deeper"], ["snapclone"], ["base"]]
 
 
 def test_images_of_the_same_clone_depth_share_a_level():
     imgs = [ImageInfo("b"), ImageInfo("a"), ImageInfo("c1", parent="p/b@s"), ImageInfo("c2")]
-    assert _clone_levels("p", imgs) == [["c1"], ["a", "b", "c2"]]
+    assert clone_levels("p", imgs) == [["c1"], ["a", "b", "c2"]]
 
 
 # --- the workflow driven directly, over the in-memory fake (no charm, no ops) ---------------
@@ -113,11 +113,11 @@ def test_enable_mirroring_records_before_its_first_change_and_not_in_a_dry_run()
     src, dst = make_pair()
     seen = []
     migration.enable_mirroring(
-        src, dst, POOLS, PEER, Options(dry_run=True), before_changes=lambda: seen.append(1)
+        src, dst, POOLS, PEER, Options(dry_run=True), before_changes=lambda _: seen.append(1)
     )
     assert seen == []
     migration.enable_mirroring(
-        src, dst, POOLS, PEER, Options(), before_changes=lambda: seen.append(src.modes.copy())
+        src, dst, POOLS, PEER, Options(), before_changes=lambda _: seen.append(src.modes.copy())
     )
     assert seen == [{}], "called once, before the source was changed"
 

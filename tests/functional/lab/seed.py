@@ -97,6 +97,8 @@ def _writer(
     block: int,
     seconds: float,
     stop_file: str = "",
+    shadow: str = "",
+    pause: float = 0.0,
 ) -> list[str]:
     """The command line of rbd_write.py."""
     argv = [
@@ -110,6 +112,8 @@ def _writer(
         str(block),
         str(seconds),
     ]
+    if shadow or pause:
+        return argv + [stop_file, shadow, str(pause)]
     return argv + [stop_file] if stop_file else argv
 
 
@@ -141,11 +145,42 @@ def primary_sampler(src: Cluster, dst: Cluster, seconds: float) -> subprocess.Po
 
 
 def start_writer(
-    cluster: Cluster, pool: str, image: str, stop_file: Path, seconds: float = 600
+    cluster: Cluster,
+    pool: str,
+    image: str,
+    stop_file: Path,
+    seconds: float = 600,
+    *,
+    shadow: Path | None = None,
+    pause: float = 0.0,
+    count: int = 8,
 ) -> subprocess.Popen:
-    """Start a background writer; it stops cleanly once `stop_file` exists (or after `seconds`)."""
-    argv = _writer(cluster, pool, image, 8, 64 * 1024, seconds, str(stop_file))
-    return subprocess.Popen(cluster.command(argv), stdout=subprocess.PIPE)
+    """Start a background writer; it stops cleanly once `stop_file` exists (or after `seconds`).
+
+    With `shadow`, every block also goes to that local file (its md5 is the image's expected
+    one); with `pause`, the writer sleeps that long after each round of `count` 64 KiB blocks.
+    """
+    argv = _writer(
+        cluster,
+        pool,
+        image,
+        count,
+        64 * 1024,
+        seconds,
+        str(stop_file),
+        str(shadow or ""),
+        pause,
+    )
+    return subprocess.Popen(cluster.command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def file_md5(path: Path) -> str:
+    """md5 of a local file (a writer's shadow)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def images(cluster: Cluster, pool: str) -> list[str]:

@@ -1,0 +1,375 @@
+"""ops.testing tests of abort, rollback and the journal guard (Ceph is faked here)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+
+import pytest
+from ops import testing
+
+from ceph_cli import JournalInfo
+from inputs import CharmConfig, parse_size
+from journal_codec import journal_client
+from record import Record
+from tests.unit.conftest import World, ready_state
+from tests.unit.fake_ceph import mirror
+
+POOLS = ("glance", "nova", "cinder-ceph")
+
+
+def _act(world: World, state, name: str, **params):
+    return world.run(world.ctx.on.action(name, params=params), state)
+
+
+def _migrating(world: World, **config):
+    """enable-mirroring done, every image copied by the (fake) daemon."""
+    world.service["running"] = True
+    state = _act(world, ready_state(config=config or None), "enable-mirroring")
+    mirror(world.src, world.dst)
+    return state
+
+
+def _cut_over(world: World):
+    state = _migrating(world)
+    return _act(world, state, "demote-promote")
+
+
+def _stored(state: testing.State) -> testing.StoredState:
+    return next(s for s in state.stored_states if "record" in s.content)
+
+
+def _record(state: testing.State) -> Record:
+    return Record.from_json(_stored(state).content["record"])
+
+
+def _with_record(state: testing.State, record: Record) -> testing.State:
+    """`state` with this record committed (what a hook that died part-way leaves behind)."""
+    stored = _stored(state)
+    content = {**stored.content, "record": record.to_json()}
+    new = testing.StoredState(owner_path=stored.owner_path, name=stored.name, content=content)
+    others = [s for s in state.stored_states if s is not stored]
+    return testing.State(
+        leader=True, relations=state.relations, config=state.config, stored_states=[*others, new]
+    )
+
+
+# --- abort ------------------------------------------------------------------------------------
+
+
+def test_abort_restores_the_source_empties_the_destination_and_stops_the_daemon(world):
+    state = _migrating(world)
+    assert _record(state).journaled["nova"] == ("a_disk", "b_disk"), "recorded before the change"
+    state = _act(world, state, "abort")
+    results = world.ctx.action_results
+    assert results["daemon-running"] == "false" and world.service["stops"] >= 1
+    assert json.loads(results["deleted"]) == {"glance": 1, "nova": 2, "cinder-ceph": 1}
+    for cluster in (world.src, world.dst):
+        assert set(cluster.modes.values()) == {"disabled"}
+    assert not any("journaling" in i.features for i in world.src.pool_images["nova"])
+    assert all(imgs == [] for imgs in world.dst.pool_images.values())
+    assert not any(world.dst.peers.values())
+    calls = world.dst.calls
+    nova = calls.index("bulk delete-images nova")
+    assert nova < calls.index("bulk delete-images glance"), "clones' pool first"
+    record = _record(state)
+    assert record.aborted and record.pools == () and record.journaled == {}
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "active"
+    assert "migration aborted" in out.unit_status.message
+    assert not world.service["running"], "hooks leave the daemon stopped after an abort"
+
+
+def test_abort_twice_changes_nothing_the_second_time(world):
+    state = _act(world, _migrating(world), "abort")
+    calls = len(world.src.calls)
+    _act(world, state, "abort")
+    assert world.ctx.action_results["changes-count"] == 0
+    assert not [c for c in world.src.calls[calls:] if "disable" in c or "remove" in c]
+
+
+def test_abort_dry_run_changes_nothing(world):
+    state = _migrating(world)
+    _act(world, state, "abort", **{"dry-run": True})
+    assert json.loads(world.ctx.action_results["changes"])
+    assert world.src.modes["nova"] == "pool" and world.service["running"]
+    assert world.dst.pool_images["nova"]
+
+
+@pytest.mark.parametrize("step", ["demoted", "promoted"])
+def test_abort_refuses_once_the_cutover_has_begun(world, step):
+    state = _migrating(world)
+    for pool in POOLS:
+        world.src.pool_demote(pool)
+        if step == "promoted":
+            world.dst.pool_promote(pool)
+    with pytest.raises(testing.ActionFailed, match="the cutover has begun.*rollback"):
+        _act(world, state, "abort")
+    assert world.src.modes["nova"] == "pool" and world.service["running"], "nothing changed"
+
+
+def test_abort_refuses_while_the_source_does_not_answer(world):
+    state = _migrating(world)
+    world.src.unreachable = True
+    with pytest.raises(testing.ActionFailed, match="source does not answer"):
+        _act(world, state, "abort")
+    assert world.dst.pool_images["nova"] and world.service["running"]
+
+
+def test_abort_refuses_after_teardown(world):
+    state = _cut_over(world)
+    state = _act(world, state, "teardown")
+    with pytest.raises(testing.ActionFailed, match="torn down already"):
+        _act(world, state, "abort")
+
+
+def test_abort_of_a_subset_keeps_the_daemon_for_the_other_pools(world):
+    state = _act(world, _migrating(world), "abort", pools="cinder-ceph")
+    assert world.service["running"], "nova and glance still migrate"
+    assert world.src.modes["cinder-ceph"] == "disabled" and world.src.modes["nova"] == "pool"
+    assert _record(state).pools == ("glance", "nova") and not _record(state).aborted
+
+
+def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(world):
+    state = _migrating(world)
+    world.dst.fail_images = {"volume-1"}
+    with pytest.raises(testing.ActionFailed, match="could not be deleted"):
+        _act(world, state, "abort")
+    state = _with_record(state, _record(state).abort_started(list(POOLS)))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked" and "re-run abort" in out.unit_status.message
+    assert not world.service["running"], "no daemon copies images back meanwhile"
+    world.dst.fail_images = set()
+    img = world.dst.image("cinder-ceph", "volume-1")
+    img.mirror_enabled = False  # the last run disabled its mirroring, then died
+    _act(world, state, "abort")
+    assert world.dst.pool_images["cinder-ceph"] == []
+
+
+def test_abort_takes_journaling_off_images_the_pool_disable_left_and_names_added_locks(world):
+    world.src.image("glance", "img").features.discard("exclusive-lock")
+    world.src.sticky_journaling = {"volume-1"}
+    state = _migrating(world)
+    state = _act(world, state, "abort")
+    results = world.ctx.action_results
+    assert results["journaling-removed"] == 1
+    assert "journaling" not in world.src.image("cinder-ceph", "volume-1").features
+
+
+def test_enable_mirroring_after_an_abort_starts_the_daemon_again(world):
+    state = _act(world, _migrating(world), "abort")
+    assert not world.service["running"]
+    state = _act(world, state, "enable-mirroring")
+    assert world.service["running"] and not _record(state).aborted
+
+
+def test_abort_removes_the_journal_cap_that_enable_mirroring_set(world):
+    state = _migrating(world, **{"journal-max-object-sets": 8})
+    assert world.src.pool_config[("nova", "rbd_journal_max_concurrent_object_sets")] == "8"
+    _act(world, state, "abort")
+    assert world.src.pool_config == {}
+
+
+def test_enable_mirroring_goes_on_when_the_source_key_may_not_set_the_cap(world):
+    world.src.config_denied = True
+    _migrating(world, **{"journal-max-object-sets": 8})
+    assert any("not set, the source key may not" in line for line in world.ctx.action_logs)
+    assert world.src.modes["nova"] == "pool"
+
+
+# --- rollback -----------------------------------------------------------------------------
+
+
+def test_demote_promote_takes_a_cutover_snapshot_of_every_promoted_image(world):
+    _cut_over(world)
+    snaps = json.loads(world.ctx.action_results["cutover-snapshots"])
+    assert snaps == {"glance": 1, "nova": 2, "cinder-ceph": 1}
+
+
+def test_rollback_makes_the_source_primary_and_resyncs_the_destination(world):
+    state = _act(world, _cut_over(world), "rollback")
+    results = world.ctx.action_results
+    assert json.loads(results["discarded"]) == []
+    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+    assert not any(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+    assert len(world.dst.resynced) == 4
+    calls = world.dst.calls
+    assert calls.index("demote nova") < world.src.calls.index("promote nova") + len(calls)
+    assert set(_record(state).rolled_back) == set(POOLS)
+    _act(world, state, "rollback")
+    assert set(world.ctx.action_results["already-rolled-back"].split(",")) == set(POOLS)
+
+
+def test_rollback_refuses_a_written_destination_naming_it_and_force_discards(world):
+    state = _cut_over(world)
+    world.dst.image("cinder-ceph", "volume-1").written_since_snap = True
+    with pytest.raises(testing.ActionFailed, match=r"cinder-ceph/volume-1: written since"):
+        _act(world, state, "rollback")
+    assert world.dst.image("cinder-ceph", "volume-1").primary, "nothing changed"
+    _act(world, state, "rollback", force=True)
+    assert json.loads(world.ctx.action_results["discarded"])[0].startswith("cinder-ceph/volume-1")
+    assert world.src.image("cinder-ceph", "volume-1").primary
+
+
+def test_rollback_refuses_a_primary_image_without_its_snapshot(world):
+    state = _cut_over(world)
+    world.dst.image("nova", "a_disk").snaps.clear()
+    with pytest.raises(testing.ActionFailed, match="nova/a_disk: primary without the cutover"):
+        _act(world, state, "rollback")
+
+
+def test_rollback_refuses_before_any_cutover_pointing_to_abort(world):
+    with pytest.raises(testing.ActionFailed, match="has not begun.*run abort"):
+        _act(world, _migrating(world), "rollback")
+
+
+def test_rollback_refuses_after_teardown(world):
+    state = _act(world, _cut_over(world), "teardown")
+    with pytest.raises(testing.ActionFailed, match="torn down"):
+        _act(world, state, "rollback")
+
+
+def test_rollback_refuses_while_the_source_does_not_answer(world):
+    state = _cut_over(world)
+    world.src.unreachable = True
+    with pytest.raises(testing.ActionFailed, match="source does not answer"):
+        _act(world, state, "rollback")
+
+
+def test_rollback_dry_run_changes_nothing(world):
+    state = _cut_over(world)
+    _act(world, state, "rollback", **{"dry-run": True})
+    assert json.loads(world.ctx.action_results["changes"])
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_rollback_interrupted_before_the_resync_finishes_it_on_the_next_run(world):
+    state = _cut_over(world)
+    world.dst.fail_images = set()
+    real = world.dst.resync_images
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    world.dst.resync_images = dies  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        _act(world, state, "rollback")
+    world.dst.resync_images = real  # type: ignore[method-assign]
+    # The hook died: the record committed before the changes says "rolling back".
+    state = _with_record(state, _record(state).rollback_started(list(POOLS)))
+    _act(world, state, "rollback")
+    assert len(world.dst.resynced) == 4
+
+
+# --- the journal guard ----------------------------------------------------------------------
+
+
+def test_status_reports_each_pools_journal_backlog(world):
+    state = _migrating(world)
+    world.src.journals["volume-1"] = JournalInfo(
+        "volume-1", 300 * 2**20, 19, (("peer", True, 4100),)
+    )
+    _act(world, state, "status")
+    journal = json.loads(world.ctx.action_results["pools"])["cinder-ceph"]["journal"]
+    assert journal["largest-image"] == "volume-1" and journal["largest-bytes"] == 300 * 2**20
+    assert journal["entries-behind"] == 4100 and journal["mirror-client-connected"] is True
+    assert json.loads(world.ctx.action_results["journal-guard"]) == []
+
+
+def test_unit_blocks_when_a_journal_passes_the_limit_naming_pool_image_and_remedy(world):
+    state = _migrating(world, **{"journal-backlog-limit": "256M"})
+    world.src.journals["volume-1"] = JournalInfo(
+        "volume-1", 300 * 2**20, 19, (("peer", True, 4100),)
+    )
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.name == "blocked"
+    message = out.unit_status.message
+    assert "journals over 256.0 MiB" in message and "volume-1: 300.0 MiB" in message
+    assert "4100 entries behind" in message and "abort" in message
+    world.src.journals.clear()
+    assert world.run(world.ctx.on.update_status(), state).unit_status.name == "active"
+
+
+def test_unit_blocks_when_a_mirror_client_was_disconnected(world):
+    state = _migrating(world)
+    world.src.journals["a_disk"] = JournalInfo("a_disk", 2**20, 1, (("peer", False, None),))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert "mirror client disconnected: a_disk" in out.unit_status.message
+
+
+def test_an_unreadable_journal_is_reported_and_the_status_goes_on(world):
+    state = _migrating(world)
+    world.src.journal_error = True
+    _act(world, state, "status")
+    pools = json.loads(world.ctx.action_results["pools"])
+    assert pools["nova"]["journal"]["read"] is False
+    assert world.run(world.ctx.on.update_status(), state).unit_status.name == "active"
+
+
+def test_unit_status_says_how_long_the_daemon_is_down_past_the_limit(world):
+    state = _migrating(world, **{"daemon-down-limit": 1})
+    state = _act(world, state, "pause")
+    state = world.run(world.ctx.on.update_status(), state)
+    assert _record(state).down_since > 0
+    assert "DOWN" not in state.unit_status.message, "not past the limit yet"
+    record = _record(state)
+    state = _with_record(state, Record(**{**record.__dict__, "down_since": time.time() - 600}))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert out.unit_status.message.startswith("DOWN 10 min (daemon-down-limit 1)")
+    assert "abort" in out.unit_status.message
+    out = _act(world, out, "resume")
+    out = world.run(world.ctx.on.update_status(), out)
+    assert _record(out).down_since == 0
+
+
+# --- inputs and pieces ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1G", 2**30), ("512M", 2**29), ("1.5GiB", 3 * 2**29), ("2048", 2048)]
+)
+def test_sizes_are_parsed_in_powers_of_1024(text, size):
+    assert parse_size(text, "x") == size
+
+
+@pytest.mark.parametrize("bad", ["lots", "1X", "-1G", ""])
+def test_a_bad_size_is_refused_naming_the_option(bad):
+    with pytest.raises(ValueError, match="journal-backlog-limit"):
+        CharmConfig(journal_backlog_limit=bad)
+
+
+def test_a_journal_limit_under_1m_is_refused():
+    with pytest.raises(ValueError, match="at least 1M"):
+        CharmConfig(journal_backlog_limit="100K")
+
+
+def test_the_record_keeps_the_new_fields_and_drops_junk():
+    record = Record(
+        pools=("nova",),
+        journaled={"nova": ("a",)},
+        aborting=("nova",),
+        rolled_back=("glance",),
+        down_since=12.5,
+    )
+    assert Record.from_json(record.to_json()) == record
+    junk = json.dumps({"journaled": {"nova": [1]}, "down_since": True, "aborted": "yes"})
+    assert Record.from_json(junk) == Record()
+    assert "down_since" not in record.shared_json()
+
+
+def test_the_journal_client_decoder_reads_cephs_encoding():
+    def header(body: bytes) -> bytes:
+        return struct.pack("<BBI", 1, 1, len(body)) + body
+
+    def blob(data: bytes) -> bytes:
+        return struct.pack("<I", len(data)) + data
+
+    positions = b"".join(header(struct.pack("<QQQ", n, 1, 100 - n)) for n in (5, 4))
+    client = header(
+        blob(b"peer-uuid")
+        + blob(b"\x00" * 7)
+        + header(struct.pack("<I", 2) + positions)
+        + struct.pack("<B", 1)
+    )
+    assert journal_client(client) == ("peer-uuid", [(5, 1, 95), (4, 1, 96)], 1)
