@@ -9,7 +9,8 @@ down. Otherwise, once `before_changes` has run (the caller stops the daemon ther
 register itself on the source again and keep copying), pools of clones before the pools of
 their parents:
 
-1. Source: the peers the destination's daemon registered (tx-only) removed, then pool mirroring
+1. Source: the peers the destination's daemon registered (tx-only, named by the destination's
+   site name; a peer of any other site refuses the abort, changing nothing), then pool mirroring
    disabled. librbd takes journaling off every pool-mode image and removes the daemon's
    sync-point snapshots with it, also on images open and locked by the cloud's clients (their
    librbd applies the change). Journaling still on an image the charm journaled (`journaled`)
@@ -30,8 +31,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, ImageInfo
 from report import PoolReport, read, split_brain_advice
-from setup_mirroring import JOURNAL_CAP
-from teardown import clone_levels, disable_order, disable_pool, remove_peers
+from teardown import clone_levels, disable_order, disable_pool, remove_journal_cap, remove_peers
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -59,6 +59,7 @@ def abort(
     """Call off the migration of `pools`; see the module docstring."""
     report = read(src, dst, pools, opts)
     _refuse(report.pools, report.split_brain, report.source_error, peer)
+    _refuse_foreign_peers(src, dst, pools)
     result = AbortResult(pools=list(pools))
     infos = {pool: dst.image_states(pool, workers=opts.workers) for pool in pools}
     plan = {
@@ -117,6 +118,26 @@ def _refuse(pools: list[PoolReport], split: list[str], source_error: str, peer: 
         )
 
 
+def _refuse_foreign_peers(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> None:
+    """A source pool with a peer that is not the destination's daemon mirrors elsewhere too.
+
+    Disabling its mirroring would break that other mirror: abort refuses, changing nothing.
+    """
+    site = next((p.site_name for p in dst.mirror_pools(pools)), "")
+    foreign = [
+        f"{info.name}: {p.site_name or p.client_name} ({p.direction})"
+        for info in src.mirror_pools(pools)
+        for p in info.peers
+        if not site or p.site_name != site
+    ]
+    if foreign:
+        raise MigrationError(
+            f"source pool(s) mirror to other sites too, nothing changed: {listed(foreign)}. "
+            "Disabling their mirroring would break that; remove those peers by hand first "
+            "if they are stale, then re-run abort"
+        )
+
+
 def _to_delete(pool: PoolReport, infos: list[ImageInfo], *, aborting: bool) -> list[str]:
     """Destination images the migration created: mirrored and not primary.
 
@@ -162,12 +183,12 @@ def _finish_journaling(
     opts: Options,
 ) -> None:
     """Journaling off the images the charm journaled that still have it; the cap removed."""
+    remove_journal_cap(src, pools, opts)
     for pool in pools:
         names = list(journaled.get(pool, ()))
         if opts.dry_run:
             result.changes.append(f"source {pool}: journaling off where still on, cap removed")
             continue
-        src.pool_config_set(pool, JOURNAL_CAP, None)
         if not names:
             continue
         done, failed = src.disable_journaling_all(pool, names, workers=opts.workers)

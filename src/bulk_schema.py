@@ -74,9 +74,10 @@ class MirroredPoolAnswer(TypedDict):
 
 
 class MirroredPoolsAnswer(TypedDict):
-    """The answer to mirrored-pools: each requested pool that exists."""
+    """The answer to mirrored-pools: each requested pool that exists, and the site name."""
 
     pools: list[MirroredPoolAnswer]
+    site_name: str
 
 
 class ImageStateAnswer(TypedDict):

@@ -134,6 +134,7 @@ class MirrorPoolInfo:
     name: str
     mode: str
     peers: tuple[Peer, ...]
+    site_name: str = ""  # this cluster's own mirroring site name
 
     @property
     def peer_sites(self) -> tuple[str, ...]:
@@ -582,6 +583,7 @@ class CephClient:
                 name=p["name"],
                 mode=p["mode"],
                 peers=tuple(Peer.from_answer(q) for q in p["peers"]),
+                site_name=answer.get("site_name", ""),
             )
             for p in answer["pools"]
         ]

@@ -21,8 +21,9 @@ ops:
 - "daemon-callouts" (no "pool"): what every rbd-mirror daemon of this cluster publishes in the
   mgr's `service status`: {"daemons": [{"gid", "last_beacon", "pools": {pool: [{level,
   text}]}}]}; e.g. "unable to connect to remote cluster" while it cannot reach the source.
-- "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peers}]} for each
-  pool that exists, in one connection.
+- "mirrored-pools" ("pools": names, no "pool"): {"pools": [{name, mode, peers}], "site_name":
+  this cluster's mirroring site name (what its daemons register as on a peer)} for each pool
+  that exists, in one connection.
 - "versions" (no "pool"): {"versions": `ceph versions`'s mon and osd maps, "rbd_mirror": [each
   rbd-mirror daemon's ceph_version from the mgr's `service dump`] with "daemons": true, else
   null, and null with "unread" saying why when the mgr refuses or does not answer}; empty maps
@@ -446,7 +447,7 @@ def _mirrored_pools(cluster, names: list[str]) -> MirroredPoolsAnswer:
         with ioctx:
             mode = MODES.get(api.mirror_mode_get(ioctx), "unknown")
             out.append({"name": name, "mode": mode, "peers": _peers(api, ioctx)})
-    return {"pools": out}
+    return {"pools": out, "site_name": api.mirror_site_name_get(cluster)}
 
 
 def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:

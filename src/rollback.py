@@ -13,8 +13,9 @@ demotion.
 Then, pool by pool: demote the destination (no image is primary anywhere for a moment, never
 on both sides), promote the source (not forced: its images are demoted, and librbd allows that
 when no other cluster holds them primary), and flag every destination image for resync. The
-source's promotion is not in the destination's journal history, so its daemon would report a
-split brain: the resync has it copy each image again (measured on the lab: README). The
+source's promotion is not in the destination's journal history, so its daemon reports a split
+brain (seen on the lab): the resync has it copy each image again (measured on the lab:
+README). Images never promoted are resynced too: simpler than proving their history. The
 migration is then back to syncing; `status`, `demote-promote` and `teardown` go on from there,
 or `abort` calls it off.
 

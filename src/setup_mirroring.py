@@ -23,6 +23,9 @@ from inputs import odd_image_names
 from report import PoolReport, StatusReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
 
+JOURNAL_CAP = "rbd_journal_max_concurrent_object_sets"  # librbd's option, set per source pool
+EPERM = 1
+
 
 @dataclass
 class PoolEnableResult:
@@ -34,10 +37,6 @@ class PoolEnableResult:
     peer_uuid: str = ""
     locked: list[str] = field(default_factory=list)  # images that got exclusive-lock too
     cap: str = ""  # the journal cap: "", "set to N", or why it could not be set
-
-
-JOURNAL_CAP = "rbd_journal_max_concurrent_object_sets"
-EPERM = 1
 
 
 def enable_mirroring(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, EBUSY, EINVAL, CephCluster, CephError
 from report import confirm_source_lost, read, split_brain_advice, teardown_blockers
+from setup_mirroring import EPERM, JOURNAL_CAP
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -66,11 +67,29 @@ def teardown(
             result.disabled.append(pool)
     if not opts.dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
         _remove_leftover_journaling(dst, pools, result, opts)
+    if not report.source_lost:
+        remove_journal_cap(src, pools, opts)
     opts.log(
         f"teardown: {'would change' if opts.dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"
     )
     return result
+
+
+def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
+    """The journal cap enable-mirroring may have set on the source pools, removed.
+
+    A key that may not is said, not fatal: the cap only bounds journals.
+    """
+    if opts.dry_run:
+        return
+    for pool in pools:
+        try:
+            src.pool_config_set(pool, JOURNAL_CAP, None)
+        except CephError as exc:
+            if exc.rc not in (EACCES, EPERM):
+                raise
+            opts.log(f"WARNING: {pool}: the journal cap could not be removed: {exc}")
 
 
 def _remove_leftover_journaling(

@@ -173,7 +173,7 @@ def test_rollback_after_cutover_refuses_a_written_destination_then_the_migration
     assert not any(primaries(host, lab.dst).values()), "the destination is not"
     assert md5_all(lab.src) == at_demotion, "the source's bytes are those of the demotion"
     again, _ = host.action("rollback")
-    assert again["already-rolled-back"] == ",".join(POOLS), "a re-run changes nothing"
+    assert set(again["already-rolled-back"].split(",")) == set(POOLS), "a re-run changes nothing"
 
     wait_ready(host)
     print(f"rollback: the destination resynced and is ready {time.monotonic() - started:.0f}s "

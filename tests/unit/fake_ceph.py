@@ -65,6 +65,7 @@ class FakeCluster:
     pool_config: dict[tuple[str, str], str] = field(default_factory=dict)
     config_denied: bool = False
     resynced: list[str] = field(default_factory=list)
+    site: str = ""  # the cluster's mirroring site name ("site-<name>" when empty)
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -193,7 +194,10 @@ class FakeCluster:
         self._call("bulk mirrored-pools")
         return [
             MirrorPoolInfo(
-                name=p, mode=self.modes.get(p, "disabled"), peers=tuple(self.peers.get(p, []))
+                name=p,
+                mode=self.modes.get(p, "disabled"),
+                peers=tuple(self.peers.get(p, [])),
+                site_name=self.site or f"site-{self.name}",
             )
             for p in pools
             if p in self.pool_images

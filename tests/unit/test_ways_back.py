@@ -9,7 +9,7 @@ import time
 import pytest
 from ops import testing
 
-from ceph_cli import JournalInfo
+from ceph_cli import JournalInfo, Peer
 from inputs import CharmConfig, parse_size
 from journal_codec import journal_client
 from record import Record
@@ -155,6 +155,19 @@ def test_abort_takes_journaling_off_images_the_pool_disable_left_and_names_added
     results = world.ctx.action_results
     assert results["journaling-removed"] == 1
     assert "journaling" not in world.src.image("cinder-ceph", "volume-1").features
+
+
+def test_abort_removes_the_destination_daemons_peer_from_the_source_and_no_other(world):
+    state = _migrating(world)
+    ours = Peer("u1", "site-ceph", "", "tx-only")
+    world.src.peers["nova"] = [ours]
+    state = _act(world, state, "abort")
+    assert world.src.peers["nova"] == [] and world.src.modes["nova"] == "disabled"
+    state = _migrating(world)
+    world.src.peers["glance"] = [ours, Peer("u2", "backup-site", "", "tx-only")]
+    with pytest.raises(testing.ActionFailed, match="glance: backup-site"):
+        _act(world, state, "abort")
+    assert world.src.modes["glance"] == "pool" and world.service["running"], "nothing changed"
 
 
 def test_enable_mirroring_after_an_abort_starts_the_daemon_again(world):
@@ -373,3 +386,22 @@ def test_the_journal_client_decoder_reads_cephs_encoding():
         + struct.pack("<B", 1)
     )
     assert journal_client(client) == ("peer-uuid", [(5, 1, 95), (4, 1, 96)], 1)
+
+
+def test_teardown_removes_the_journal_cap_and_the_cutover_snapshots(world):
+    world.service["running"] = True
+    state = _act(world, ready_state(config={"journal-max-object-sets": 8}), "enable-mirroring")
+    mirror(world.src, world.dst)
+    state = _act(world, state, "demote-promote")
+    assert world.dst.image("nova", "a_disk").snaps == ["cutover"]
+    _act(world, state, "teardown")
+    assert world.src.pool_config == {}
+    assert not any(i.snaps for imgs in world.dst.pool_images.values() for i in imgs)
+
+
+def test_teardown_goes_on_when_the_source_key_may_not_remove_the_cap(world):
+    state = _cut_over(world)
+    world.src.config_denied = True
+    _act(world, state, "teardown")
+    assert world.ctx.action_results["daemon-stopped"] == "true"
+    assert any("journal cap could not be removed" in line for line in world.ctx.action_logs)
