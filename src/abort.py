@@ -4,20 +4,22 @@ No ops here.
 
 `abort` runs while the cloud keeps writing to the source. It refuses, changing nothing, once
 the cutover has begun (an image demoted on the source or primary on the destination: that is
-`rollback`'s job), during a split brain, while the source does not answer, and on a pool torn
-down. Otherwise, once `before_changes` has run (the caller stops the daemon there: it would
-register itself on the source again and keep copying), pools of clones before the pools of
-their parents:
+`rollback`'s job), during a split brain, while the source does not answer, on a pool torn
+down, on a source pool that also mirrors to another site, and on a subset holding the parents
+of clones in pools outside it. Otherwise, once `before_changes` has run (the caller stops this
+unit's daemon there), pools of clones before the pools of their parents:
 
-1. Source: the peers the destination's daemon registered (tx-only, named by the destination's
-   site name; a peer of any other site refuses the abort, changing nothing), then pool mirroring
-   disabled. librbd takes journaling off every pool-mode image and removes the daemon's
-   sync-point snapshots with it, also on images open and locked by the cloud's clients (their
-   librbd applies the change). Journaling still on an image the charm journaled (`journaled`)
-   is taken off too; the journal cap (a pool-level librbd option) is removed.
-2. Destination: the rx-only peer removed, the pool switched to image mode (librbd refuses to
-   disable one image of a pool-mode pool), every image that is not primary deleted, clones
-   first (mirroring off by force, snapshots, the image), then mirroring disabled.
+1. Destination: the rx-only peers removed first: every unit's daemon then stops replaying
+   those pools, and stops registering itself on the source.
+2. Source: the peers the destination's daemon registered (tx-only, named by the destination's
+   site name) removed, then mirroring disabled (image by image, clones first, where librbd
+   refuses the pool at once). librbd takes journaling off every pool-mode image and removes
+   the daemon's sync-point snapshots with it, also on images open and locked by the cloud's
+   clients (their librbd applies the change). Journaling still on an image the charm
+   journaled (`journaled`) is taken off too; the journal cap (a pool-level option) removed.
+3. Destination: the pool switched to image mode (librbd refuses to disable one image of a
+   pool-mode pool), every image that is not primary deleted, clones first (mirroring off by
+   force, snapshots, the image), then mirroring disabled.
 
 An interrupted abort is finished by the next one: each step skips what is done already; an
 image whose mirroring the last run disabled is deleted if its pool was being aborted
@@ -54,38 +56,74 @@ def abort(
     *,
     journaled: Mapping[str, Sequence[str]],
     aborting: Sequence[str] = (),
+    all_pools: Sequence[str] = (),
     before_changes: Callable[[], None] = lambda: None,
 ) -> AbortResult:
-    """Call off the migration of `pools`; see the module docstring."""
+    """Call off the migration of `pools` (of `all_pools` migrated); see the module docstring."""
     report = read(src, dst, pools, opts)
     _refuse(report.pools, report.split_brain, report.source_error, peer)
     _refuse_foreign_peers(src, dst, pools)
+    # Parent links come from the source: the destination may not hold every clone yet.
+    links = {p: src.image_states(p, workers=opts.workers) for p in {*pools, *all_pools}}
+    _refuse_orphaned_clones(links, pools)
     result = AbortResult(pools=list(pools))
-    infos = {pool: dst.image_states(pool, workers=opts.workers) for pool in pools}
-    plan = {
-        p.pool: _to_delete(p, infos[p.pool], aborting=p.pool in aborting) for p in report.pools
-    }
+    plan = _plan(dst, report.pools, aborting, opts)
     busy = [
         p for p in report.pools if p.source_mode != "disabled" or p.destination_mode != "disabled"
     ]
-    if not busy and not any(plan.values()):
+    if not busy and not any(doomed for _, doomed in plan.values()):
         opts.log("nothing to abort: no pool is mirrored and no image is left to delete")
         return result
     if not opts.dry_run:
         before_changes()
-    # The order comes from the source's parent links: the destination may not hold every
-    # clone yet, and librbd refuses (EBUSY) to disable a parent's pool before its clones'.
-    order = disable_order({p: src.image_states(p, workers=opts.workers) for p in pools})
+        # Read again once the daemon is stopped: it may have created an image meanwhile.
+        plan = _plan(dst, report.pools, [*aborting, *pools], opts)
+    order = disable_order({p: links[p] for p in pools})
+    for pool in order:  # every unit's daemon stops replaying these pools, and pinging the source
+        result.changes += remove_peers(dst, pool, peer, opts).changes
     for pool in order:
-        _abort_source(src, next(p for p in report.pools if p.pool == pool), result, opts)
+        _abort_source(
+            src, dst, next(p for p in report.pools if p.pool == pool), links, result, opts
+        )
     _finish_journaling(src, pools, journaled, result, opts)
     for pool in order:
-        _abort_destination(dst, pool, peer, infos[pool], plan[pool], result, opts)
+        _abort_destination(dst, pool, plan[pool], result, opts)
     opts.log(
         f"abort: {'would change' if opts.dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"
     )
     return result
+
+
+def _plan(
+    dst: CephCluster, pools: list[PoolReport], aborting: Sequence[str], opts: Options
+) -> dict[str, tuple[list[ImageInfo], list[str]]]:
+    """Per pool: the destination's images, and those to delete."""
+    plan = {}
+    for pool in pools:
+        infos = dst.image_states(pool.pool, workers=opts.workers)
+        plan[pool.pool] = (infos, _to_delete(pool, infos, aborting=pool.pool in aborting))
+    return plan
+
+
+def _refuse_orphaned_clones(links: Mapping[str, list[ImageInfo]], pools: Sequence[str]) -> None:
+    """A subset that holds the parents of clones mirrored in a pool outside it: refuse.
+
+    librbd will not disable mirroring of a parent while its clones are mirrored (EBUSY).
+    """
+    inside = set(pools)
+    outside = [
+        f"{pool}/{i.name} (clone of {i.parent})"
+        for pool, infos in links.items()
+        if pool not in inside
+        for i in infos
+        if i.parent and i.parent.split("/")[0] in inside
+    ]
+    if outside:
+        raise MigrationError(
+            f"pool(s) {', '.join(pools)} hold the parents of clones in pools not being "
+            f"aborted: {listed(outside)}, nothing changed: abort those pools too (pools=...)"
+        )
 
 
 def _refuse(pools: list[PoolReport], split: list[str], source_error: str, peer: PeerSpec) -> None:
@@ -153,11 +191,22 @@ def _to_delete(pool: PoolReport, infos: list[ImageInfo], *, aborting: bool) -> l
     )
 
 
-def _abort_source(src: CephCluster, pool: PoolReport, result: AbortResult, opts: Options) -> None:
-    """The daemon's tx-only peers removed, then mirroring (and with it journaling) disabled."""
-    if pool.source_mode == "disabled":
-        return
+def _abort_source(
+    src: CephCluster,
+    dst: CephCluster,
+    pool: PoolReport,
+    links: Mapping[str, list[ImageInfo]],
+    result: AbortResult,
+    opts: Options,
+) -> None:
+    """The daemon's tx-only peers removed, then mirroring (and with it journaling) disabled.
+
+    Image by image, clones first, where librbd refuses the pool at once (a half-disabled pool
+    an earlier abort left in image mode, or a clone in the same pool).
+    """
     info = src.mirror_pool_info(pool.pool)
+    if info.mode == "disabled":
+        return
     for p in info.peers:
         result.changes.append(f"source {pool.pool}: remove peer {p.site_name} ({p.direction})")
         if opts.dry_run:
@@ -168,11 +217,10 @@ def _abort_source(src: CephCluster, pool: PoolReport, result: AbortResult, opts:
             if exc.rc != EACCES:
                 raise
             src.remove_peer_omap(pool.pool, p.uuid)  # as teardown does on the destination
-    result.changes.append(f"source {pool.pool}: disable mirroring (mode {pool.source_mode})")
-    if opts.dry_run:
-        return
-    src.mirror_pool_disable(pool.pool)
-    opts.log(f"{pool.pool}: source mirroring disabled (journaling with it)")
+    changes = disable_pool(src, pool.pool, links[pool.pool], opts, action="abort")
+    result.changes += [f"source {c}" for c in changes]
+    if changes and not opts.dry_run:
+        opts.log(f"{pool.pool}: source mirroring disabled (journaling with it)")
 
 
 def _finish_journaling(
@@ -205,14 +253,12 @@ def _finish_journaling(
 def _abort_destination(
     dst: CephCluster,
     pool: str,
-    peer: PeerSpec,
-    infos: list[ImageInfo],
-    doomed: list[str],
+    plan: tuple[list[ImageInfo], list[str]],
     result: AbortResult,
     opts: Options,
 ) -> None:
-    """The peer removed, the migration's images deleted (clones first), mirroring disabled."""
-    result.changes += remove_peers(dst, pool, peer, opts).changes
+    """The migration's images deleted (clones first), then mirroring disabled."""
+    infos, doomed = plan
     mode = dst.mirror_pool_info(pool).mode
     if doomed:
         if mode == "pool":
@@ -231,4 +277,4 @@ def _abort_destination(
                     f"{pool}: {len(failed)} destination image(s) could not be deleted (re-run "
                     f"abort): {listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
                 )
-    result.changes += disable_pool(dst, pool, [], opts)
+    result.changes += disable_pool(dst, pool, [], opts, action="abort")

@@ -104,8 +104,9 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
             journal_object_sets=ws.config.journal_max_object_sets,
         )
         locked = {r.pool: r.locked for r in results if r.locked}
-        if locked and not opts.dry_run:
-            session.save(session.record.locked_too(locked))
+        not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}
+        if (locked or not_ours) and not opts.dry_run:
+            session.save(session.record.locked_too(locked, not_ours))
         try:
             can_blocklist = None if probe is None else probe.result()
         except CephError as exc:
@@ -350,6 +351,7 @@ def abort(session: Session, params: AbortParams, log: Log) -> Results:
         opts,
         journaled=record.journaled,
         aborting=record.aborting,
+        all_pools=ws.all_pools,
         before_changes=before_changes,
     )
     session.replace_report(None, ws.pools)
@@ -391,6 +393,7 @@ def rollback(session: Session, params: RollbackParams, log: Log) -> Results:
         rolling_back=record.rolling_back,
         rolled_back=record.rolled_back,
         before_changes=lambda: session.save(session.record.rollback_started(list(ws.pools))),
+        undone=lambda: session.save(session.record.rollback_undone(list(ws.pools))),
     )
     session.replace_report(None, ws.pools)
     if not opts.dry_run:

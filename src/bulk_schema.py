@@ -160,6 +160,7 @@ class JournalClientAnswer(TypedDict):
     id: str  # the peer's mirror uuid
     state: str  # "connected" or "disconnected"
     entries_behind: int | None  # None when its position is in another tag than the writer's
+    bytes_behind: int  # the journal objects wholly after its last committed one
 
 
 class JournalAnswer(TypedDict):

@@ -250,29 +250,42 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class JournalPeer:
+    """A client registered with an image's journal other than its writer: a mirror peer."""
+
+    id: str  # the peer's mirror uuid
+    connected: bool  # False once the writer disconnected it (past the journal cap)
+    entries_behind: int | None  # None when its position is in another tag than the writer's
+    bytes_behind: int  # at least this much journal data it has not committed
+
+
+@dataclass(frozen=True)
 class JournalInfo:
     """What one journaled image's journal keeps on its cluster, and how far each peer is behind.
 
     `bytes`: its data objects not trimmed yet (trimming waits for every connected client).
-    `peers`: (mirror uuid, connected, entries behind or None when unknown) of each registered
-    client other than the image's own writer.
     """
 
     image: str
     bytes: int
     objects: int
-    peers: tuple[tuple[str, bool, int | None], ...] = ()
+    peers: tuple[JournalPeer, ...] = ()
 
     @property
     def entries_behind(self) -> int | None:
         """The most entries any peer has not committed (None when none can be told)."""
-        known = [behind for _, _, behind in self.peers if behind is not None]
+        known = [p.entries_behind for p in self.peers if p.entries_behind is not None]
         return max(known) if known else None
+
+    @property
+    def bytes_behind(self) -> int:
+        """The most journal bytes any connected peer has not committed: the backlog."""
+        return max((p.bytes_behind for p in self.peers if p.connected), default=0)
 
     @property
     def disconnected(self) -> bool:
         """A peer was disconnected (past rbd_journal_max_concurrent_object_sets)."""
-        return any(not connected for _, connected, _ in self.peers)
+        return any(not p.connected for p in self.peers)
 
 
 @dataclass(frozen=True)
@@ -373,8 +386,15 @@ class CephCluster(Protocol):
         """The journal of every journaled image of `pool`."""
         ...
 
-    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
-        """Create, check or remove the cutover snapshot on every image of `pool`."""
+    def cutover_snapshots(
+        self,
+        pool: str,
+        action: str,
+        *,
+        workers: int = 4,
+        images: Sequence[str] | None = None,
+    ) -> SnapshotCheck:
+        """Create, check or remove the cutover snapshot on every image of `pool` (or `images`)."""
         ...
 
     def delete_images(
@@ -754,17 +774,31 @@ class CephClient:
                 bytes=int(i["bytes"]),
                 objects=int(i["objects"]),
                 peers=tuple(
-                    (c["id"], c["state"] == "connected", c["entries_behind"]) for c in i["clients"]
+                    JournalPeer(
+                        id=c["id"],
+                        connected=c["state"] == "connected",
+                        entries_behind=c["entries_behind"],
+                        bytes_behind=int(c["bytes_behind"]),
+                    )
+                    for c in i["clients"]
                 ),
             )
             for i in answer["images"]
         ]
 
-    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
+    def cutover_snapshots(
+        self,
+        pool: str,
+        action: str,
+        *,
+        workers: int = 4,
+        images: Sequence[str] | None = None,
+    ) -> SnapshotCheck:
         """`create`, `check` or `remove` the cutover snapshot on every image of `pool`.
 
         create: on each primary image without it; check: what changed on each image since it,
-        and which primary images lack it; remove: wherever it is. One librbd process.
+        and which primary images lack it; remove: wherever it is. One librbd process. With
+        `images`, only those.
         """
         request: Request = {
             "op": "cutover-snapshots",
@@ -773,6 +807,8 @@ class CephClient:
             "action": action,
             "workers": workers,
         }
+        if images is not None:
+            request["images"] = list(images)
         answer = cast(CutoverSnapshotsAnswer, self._bulk(request, timeout=self.timeout * 5))
         if answer.get("failed"):
             name, error = next(iter(answer["failed"].items()))

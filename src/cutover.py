@@ -70,7 +70,7 @@ def demote_promote(
     if force:
         confirm_source_lost(src, report)
         _force_promote(dst, report, result, opts.log)
-        _snapshot_promoted(dst, [p.pool for p in report.active], result, opts)
+        _snapshot_promoted(dst, _not_primary(report), result, opts)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
         if blocking:
@@ -79,7 +79,7 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
-        _snapshot_promoted(dst, active, result, opts)
+        _snapshot_promoted(dst, _not_primary(report), result, opts)
         result.report = _verify_cutover(src, dst, active, daemon_running, opts)
         before = {p.pool: p.promoted for p in report.pools}
         after = {p.pool: p.promoted for p in result.report.pools}
@@ -120,16 +120,25 @@ def _force_promote(
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
 
 
+def _not_primary(report: StatusReport) -> dict[str, list[str]]:
+    """Per active pool, the destination images not primary before this run: it promotes them."""
+    return {p.pool: [i.name for i in p.images if not i.primary] for p in report.active}
+
+
 def _snapshot_promoted(
-    dst: CephCluster, pools: Sequence[str], result: CutoverResult, opts: Options
+    dst: CephCluster, promoted: dict[str, list[str]], result: CutoverResult, opts: Options
 ) -> None:
-    """The cutover snapshot of every primary destination image that lacks it (rollback's proof).
+    """The cutover snapshot of every image this run promoted (rollback's proof).
 
     Taken right after the promotion, while the cloud is stopped and still related to the
-    source: nothing can have written to the destination yet.
+    source: nothing can have written to the destination yet. Only this run's: an image found
+    primary already (an earlier run was killed before its snapshot) may have been written
+    since, so it gets none, and rollback cannot prove it unchanged.
     """
-    for pool in pools:
-        taken = dst.cutover_snapshots(pool, "create", workers=opts.workers).changed
+    for pool, names in promoted.items():
+        if not names:
+            continue
+        taken = dst.cutover_snapshots(pool, "create", workers=opts.workers, images=names).changed
         result.snapshots[pool] = len(taken)
         if taken:
             opts.log(f"{pool}: cutover snapshot taken of {len(taken)} image(s)")

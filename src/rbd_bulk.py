@@ -30,13 +30,15 @@ ops:
   from a mon older than Luminous (EINVAL). Its mon and mgr commands, like daemon-callouts',
   are bounded by "connect_timeout" (rados_mon_op_timeout).
 - "journal-status": for every mirrored image of `pool`, what its journal keeps (the bytes of its
-  data objects not trimmed yet) and each registered peer's state and entries behind the writer,
-  from the journal's header object (no image opened): {"images": [{name, bytes, objects,
-  clients: [{id, state, entries_behind}]}], "failed": {...}}.
-- "cutover-snapshots" ("snapshot", "action"): create the snapshot on every primary image that
-  lacks it, remove it wherever it is, or check what changed since it on every image that has it
-  (extents written, size, later snapshots) and which primary images lack it: {"changed":
-  [name], "written": {name: what}, "missing": [name], "failed": {...}}.
+  data objects not trimmed yet) and each registered peer's state, entries behind the writer
+  (within one tag) and bytes behind (the objects after its last committed one), from the
+  journal's header object (no image opened): {"images": [{name, bytes, objects, clients: [{id,
+  state, entries_behind, bytes_behind}]}], "failed": {...}}.
+- "cutover-snapshots" ("snapshot", "action", optionally "images": only those): create the
+  snapshot on every primary image that lacks it, remove it wherever it is, or check what
+  changed since it on every image that has it (extents written, size, later snapshots) and
+  which primary images lack it: {"changed": [name], "written": {name: what}, "missing":
+  [name], "failed": {...}}.
 - "delete-images" ("levels"): like disable-mirroring, but each image is deleted: mirroring off
   by force (a non-primary copy), its snapshots unprotected and removed, the image removed; a
   primary image is refused.
@@ -167,40 +169,53 @@ def _journal(cluster, ioctx, name: str, journal_id: str) -> JournalAnswer:
         values, _ = ioctx.get_omap_vals(op, "", "", 1000)
         ioctx.operate_read_op(op, f"journal.{journal_id}")
         header = dict(values)
-    splay = struct.unpack("<B", header["splay_width"])[0]
-    pool_id = struct.unpack("<q", header["pool_id"])[0]
-    minimum = struct.unpack("<Q", header["minimum_set"])[0]
-    active = struct.unpack("<Q", header["active_set"])[0]
+    try:
+        splay = struct.unpack("<B", header["splay_width"])[0]
+        pool_id = struct.unpack("<q", header["pool_id"])[0]
+        minimum = struct.unpack("<Q", header["minimum_set"])[0]
+        active = struct.unpack("<Q", header["active_set"])[0]
+        clients = [journal_client(v) for k, v in header.items() if k.startswith("client_")]
+    except (KeyError, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"journal header unreadable: {type(exc).__name__}: {exc}") from exc
     data_ioctx = ioctx if pool_id < 0 else cluster.open_ioctx2(pool_id)
-    size = objects = 0
+    sizes: dict[int, int] = {}  # object number -> bytes, for the objects not trimmed
     try:
         prefix = f"journal_data.{data_ioctx.get_pool_id()}.{journal_id}."
         for number in range(minimum * splay, (active + 1) * splay):
             try:
-                size += data_ioctx.stat(f"{prefix}{number}")[0]
-                objects += 1
+                sizes[number] = data_ioctx.stat(f"{prefix}{number}")[0]
             except rados.ObjectNotFound:
                 continue
     finally:
         if data_ioctx is not ioctx:
             data_ioctx.close()
-    clients = [journal_client(v) for k, v in header.items() if k.startswith("client_")]
     writer = next((positions for cid, positions, _ in clients if cid == ""), [])
     peers: list[JournalClientAnswer] = []
     for client_id, positions, state in clients:
         if client_id == "":
             continue
-        behind = None  # unknown while either has no position or they are in different tags
+        # Entry tids count within a tag: a new lock owner (the writer reopening the image)
+        # starts a new tag, and then only the bytes tell how far behind the peer is.
+        behind = None
         if writer and positions and writer[0][1] == positions[0][1]:
             behind = max(0, writer[0][2] - positions[0][2])
+        # Journal objects are numbered in write order: every object after the last one the
+        # peer committed in holds entries it has not committed (a lower bound).
+        last = max((n for n, _, _ in positions), default=-1)
         peers.append(
             {
                 "id": client_id,
                 "state": "disconnected" if state else "connected",
                 "entries_behind": behind,
+                "bytes_behind": sum(size for n, size in sizes.items() if n > last),
             }
         )
-    return {"name": name, "bytes": size, "objects": objects, "clients": peers}
+    return {
+        "name": name,
+        "bytes": sum(sizes.values()),
+        "objects": len(sizes),
+        "clients": peers,
+    }
 
 
 def _journal_status(cluster, ioctx, workers: int) -> JournalStatusAnswer:
@@ -270,9 +285,11 @@ def _changed_since(image, snaps: list[dict], snapshot: str) -> str:
     return "; ".join(changed)
 
 
-def _cutover_snapshots(ioctx, snapshot: str, action: str, workers: int) -> CutoverSnapshotsAnswer:
-    """`_cutover_snapshot` on every image of the pool, in the thread pool."""
-    names = rbd.RBD().list(ioctx)
+def _cutover_snapshots(
+    ioctx, snapshot: str, action: str, workers: int, only: list[str] | None
+) -> CutoverSnapshotsAnswer:
+    """`_cutover_snapshot` on every image of the pool (or those `only`), in the thread pool."""
+    names = rbd.RBD().list(ioctx) if only is None else only
     done, failed = _each(
         ioctx, lambda io, n: _cutover_snapshot(io, n, snapshot, action), names, workers
     )
@@ -456,7 +473,7 @@ def _each(ioctx, fn, names: list[str], workers: int) -> tuple[dict, dict]:
     def one(name: str):
         try:
             return name, fn(ioctx, name), None
-        except (rbd.Error, rados.Error) as exc:
+        except (rbd.Error, rados.Error, ValueError) as exc:
             return name, None, f"{type(exc).__name__}: {exc}"
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -562,7 +579,8 @@ def _pool_read(req: dict, cluster, ioctx, workers: int) -> Mapping[str, object]:
     if req["op"] == "journal-status":
         return _journal_status(cluster, ioctx, workers)
     if req["op"] == "cutover-snapshots":
-        return _cutover_snapshots(ioctx, req["snapshot"], req["action"], workers)
+        only = req.get("images")
+        return _cutover_snapshots(ioctx, req["snapshot"], req["action"], workers, only)
     if req["op"] == "pool-state":
         state = _pool_state(ioctx)
         if req.get("watchers"):

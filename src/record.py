@@ -88,9 +88,18 @@ class Record:
             rolled_back=tuple(p for p in self.rolled_back if p not in pools),
         )
 
-    def locked_too(self, locked: dict[str, list[str]]) -> Record:
-        """`enable-mirroring` also added exclusive-lock to `locked` (it lacked it)."""
-        return replace(self, locked=_merged(self.locked, locked))
+    def locked_too(
+        self, locked: dict[str, list[str]], not_ours: dict[str, list[str]] | None = None
+    ) -> Record:
+        """What `enable-mirroring` found: `locked` got exclusive-lock from it too.
+
+        `not_ours` had journaling already: recorded before the change, dropped now.
+        """
+        journaled = {
+            pool: tuple(n for n in names if n not in (not_ours or {}).get(pool, ()))
+            for pool, names in self.journaled.items()
+        }
+        return replace(self, locked=_merged(self.locked, locked), journaled=journaled)
 
     def abort_started(self, pools: list[str]) -> Record:
         """`abort` is about to change `pools`."""
@@ -111,6 +120,10 @@ class Record:
     def rollback_started(self, pools: list[str]) -> Record:
         """`rollback` is about to change `pools`."""
         return replace(self, rolling_back=tuple(sorted(set(self.rolling_back) | set(pools))))
+
+    def rollback_undone(self, pools: list[str]) -> Record:
+        """`rollback` put the cutover back as it was (a late write): no longer under way."""
+        return replace(self, rolling_back=tuple(p for p in self.rolling_back if p not in pools))
 
     def rolled_back_pools(self, pools: list[str]) -> Record:
         """`rollback` completed on `pools`."""

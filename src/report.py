@@ -39,23 +39,27 @@ class PoolReport:
     journal_error: str = ""
 
     @property
-    def largest_journal(self) -> JournalInfo | None:
-        """The source image whose journal keeps the most bytes (None: none read, or none)."""
-        return max(self.journals or (), key=lambda j: j.bytes, default=None)
+    def largest_backlog(self) -> JournalInfo | None:
+        """The source image with the most journal bytes its mirror peer has not committed."""
+        return max(self.journals or (), key=lambda j: (j.bytes_behind, j.bytes), default=None)
 
     @property
     def journal_summary(self) -> dict[str, object]:
-        """The journal guard's figures for this pool, for results and the unit status."""
+        """The journal guard's figures for this pool, for results and the unit status.
+
+        `backlog-*`: the image whose peer is furthest behind (bytes not committed, and entries
+        when they can be told); `bytes`: what all its journals keep on the source.
+        """
         if self.journals is None:
             return {"read": False, "error": self.journal_error} if self.journal_error else {}
-        largest = self.largest_journal
-        behind = [j.entries_behind for j in self.journals if j.entries_behind is not None]
+        largest = self.largest_backlog
         return {
             "images": len(self.journals),
             "bytes": sum(j.bytes for j in self.journals),
-            "largest-image": largest.image if largest else "",
-            "largest-bytes": largest.bytes if largest else 0,
-            "entries-behind": max(behind, default=0),
+            "backlog-image": largest.image if largest else "",
+            "backlog-bytes": largest.bytes_behind if largest else 0,
+            "backlog-entries": largest.entries_behind if largest else 0,
+            "journal-bytes": largest.bytes if largest else 0,
             "mirror-client-connected": not any(j.disconnected for j in self.journals),
             "disconnected": sorted(j.image for j in self.journals if j.disconnected),
         }
@@ -370,18 +374,18 @@ def status(
 
 
 def journal_backlog(report: StatusReport, limit: int) -> list[str]:
-    """The pools whose largest source journal keeps more than `limit` bytes, with the figures.
+    """The pools where a source image's journal holds more than `limit` bytes not replayed.
 
     Also a pool with a disconnected mirror client: its images no longer replay at all.
     """
     over = []
     for pool in report.active:
-        largest = pool.largest_journal
-        summary = pool.journal_summary
-        if largest and largest.bytes > limit:
+        largest = pool.largest_backlog
+        if largest and largest.bytes_behind > limit:
+            entries = largest.entries_behind
             over.append(
-                f"{pool.pool} ({largest.image}: {human_bytes(largest.bytes)} journal, "
-                f"{summary['entries-behind']} entries behind)"
+                f"{pool.pool} ({largest.image}: {human_bytes(largest.bytes_behind)} not "
+                "replayed" + ("" if entries is None else f", {entries} entries") + ")"
             )
         elif cut := sorted(j.image for j in pool.journals or () if j.disconnected):
             over.append(f"{pool.pool} (mirror client disconnected: {listed(cut)})")

@@ -10,18 +10,21 @@ rollback refuses and names the images, unless `force` (their writes are discarde
 is never written by the cutover (it is demoted, read-only), so its bytes are those of the
 demotion.
 
-Then, pool by pool: demote the destination (no image is primary anywhere for a moment, never
-on both sides), promote the source (not forced: its images are demoted, and librbd allows that
-when no other cluster holds them primary), and flag every destination image for resync. The
-source's promotion is not in the destination's journal history, so its daemon reports a split
-brain (seen on the lab): the resync has it copy each image again (measured on the lab:
-README). Images never promoted are resynced too: simpler than proving their history. The
-migration is then back to syncing; `status`, `demote-promote` and `teardown` go on from there,
+Then: demote the destination (no image is primary anywhere for a moment, never on both
+sides); check again, now that nothing can write to it (a client still running on the new
+cluster wrote between the check and the demotion: promote it back and refuse); promote the
+source (not forced: its images are demoted, and librbd allows that when no other cluster
+holds them primary), and flag every destination image for resync. The source's promotion is
+not in the destination's journal history, so its daemon reports a split brain (seen on the
+lab): the resync has it copy each image again (measured on the lab: README). Images never
+promoted are resynced too: simpler than proving their history. The migration is then back to
+syncing; `status`, `demote-promote` and `teardown` go on from there,
 or `abort` calls it off.
 
-Refuses, changing nothing: a split brain, a source that does not answer, a pool torn down (the
-destination's mirroring is gone), and a pool whose cutover has not begun (`abort`'s job), except
-a pool whose rollback is recorded: then it finishes what is left (the resync) or says done.
+Refuses, changing nothing: a split brain, a source that does not answer, a pool whose teardown
+has begun (its peer or pool-mode mirroring is gone; also with `force`), and a pool whose
+cutover has not begun (`abort`'s job), except a pool whose rollback is recorded: then it
+finishes what is left (the resync) or says done.
 """
 
 from __future__ import annotations
@@ -57,8 +60,13 @@ def rollback(
     rolling_back: Sequence[str] = (),
     rolled_back: Sequence[str] = (),
     before_changes: Callable[[], None] = lambda: None,
+    undone: Callable[[], None] = lambda: None,
 ) -> RollbackResult:
-    """Roll the cutover of `pools` back; see the module docstring."""
+    """Roll the cutover of `pools` back; see the module docstring.
+
+    `before_changes` runs before the first change; `undone` when a write found after the
+    destination's demotion made rollback promote it back (the cutover's state again).
+    """
     report = read(src, dst, pools, opts)
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
@@ -79,8 +87,39 @@ def rollback(
     if not opts.dry_run:
         before_changes()
     for pool in todo:
-        _roll_back_pool(src, dst, pool, result, opts)
+        _demote_destination(dst, pool, result, opts)
+    if not force and not opts.dry_run:
+        _check_again(dst, todo, result, opts, undone)
+    for pool in todo:
+        _promote_source_resync_destination(src, dst, pool, result, opts)
     return result
+
+
+def _check_again(
+    dst: CephCluster,
+    pools: list[PoolReport],
+    result: RollbackResult,
+    opts: Options,
+    undone: Callable[[], None],
+) -> None:
+    """The proof again, now that the destination is demoted (read-only: nothing writes now).
+
+    A client still running on the destination wrote between the first check and the demotion
+    (librbd flushed it when the demotion took the lock): promote the destination back and
+    refuse, naming the images; the source was not touched.
+    """
+    late = _written_since_cutover(dst, pools, opts)
+    if not late:
+        return
+    for pool, count in result.demoted.items():
+        if count:
+            dst.pool_promote(pool)
+    undone()
+    raise MigrationError(
+        f"the destination was written while rollback ran (is a client still using the new "
+        f"cluster?): {listed(late)}. The destination is primary again and the source untouched; "
+        "stop that client, then re-run rollback (force=true discards those writes)"
+    )
 
 
 def _pools_to_roll_back(
@@ -96,11 +135,18 @@ def _pools_to_roll_back(
             f"the source does not answer for {', '.join(unread)} ({source_error}), nothing "
             "changed: rollback makes the source primary again, so it needs the source"
         )
-    torn = [p.pool for p in pools if p.torn_down or p.destination_mode == "disabled"]
+    # A teardown that began (even one that stopped part-way) removed the cutover snapshots
+    # and the peer first, then disables mirroring: neither the proof nor the resync is there.
+    torn = [
+        p.pool
+        for p in pools
+        if p.torn_down or p.recorded_torn_down or p.destination_mode != "pool" or not p.peers
+    ]
     if torn:
         raise MigrationError(
-            f"{', '.join(torn)}: torn down (the destination no longer mirrors), nothing "
-            "changed: rollback is only possible between demote-promote and teardown"
+            f"{', '.join(torn)}: teardown has begun (the destination's peer or pool-mode "
+            "mirroring is gone), nothing changed: rollback is only possible between "
+            "demote-promote and teardown, also with force"
         )
     todo, never = [], []
     for pool in pools:
@@ -131,16 +177,23 @@ def _written_since_cutover(dst: CephCluster, pools: list[PoolReport], opts: Opti
     return written
 
 
-def _roll_back_pool(
-    src: CephCluster, dst: CephCluster, pool: PoolReport, result: RollbackResult, opts: Options
+def _demote_destination(
+    dst: CephCluster, pool: PoolReport, result: RollbackResult, opts: Options
 ) -> None:
-    """Demote the destination, promote the source, resync the destination: in that order."""
+    """Demote the destination's primary images of `pool` (first: never two primaries)."""
     name = pool.pool
     if pool.promoted:
         result.changes.append(f"{name}: demote {pool.promoted} destination image(s)")
         if not opts.dry_run:
             result.demoted[name] = dst.pool_demote(name)
             opts.log(f"{name}: demoted {result.demoted[name]} destination image(s)")
+
+
+def _promote_source_resync_destination(
+    src: CephCluster, dst: CephCluster, pool: PoolReport, result: RollbackResult, opts: Options
+) -> None:
+    """Promote the source's demoted images, then flag every destination image for resync."""
+    name = pool.pool
     demoted = [n for n, primary in pool.source_primary.items() if primary is False]
     if demoted:
         result.changes.append(f"{name}: promote {len(demoted)} source image(s)")

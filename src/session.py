@@ -324,9 +324,12 @@ class Session:
         migration (`enable-mirroring restart=true`).
         """
         record = self.record
-        if record.paused or record.aborted or record.aborting:
+        # An unfinished abort of every migrated pool keeps the daemon stopped: it would copy
+        # images back while the next abort deletes them. Of a subset, the rest still migrates.
+        aborting_all = bool(record.aborting) and set(record.pools) <= set(record.aborting)
+        if record.paused or record.aborted or aborting_all:
             why = "paused" if record.paused else "the migration was aborted"
-            self._stop_if_running(why if not record.aborting else "an abort is unfinished")
+            self._stop_if_running(why if not aborting_all else "an abort is unfinished")
             self._seen(down=record.paused)
             return
         try:

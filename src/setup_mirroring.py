@@ -36,6 +36,7 @@ class PoolEnableResult:
     changes: list[str] = field(default_factory=list)
     peer_uuid: str = ""
     locked: list[str] = field(default_factory=list)  # images that got exclusive-lock too
+    had_journaling: list[str] = field(default_factory=list)  # journaled before: not ours
     cap: str = ""  # the journal cap: "", "set to N", or why it could not be set
 
 
@@ -135,6 +136,7 @@ def _enable_source(
         return []
     changed, failed = src.enable_journaling_all(pool.pool, todo, workers=opts.workers)
     result.locked = sorted(n for n, what in changed.items() if "exclusive-lock" in what)
+    result.had_journaling = sorted(n for n in todo if n not in changed and n not in failed)
     return [f"{pool.pool}/{n}: {err}" for n, err in failed.items()]
 
 

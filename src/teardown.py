@@ -206,7 +206,9 @@ def clone_levels(pool: str, imgs: list) -> list[list[str]]:
     ]
 
 
-def disable_pool(cluster: CephCluster, pool: str, imgs: list, opts: Options) -> list[str]:
+def disable_pool(
+    cluster: CephCluster, pool: str, imgs: list, opts: Options, *, action: str = "teardown"
+) -> list[str]:
     """Disable mirroring of `pool`; image by image (clones first) where the pool refuses.
 
     Returns the changes (none: it was disabled already).
@@ -234,7 +236,7 @@ def disable_pool(cluster: CephCluster, pool: str, imgs: list, opts: Options) -> 
         if failed:
             raise MigrationError(
                 f"{pool}: mirroring could not be disabled on {len(failed)} image(s) (re-run "
-                f"teardown): {listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
+                f"{action}): {listed([f'{n}: {e}' for n, e in sorted(failed.items())])}"
             ) from exc
         cluster.mirror_pool_disable(pool)
     opts.log(f"{pool}: mirroring disabled")

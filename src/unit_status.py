@@ -85,12 +85,6 @@ def _unit_status(session: Session, *, has_source: bool, has_destination: bool) -
 
 def _ended(record: Record, app: str, *, has_source: bool, has_destination: bool) -> Status | None:
     """The status of a migration that is over (aborted, or finished), None while it is not."""
-    if record.aborting:
-        return (
-            "blocked",
-            f"abort of {', '.join(record.aborting)} interrupted: the daemon stays stopped; "
-            "re-run abort to finish it",
-        )
     if record.aborted and not record.pools:
         return (
             "active",
@@ -116,18 +110,18 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
     if not report.split_brain and finished(report):
         return "active", phase(report)
     problem = attention(report)
-    if problem:
+    if report.split_brain:
         return "blocked", problem[:MAX_MESSAGE]
     service = session.daemon.service
     config = session.config()
-    over = journal_backlog(report, config.journal_limit_bytes)
-    if over:
-        return (
-            "blocked",
-            f"source journals over {human_bytes(config.journal_limit_bytes)}: "
-            f"{'; '.join(over)}: restart or fix rbd-mirror (journalctl -u {service}), or run "
-            "abort",
-        )[:MAX_MESSAGE]
+    guard = _journal_guard(report, config.journal_limit_bytes, service)
+    if guard:
+        return "blocked", guard[:MAX_MESSAGE]
+    for pools, what in ((record.aborting, "abort"), (record.rolling_back, "rollback")):
+        if pools:
+            return "blocked", f"{what} of {', '.join(pools)} interrupted: re-run {what}"
+    if problem:
+        return "blocked", problem[:MAX_MESSAGE]
     down = _down_for(record, config.daemon_down_limit)
     if record.paused:
         return (
@@ -148,6 +142,23 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
             f"see journalctl -u {service}" + ("; or run abort" if down else ""),
         )
     return "active", phase(report)
+
+
+def _journal_guard(report: StatusReport, limit: int, service: str) -> str:
+    """What the journal guard says ("" when the source's journals are fine).
+
+    It fails closed: a pool whose journals cannot be read is named, not taken as fine.
+    """
+    blind = [f"{p.pool} ({p.journal_error})" for p in report.active if p.journal_error]
+    if blind:
+        return f"journal guard blind: cannot read the source's journals of {'; '.join(blind)}"
+    over = journal_backlog(report, limit)
+    if over:
+        return (
+            f"source journals over {human_bytes(limit)}: {'; '.join(over)}: restart or fix "
+            f"rbd-mirror (journalctl -u {service}), or run abort"
+        )
+    return ""
 
 
 def _down_for(record: Record, limit_minutes: int) -> str:

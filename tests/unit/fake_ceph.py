@@ -119,9 +119,11 @@ class FakeCluster:
                 failed[name] = "PermissionError: [errno 13] denied"
                 continue
             img = self.image(pool, name)
+            added = [f for f in ("exclusive-lock", "journaling") if f not in img.features]
             img.features |= {"exclusive-lock", "journaling"}
             img.mirror_enabled = self.modes.get(pool) == "pool"
-            changed[name] = "journaling"
+            if "journaling" in added:
+                changed[name] = ",".join(added)
         return changed, failed
 
     def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
@@ -281,10 +283,14 @@ class FakeCluster:
             self.journals.get(n, JournalInfo(image=n, bytes=1024, objects=1)) for n in mirrored
         ]
 
-    def cutover_snapshots(self, pool: str, action: str, *, workers: int = 4) -> SnapshotCheck:
+    def cutover_snapshots(
+        self, pool: str, action: str, *, workers: int = 4, images=None
+    ) -> SnapshotCheck:
         self._call(f"bulk cutover-snapshots {action} {pool}")
         changed, written, missing = [], {}, []
         for img in self._imgs(pool):
+            if images is not None and img.name not in images:
+                continue
             has = "cutover" in img.snaps
             primary = img.mirror_enabled and img.primary
             if action == "create" and primary and not has:

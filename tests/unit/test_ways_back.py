@@ -9,7 +9,7 @@ import time
 import pytest
 from ops import testing
 
-from ceph_cli import JournalInfo, Peer
+from ceph_cli import JournalInfo, JournalPeer, Peer
 from inputs import CharmConfig, parse_size
 from journal_codec import journal_client
 from record import Record
@@ -151,10 +151,19 @@ def test_abort_takes_journaling_off_images_the_pool_disable_left_and_names_added
     world.src.image("glance", "img").features.discard("exclusive-lock")
     world.src.sticky_journaling = {"volume-1"}
     state = _migrating(world)
+    assert _record(state).locked == {"glance": ("img",)}
     state = _act(world, state, "abort")
     results = world.ctx.action_results
     assert results["journaling-removed"] == 1
     assert "journaling" not in world.src.image("cinder-ceph", "volume-1").features
+    assert json.loads(results["exclusive-lock-added"]) == ["glance/img"]
+
+
+def test_an_image_journaled_before_the_migration_is_not_recorded_as_ours(world):
+    world.src.image("cinder-ceph", "volume-1").features.add("journaling")
+    state = _migrating(world)
+    assert "volume-1" not in _record(state).journaled.get("cinder-ceph", ())
+    assert _record(state).journaled["nova"] == ("a_disk", "b_disk")
 
 
 def test_abort_removes_the_destination_daemons_peer_from_the_source_and_no_other(world):
@@ -239,7 +248,7 @@ def test_rollback_refuses_before_any_cutover_pointing_to_abort(world):
 
 def test_rollback_refuses_after_teardown(world):
     state = _act(world, _cut_over(world), "teardown")
-    with pytest.raises(testing.ActionFailed, match="torn down"):
+    with pytest.raises(testing.ActionFailed, match="teardown has begun"):
         _act(world, state, "rollback")
 
 
@@ -281,43 +290,52 @@ def test_rollback_interrupted_before_the_resync_finishes_it_on_the_next_run(worl
 def test_status_reports_each_pools_journal_backlog(world):
     state = _migrating(world)
     world.src.journals["volume-1"] = JournalInfo(
-        "volume-1", 300 * 2**20, 19, (("peer", True, 4100),)
+        "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, 4100, 300 * 2**20),)
     )
     _act(world, state, "status")
     journal = json.loads(world.ctx.action_results["pools"])["cinder-ceph"]["journal"]
-    assert journal["largest-image"] == "volume-1" and journal["largest-bytes"] == 300 * 2**20
-    assert journal["entries-behind"] == 4100 and journal["mirror-client-connected"] is True
+    assert journal["backlog-image"] == "volume-1" and journal["backlog-bytes"] == 300 * 2**20
+    assert journal["backlog-entries"] == 4100 and journal["journal-bytes"] == 320 * 2**20
+    assert journal["mirror-client-connected"] is True
     assert json.loads(world.ctx.action_results["journal-guard"]) == []
 
 
 def test_unit_blocks_when_a_journal_passes_the_limit_naming_pool_image_and_remedy(world):
     state = _migrating(world, **{"journal-backlog-limit": "256M"})
     world.src.journals["volume-1"] = JournalInfo(
-        "volume-1", 300 * 2**20, 19, (("peer", True, 4100),)
+        "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, 4100, 300 * 2**20),)
     )
     out = world.run(world.ctx.on.update_status(), state)
     assert out.unit_status.name == "blocked"
     message = out.unit_status.message
-    assert "journals over 256.0 MiB" in message and "volume-1: 300.0 MiB" in message
-    assert "4100 entries behind" in message and "abort" in message
+    assert "journals over 256.0 MiB" in message and "volume-1: 300.0 MiB not replayed" in message
+    assert "4100 entries" in message and "abort" in message
+    world.src.journals["volume-1"] = JournalInfo(
+        "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, None, 300 * 2**20),)
+    )
+    message = world.run(world.ctx.on.update_status(), state).unit_status.message
+    assert "300.0 MiB not replayed)" in message, "entries unknown across tags: not shown"
     world.src.journals.clear()
     assert world.run(world.ctx.on.update_status(), state).unit_status.name == "active"
 
 
 def test_unit_blocks_when_a_mirror_client_was_disconnected(world):
     state = _migrating(world)
-    world.src.journals["a_disk"] = JournalInfo("a_disk", 2**20, 1, (("peer", False, None),))
+    world.src.journals["a_disk"] = JournalInfo(
+        "a_disk", 2**20, 1, (JournalPeer("p", False, None, 0),)
+    )
     out = world.run(world.ctx.on.update_status(), state)
     assert "mirror client disconnected: a_disk" in out.unit_status.message
 
 
-def test_an_unreadable_journal_is_reported_and_the_status_goes_on(world):
+def test_an_unreadable_journal_is_reported_and_the_guard_fails_closed(world):
     state = _migrating(world)
     world.src.journal_error = True
     _act(world, state, "status")
     pools = json.loads(world.ctx.action_results["pools"])
     assert pools["nova"]["journal"]["read"] is False
-    assert world.run(world.ctx.on.update_status(), state).unit_status.name == "active"
+    status = world.run(world.ctx.on.update_status(), state).unit_status
+    assert status.name == "blocked" and "journal guard blind" in status.message
 
 
 def test_unit_status_says_how_long_the_daemon_is_down_past_the_limit(world):
@@ -405,3 +423,88 @@ def test_teardown_goes_on_when_the_source_key_may_not_remove_the_cap(world):
     _act(world, state, "teardown")
     assert world.ctx.action_results["daemon-stopped"] == "true"
     assert any("journal cap could not be removed" in line for line in world.ctx.action_logs)
+
+
+# --- review findings, each now a rule ----------------------------------------------------------
+
+
+def test_abort_of_a_parent_pool_alone_is_refused_naming_the_clones_elsewhere(world):
+    state = _migrating(world)
+    with pytest.raises(testing.ActionFailed, match=r"nova/a_disk \(clone of glance/img@snap\)"):
+        _act(world, state, "abort", pools="glance")
+    assert world.src.modes["glance"] == "pool" and world.service["running"], "nothing changed"
+
+
+def test_abort_disables_a_source_pool_image_by_image_when_librbd_refuses_it_at_once(world):
+    state = _migrating(world)
+    world.src.busy_pools = {"nova"}  # librbd leaves it in image mode, images still mirrored
+    _act(world, state, "abort")
+    assert world.src.modes["nova"] == "disabled"
+    assert "bulk disable-mirroring nova" in world.src.calls
+
+
+def test_an_interrupted_abort_of_a_subset_lets_the_daemon_run_for_the_other_pools(world):
+    state = _migrating(world)
+    state = _with_record(state, _record(state).abort_started(["cinder-ceph"]))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"], "glance and nova still migrate"
+    assert "abort of cinder-ceph interrupted: re-run abort" in out.unit_status.message
+
+
+def test_rollback_checks_again_after_the_demotion_and_undoes_it_on_a_late_write(world):
+    state = _cut_over(world)
+    real_demote = world.dst.pool_demote
+
+    def demote_after_a_write(pool):
+        if pool == "cinder-ceph":  # a client still running on the new cluster writes
+            world.dst.image("cinder-ceph", "volume-1").written_since_snap = True
+        return real_demote(pool)
+
+    world.dst.pool_demote = demote_after_a_write  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed, match="written while rollback ran"):
+        _act(world, state, "rollback")
+    assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs), "back"
+    assert not any(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+    assert world.dst.resynced == []
+
+
+def test_rollback_is_refused_once_teardown_began_even_with_force(world):
+    state = _cut_over(world)
+    world.dst.busy_pools = {"nova"}
+    world.dst.fail_images = {"b_disk"}
+    with pytest.raises(testing.ActionFailed):
+        _act(world, state, "teardown")
+    with pytest.raises(testing.ActionFailed, match="nova: teardown has begun"):
+        _act(world, state, "rollback", pools="nova", force=True)
+    assert not world.src.image("nova", "a_disk").primary, "the source stays demoted"
+
+
+def test_a_re_run_cutover_snapshots_only_the_images_it_promoted_itself(world):
+    state = _migrating(world)
+    real = world.dst.cutover_snapshots
+
+    def killed(pool, action, **kw):
+        if action == "create":
+            raise RuntimeError("hook killed")
+        return real(pool, action, **kw)
+
+    world.dst.cutover_snapshots = killed  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        _act(world, state, "demote-promote")
+    world.dst.cutover_snapshots = real  # type: ignore[method-assign]
+    state = _act(world, state, "demote-promote")
+    assert json.loads(world.ctx.action_results["cutover-snapshots"]) == {}
+    with pytest.raises(testing.ActionFailed, match="primary without the cutover snapshot"):
+        _act(world, state, "rollback")
+
+
+def test_an_interrupted_rollback_says_re_run_rollback(world):
+    state = _cut_over(world)
+    for pool in POOLS:
+        world.dst.pool_demote(pool)
+    state = _with_record(state, _record(state).rollback_started(list(POOLS)))
+    out = world.run(world.ctx.on.update_status(), state)
+    assert (
+        out.unit_status.message
+        == "rollback of cinder-ceph, glance, nova interrupted: re-run rollback"
+    )
