@@ -21,6 +21,7 @@ _ODD_IMAGE_NAME = re.compile(r"^-|[\s/@\x00-\x1f\x7f]")
 MAX_DEMOTE_PROMOTE_TIMEOUT = 3600
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+MIN_JOURNAL_LIMIT = 128 * 1024**2
 
 
 def parse_size(text: str, what: str) -> int:
@@ -108,10 +109,10 @@ class CharmConfig:
                 "start with a letter, and not 'ceph' (the destination)"
             )
         _ = self.pool_list  # raises ValueError on a malformed list
-        if self.journal_limit_bytes < 1024**2:
+        if self.journal_limit_bytes < MIN_JOURNAL_LIMIT:
             raise ValueError(
-                f"journal-backlog-limit {self.journal_backlog_limit!r}: at least 1M (a healthy "
-                "journal keeps a few MiB)"
+                f"journal-backlog-limit {self.journal_backlog_limit!r}: at least 128M (a "
+                "healthy journal keeps up to two object sets, 2 x 4 x 16 MiB by default)"
             )
         for option, value, low, high in (
             ("pool-replicas", self.pool_replicas, 0, 10),

@@ -158,6 +158,9 @@ def _image_state(ioctx, name: str) -> ImageStateAnswer:
     }
 
 
+JOURNAL_HEADER_KEYS = ("splay_width", "pool_id", "minimum_set", "active_set")
+
+
 def _journal(cluster, ioctx, name: str, journal_id: str) -> JournalAnswer:
     """What the journal of image `name` keeps: its objects' bytes and each peer's lag.
 
@@ -165,10 +168,21 @@ def _journal(cluster, ioctx, name: str, journal_id: str) -> JournalAnswer:
     and the active object set: those are what trimming has not removed yet, because some
     registered client has not committed them. The journal's id is the image's id.
     """
-    with rados.ReadOpCtx() as op:
-        values, _ = ioctx.get_omap_vals(op, "", "", 1000)
-        ioctx.operate_read_op(op, f"journal.{journal_id}")
+    header_oid = f"journal.{journal_id}"
+    with rados.ReadOpCtx() as op:  # the header's fixed keys (its tags can be many: not read)
+        values, _ = ioctx.get_omap_vals_by_keys(op, JOURNAL_HEADER_KEYS)
+        ioctx.operate_read_op(op, header_oid)
         header = dict(values)
+    start = ""
+    while True:  # its registered clients, a page at a time
+        with rados.ReadOpCtx() as op:
+            values, _ = ioctx.get_omap_vals(op, start, "client_", 256)
+            ioctx.operate_read_op(op, header_oid)
+            page = dict(values)
+        header.update(page)
+        if len(page) < 256:
+            break
+        start = max(page)
     try:
         splay = struct.unpack("<B", header["splay_width"])[0]
         pool_id = struct.unpack("<q", header["pool_id"])[0]

@@ -39,27 +39,29 @@ class PoolReport:
     journal_error: str = ""
 
     @property
-    def largest_backlog(self) -> JournalInfo | None:
-        """The source image with the most journal bytes its mirror peer has not committed."""
-        return max(self.journals or (), key=lambda j: (j.bytes_behind, j.bytes), default=None)
+    def largest_journal(self) -> JournalInfo | None:
+        """The source image whose journal keeps the most on the source (None: none read)."""
+        return max(self.journals or (), key=lambda j: (j.bytes, j.bytes_behind), default=None)
 
     @property
     def journal_summary(self) -> dict[str, object]:
         """The journal guard's figures for this pool, for results and the unit status.
 
-        `backlog-*`: the image whose peer is furthest behind (bytes not committed, and entries
-        when they can be told); `bytes`: what all its journals keep on the source.
+        The image whose journal keeps the most on the source (`largest-*`: trimming waits for
+        its peer), with how much of it the peer has not replayed (`backlog-bytes`, a lower
+        bound: whole journal objects after its last commit; `backlog-entries` when they can be
+        told); `bytes`: what all the pool's journals keep.
         """
         if self.journals is None:
             return {"read": False, "error": self.journal_error} if self.journal_error else {}
-        largest = self.largest_backlog
+        largest = self.largest_journal
         return {
             "images": len(self.journals),
             "bytes": sum(j.bytes for j in self.journals),
-            "backlog-image": largest.image if largest else "",
+            "largest-image": largest.image if largest else "",
+            "largest-bytes": largest.bytes if largest else 0,
             "backlog-bytes": largest.bytes_behind if largest else 0,
             "backlog-entries": largest.entries_behind if largest else 0,
-            "journal-bytes": largest.bytes if largest else 0,
             "mirror-client-connected": not any(j.disconnected for j in self.journals),
             "disconnected": sorted(j.image for j in self.journals if j.disconnected),
         }
@@ -374,18 +376,22 @@ def status(
 
 
 def journal_backlog(report: StatusReport, limit: int) -> list[str]:
-    """The pools where a source image's journal holds more than `limit` bytes not replayed.
+    """The pools where a source image's journal keeps more than `limit` bytes on the source.
 
-    Also a pool with a disconnected mirror client: its images no longer replay at all.
+    What the journal keeps is what fills the source: trimming waits for the mirror peer, so
+    it is the backlog plus at most the object sets in use (2 x 4 x 16 MiB with Ceph's
+    defaults). Also a pool with a disconnected mirror client: its images no longer replay.
     """
     over = []
     for pool in report.active:
-        largest = pool.largest_backlog
-        if largest and largest.bytes_behind > limit:
+        largest = pool.largest_journal
+        if largest and largest.bytes > limit:
             entries = largest.entries_behind
             over.append(
-                f"{pool.pool} ({largest.image}: {human_bytes(largest.bytes_behind)} not "
-                "replayed" + ("" if entries is None else f", {entries} entries") + ")"
+                f"{pool.pool} ({largest.image}: journal {human_bytes(largest.bytes)}, at least "
+                f"{human_bytes(largest.bytes_behind)} not replayed"
+                + ("" if entries is None else f", {entries} entries")
+                + ")"
             )
         elif cut := sorted(j.image for j in pool.journals or () if j.disconnected):
             over.append(f"{pool.pool} (mirror client disconnected: {listed(cut)})")

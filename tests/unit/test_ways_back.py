@@ -294,8 +294,8 @@ def test_status_reports_each_pools_journal_backlog(world):
     )
     _act(world, state, "status")
     journal = json.loads(world.ctx.action_results["pools"])["cinder-ceph"]["journal"]
-    assert journal["backlog-image"] == "volume-1" and journal["backlog-bytes"] == 300 * 2**20
-    assert journal["backlog-entries"] == 4100 and journal["journal-bytes"] == 320 * 2**20
+    assert journal["largest-image"] == "volume-1" and journal["backlog-bytes"] == 300 * 2**20
+    assert journal["backlog-entries"] == 4100 and journal["largest-bytes"] == 320 * 2**20
     assert journal["mirror-client-connected"] is True
     assert json.loads(world.ctx.action_results["journal-guard"]) == []
 
@@ -308,8 +308,8 @@ def test_unit_blocks_when_a_journal_passes_the_limit_naming_pool_image_and_remed
     out = world.run(world.ctx.on.update_status(), state)
     assert out.unit_status.name == "blocked"
     message = out.unit_status.message
-    assert "journals over 256.0 MiB" in message and "volume-1: 300.0 MiB not replayed" in message
-    assert "4100 entries" in message and "abort" in message
+    assert "journals over 256.0 MiB" in message and "volume-1: journal 320.0 MiB" in message
+    assert "at least 300.0 MiB not replayed, 4100 entries" in message and "abort" in message
     world.src.journals["volume-1"] = JournalInfo(
         "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, None, 300 * 2**20),)
     )
@@ -370,9 +370,9 @@ def test_a_bad_size_is_refused_naming_the_option(bad):
         CharmConfig(journal_backlog_limit=bad)
 
 
-def test_a_journal_limit_under_1m_is_refused():
-    with pytest.raises(ValueError, match="at least 1M"):
-        CharmConfig(journal_backlog_limit="100K")
+def test_a_journal_limit_under_two_object_sets_is_refused():
+    with pytest.raises(ValueError, match="at least 128M"):
+        CharmConfig(journal_backlog_limit="100M")
 
 
 def test_the_record_keeps_the_new_fields_and_drops_junk():
