@@ -62,7 +62,7 @@ def abort(
     """Call off the migration of `pools` (of `all_pools` migrated); see the module docstring."""
     report = read(src, dst, pools, opts)
     _refuse(report.pools, report.split_brain, report.source_error, peer)
-    _refuse_foreign_peers(src, dst, pools)
+    _refuse_foreign_peers(src, dst, pools, peer)
     # Parent links come from the source: the destination may not hold every clone yet.
     links = {p: src.image_states(p, workers=opts.workers) for p in {*pools, *all_pools}}
     _refuse_orphaned_clones(links, pools)
@@ -77,7 +77,7 @@ def abort(
     if not opts.dry_run:
         before_changes()
         # Read again once the daemon is stopped: it may have created an image meanwhile.
-        plan = _plan(dst, report.pools, [*aborting, *pools], opts)
+        plan = _plan(dst, report.pools, aborting, opts)
     order = disable_order({p: links[p] for p in pools})
     for pool in order:  # every unit's daemon stops replaying these pools, and pinging the source
         result.changes += remove_peers(dst, pool, peer, opts).changes
@@ -156,17 +156,25 @@ def _refuse(pools: list[PoolReport], split: list[str], source_error: str, peer: 
         )
 
 
-def _refuse_foreign_peers(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> None:
-    """A source pool with a peer that is not the destination's daemon mirrors elsewhere too.
+def _refuse_foreign_peers(
+    src: CephCluster, dst: CephCluster, pools: Sequence[str], peer: PeerSpec
+) -> None:
+    """A pool with a peer that is not ours (on either side) mirrors elsewhere too.
 
     Disabling its mirroring would break that other mirror: abort refuses, changing nothing.
     """
-    site = next((p.site_name for p in dst.mirror_pools(pools)), "")
+    dst_pools = dst.mirror_pools(pools)
+    site = next((p.site_name for p in dst_pools), "")
     foreign = [
         f"{info.name}: {p.site_name or p.client_name} ({p.direction})"
         for info in src.mirror_pools(pools)
         for p in info.peers
         if not site or p.site_name != site
+    ] + [
+        f"destination {info.name}: {p.site_name} ({p.direction})"
+        for info in dst_pools
+        for p in info.peers
+        if p.site_name != peer.site_name
     ]
     if foreign:
         raise MigrationError(

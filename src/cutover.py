@@ -78,8 +78,10 @@ def demote_promote(
         for pool in active:
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
-        _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
-        _snapshot_promoted(dst, _not_primary(report), result, opts)
+        try:
+            _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
+        finally:  # also after a timeout or an error: what this run promoted gets its proof
+            _snapshot_promoted(dst, _not_primary(report), result, opts)
         result.report = _verify_cutover(src, dst, active, daemon_running, opts)
         before = {p.pool: p.promoted for p in report.pools}
         after = {p.pool: p.promoted for p in result.report.pools}

@@ -85,6 +85,7 @@ class Record:
             journaled=_merged(self.journaled, journaled or {}),
             aborted=False,
             aborting=tuple(p for p in self.aborting if p not in pools),
+            rolling_back=tuple(p for p in self.rolling_back if p not in pools),
             rolled_back=tuple(p for p in self.rolled_back if p not in pools),
         )
 
@@ -114,6 +115,8 @@ class Record:
             journaled={p: v for p, v in self.journaled.items() if p not in pools},
             locked={p: v for p, v in self.locked.items() if p not in pools},
             aborting=tuple(p for p in self.aborting if p not in pools),
+            rolling_back=tuple(p for p in self.rolling_back if p not in pools),
+            rolled_back=tuple(p for p in self.rolled_back if p not in pools),
             aborted=not left,
         )
 

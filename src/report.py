@@ -388,13 +388,17 @@ def journal_backlog(report: StatusReport, limit: int) -> list[str]:
         if largest and largest.bytes > limit:
             entries = largest.entries_behind
             over.append(
-                f"{pool.pool} ({largest.image}: journal {human_bytes(largest.bytes)}, at least "
+                f"{pool.pool} ({largest.image}: journal {human_bytes(largest.bytes)} over the "
+                f"{human_bytes(limit)} limit, at least "
                 f"{human_bytes(largest.bytes_behind)} not replayed"
                 + ("" if entries is None else f", {entries} entries")
                 + ")"
             )
         elif cut := sorted(j.image for j in pool.journals or () if j.disconnected):
-            over.append(f"{pool.pool} (mirror client disconnected: {listed(cut)})")
+            over.append(
+                f"{pool.pool} (mirror client disconnected by the journal cap: {listed(cut)}: "
+                "`rbd mirror image resync` each on the destination, or abort)"
+            )
     return over
 
 
@@ -560,6 +564,12 @@ def teardown_blockers(report: StatusReport, *, force: bool) -> list[str]:
         )
     blocking += [f"{p}: the source answered with an error: {e}" for p, e in _source_faults(report)]
     for pool in report.pools:
+        sites = {p.site_name for p in pool.peers}
+        if len(sites) > 1:
+            blocking.append(
+                f"{pool.pool}: peers of several sites ({', '.join(sorted(sites))}): remove the "
+                "ones that are not this migration's by hand, then re-run"
+            )
         blocking += [
             f"{pool.pool}/{n}: not primary on the destination: run demote-promote"
             for n in pool.destination_not_primary

@@ -111,9 +111,8 @@ def _check_again(
     late = _written_since_cutover(dst, pools, opts)
     if not late:
         return
-    for pool, count in result.demoted.items():
-        if count:
-            dst.pool_promote(pool)
+    for pool in pools:  # also a pool an earlier, interrupted run demoted: none stays without
+        dst.pool_promote(pool.pool)  # a primary (librbd skips images primary already)
     undone()
     raise MigrationError(
         f"the destination was written while rollback ran (is a client still using the new "

@@ -1,8 +1,8 @@
 """Phase 4, teardown: stop mirroring into the destination once the cutover is complete. No ops.
 
 Only once every source image is on the destination and primary there and none is primary on
-the source (`report.teardown_blockers`): remove the cutover snapshots (rollback's evidence:
-rollback is refused from here on), remove the peers, disable mirroring with the pools of
+the source (`report.teardown_blockers`): remove the peers, then the cutover snapshots
+(rollback's evidence: rollback is refused from here on), disable mirroring with the pools of
 clones before the pools of their parents (librbd insists), image by image where a pool refuses,
 and confirm journaling is gone. The charm stops the daemon once every migrated pool is torn
 down (`report.finished`), whether in one run or several.
@@ -52,13 +52,9 @@ def teardown(
     result = TeardownResult()
     infos = _image_infos(dst, pools, opts.workers)
     images = {pool: [i for p, i in infos if p == pool] for pool in pools}
-    for pool in pools:
+    _remove_all_peers(dst, pools, peer, result, opts)
+    for pool in pools:  # after every pool's peers: a refusal there leaves rollback its proof
         result.changes += _remove_cutover_snapshots(dst, pool, opts)
-        removed = remove_peers(dst, pool, peer, opts)
-        result.changes += removed.changes
-        if removed.uuids:
-            result.peers_removed[pool] = removed.uuids
-        result.peers_removed_by_omap += [f"{pool}:{u}" for u in removed.by_omap]
     result.order = disable_order(images)
     for pool in result.order:
         changes = disable_pool(dst, pool, images[pool], opts)
@@ -74,6 +70,17 @@ def teardown(
         f"{'; '.join(result.changes) or 'nothing'}"
     )
     return result
+
+
+def _remove_all_peers(
+    dst: CephCluster, pools: Sequence[str], peer: PeerSpec, result: TeardownResult, opts: Options
+) -> None:
+    for pool in pools:
+        removed = remove_peers(dst, pool, peer, opts)
+        result.changes += removed.changes
+        if removed.uuids:
+            result.peers_removed[pool] = removed.uuids
+        result.peers_removed_by_omap += [f"{pool}:{u}" for u in removed.by_omap]
 
 
 def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) -> None:

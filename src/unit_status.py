@@ -17,7 +17,6 @@ from migration import (
     StatusReport,
     attention,
     finished,
-    human_bytes,
     journal_backlog,
     phase,
 )
@@ -114,7 +113,8 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
         return "blocked", problem[:MAX_MESSAGE]
     service = session.daemon.service
     config = session.config()
-    guard = _journal_guard(report, config.journal_limit_bytes, service)
+    remedy = "run resume (paused)" if record.paused else f"restart or fix rbd-mirror ({service})"
+    guard = _journal_guard(report, config.journal_limit_bytes, remedy)
     if guard:
         return "blocked", guard[:MAX_MESSAGE]
     for pools, what in ((record.aborting, "abort"), (record.rolling_back, "rollback")):
@@ -144,7 +144,7 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
     return "active", phase(report)
 
 
-def _journal_guard(report: StatusReport, limit: int, service: str) -> str:
+def _journal_guard(report: StatusReport, limit: int, remedy: str) -> str:
     """What the journal guard says ("" when the source's journals are fine).
 
     It fails closed: a pool whose journals cannot be read is named, not taken as fine.
@@ -154,10 +154,7 @@ def _journal_guard(report: StatusReport, limit: int, service: str) -> str:
         return f"journal guard blind: cannot read the source's journals of {'; '.join(blind)}"
     over = journal_backlog(report, limit)
     if over:
-        return (
-            f"source journals over {human_bytes(limit)}: {'; '.join(over)}: restart or fix "
-            f"rbd-mirror (journalctl -u {service}), or run abort"
-        )
+        return f"journal guard: {'; '.join(over)}: {remedy}, or abort"
     return ""
 
 

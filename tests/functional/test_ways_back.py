@@ -207,7 +207,7 @@ def test_journal_guard_blocks_on_a_growing_journal_and_clears_once_the_daemon_re
         journal = json.loads(results["pools"])["cinder-ceph"]["journal"]
         samples.append((time.monotonic() - start, journal["largest-bytes"], journal))
         host.hook("update_status")
-        if host.state.unit_status.name == "blocked" and "journals over" in (
+        if host.state.unit_status.name == "blocked" and "journal guard" in (
             host.state.unit_status.message
         ):
             blocked = True
@@ -239,7 +239,7 @@ def test_journal_guard_blocks_on_a_growing_journal_and_clears_once_the_daemon_re
     while True:
         host.hook("update_status")
         status = host.state.unit_status
-        if "journals over" not in status.message:
+        if "journal guard" not in status.message:
             break
         assert time.monotonic() < deadline, f"still blocked: {status}"
         time.sleep(5)

@@ -9,12 +9,12 @@ import time
 import pytest
 from ops import testing
 
-from ceph_cli import JournalInfo, JournalPeer, Peer
+from ceph_cli import EBUSY, CephError, JournalInfo, JournalPeer, Peer
 from inputs import CharmConfig, parse_size
 from journal_codec import journal_client
 from record import Record
 from tests.unit.conftest import World, ready_state
-from tests.unit.fake_ceph import mirror
+from tests.unit.fake_ceph import FakeImage, mirror
 
 POOLS = ("glance", "nova", "cinder-ceph")
 
@@ -308,7 +308,9 @@ def test_unit_blocks_when_a_journal_passes_the_limit_naming_pool_image_and_remed
     out = world.run(world.ctx.on.update_status(), state)
     assert out.unit_status.name == "blocked"
     message = out.unit_status.message
-    assert "journals over 256.0 MiB" in message and "volume-1: journal 320.0 MiB" in message
+    assert (
+        "journal guard" in message and "volume-1: journal 320.0 MiB over the 256.0 MiB" in message
+    )
     assert "at least 300.0 MiB not replayed, 4100 entries" in message and "abort" in message
     world.src.journals["volume-1"] = JournalInfo(
         "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, None, 300 * 2**20),)
@@ -325,7 +327,8 @@ def test_unit_blocks_when_a_mirror_client_was_disconnected(world):
         "a_disk", 2**20, 1, (JournalPeer("p", False, None, 0),)
     )
     out = world.run(world.ctx.on.update_status(), state)
-    assert "mirror client disconnected: a_disk" in out.unit_status.message
+    assert "mirror client disconnected by the journal cap: a_disk" in out.unit_status.message
+    assert "resync" in out.unit_status.message
 
 
 def test_an_unreadable_journal_is_reported_and_the_guard_fails_closed(world):
@@ -508,3 +511,66 @@ def test_an_interrupted_rollback_says_re_run_rollback(world):
         out.unit_status.message
         == "rollback of cinder-ceph, glance, nova interrupted: re-run rollback"
     )
+
+
+# --- second review's findings ---------------------------------------------------------------
+
+
+def test_a_promotion_that_timed_out_still_snapshots_what_it_promoted(world):
+    state = _migrating(world)
+    real = world.dst.pool_promote
+    stuck = {"glance"}
+
+    def promote(pool, *, force=False):
+        if pool in stuck:
+            raise CephError("ceph", ["promote"], EBUSY, "demotion not propagated")
+        return real(pool, force=force)
+
+    world.dst.pool_promote = promote  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed, match="timed out"):
+        _act(world, state, "demote-promote", timeout=1)
+    assert world.dst.image("nova", "a_disk").snaps == ["cutover"]
+    stuck.clear()
+    state = _act(world, state, "demote-promote")
+    _act(world, state, "rollback")  # provable: no force needed
+    assert json.loads(world.ctx.action_results["discarded"]) == []
+
+
+def test_a_destination_peer_of_another_site_refuses_abort_before_anything_changes(world):
+    state = _migrating(world)
+    world.dst.peers["nova"].append(Peer("dr", "dr-site", "client.dr", "tx-only"))
+    with pytest.raises(testing.ActionFailed, match="destination nova: dr-site"):
+        _act(world, state, "abort")
+    assert world.service["running"] and world.src.modes["nova"] == "pool"
+
+
+def test_a_destination_peer_of_another_site_refuses_teardown_and_keeps_the_snapshots(world):
+    state = _cut_over(world)
+    world.dst.peers["nova"].append(Peer("dr", "dr-site", "client.dr", "tx-only"))
+    with pytest.raises(testing.ActionFailed, match="peers of several sites"):
+        _act(world, state, "teardown")
+    assert world.dst.image("glance", "img").snaps == ["cutover"], "rollback keeps its proof"
+
+
+def test_abort_and_a_new_enable_mirroring_drop_an_unfinished_rollback_mark(world):
+    state = _migrating(world)
+    record = _record(state).rollback_started(list(POOLS))
+    assert record.aborted_pools(list(POOLS)).rolling_back == ()
+    assert record.enabled(list(POOLS), "source").rolling_back == ()
+
+
+def test_a_first_abort_leaves_a_destination_image_it_did_not_create(world):
+    state = _migrating(world)
+    world.dst.pool_images["cinder-ceph"] = [FakeImage("volume-1", primary=True)]  # a hand copy
+    _act(world, state, "abort")
+    assert [i.name for i in world.dst.pool_images["cinder-ceph"]] == ["volume-1"]
+
+
+def test_the_guard_says_resume_when_the_daemon_is_paused(world):
+    state = _migrating(world, **{"journal-backlog-limit": "256M"})
+    state = _act(world, state, "pause")
+    world.src.journals["volume-1"] = JournalInfo(
+        "volume-1", 320 * 2**20, 19, (JournalPeer("peer", True, None, 300 * 2**20),)
+    )
+    message = world.run(world.ctx.on.update_status(), state).unit_status.message
+    assert "run resume (paused), or abort" in message
