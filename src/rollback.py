@@ -111,6 +111,13 @@ def _check_again(
     late = _written_since_cutover(dst, pools, opts)
     if not late:
         return
+    promoted = [p.pool for p in pools if p.source_primaries]
+    if promoted:  # an earlier run promoted the source: promoting back would make two primaries
+        raise MigrationError(
+            f"the destination was written after the cutover: {listed(late)}, but the source "
+            f"of {', '.join(promoted)} is primary already (an earlier rollback): the "
+            "destination stays demoted; re-run with force=true to discard those writes"
+        )
     for pool in pools:  # also a pool an earlier, interrupted run demoted: none stays without
         dst.pool_promote(pool.pool)  # a primary (librbd skips images primary already)
     undone()

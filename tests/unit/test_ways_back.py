@@ -574,3 +574,27 @@ def test_the_guard_says_resume_when_the_daemon_is_paused(world):
     )
     message = world.run(world.ctx.on.update_status(), state).unit_status.message
     assert "run resume (paused), or abort" in message
+
+
+def test_a_late_write_after_an_earlier_run_promoted_the_source_never_promotes_the_destination(
+    world,
+):
+    state = _cut_over(world)
+    for pool in POOLS:  # an earlier rollback demoted the destination and promoted the source
+        world.dst.pool_demote(pool)
+        world.src.pool_promote(pool)
+    state = _with_record(state, _record(state).rollback_started(list(POOLS)))
+    real = world.dst.cutover_snapshots
+    calls = {"check": 0}
+
+    def late_write(pool, action, **kw):
+        if action == "check":
+            calls["check"] += 1
+            if calls["check"] > len(POOLS):  # the second check sees a write
+                world.dst.image("cinder-ceph", "volume-1").written_since_snap = True
+        return real(pool, action, **kw)
+
+    world.dst.cutover_snapshots = late_write  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed, match="source of .* is primary already"):
+        _act(world, state, "rollback")
+    assert not any(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
