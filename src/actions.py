@@ -27,6 +27,7 @@ from inputs import (
     RollbackParams,
     StatusParams,
     TeardownParams,
+    VerifyParams,
 )
 from migration import MigrationError, Options
 from session import Session, Workspace
@@ -413,6 +414,36 @@ def rollback(session: Session, params: RollbackParams, log: Log) -> Results:
             "or abort to call the migration off"
         ),
     }
+
+
+def verify(session: Session, params: VerifyParams, log: Log) -> Results:
+    """Compare every image on the two clusters after the cutover; fail on any mismatch."""
+    ws, opts = prepare(session, params.pools, log, changes=False)
+    if params.max_workers:
+        opts = dataclasses.replace(opts, workers=params.max_workers)
+    result = migration.verify(
+        ws.source, ws.destination, ws.pools, opts, sample=params.sample, timeout=params.timeout
+    )
+    results: Results = {
+        "pools": ",".join(ws.pools),
+        "mode": f"sample of {result.sample} chunk(s) per image" if result.sample else "full",
+        "images": result.images,
+        "bytes-read": result.bytes_read,
+        "seconds": f"{result.seconds:.1f}",
+        "throughput": f"{migration.human_bytes(result.throughput)}/s",
+        "mismatches": json.dumps([m.as_dict() for m in result.mismatches[:MAX_LISTED_RESULTS]]),
+        "mismatch-count": len(result.mismatches),
+    }
+    if result.mismatches:
+        shown = "; ".join(str(m) for m in result.mismatches[:10])
+        more = len(result.mismatches) - 10
+        raise MigrationError(
+            f"verify found {len(result.mismatches)} image(s) that differ: {shown}"
+            + (f" ... and {more} more (see mismatches)" if more > 0 else ""),
+            results=results,
+        )
+    results["next"] = "every image is the same on both clusters"
+    return results
 
 
 def pause(session: Session, params: NoParams, log: Log) -> Results:

@@ -30,6 +30,14 @@ class Request(TypedDict, total=False):
     daemons: bool  # "versions": also the rbd-mirror daemons' (a mgr command)
     snapshot: str  # "cutover-snapshots": the snapshot's name
     action: str  # "cutover-snapshots": "create", "check" or "remove"
+    chunk: int  # "digests": the extent each digest covers
+    sample: int  # "digests": this many random chunks per image instead of every allocated one
+    seed: str  # "digests": with "sample", the same picks on both sides
+    ignore_snaps: list[str]  # "digests": snapshots that are the migration's own
+    image: str  # "extent"
+    offset: int  # "extent"
+    length: int  # "extent"
+    block: int  # "extent": a digest per this many bytes; 0: the bytes as hex
 
 
 class PeerAnswer(TypedDict):
@@ -190,3 +198,27 @@ class CutoverSnapshotsAnswer(TypedDict):
     written: dict[str, str]
     missing: list[str]
     failed: dict[str, str]
+
+
+class ImageDigestAnswer(TypedDict):
+    """One image of "digests": its metadata and the digest of each non-zero chunk read."""
+
+    size: int
+    snaps: list[list]  # [name, size] of each snapshot that is the cloud's, sorted
+    parent: str  # "pool/image@snap" for a clone
+    chunks: dict[str, str]  # chunk offset (as text: JSON keys) -> digest; zeros left out
+    bytes_read: int
+
+
+class ImageDigestsAnswer(TypedDict):
+    """The answer to digests: every image read, and those that could not be."""
+
+    images: dict[str, ImageDigestAnswer]
+    failed: dict[str, str]
+
+
+class ExtentAnswer(TypedDict):
+    """The answer to extent: a digest per block, or (block 0) the bytes as hex."""
+
+    digests: list[str]
+    hex: str

@@ -30,7 +30,9 @@ from bulk_schema import (
     CutoverSnapshotsAnswer,
     DaemonCalloutsAnswer,
     DisabledAnswer,
+    ExtentAnswer,
     FeatureChangesAnswer,
+    ImageDigestsAnswer,
     ImageStatesAnswer,
     JournalStatusAnswer,
     MirroredPoolsAnswer,
@@ -297,6 +299,29 @@ class SnapshotCheck:
     missing: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ImageDigest:
+    """One side of one image as `verify` compares it: metadata and each non-zero chunk's digest.
+
+    `chunks`: chunk offset -> digest, for the chunks read that hold data; a hole and a chunk of
+    zeros are both absent, so the two sides agree exactly when their maps agree.
+    """
+
+    size: int
+    snaps: tuple[tuple[str, int], ...]
+    parent: str
+    chunks: dict[int, str]
+    bytes_read: int
+
+
+@dataclass(frozen=True)
+class Digests:
+    """What one side answered for a pool's images: each image read, and those that failed."""
+
+    images: dict[str, ImageDigest]
+    failed: dict[str, str]
+
+
 class CephCluster(Protocol):
     """What the workflow asks of a cluster: `CephClient` here, the in-memory fake in unit tests.
 
@@ -419,6 +444,30 @@ class CephCluster(Protocol):
 
     def can_blocklist(self, release: CephVersion | None = None) -> bool:
         """Whether this key may blocklist (on a cluster of `release`)."""
+        ...
+
+    def image_digests(
+        self,
+        pool: str,
+        images: Sequence[str],
+        *,
+        chunk: int,
+        sample: int | None = None,
+        seed: str = "",
+        workers: int = 4,
+        timeout: float | None = None,
+    ) -> Digests:
+        """What `verify` compares of `images`: metadata and chunk digests (all, or a sample)."""
+        ...
+
+    def extent_digests(
+        self, pool: str, image: str, offset: int, length: int, block: int
+    ) -> list[str]:
+        """The digest of each `block` bytes of one extent of `image`."""
+        ...
+
+    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
+        """The bytes of one small extent (at most 64 KiB) of `image`."""
         ...
 
 
@@ -877,6 +926,70 @@ class CephClient:
         """Promote every non-primary image of `pool`; return how many were promoted."""
         args = ["mirror", "pool", "promote"] + (["--force"] if force else [])
         return _count(self._run(RBD, args, [pool]))
+
+    # --- verify ----------------------------------------------------------------------------
+    def image_digests(
+        self,
+        pool: str,
+        images: Sequence[str],
+        *,
+        chunk: int,
+        sample: int | None = None,
+        seed: str = "",
+        workers: int = 4,
+        timeout: float | None = None,
+    ) -> Digests:
+        """Each image's size, the cloud's snapshots, parent and chunk digests: one process.
+
+        Full (no `sample`): every chunk librbd reports allocated; `sample`: that many chunks
+        per image, picked with `seed` (the same on both sides). The cutover snapshot is the
+        migration's own and is left out (rbd_digest.py).
+        """
+        request: Request = {
+            "op": "digests",
+            "pool": pool,
+            "images": list(images),
+            "chunk": chunk,
+            "workers": workers,
+            "ignore_snaps": [CUTOVER_SNAPSHOT],
+        }
+        if sample is not None:
+            request.update(sample=sample, seed=seed)
+        answer = cast(ImageDigestsAnswer, self._bulk(request, timeout=timeout))
+        return Digests(
+            images={
+                name: ImageDigest(
+                    size=int(a["size"]),
+                    snaps=tuple((str(n), int(z)) for n, z in a["snaps"]),
+                    parent=a["parent"],
+                    chunks={int(k): v for k, v in a["chunks"].items()},
+                    bytes_read=int(a["bytes_read"]),
+                )
+                for name, a in answer["images"].items()
+            },
+            failed={k: scrub(v) for k, v in answer["failed"].items()},
+        )
+
+    def _extent(self, pool: str, image: str, offset: int, length: int, block: int) -> ExtentAnswer:
+        request: Request = {
+            "op": "extent",
+            "pool": pool,
+            "image": image,
+            "offset": offset,
+            "length": length,
+            "block": block,
+        }
+        return cast(ExtentAnswer, self._bulk(request))
+
+    def extent_digests(
+        self, pool: str, image: str, offset: int, length: int, block: int
+    ) -> list[str]:
+        """The digest of each `block` bytes of `image` in [offset, offset + length)."""
+        return list(self._extent(pool, image, offset, length, block)["digests"])
+
+    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
+        """The bytes of `image` in [offset, offset + length), at most 64 KiB."""
+        return bytes.fromhex(self._extent(pool, image, offset, length, 0)["hex"])
 
 
 def unit_tool_versions(

@@ -30,6 +30,7 @@ from inputs import (
     RollbackParams,
     StatusParams,
     TeardownParams,
+    VerifyParams,
 )
 from migration import MigrationError
 from record import Record
@@ -176,6 +177,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         framework.observe(on.teardown_action, self._on_teardown_action)
         framework.observe(on.abort_action, self._on_abort_action)
         framework.observe(on.rollback_action, self._on_rollback_action)
+        framework.observe(on.verify_action, self._on_verify_action)
         framework.observe(on.pause_action, self._on_pause_action)
         framework.observe(on.resume_action, self._on_resume_action)
 
@@ -305,7 +307,12 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         except NotReadyError as exc:
             event.fail(f"not ready: {exc.message}")
             return
-        except (MigrationError, CephError, ServiceError) as exc:
+        except MigrationError as exc:
+            if exc.results:
+                event.set_results({k: _result(v) for k, v in exc.results.items()})
+            event.fail(str(exc))
+            return
+        except (CephError, ServiceError) as exc:
             event.fail(str(exc))
             return
         event.set_results({k: _result(v) for k, v in results.items()})
@@ -330,6 +337,9 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
 
     def _on_rollback_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, RollbackParams, actions.rollback, leader_only=True)
+
+    def _on_verify_action(self, event: ops.ActionEvent) -> None:
+        self._run_action(event, VerifyParams, actions.verify)
 
     def _on_pause_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, NoParams, actions.pause)

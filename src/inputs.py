@@ -19,6 +19,8 @@ POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ODD_IMAGE_NAME = re.compile(r"^-|[\s/@\x00-\x1f\x7f]")
 
 MAX_DEMOTE_PROMOTE_TIMEOUT = 3600
+MAX_VERIFY_SAMPLE = 1024  # random chunks per image
+MAX_VERIFY_TIMEOUT = 86400  # seconds per pool and side
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 MIN_JOURNAL_LIMIT = 128 * 1024**2
@@ -197,6 +199,28 @@ class RollbackParams:
     pools: str | None = None
     dry_run: bool = False
     force: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """Parameters of verify."""
+
+    pools: str | None = None
+    sample: int = 0
+    max_workers: int | None = None
+    timeout: int = 3600
+
+    def __post_init__(self):
+        if not 0 <= self.sample <= MAX_VERIFY_SAMPLE:
+            raise ValueError(
+                f"sample must be between 0 and {MAX_VERIFY_SAMPLE}, not {self.sample}"
+            )
+        if self.max_workers is not None and not 1 <= self.max_workers <= 64:
+            raise ValueError(f"max-workers must be between 1 and 64, not {self.max_workers}")
+        if not 60 <= self.timeout <= MAX_VERIFY_TIMEOUT:
+            raise ValueError(
+                f"timeout must be between 60 and {MAX_VERIFY_TIMEOUT} seconds, not {self.timeout}"
+            )
 
 
 @dataclass(frozen=True)

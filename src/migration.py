@@ -5,6 +5,7 @@ This module only gathers the public names; each phase is in a file of its own:
 - report.py: both sides read once, and every verdict derived from the fields;
 - setup_mirroring.py, cutover.py, teardown.py: phases 1, 3 and 4 below;
 - abort.py, rollback.py: the ways back (before the cutover, and between it and teardown);
+- verify.py: the proof, every image compared on both clusters once the source is demoted;
 - workflow.py: the error, the run options and the peer they share.
 
 1. `enable_mirroring`: pool-mode mirroring and journaling on the source; pool mode and one rx-only
@@ -49,6 +50,7 @@ from report import (
 from rollback import RollbackResult, rollback
 from setup_mirroring import PoolEnableResult, enable_mirroring
 from teardown import TeardownResult, teardown
+from verify import Mismatch, VerifyResult, verify
 from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "RollbackResult",
     "StatusReport",
     "TeardownResult",
+    "VerifyResult",
+    "Mismatch",
     "abort",
     "attention",
     "cutover_blockers",
@@ -81,4 +85,5 @@ __all__ = [
     "status",
     "teardown",
     "teardown_blockers",
+    "verify",
 ]

@@ -45,6 +45,7 @@ ops:
 - "resync" ("images"): flag each non-primary image for resync; answers like disable-mirroring.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
+- "digests" and "extent": what `verify` compares, in rbd_digest.py (its docstring).
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
   CLI prints it, plus "holds_rbd_images" on each pool without application rbd. The `ceph`
   CLI costs ~0.3 s of Python start-up; this costs one connect.
@@ -82,6 +83,7 @@ from bulk_schema import (
     VersionsAnswer,
 )
 from journal_codec import journal_client
+from rbd_digest import extent, image_digests
 
 FEATURE_NAMES = {
     getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
@@ -589,9 +591,13 @@ def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:
 
 
 def _pool_read(req: dict, cluster, ioctx, workers: int) -> Mapping[str, object]:
-    """The pool-wide ops: pool-state, image-states, journal-status, cutover-snapshots."""
+    """The pool-wide reads; verify's digests and extent are in rbd_digest.py."""
     if req["op"] == "journal-status":
         return _journal_status(cluster, ioctx, workers)
+    if req["op"] == "digests":
+        return image_digests(ioctx, req)
+    if req["op"] == "extent":
+        return extent(ioctx, req)
     if req["op"] == "cutover-snapshots":
         only = req.get("images")
         return _cutover_snapshots(ioctx, req["snapshot"], req["action"], workers, only)

@@ -10,7 +10,15 @@ MAX_LISTED = 20
 
 
 class MigrationError(Exception):
-    """An expected failure; the message says what is wrong and what to do."""
+    """An expected failure; the message says what is wrong and what to do.
+
+    `results`: what the action found before it failed (verify's mismatches), set as the
+    action's results beside the failure.
+    """
+
+    def __init__(self, message: str, *, results: dict[str, object] | None = None):
+        super().__init__(message)
+        self.results = results or {}
 
 
 def _no_log(_: str) -> None:

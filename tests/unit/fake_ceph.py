@@ -6,6 +6,8 @@ drive every branch of the charm; Ceph's real behaviour is proven by the function
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 
 from ceph_cli import (
@@ -13,6 +15,8 @@ from ceph_cli import (
     Callout,
     CephCluster,
     CephError,
+    Digests,
+    ImageDigest,
     ImageInfo,
     ImageStatus,
     JournalInfo,
@@ -34,6 +38,7 @@ class FakeImage:
     mirror_enabled: bool = False
     snaps: list[str] = field(default_factory=list)
     written_since_snap: bool = False  # a write after the cutover snapshot
+    data: bytes = b""  # the image's content (verify); its size is the data's length
 
 
 @dataclass
@@ -66,6 +71,7 @@ class FakeCluster:
     config_denied: bool = False
     resynced: list[str] = field(default_factory=list)
     site: str = ""  # the cluster's mirroring site name ("site-<name>" when empty)
+    unreadable: set[str] = field(default_factory=set)  # images verify cannot read
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -340,6 +346,55 @@ class FakeCluster:
         else:
             self.pool_config[(pool, key)] = value
 
+    def image_digests(
+        self,
+        pool: str,
+        images,
+        *,
+        chunk: int,
+        sample: int | None = None,
+        seed: str = "",
+        workers: int = 4,
+        timeout: float | None = None,
+    ) -> Digests:
+        self._call(f"bulk digests {pool}")
+        found, failed = {}, {}
+        for name in images:
+            img = next((i for i in self._imgs(pool) if i.name == name), None)
+            if img is None or name in self.unreadable:
+                failed[name] = "ImageNotFound: [errno 2] not found"
+                continue
+            size = len(img.data)
+            offsets = list(range(0, size, chunk))
+            if sample is not None:
+                picks = random.Random(f"{seed}/{name}").sample(offsets, min(sample, len(offsets)))
+                offsets = sorted(picks)
+            chunks = {
+                o: hashlib.sha256(img.data[o : o + chunk]).hexdigest()[:32]
+                for o in offsets
+                if img.data[o : o + chunk].strip(b"\0")
+            }
+            found[name] = ImageDigest(
+                size=size,
+                snaps=tuple((s, size) for s in sorted(img.snaps) if s != "cutover"),
+                parent=img.parent,
+                chunks=chunks,
+                bytes_read=sum(len(img.data[o : o + chunk]) for o in offsets),
+            )
+        return Digests(images=found, failed=failed)
+
+    def extent_digests(self, pool: str, image: str, offset: int, length: int, block: int):
+        self._call(f"bulk extent {pool}/{image}")
+        data = self.image(pool, image).data[offset : offset + length]
+        return [
+            hashlib.sha256(data[i : i + block]).hexdigest()[:32]
+            for i in range(0, len(data), block)
+        ]
+
+    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
+        self._call(f"bulk extent {pool}/{image}")
+        return self.image(pool, image).data[offset : offset + length]
+
 
 def make_pair() -> tuple[FakeCluster, FakeCluster]:
     """A source with the OpenStack layout and an empty destination with the same pools."""
@@ -374,6 +429,8 @@ def mirror(src: FakeCluster, dst: FakeCluster) -> None:
                         features=set(img.features),
                         primary=False,
                         mirror_enabled=True,
+                        snaps=[s for s in img.snaps if s != "cutover"],
+                        data=img.data,
                     )
                 )
 

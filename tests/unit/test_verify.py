@@ -1,0 +1,129 @@
+"""ops.testing tests of verify's branches (Ceph is faked here; the lab proves the comparison)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ops import testing
+
+from ceph_cli import ImageDigest
+from tests.unit.conftest import World, ready_state
+from tests.unit.fake_ceph import mirror
+from verify import CHUNK, compare_image
+
+MIB = 1024 * 1024
+
+
+def _act(world: World, state, name: str, **params):
+    return world.run(world.ctx.on.action(name, params=params), state)
+
+
+def _content(world: World) -> None:
+    """Every source image gets 9 MiB with data in its first and last chunk."""
+    for imgs in world.src.pool_images.values():
+        for img in imgs:
+            img.data = (
+                img.name.encode() * 10
+                + bytes(9 * MIB - 2 * len(img.name) * 10)
+                + (img.name.encode() * 10)
+            )
+
+
+def _cut_over(world: World):
+    world.service["running"] = True
+    _content(world)
+    state = _act(world, ready_state(), "enable-mirroring")
+    mirror(world.src, world.dst)
+    return _act(world, state, "demote-promote")
+
+
+def test_verify_passes_when_every_image_is_the_same_and_reads_only_data(world):
+    state = _cut_over(world)
+    _act(world, state, "verify")
+    results = world.ctx.action_results
+    assert results["images"] == 4 and results["mismatch-count"] == 0
+    assert json.loads(results["mismatches"]) == []
+    assert results["bytes-read"] == 4 * 2 * 9 * MIB  # the fake reads every chunk of both sides
+    assert "bulk digests nova" in world.src.calls and "bulk digests nova" in world.dst.calls
+
+
+def test_verify_names_the_image_and_the_first_differing_byte(world):
+    state = _cut_over(world)
+    img = world.dst.image("cinder-ceph", "volume-1")
+    offset = CHUNK + 3 * 4096 + 17
+    img.data = img.data[:offset] + b"X" + img.data[offset + 1 :]
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify")
+    assert f"cinder-ceph/volume-1: content differs at offset {offset}" in failed.value.message
+    mismatches = json.loads(world.ctx.action_results["mismatches"])
+    assert mismatches == [
+        {"image": "cinder-ceph/volume-1", "offset": offset, "what": "content differs"}
+    ]
+
+
+def test_verify_refuses_before_the_cutover_and_reads_nothing(world):
+    world.service["running"] = True
+    _content(world)
+    state = _act(world, ready_state(), "enable-mirroring")
+    mirror(world.src, world.dst)
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify")
+    assert "a primary source is still being written" in failed.value.message
+    assert not any("digests" in c for c in world.src.calls + world.dst.calls)
+
+
+def test_verify_sample_catches_a_size_change_and_a_parent_change(world):
+    state = _cut_over(world)
+    world.dst.image("glance", "img").data += bytes(4096)
+    world.dst.image("nova", "a_disk").parent = "glance/other@snap"
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify", sample=4)
+    message = failed.value.message
+    assert "glance/img: size" in message and "nova/a_disk: parent glance/img@snap" in message
+    assert world.ctx.action_results["mode"] == "sample of 4 chunk(s) per image"
+
+
+def test_verify_reports_an_image_missing_on_the_destination(world):
+    state = _cut_over(world)
+    world.dst.unreadable.add("b_disk")
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify", pools="nova")
+    assert "nova/b_disk: not readable on the destination" in failed.value.message
+
+
+def test_verify_refuses_a_source_that_does_not_answer(world):
+    state = _cut_over(world)
+    world.src.unreachable = True
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify")
+    assert "the source does not answer" in failed.value.message
+
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"sample": -1}, "sample"),
+        ({"max-workers": 0}, "max-workers"),
+        ({"timeout": 5}, "timeout"),
+        ({"pools": "nope"}, "nope"),
+    ],
+)
+def test_verify_bad_params_fail_clearly_and_read_nothing(world, params, error):
+    state = _cut_over(world)
+    calls = len(world.src.calls)
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify", **params)
+    assert error in failed.value.message
+    assert not any("digests" in c for c in world.src.calls[calls:])
+
+
+def test_compare_finds_a_hole_on_one_side_and_snapshot_differences():
+    same = ImageDigest(size=8, snaps=(("snap", 8),), parent="", chunks={0: "a"}, bytes_read=8)
+    hole = ImageDigest(size=8, snaps=(("snap", 8),), parent="", chunks={}, bytes_read=0)
+    assert compare_image("p/i", same, same) is None
+    found = compare_image("p/i", same, hole)
+    assert found is not None and found.offset == 0 and found.what == "content differs"
+    other = ImageDigest(size=8, snaps=(("later", 8),), parent="", chunks={0: "a"}, bytes_read=8)
+    found = compare_image("p/i", same, other)
+    assert found is not None and found.what == "snapshots differ (later, snap)"
