@@ -1,0 +1,86 @@
+"""The proof and the preflight, on the lab: verify, enable-mirroring's warnings, the progress.
+
+Each test starts from a freshly seeded source and an empty destination (fixture `fresh_host`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ops import testing
+
+from tests.functional.charm_host import CharmHost
+from tests.functional.lab.seed import SYSTEM_PYTHON, images
+from tests.functional.test_faults import wait_ready
+
+# Writes bytes (hex) at an offset of an image with librbd, as client.admin.
+POKE = """
+import sys, rados, rbd
+conf, cluster, pool, image, offset, data = sys.argv[1:]
+with rados.Rados(conffile=conf, clustername=cluster, name="client.admin") as conn:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, image) as img:
+        img.write(bytes.fromhex(data), int(offset))
+        img.flush()
+"""
+
+
+def poke(cluster, pool: str, image: str, offset: int, data: bytes) -> None:
+    """Write `data` at `offset` of `pool/image` on `cluster`."""
+    cluster.run(
+        [SYSTEM_PYTHON, "-c", POKE, str(cluster.conf), cluster.name, pool, image, str(offset),
+         data.hex()],
+        timeout=60,
+    )  # fmt: skip
+
+
+def verify_fails(host: CharmHost, **params) -> str:
+    """Run verify, expecting it to fail; its message."""
+    with pytest.raises(testing.ActionFailed) as failed:
+        host.action("verify", **params)
+    print(f"\nverify failed: {failed.value.message}")
+    return failed.value.message
+
+
+def test_verify_proves_the_copy_and_names_a_changed_block_size_and_parent(fresh_host):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.action("enable-mirroring")
+    wait_ready(host)
+    assert "a primary source is still being written" in verify_fails(host)
+
+    host.action("demote-promote", timeout=120)
+    results, logs = host.action("verify")
+    print(
+        f"\nverify: {results['images']} images, {results['bytes-read']} bytes read in "
+        f"{results['seconds']} s ({results['throughput']})"
+    )
+    assert results["images"] == 7 and results["mismatch-count"] == 0
+    assert any("cinder-ceph: 3 image(s) compared" in line for line in logs)
+
+    volume = images(lab.dst, "cinder-ceph")[0]
+    offset = 5 * 1024 * 1024 + 8192
+    original = lab.dst.rbd_bytes("export", f"cinder-ceph/{volume}", "-")[offset : offset + 4096]
+    poke(lab.dst, "cinder-ceph", volume, offset, bytes(b ^ 0xFF for b in original))
+    message = verify_fails(host)
+    assert f"cinder-ceph/{volume}: content differs at offset {offset}" in message
+    assert "nova/" not in message and "glance/" not in message
+    assert json.loads((host.ctx.action_results or {})["mismatches"]) == [
+        {"image": f"cinder-ceph/{volume}", "offset": offset, "what": "content differs"}
+    ]
+    poke(lab.dst, "cinder-ceph", volume, offset, original)
+    results, _ = host.action("verify")
+    assert results["mismatch-count"] == 0, "the block restored, every image matches again"
+
+    results, _ = host.action("teardown")
+    results, _ = host.action("verify", sample=4)
+    assert results["mismatch-count"] == 0, "after teardown too"
+    assert results["mode"] == "sample of 4 chunk(s) per image"
+
+    other = images(lab.dst, "cinder-ceph")[1]
+    lab.dst.rbd("resize", "--size", "40M", f"cinder-ceph/{other}")
+    disk = images(lab.dst, "nova")[0]
+    lab.dst.rbd("flatten", f"nova/{disk}")
+    message = verify_fails(host, sample=4)
+    assert f"cinder-ceph/{other}: size {32 * 1024 * 1024} on the source" in message
+    assert f"nova/{disk}: parent glance/" in message and "none on the destination" in message
