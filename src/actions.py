@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,16 @@ from inputs import (
     VerifyParams,
 )
 from migration import MigrationError, Options
+from relations import SOURCE_KEY_CAPS
 from session import Session, Workspace
 from workflow import Log
 
 Results = dict[str, Any]
 MAX_LISTED_RESULTS = 50  # items of a list result; the rest is counted
 MAX_IMAGE_DETAIL = 100  # images in `status verbose=true` results; all of them go to a file
+SOURCE_KEY_CAPS_TEXT = " ".join(  # what ceph-proxy must grant the source key
+    f"{k} '{c}'" for k, c in zip(SOURCE_KEY_CAPS[::2], SOURCE_KEY_CAPS[1::2], strict=True)
+)
 NEXT_STEPS = (
     "1. juju remove-relation {app}:destination ceph-mon:rbd-mirror (while it exists ceph-mon "
     "tells every client to create journaled images). "
@@ -82,50 +85,51 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     pair = read_releases(ws.source, ws.destination)
     log(releases_line(pair, refuse=True))
     log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
-    with ThreadPoolExecutor(max_workers=1) as probe_exec:
-        # The probe waits about a second for the mons to commit a blocklist entry: it runs
-        # alongside the work. It adds a 1-second entry, so not in a dry run.
-        probe = None
-        if not opts.dry_run:
-            probe = probe_exec.submit(ws.source.can_blocklist, pair.source.oldest_mon)
-        if params.restart:
-            record = record.restarted_migration()
-
-        def before_changes(journaled: dict[str, list[str]]) -> None:
-            session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name, journaled))
-
-        results = migration.enable_mirroring(
-            ws.source,
-            ws.destination,
-            ws.pools,
-            ws.peer,
-            opts,
-            restart=params.restart,
-            before_changes=before_changes,
-            journal_object_sets=ws.config.journal_max_object_sets,
+    findings = migration.preflight(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        opts,
+        all_pools=ws.all_pools,
+        key_caps=SOURCE_KEY_CAPS_TEXT,
+        release=pair.source.oldest_mon,
+    )
+    for finding in findings:
+        log(f"{'BLOCKED' if finding.blocks else 'WARNING'}: {finding}")
+    warnings = json.dumps([str(f) for f in findings])
+    blocking = [str(f) for f in findings if f.blocks]
+    if blocking and not opts.dry_run:
+        raise MigrationError(
+            f"enable-mirroring refused by its preflight, nothing changed: {'; '.join(blocking)}",
+            results={"warnings": warnings},
         )
-        locked = {r.pool: r.locked for r in results if r.locked}
-        not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}
-        if (locked or not_ours) and not opts.dry_run:
-            session.save(session.record.locked_too(locked, not_ours))
-        try:
-            can_blocklist = None if probe is None else probe.result()
-        except CephError as exc:
-            raise MigrationError(
-                f"mirroring is enabled, but the source key check failed: {exc}"
-            ) from None
+    if params.restart:
+        record = record.restarted_migration()
+
+    def before_changes(journaled: dict[str, list[str]]) -> None:
+        session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name, journaled))
+
+    results = migration.enable_mirroring(
+        ws.source,
+        ws.destination,
+        ws.pools,
+        ws.peer,
+        opts,
+        restart=params.restart,
+        before_changes=before_changes,
+        journal_object_sets=ws.config.journal_max_object_sets,
+    )
+    locked = {r.pool: r.locked for r in results if r.locked}
+    not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}
+    if (locked or not_ours) and not opts.dry_run:
+        session.save(session.record.locked_too(locked, not_ours))
     session.replace_report(None, ws.pools)
     if not opts.dry_run:
         session.keep_daemon()  # started now if an abort had stopped it
-    if can_blocklist is False:
-        log(
-            "WARNING: the source key cannot blocklist, so a restarted rbd-mirror cannot take "
-            "over its own image locks; ceph-proxy has not applied this charm's key request "
-            "(mon/osd 'profile rbd'). Mirroring runs, but fix this before relying on it."
-        )
     return {
         "dry-run": opts.dry_run,
-        "source-key-can-blocklist": str(can_blocklist).lower(),  # "none" in a dry run
+        "source-key-can-blocklist": not any(f.kind == "blocklist" for f in findings),
+        "warnings": warnings,
         "pools": json.dumps(
             {
                 r.pool: {"images": r.images, "changes": r.changes, "peer-uuid": r.peer_uuid}

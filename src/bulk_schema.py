@@ -222,3 +222,46 @@ class ExtentAnswer(TypedDict):
 
     digests: list[str]
     hex: str
+
+
+class SpacePoolAnswer(TypedDict):
+    """One pool of "space"."""
+
+    name: str
+    stored: int  # bytes clients stored (before replication)
+    max_avail: int  # what it may still take (replicas and full ratio counted)
+    size: int  # replicas
+    quota_max_bytes: int  # 0: no quota
+
+
+class SpaceAnswer(TypedDict):
+    """The answer to space: every pool, and the cluster's raw bytes available."""
+
+    pools: list[SpacePoolAnswer]
+    total_avail_bytes: int
+
+
+class PreflightImageAnswer(TypedDict):
+    """One image of "preflight-images"."""
+
+    name: str
+    old_format: bool
+    features: list[str]  # of exclusive-lock, journaling, migrating, non-primary
+    parent: str  # "pool/image@snap" for a clone
+    mirroring: str  # "enabled" or ""
+    mirror_mode: str  # "journal", "snapshot" or "" (mirroring off)
+    head: str  # a non-clone's first 4 bytes, as hex
+
+
+class PreflightImagesAnswer(TypedDict):
+    """The answer to preflight-images."""
+
+    images: list[PreflightImageAnswer]
+    failed: dict[str, str]
+
+
+class JournalProbeAnswer(TypedDict):
+    """The answer to journal-probe: whether the key may journal an image in the pool."""
+
+    ok: bool
+    error: str

@@ -34,12 +34,15 @@ from bulk_schema import (
     FeatureChangesAnswer,
     ImageDigestsAnswer,
     ImageStatesAnswer,
+    JournalProbeAnswer,
     JournalStatusAnswer,
     MirroredPoolsAnswer,
     PeerAnswer,
     PoolsAnswer,
     PoolStateAnswer,
+    PreflightImagesAnswer,
     Request,
+    SpaceAnswer,
     VersionsAnswer,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
@@ -315,6 +318,37 @@ class ImageDigest:
 
 
 @dataclass(frozen=True)
+class PoolSpace:
+    """One pool's bytes, as `ceph df` and `osd pool ls detail` give them."""
+
+    name: str
+    stored: int  # what clients stored, before replication
+    max_avail: int  # what it may still take (replicas and full ratio counted)
+    size: int  # replicas
+    quota_max_bytes: int = 0  # 0: no quota
+
+
+@dataclass(frozen=True)
+class Space:
+    """A cluster's pools' bytes and its raw bytes available."""
+
+    pools: dict[str, PoolSpace]
+    total_avail_bytes: int
+
+
+@dataclass(frozen=True)
+class PreflightImage:
+    """What enable-mirroring's preflight needs of one image."""
+
+    name: str
+    old_format: bool = False
+    features: tuple[str, ...] = ()
+    parent: str = ""  # "pool/image@snap" for a clone
+    mirror_mode: str = ""  # "journal" or "snapshot" when mirroring is on
+    head: str = ""  # a non-clone's first 4 bytes, as hex
+
+
+@dataclass(frozen=True)
 class Digests:
     """What one side answered for a pool's images: each image read, and those that failed."""
 
@@ -468,6 +502,18 @@ class CephCluster(Protocol):
 
     def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
         """The bytes of one small extent (at most 64 KiB) of `image`."""
+        ...
+
+    def space(self) -> Space:
+        """Every pool's stored bytes, what it may still take, replicas, quota; raw available."""
+        ...
+
+    def preflight_images(self, pool: str, *, workers: int = 4) -> list[PreflightImage]:
+        """Format, features, parent, mirror mode and first bytes of every image of `pool`."""
+        ...
+
+    def journal_probe(self, pool: str) -> str:
+        """Whether this key may journal an image in `pool` ("" yes, else the error)."""
         ...
 
 
@@ -926,6 +972,56 @@ class CephClient:
         """Promote every non-primary image of `pool`; return how many were promoted."""
         args = ["mirror", "pool", "promote"] + (["--force"] if force else [])
         return _count(self._run(RBD, args, [pool]))
+
+    # --- preflight -------------------------------------------------------------------------
+    def space(self) -> Space:
+        """`ceph df` and `osd pool ls detail` as mon commands, in one process (rbd_preflight)."""
+        answer = cast(SpaceAnswer, self._bulk({"op": "space"}))
+        return Space(
+            pools={
+                p["name"]: PoolSpace(
+                    name=p["name"],
+                    stored=int(p["stored"]),
+                    max_avail=int(p["max_avail"]),
+                    size=int(p["size"]),
+                    quota_max_bytes=int(p["quota_max_bytes"]),
+                )
+                for p in answer["pools"]
+            },
+            total_avail_bytes=int(answer["total_avail_bytes"]),
+        )
+
+    def preflight_images(self, pool: str, *, workers: int = 4) -> list[PreflightImage]:
+        """Every image's format, features, parent, mirror mode and first 4 bytes: one process.
+
+        An image that cannot be read raises CephError naming it: the preflight cannot pass it.
+        """
+        request: Request = {"op": "preflight-images", "pool": pool, "workers": workers}
+        answer = cast(PreflightImagesAnswer, self._bulk(request, timeout=self.timeout * 5))
+        if answer.get("failed"):
+            name, error = next(iter(answer["failed"].items()))
+            raise CephError(
+                self.cluster,
+                [f"rbd_bulk preflight-images {pool}"],
+                -1,
+                f"{len(answer['failed'])} image(s) unreadable, e.g. {name}: {scrub(error)}",
+            )
+        return [
+            PreflightImage(
+                name=i["name"],
+                old_format=i["old_format"],
+                features=tuple(i["features"]),
+                parent=i["parent"],
+                mirror_mode=i["mirror_mode"],
+                head=i["head"],
+            )
+            for i in answer["images"]
+        ]
+
+    def journal_probe(self, pool: str) -> str:
+        """Create, journal and remove a probe image in `pool`: "" when allowed, else why not."""
+        answer = cast(JournalProbeAnswer, self._bulk({"op": "journal-probe", "pool": pool}))
+        return "" if answer["ok"] else scrub(answer["error"])
 
     # --- verify ----------------------------------------------------------------------------
     def image_digests(

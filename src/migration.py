@@ -2,6 +2,7 @@
 
 This module only gathers the public names; each phase is in a file of its own:
 - pool_selection.py: which pools a run works on (also without the source);
+- preflight.py: phase 0, what will go wrong, told before enable-mirroring changes anything;
 - report.py: both sides read once, and every verdict derived from the fields;
 - setup_mirroring.py, cutover.py, teardown.py: phases 1, 3 and 4 below;
 - abort.py, rollback.py: the ways back (before the cutover, and between it and teardown);
@@ -34,6 +35,7 @@ from abort import AbortResult, abort
 from ceph_cli import ImageStatus, parse_description
 from cutover import CutoverResult, demote_promote
 from pool_selection import narrowed, pools_without_source, select_pools
+from preflight import Finding, preflight
 from report import (
     PoolReport,
     StatusReport,
@@ -55,6 +57,7 @@ from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
     "AbortResult",
+    "Finding",
     "CutoverResult",
     "ImageStatus",
     "MigrationError",
@@ -79,6 +82,7 @@ __all__ = [
     "parse_description",
     "phase",
     "pools_without_source",
+    "preflight",
     "rollback",
     "select_pools",
     "split_brain_advice",

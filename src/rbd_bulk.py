@@ -46,6 +46,8 @@ ops:
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "digests" and "extent": what `verify` compares, in rbd_digest.py (its docstring).
+- "space" (no "pool"), "preflight-images", "journal-probe": what enable-mirroring's preflight
+  reads, in rbd_preflight.py (its docstring).
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
   CLI prints it, plus "holds_rbd_images" on each pool without application rbd. The `ceph`
   CLI costs ~0.3 s of Python start-up; this costs one connect.
@@ -84,6 +86,7 @@ from bulk_schema import (
 )
 from journal_codec import journal_client
 from rbd_digest import extent, image_digests
+from rbd_preflight import journal_probe, preflight_images, space
 
 FEATURE_NAMES = {
     getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
@@ -551,6 +554,8 @@ def handle(req: dict) -> Mapping[str, object]:
     ) as cluster:
         if req["op"] == "pools":
             return _pools(cluster)
+        if req["op"] == "space":
+            return space(cluster)
         if req["op"] == "daemon-callouts":
             return _daemon_callouts(cluster, int(req.get("connect_timeout", 10)))
         if req["op"] == "mirrored-pools":
@@ -590,14 +595,21 @@ def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:
     return _pool_read(req, cluster, ioctx, workers)
 
 
+# Ops of other modules, each a function of the pool's ioctx and the request.
+REQUEST_OPS = {
+    "digests": image_digests,
+    "extent": extent,
+    "preflight-images": lambda ioctx, req: preflight_images(ioctx, int(req.get("workers", 4))),
+    "journal-probe": lambda ioctx, req: journal_probe(ioctx),
+}
+
+
 def _pool_read(req: dict, cluster, ioctx, workers: int) -> Mapping[str, object]:
-    """The pool-wide reads; verify's digests and extent are in rbd_digest.py."""
+    """The pool-wide reads, and the ops of rbd_digest.py and rbd_preflight.py."""
     if req["op"] == "journal-status":
         return _journal_status(cluster, ioctx, workers)
-    if req["op"] == "digests":
-        return image_digests(ioctx, req)
-    if req["op"] == "extent":
-        return extent(ioctx, req)
+    if req["op"] in REQUEST_OPS:
+        return REQUEST_OPS[req["op"]](ioctx, req)
     if req["op"] == "cutover-snapshots":
         only = req.get("images")
         return _cutover_snapshots(ioctx, req["snapshot"], req["action"], workers, only)

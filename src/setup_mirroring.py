@@ -59,14 +59,7 @@ def enable_mirroring(
     the images each pool is about to journal: the unit records the migration there, so that a
     run interrupted part-way is still guarded and can be aborted.
     """
-    dst_pools = {p.name for p in dst.pools()}
-    missing = [p for p in pools if p not in dst_pools]
-    if missing:
-        raise MigrationError(
-            f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
-            "them from this charm's broker request; wait until the unit status "
-            "no longer says 'waiting for destination pools', then re-run"
-        )
+    require_destination_pools(dst, pools)
     report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
     todo = {
@@ -95,6 +88,18 @@ def enable_mirroring(
             f"(the rest is done; re-run to retry): {listed(failures)}"
         )
     return results
+
+
+def require_destination_pools(dst: CephCluster, pools: Sequence[str]) -> None:
+    """MigrationError, naming them, while a destination pool does not exist yet."""
+    dst_pools = {p.name for p in dst.pools()}
+    missing = [p for p in pools if p not in dst_pools]
+    if missing:
+        raise MigrationError(
+            f"destination pool(s) missing: {', '.join(missing)}. ceph-mon creates "
+            "them from this charm's broker request; wait until the unit status "
+            "no longer says 'waiting for destination pools', then re-run"
+        )
 
 
 def _refuse_to_enable(report: StatusReport, peer: PeerSpec, *, restart: bool) -> None:

@@ -23,8 +23,11 @@ from ceph_cli import (
     MirrorPoolInfo,
     Peer,
     PoolInfo,
+    PoolSpace,
     PoolState,
+    PreflightImage,
     SnapshotCheck,
+    Space,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 
@@ -39,6 +42,8 @@ class FakeImage:
     snaps: list[str] = field(default_factory=list)
     written_since_snap: bool = False  # a write after the cutover snapshot
     data: bytes = b""  # the image's content (verify); its size is the data's length
+    old_format: bool = False
+    mirror_mode: str = ""  # "snapshot": mirrored in snapshot mode by someone else
 
 
 @dataclass
@@ -72,6 +77,10 @@ class FakeCluster:
     resynced: list[str] = field(default_factory=list)
     site: str = ""  # the cluster's mirroring site name ("site-<name>" when empty)
     unreadable: set[str] = field(default_factory=set)  # images verify cannot read
+    avail: int = 10 * 2**30  # what each pool may take, and the raw bytes available
+    quotas: dict[str, int] = field(default_factory=dict)
+    stored: dict[str, int] = field(default_factory=dict)  # pool -> stored bytes
+    journal_denied: bool = False  # the key may not journal images (the probe)
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -394,6 +403,34 @@ class FakeCluster:
     def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
         self._call(f"bulk extent {pool}/{image}")
         return self.image(pool, image).data[offset : offset + length]
+
+    def space(self) -> Space:
+        self._call("bulk space")
+        return Space(
+            pools={
+                p: PoolSpace(p, self.stored.get(p, 0), self.avail, 1, self.quotas.get(p, 0))
+                for p in self.pool_images
+            },
+            total_avail_bytes=self.avail,
+        )
+
+    def preflight_images(self, pool: str, *, workers: int = 4) -> list[PreflightImage]:
+        self._call(f"bulk preflight-images {pool}")
+        return [
+            PreflightImage(
+                name=i.name,
+                old_format=i.old_format,
+                features=tuple(sorted(i.features)),
+                parent=i.parent,
+                mirror_mode=i.mirror_mode,
+                head="" if i.parent else i.data[:4].hex(),
+            )
+            for i in self._imgs(pool)
+        ]
+
+    def journal_probe(self, pool: str) -> str:
+        self._call(f"bulk journal-probe {pool}")
+        return "PermissionError: [errno 1] denied" if self.journal_denied else ""
 
 
 def make_pair() -> tuple[FakeCluster, FakeCluster]:

@@ -340,26 +340,35 @@ def test_enable_mirroring_reports_unreachable_source(world):
     assert "source unreachable" in exc.value.message
 
 
-def test_enable_mirroring_warns_when_source_key_cannot_blocklist(world):
+def test_enable_mirroring_refuses_a_source_key_that_cannot_blocklist_and_changes_nothing(world):
     world.service["running"] = True
     world.src.blocklist_ok = False
-    _enable(world, ready_state())
-    assert world.ctx.action_results["source-key-can-blocklist"] == "false"
-    assert any("cannot blocklist" in line for line in world.ctx.action_logs)
+    with pytest.raises(testing.ActionFailed) as exc:
+        _enable(world, ready_state())
+    assert "source key: may not blocklist" in exc.value.message
+    assert "mon 'profile rbd' osd 'profile rbd'" in exc.value.message, "the caps to grant"
+    assert set(world.src.modes.values()) <= {"disabled"} and not world.dst.modes
+    assert "BLOCKS: source key" in (world.ctx.action_results or {})["warnings"]
 
 
-def test_enable_mirroring_fails_naming_the_key_check_when_the_probe_errors(world):
+def test_enable_mirroring_refuses_when_the_blocklist_probe_errors(world):
     world.service["running"] = True
     world.src.blocklist_error = True
     with pytest.raises(testing.ActionFailed) as exc:
         _enable(world, ready_state())
-    assert "mirroring is enabled, but the source key check failed" in exc.value.message
-    assert world.dst.modes["nova"] == "pool", "the work ran alongside the probe"
+    assert "the blocklist probe failed" in exc.value.message
+    assert not world.dst.modes, "nothing changed"
 
 
-def test_enable_mirroring_dry_run_does_not_probe_blocklist(world):
+def test_enable_mirroring_dry_run_reports_what_the_preflight_would_block(world):
+    world.src.blocklist_ok = False
+    world.src.journal_denied = True
     _enable(world, ready_state(), **{"dry-run": True})
-    assert "osd blocklist add" not in world.src.calls
+    warnings = json.loads(world.ctx.action_results["warnings"])
+    assert any(w.startswith("BLOCKS: source key: may not blocklist") for w in warnings)
+    assert any("may not journal images" in w for w in warnings)
+    assert world.ctx.action_results["source-key-can-blocklist"] == "false"
+    assert not world.dst.modes, "a dry run changes nothing"
 
 
 def test_enable_mirroring_reports_per_image_failures_and_finishes_the_rest(world):

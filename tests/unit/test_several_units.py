@@ -108,6 +108,8 @@ def test_a_non_leader_runs_its_daemon_again_when_the_leader_restarts_a_migration
     other = _hook(world, _with_peers(ready_state(), _peers(_shared(lead))), leader=False)
     assert not world.service["running"], "torn down: the non-leader's daemon stops too"
 
+    for pool in world.dst.pool_images:  # the operator removed the last migration's copies
+        world.dst.pool_images[pool] = []
     lead = _act(world, lead, "enable-mirroring", restart=True)
     assert world.src.modes["glance"] == "pool"
     other = _hook(world, _with_peers(other, _peers(_shared(lead))), leader=False)

@@ -1,0 +1,207 @@
+"""Phase 0, the preflight: what will go wrong, told before enable-mirroring changes anything.
+
+`preflight` reads both clusters (no change, but for two harmless probes of the source key) and
+returns `Finding`s, each naming what it is about. enable-mirroring lists them all in a dry run
+(`warnings`) and refuses on the blocking ones before its first change:
+
+- qcow2 (warns): a non-clone image whose first bytes are a qcow2 header (`QFI` and 0xfb) although
+  RBD stores it raw: clones of it never boot; the migration copies it faithfully.
+- space (blocks, or warns under 20% headroom): what each source pool stores, less what its
+  destination pool holds already, against what the destination pool may take (`max_avail`,
+  replicas and full ratio counted, and its quota); and the sum times each pool's replicas
+  against the destination's raw bytes available.
+- the source key (blocks): it may blocklist (a 1-second entry for an address no client has)
+  and journal images (a probe image created, journaled, removed, in a pool whose mirroring is
+  still off); the message gives the caps ceph-proxy must grant.
+- images that cannot be mirrored (blocks): old format 1, being live-migrated, already mirrored
+  in snapshot mode, clones of a parent in a pool that is not migrated, unreadable.
+- destination pools holding images this migration did not create (blocks): images there that
+  are not mirrored copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ceph_cli import EACCES, CephCluster, CephError, PreflightImage, Space
+from ceph_release import CephVersion
+from report import StatusReport, human_bytes, read
+from setup_mirroring import require_destination_pools
+from workflow import Options, listed
+
+QCOW2_MAGIC = b"QFI\xfb".hex()
+HEADROOM = 0.2  # warn when the destination keeps less than this share free
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the preflight found: what it is about, what is wrong, whether it blocks."""
+
+    kind: str  # qcow2, space, blocklist, journaling, image, destination, source
+    about: str
+    text: str
+    blocks: bool = False
+
+    def __str__(self) -> str:
+        return f"{'BLOCKS: ' if self.blocks else ''}{self.about}: {self.text}"
+
+
+def preflight(
+    src: CephCluster,
+    dst: CephCluster,
+    pools: Sequence[str],
+    opts: Options,
+    *,
+    all_pools: Sequence[str],
+    key_caps: str,
+    release: CephVersion | None = None,
+) -> list[Finding]:
+    """Every finding about migrating `pools` (`all_pools`: every pool the migration covers).
+
+    `key_caps`: what ceph-proxy must grant the source key, for the message when it may not.
+    """
+    require_destination_pools(dst, pools)
+    report = read(src, dst, pools, opts)
+    if report.source_errors:
+        why = f"does not answer: {report.source_error}"
+        return [Finding("source", "source", why, blocks=True)]
+    findings = _destination_images(report)
+    findings += _images(src, report, set(all_pools), opts)
+    findings += _space(src, dst, pools)
+    findings += _source_key(src, report, key_caps, release)
+    return findings
+
+
+def _destination_images(report: StatusReport) -> list[Finding]:
+    out = []
+    for pool in report.pools:
+        mirrored = {i.name for i in pool.images}
+        foreign = sorted(n for n in pool.destination_names if n not in mirrored)
+        if foreign:
+            out.append(
+                Finding(
+                    "destination",
+                    f"destination pool {pool.pool}",
+                    f"holds {len(foreign)} image(s) this migration did not create (not mirrored "
+                    f"copies): {listed(foreign)}; remove them or migrate into empty pools",
+                    blocks=True,
+                )
+            )
+    return out
+
+
+def _images(
+    src: CephCluster, report: StatusReport, migrated: set[str], opts: Options
+) -> list[Finding]:
+    names = [p.pool for p in report.pools]
+    with ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(names)))) as pool_exec:
+        reads = {p: pool_exec.submit(src.preflight_images, p, workers=opts.workers) for p in names}
+    out = []
+    for pool, future in reads.items():
+        try:
+            found = future.result()
+        except CephError as exc:
+            why = f"images not readable: {exc}"
+            out.append(Finding("image", f"source pool {pool}", why, blocks=True))
+            continue
+        for image in found:
+            out += _image_findings(pool, image, migrated)
+    return out
+
+
+def _image_findings(pool: str, image: PreflightImage, migrated: set[str]) -> list[Finding]:
+    about = f"{pool}/{image.name}"
+    out = []
+    if image.head == QCOW2_MAGIC:
+        out.append(
+            Finding(
+                "qcow2",
+                about,
+                "its first bytes are a qcow2 header although RBD stores it raw: clones of it "
+                "never boot (convert it with qemu-img to raw and upload it again); it is "
+                "copied as it is",
+            )
+        )
+    why = []
+    if image.old_format:
+        why.append("an old format 1 image: it cannot be journaled (rbd migration to format 2)")
+    if "migrating" in image.features:
+        why.append("being live-migrated (rbd migration): commit or abort that first")
+    if image.mirror_mode == "snapshot":
+        why.append("already mirrored in snapshot mode: journal mode would not replace it")
+    parent_pool = image.parent.partition("/")[0]
+    if image.parent and parent_pool not in migrated:
+        why.append(
+            f"a clone of {image.parent}, in pool {parent_pool} that is not migrated: "
+            "rbd-mirror mirrors a clone only with its parent (migrate that pool or flatten it)"
+        )
+    out += [Finding("image", about, w, blocks=True) for w in why]
+    return out
+
+
+def _space(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> list[Finding]:
+    try:
+        source = src.space()
+    except CephError as exc:
+        why = f"the source's usage is not readable with this key: {exc}"
+        return [Finding("space", "space", why)]
+    destination = dst.space()
+    return space_findings(source, destination, pools)
+
+
+def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> list[Finding]:
+    """Each pool's need against what its destination pool may take; the raw total."""
+    out, raw_need = [], 0
+    for name in pools:
+        theirs, ours = destination.pools.get(name), source.pools.get(name)
+        if theirs is None or ours is None:
+            continue
+        need = max(0, ours.stored - theirs.stored)
+        room = theirs.max_avail
+        if theirs.quota_max_bytes:
+            room = min(room, max(0, theirs.quota_max_bytes - theirs.stored))
+        raw_need += need * max(1, theirs.size)
+        out += _fit(f"space: pool {name}", need, room, "the destination pool may take")
+    out += _fit("space: destination", raw_need, destination.total_avail_bytes, "raw available")
+    return out
+
+
+def _fit(about: str, need: int, room: int, what: str) -> list[Finding]:
+    figures = f"needs {human_bytes(need)} ({need} bytes), {what} {human_bytes(room)} ({room})"
+    if need > room:
+        return [Finding("space", about, f"does not fit: {figures}", blocks=True)]
+    if need and need > room * (1 - HEADROOM):
+        return [Finding("space", about, f"less than 20% headroom: {figures}")]
+    return []
+
+
+def _source_key(
+    src: CephCluster, report: StatusReport, caps: str, release: CephVersion | None
+) -> list[Finding]:
+    """Can the source key blocklist, and journal images (probed where mirroring is still off)?"""
+    fix = (
+        f"ceph-proxy has not applied this charm's key request ({caps}); grant them on the "
+        "source (`ceph auth caps` with its admin key) or fix ceph-proxy, then re-run"
+    )
+    out = []
+    try:
+        if not src.can_blocklist(release):
+            out.append(Finding("blocklist", "source key", f"may not blocklist: {fix}", True))
+    except CephError as exc:
+        out.append(Finding("blocklist", "source key", f"the blocklist probe failed: {exc}", True))
+    for pool in report.pools:
+        if pool.source_mode != "disabled":
+            continue  # a journaled probe image would be mirrored; journaling proven already
+        try:
+            denied = src.journal_probe(pool.pool)
+        except CephError as exc:
+            if exc.rc != EACCES:
+                raise
+            denied = str(exc)
+        if denied:
+            what = f"may not journal images ({denied}): {fix}"
+            out.append(Finding("journaling", f"source key, pool {pool.pool}", what, True))
+            break
+    return out

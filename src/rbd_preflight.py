@@ -1,0 +1,151 @@
+"""What enable-mirroring's preflight reads of one cluster, through librados/librbd.
+
+Imported by rbd_bulk.py (system Python, python3-rbd); preflight.py decides from the answers.
+Standard library plus rados/rbd only.
+
+- "space" (no pool): `df` and `osd pool ls detail` as mon commands: each pool's stored bytes,
+  what it may still take (`max_avail`, the replicas and full ratio counted), its replica count
+  and byte quota, and the cluster's raw bytes available.
+- "preflight-images" (pool): for every image, whether it is an old format 1 image, its features,
+  its parent, its mirroring state and mode, and (a non-clone only) its first 4 bytes as hex:
+  the qcow2 check.
+- "journal-probe" (pool): create a 4 MiB image PROBE with exclusive-lock, enable journaling on
+  it, remove it: whether this key may journal images in the pool. Only on a pool whose
+  mirroring is off (a journaled image in a pool-mode pool would be mirrored); a probe image left
+  by an interrupted run is removed first.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import rados  # type: ignore[import-not-found]
+import rbd  # type: ignore[import-not-found]
+
+from bulk_schema import (
+    JournalProbeAnswer,
+    PreflightImageAnswer,
+    PreflightImagesAnswer,
+    SpaceAnswer,
+)
+
+PROBE = "rbd-mirror-migration-probe"
+HEAD_BYTES = 4
+MIRROR_MODES = {
+    getattr(rbd, "RBD_MIRROR_IMAGE_MODE_JOURNAL", 0): "journal",
+    getattr(rbd, "RBD_MIRROR_IMAGE_MODE_SNAPSHOT", 1): "snapshot",
+}
+
+
+def _mon_json(cluster, command: dict) -> object:
+    rc, out, err = cluster.mon_command(json.dumps({**command, "format": "json"}), b"")
+    if rc != 0:
+        raise rados.Error(f"{command['prefix']}: {err} (rc={rc})", errno=-rc)
+    return json.loads(out or b"null")
+
+
+def space(cluster) -> SpaceAnswer:
+    """Each pool's stored bytes, max_avail, replicas and quota; the raw bytes available."""
+    df = _mon_json(cluster, {"prefix": "df", "detail": "detail"})
+    details = _mon_json(cluster, {"prefix": "osd pool ls", "detail": "detail"})
+    assert isinstance(df, dict) and isinstance(details, list)
+    by_name = {p["pool_name"]: p for p in details}
+    pools = []
+    for pool in df.get("pools") or []:
+        stats, detail = pool.get("stats") or {}, by_name.get(pool["name"]) or {}
+        pools.append(
+            {
+                "name": pool["name"],
+                "stored": int(stats.get("stored", stats.get("bytes_used", 0))),
+                "max_avail": int(stats.get("max_avail", 0)),
+                "size": int(detail.get("size", 1)),
+                "quota_max_bytes": int(detail.get("quota_max_bytes", 0)),
+            }
+        )
+    total = (df.get("stats") or {}).get("total_avail_bytes", 0)
+    return {"pools": pools, "total_avail_bytes": int(total)}
+
+
+def _image(ioctx, name: str) -> PreflightImageAnswer:
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        old = bool(image.old_format())
+        features = image.features()
+        try:
+            parent = image.get_parent_image_spec()
+            link = f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
+        except rbd.ImageNotFound:
+            link = ""
+        head = "" if link or not image.size() else image.read(0, HEAD_BYTES).hex()
+        try:
+            info = image.mirror_image_get_info()
+            mode = image.mirror_image_get_mode() if info.get("state") == 1 else None
+        except (rbd.Error, AttributeError):
+            info, mode = {}, None
+    return {
+        "name": name,
+        "old_format": old,
+        "features": [n for bit, n in _feature_names().items() if features & bit],
+        "parent": link,
+        "mirroring": "enabled" if info.get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED else "",
+        "mirror_mode": MIRROR_MODES.get(mode, "") if mode is not None else "",
+        "head": head,
+    }
+
+
+def _feature_names() -> dict[int, str]:
+    names = ("exclusive-lock", "journaling", "migrating", "non-primary")
+    return {
+        getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
+        for n in names
+        if hasattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_"))
+    }
+
+
+def preflight_images(ioctx, workers: int) -> PreflightImagesAnswer:
+    """`_image` of every image of the pool, in a bounded thread pool."""
+    names = rbd.RBD().list(ioctx)
+    found, failed = {}, {}
+
+    def one(name: str):
+        try:
+            return name, _image(ioctx, name), ""
+        except (rbd.Error, rados.Error) as exc:
+            return name, None, f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for name, answer, error in pool.map(one, names):
+            if answer is not None:
+                found[name] = answer
+            else:
+                failed[name] = error
+    return {"images": [found[n] for n in names if n in found], "failed": failed}
+
+
+def journal_probe(ioctx) -> JournalProbeAnswer:
+    """Create PROBE, journal it, remove it: `ok` false with the error when the key may not."""
+    api = rbd.RBD()
+    _remove(api, ioctx)
+    try:
+        api.create(ioctx, PROBE, 4 << 20, features=rbd.RBD_FEATURE_LAYERING
+                   | rbd.RBD_FEATURE_EXCLUSIVE_LOCK)  # fmt: skip
+        with rbd.Image(ioctx, PROBE) as image:
+            image.update_features(rbd.RBD_FEATURE_JOURNALING, True)
+    except (rbd.PermissionError, rados.PermissionError) as exc:
+        _remove(api, ioctx)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except rbd.Error as exc:
+        _remove(api, ioctx)
+        if getattr(exc, "errno", None) in (errno.EPERM, errno.EACCES):
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        raise
+    _remove(api, ioctx)
+    return {"ok": True, "error": ""}
+
+
+def _remove(api, ioctx) -> None:
+    try:
+        api.remove(ioctx, PROBE)
+    except rbd.ImageNotFound:
+        pass

@@ -1,0 +1,100 @@
+"""ops.testing tests of enable-mirroring's preflight (Ceph is faked; the lab proves the reads)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ops import testing
+
+from ceph_cli import PoolSpace, Space
+from preflight import space_findings
+from tests.unit.conftest import World, ready_state
+from tests.unit.fake_ceph import FakeImage
+
+MIB = 1024 * 1024
+
+
+def _dry_run(world: World) -> list[str]:
+    world.run(world.ctx.on.action("enable-mirroring", params={"dry-run": True}), ready_state())
+    return json.loads(world.ctx.action_results["warnings"])
+
+
+def _refused(world: World) -> str:
+    world.service["running"] = True
+    with pytest.raises(testing.ActionFailed) as exc:
+        world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    assert not world.dst.modes and set(world.src.modes.values()) <= {"disabled"}, "no change"
+    return exc.value.message
+
+
+def test_a_qcow2_image_stored_raw_is_named_and_does_not_block(world):
+    world.src.image("glance", "img").data = b"QFI\xfb\x00\x00\x00\x03" + bytes(100)
+    warnings = _dry_run(world)
+    assert [w for w in warnings if "qcow2" in w] == [
+        "glance/img: its first bytes are a qcow2 header although RBD stores it raw: clones of "
+        "it never boot (convert it with qemu-img to raw and upload it again); it is copied as "
+        "it is"
+    ]
+    world.service["running"] = True
+    world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    assert world.src.modes["glance"] == "pool", "a warning does not block"
+
+
+def test_a_destination_too_small_blocks_with_the_figures(world):
+    world.src.stored = {"cinder-ceph": 96 * MIB}
+    world.dst.quotas = {"cinder-ceph": 50 * MIB}
+    message = _refused(world)
+    assert "space: pool cinder-ceph: does not fit: needs 96.0 MiB (100663296 bytes)" in message
+    assert "may take 50.0 MiB (52428800)" in message
+
+
+def test_less_than_20_percent_headroom_warns():
+    src = Space({"nova": PoolSpace("nova", 90, 0, 3)}, 0)
+    dst = Space({"nova": PoolSpace("nova", 0, 100, 3)}, 1000)
+    found = space_findings(src, dst, ["nova"])
+    assert [(f.about, f.blocks) for f in found] == [("space: pool nova", False)]
+    assert "less than 20% headroom" in found[0].text
+    tight = space_findings(src, Space(dst.pools, 269), ["nova"])
+    assert ("space: destination", True) in [(f.about, f.blocks) for f in tight], "90 x 3 raw"
+
+
+def test_what_the_destination_holds_already_is_not_needed_again():
+    src = Space({"nova": PoolSpace("nova", 100, 0, 1)}, 0)
+    dst = Space({"nova": PoolSpace("nova", 80, 30, 1)}, 30)
+    assert space_findings(src, dst, ["nova"]) == []
+
+
+def test_images_that_cannot_be_mirrored_block_naming_each(world):
+    world.src.image("cinder-ceph", "volume-1").old_format = True
+    world.src.image("glance", "img").mirror_mode = "snapshot"
+    world.src.pool_images["nova"].append(FakeImage("c_disk", parent="other/base@snap"))
+    world.src.pool_images["nova"].append(
+        FakeImage("d_disk", features={"layering", "exclusive-lock", "migrating"})
+    )
+    message = _refused(world)
+    assert "cinder-ceph/volume-1: an old format 1 image" in message
+    assert "glance/img: already mirrored in snapshot mode" in message
+    assert "nova/c_disk: a clone of other/base@snap, in pool other that is not migrated" in message
+    assert "nova/d_disk: being live-migrated" in message
+
+
+def test_destination_images_not_created_by_the_migration_block(world):
+    world.dst.pool_images["cinder-ceph"].append(FakeImage("volume-old", mirror_enabled=False))
+    message = _refused(world)
+    assert "destination pool cinder-ceph: holds 1 image(s) this migration did not create" in (
+        message
+    )
+    assert "volume-old" in message
+
+
+def test_a_source_key_that_may_not_journal_blocks_and_is_probed_only_where_mirroring_is_off(world):
+    world.src.journal_denied = True
+    message = _refused(world)
+    assert "may not journal images (PermissionError" in message
+    world.src.journal_denied = False
+    world.service["running"] = True
+    world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    probes = len([c for c in world.src.calls if "journal-probe" in c])
+    world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    assert len([c for c in world.src.calls if "journal-probe" in c]) == probes, "pool mode now"
