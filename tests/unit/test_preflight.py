@@ -17,7 +17,7 @@ MIB = 1024 * 1024
 
 def _dry_run(world: World) -> list[str]:
     world.run(world.ctx.on.action("enable-mirroring", params={"dry-run": True}), ready_state())
-    return json.loads(world.ctx.action_results["warnings"])
+    return json.loads((world.ctx.action_results or {})["warnings"])
 
 
 def _refused(world: World) -> str:
