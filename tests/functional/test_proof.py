@@ -84,3 +84,32 @@ def test_verify_proves_the_copy_and_names_a_changed_block_size_and_parent(fresh_
     message = verify_fails(host, sample=4)
     assert f"cinder-ceph/{other}: size {32 * 1024 * 1024} on the source" in message
     assert f"nova/{disk}: parent glance/" in message and "none on the destination" in message
+
+
+def test_preflight_names_a_qcow2_image_and_blocks_a_destination_too_small(fresh_host):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    header = b"QFI\xfb\x00\x00\x00\x03" + bytes(4 * 1024 * 1024 - 8)  # a qcow2 v3 header
+    lab.src.rbd("import", "--dest-pool", "glance", "-", "qcow2-as-raw", input=header)
+    lab.dst.ceph("osd", "pool", "set-quota", "cinder-ceph", "max_bytes", str(50 * 1024 * 1024))
+
+    results, _ = host.action("enable-mirroring", **{"dry-run": True})
+    warnings = json.loads(results["warnings"])
+    print("\npreflight warnings:\n" + "\n".join(warnings))
+    assert any(w.startswith("glance/qcow2-as-raw: ") and "qcow2" in w for w in warnings)
+    assert any(w.startswith("BLOCKS: space: pool cinder-ceph: does not fit") for w in warnings)
+    assert results["source-key-can-blocklist"] == "true"
+
+    with pytest.raises(testing.ActionFailed) as refused:
+        host.action("enable-mirroring")
+    print(f"enable-mirroring refused: {refused.value.message}")
+    assert "may take 50.0 MiB (52428800)" in refused.value.message
+    for pool in ("glance", "nova", "cinder-ceph"):
+        assert lab.src.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+    assert "rbd-mirror-migration-probe" not in images(lab.src, "nova"), "the probe is removed"
+
+    lab.dst.ceph("osd", "pool", "set-quota", "cinder-ceph", "max_bytes", "0")
+    results, logs = host.action("enable-mirroring")
+    assert results["images"] == 8
+    assert any(line.startswith("WARNING: glance/qcow2-as-raw") for line in logs)
