@@ -63,15 +63,19 @@ def preflight(
     `key_caps`: what ceph-proxy must grant the source key, for the message when it may not.
     """
     require_destination_pools(dst, pools)
-    report = read(src, dst, pools, opts)
-    if report.source_errors:
-        why = f"does not answer: {report.source_error}"
-        return [Finding("source", "source", why, blocks=True)]
-    findings = _destination_images(report)
-    findings += _images(src, report, set(all_pools), opts)
-    findings += _space(src, dst, pools)
-    findings += _source_key(src, report, key_caps, release)
-    return findings
+    with ThreadPoolExecutor(max_workers=1) as probe_exec:
+        # The blocklist probe waits about a second for the mons to commit its entry: it runs
+        # alongside the reads.
+        blocklist = probe_exec.submit(_blocklist, src, key_caps, release)
+        report = read(src, dst, pools, opts)
+        if report.source_errors:
+            why = f"does not answer: {report.source_error}"
+            return [Finding("source", "source", why, blocks=True)]
+        findings = _destination_images(report)
+        findings += _images(src, report, set(all_pools), opts)
+        findings += _space(src, dst, pools)
+        findings += _journaling(src, report, key_caps)
+        return findings + blocklist.result()
 
 
 def _destination_images(report: StatusReport) -> list[Finding]:
@@ -177,20 +181,25 @@ def _fit(about: str, need: int, room: int, what: str) -> list[Finding]:
     return []
 
 
-def _source_key(
-    src: CephCluster, report: StatusReport, caps: str, release: CephVersion | None
-) -> list[Finding]:
-    """Can the source key blocklist, and journal images (probed where mirroring is still off)?"""
-    fix = (
+def _fix(caps: str) -> str:
+    return (
         f"ceph-proxy has not applied this charm's key request ({caps}); grant them on the "
         "source (`ceph auth caps` with its admin key) or fix ceph-proxy, then re-run"
     )
-    out = []
+
+
+def _blocklist(src: CephCluster, caps: str, release: CephVersion | None) -> list[Finding]:
+    """May the source key blocklist? (rbd-mirror breaks a dead instance's lock with it)."""
     try:
-        if not src.can_blocklist(release):
-            out.append(Finding("blocklist", "source key", f"may not blocklist: {fix}", True))
+        if src.can_blocklist(release):
+            return []
     except CephError as exc:
-        out.append(Finding("blocklist", "source key", f"the blocklist probe failed: {exc}", True))
+        return [Finding("blocklist", "source key", f"the blocklist probe failed: {exc}", True)]
+    return [Finding("blocklist", "source key", f"may not blocklist: {_fix(caps)}", True)]
+
+
+def _journaling(src: CephCluster, report: StatusReport, caps: str) -> list[Finding]:
+    """May the source key journal images? Probed only in pools whose mirroring is still off."""
     for pool in report.pools:
         if pool.source_mode != "disabled":
             continue  # a journaled probe image would be mirrored; journaling proven already
@@ -201,7 +210,6 @@ def _source_key(
                 raise
             denied = str(exc)
         if denied:
-            what = f"may not journal images ({denied}): {fix}"
-            out.append(Finding("journaling", f"source key, pool {pool.pool}", what, True))
-            break
-    return out
+            what = f"may not journal images ({denied}): {_fix(caps)}"
+            return [Finding("journaling", f"source key, pool {pool.pool}", what, True)]
+    return []
