@@ -44,9 +44,17 @@ NEXT_STEPS = (
     "tells every client to create journaled images). "
     "2. juju remove-relation ceph-proxy:client for nova-compute, glance and cinder-ceph. "
     "3. juju relate ceph-mon:client with nova-compute:ceph, glance:ceph, cinder-ceph:ceph. "
-    "4. Restore the cloud: activate images, attach volumes, start instances, start the APIs. "
-    "5. juju remove-application {app} (its keyrings and confs go with it). "
-    "6. Revoke this charm's key on the old cluster (ceph-proxy's broker cannot delete keys): "
+    "4. Glance: its image locations still name the old cluster ({old_fsid}); until they name "
+    "{new_fsid}, nova and cinder make full copies instead of clones. Rewrite them in glance's "
+    "database (glance-locations-sql), never with `glance location-delete`: it deletes the "
+    "image's data on the cluster glance now uses. "
+    "5. Nova: each attached volume keeps the old monitors: with its instance stopped, "
+    "`nova-manage volume_attachment refresh <instance> <volume> <connector.json>` (Xena and "
+    "later; the connector from `nova-manage volume_attachment get_connector --json` on its "
+    "compute host), or shelve and unshelve it. "
+    "6. Restore the cloud: activate images, attach volumes, start instances, start the APIs. "
+    "7. juju remove-application {app} (its keyrings and confs go with it). "
+    "8. Revoke this charm's key on the old cluster (ceph-proxy's broker cannot delete keys): "
     "`ceph auth del client.{app}` with the source's admin key. The source's images stay "
     "demoted (read-only) with journaling and pool-mode mirroring: see the README before "
     "reusing them."
@@ -288,7 +296,7 @@ def demote_promote(session: Session, params: DemotePromoteParams, log: Log) -> R
     return results
 
 
-def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
+def teardown(session: Session, params: TeardownParams, log: Log, reports_dir: Path) -> Results:
     """Mirroring off on the pools; the daemon stopped once every migrated pool is torn down."""
     ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
     result = migration.teardown(
@@ -315,7 +323,11 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
                 stop = True
             except ServiceError as exc:  # the teardown itself is done: say so
                 log(f"WARNING: {exc}; the next hook stops it")
+    cloud = None
+    if finished:
+        cloud = migration.cloud_facts(ws.source, ws.destination, ws.all_pools)
     return {
+        **(_cloud_results(cloud, reports_dir / "glance-locations.json") if cloud else {}),
         "dry-run": opts.dry_run,
         "changes": json.dumps(result.changes),
         "order": ",".join(result.order),
@@ -323,19 +335,33 @@ def teardown(session: Session, params: TeardownParams, log: Log) -> Results:
         "peers-removed-by-omap": json.dumps(result.peers_removed_by_omap),
         "journaling-removed": len(result.journaling_removed),
         "daemon-stopped": stop,
-        "next-steps": _teardown_next(
-            session.app, finished=finished, stopped=stop, dry_run=opts.dry_run
-        ),
+        "next-steps": _teardown_next(session.app, cloud, stopped=stop, dry_run=opts.dry_run),
     }
 
 
-def _teardown_next(app: str, *, finished: bool, stopped: bool, dry_run: bool) -> str:
+def _cloud_results(cloud: migration.CloudFacts, path: Path) -> Results:
+    """The fsids and glance's new locations (all of them in `path`) for the next steps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(cloud.glance_locations), indent=1))
+    return {
+        "old-fsid": cloud.old_fsid,
+        "new-fsid": cloud.new_fsid,
+        "glance-locations-sql": cloud.sql,
+        "glance-locations": json.dumps(list(cloud.glance_locations[:MAX_LISTED_RESULTS])),
+        "glance-locations-count": len(cloud.glance_locations),
+        "glance-locations-file": str(path),
+    }
+
+
+def _teardown_next(
+    app: str, cloud: migration.CloudFacts | None, *, stopped: bool, dry_run: bool
+) -> str:
     if dry_run:
         return "dry run, nothing changed: run teardown without dry-run to make these changes"
-    if not finished:
+    if cloud is None:
         return "teardown the remaining pools; the daemon keeps running until the last one"
     hint = "" if stopped else "The daemon could not be stopped now; the next hook stops it. "
-    return hint + NEXT_STEPS.format(app=app)
+    return hint + NEXT_STEPS.format(app=app, old_fsid=cloud.old_fsid, new_fsid=cloud.new_fsid)
 
 
 def abort(session: Session, params: AbortParams, log: Log) -> Results:

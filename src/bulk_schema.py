@@ -251,6 +251,7 @@ class PreflightImageAnswer(TypedDict):
     mirroring: str  # "enabled" or ""
     mirror_mode: str  # "journal", "snapshot" or "" (mirroring off)
     head: str  # a non-clone's first 4 bytes, as hex
+    snaps: list[str]  # its snapshots' names (user namespace)
 
 
 class PreflightImagesAnswer(TypedDict):
@@ -265,3 +266,9 @@ class JournalProbeAnswer(TypedDict):
 
     ok: bool
     error: str
+
+
+class FsidAnswer(TypedDict):
+    """The answer to fsid."""
+
+    fsid: str

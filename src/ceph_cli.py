@@ -32,6 +32,7 @@ from bulk_schema import (
     DisabledAnswer,
     ExtentAnswer,
     FeatureChangesAnswer,
+    FsidAnswer,
     ImageDigestsAnswer,
     ImageStatesAnswer,
     JournalProbeAnswer,
@@ -346,6 +347,7 @@ class PreflightImage:
     parent: str = ""  # "pool/image@snap" for a clone
     mirror_mode: str = ""  # "journal" or "snapshot" when mirroring is on
     head: str = ""  # a non-clone's first 4 bytes, as hex
+    snaps: tuple[str, ...] = ()  # its snapshots' names
 
 
 @dataclass(frozen=True)
@@ -514,6 +516,10 @@ class CephCluster(Protocol):
 
     def journal_probe(self, pool: str) -> str:
         """Whether this key may journal an image in `pool` ("" yes, else the error)."""
+        ...
+
+    def fsid(self) -> str:
+        """The cluster's fsid."""
         ...
 
 
@@ -1014,9 +1020,14 @@ class CephClient:
                 parent=i["parent"],
                 mirror_mode=i["mirror_mode"],
                 head=i["head"],
+                snaps=tuple(i["snaps"]),
             )
             for i in answer["images"]
         ]
+
+    def fsid(self) -> str:
+        """The cluster's fsid (what glance's image locations name)."""
+        return cast(FsidAnswer, self._bulk({"op": "fsid"}))["fsid"]
 
     def journal_probe(self, pool: str) -> str:
         """Create, journal and remove a probe image in `pool`: "" when allowed, else why not."""

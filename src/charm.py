@@ -330,7 +330,13 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
         self._run_action(event, DemotePromoteParams, actions.demote_promote, leader_only=True)
 
     def _on_teardown_action(self, event: ops.ActionEvent) -> None:
-        self._run_action(event, TeardownParams, actions.teardown, leader_only=True)
+        reports_dir = self.charm_dir / "reports"
+        self._run_action(
+            event,
+            TeardownParams,
+            lambda s, p, log: actions.teardown(s, p, log, reports_dir),
+            leader_only=True,
+        )
 
     def _on_abort_action(self, event: ops.ActionEvent) -> None:
         self._run_action(event, AbortParams, actions.abort, leader_only=True)

@@ -6,6 +6,7 @@ This module only gathers the public names; each phase is in a file of its own:
 - report.py: both sides read once, and every verdict derived from the fields;
 - setup_mirroring.py, cutover.py, teardown.py: phases 1, 3 and 4 below;
 - abort.py, rollback.py: the ways back (before the cutover, and between it and teardown);
+- cloud_steps.py: after teardown, what the cloud still says about the old cluster (fsids);
 - verify.py: the proof, every image compared on both clusters once the source is demoted;
 - workflow.py: the error, the run options and the peer they share.
 
@@ -33,6 +34,7 @@ keep is the operator's decision (`split_brain_advice`).
 
 from abort import AbortResult, abort
 from ceph_cli import ImageStatus, parse_description
+from cloud_steps import CloudFacts, cloud_facts
 from cutover import CutoverResult, demote_promote
 from pool_selection import narrowed, pools_without_source, select_pools
 from preflight import Finding, preflight
@@ -57,6 +59,7 @@ from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
     "AbortResult",
+    "CloudFacts",
     "Finding",
     "CutoverResult",
     "ImageStatus",
@@ -72,6 +75,7 @@ __all__ = [
     "Mismatch",
     "abort",
     "attention",
+    "cloud_facts",
     "cutover_blockers",
     "demote_promote",
     "enable_mirroring",

@@ -46,8 +46,8 @@ ops:
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "digests" and "extent": what `verify` compares, in rbd_digest.py (its docstring).
-- "space" (no "pool"), "preflight-images", "journal-probe": what enable-mirroring's preflight
-  reads, in rbd_preflight.py (its docstring).
+- "space" and "fsid" (no "pool"), "preflight-images", "journal-probe": what the preflight and
+  teardown's next steps read, in rbd_preflight.py (its docstring).
 - "pools" (no "pool"): `osd pool ls detail` as a mon command; answers {"pools": [...]} as the
   CLI prints it, plus "holds_rbd_images" on each pool without application rbd. The `ceph`
   CLI costs ~0.3 s of Python start-up; this costs one connect.
@@ -556,6 +556,8 @@ def handle(req: dict) -> Mapping[str, object]:
             return _pools(cluster)
         if req["op"] == "space":
             return space(cluster)
+        if req["op"] == "fsid":
+            return {"fsid": cluster.get_fsid()}
         if req["op"] == "daemon-callouts":
             return _daemon_callouts(cluster, int(req.get("connect_timeout", 10)))
         if req["op"] == "mirrored-pools":

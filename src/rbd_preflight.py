@@ -7,8 +7,10 @@ Standard library plus rados/rbd only.
   what it may still take (`max_avail`, the replicas and full ratio counted), its replica count
   and byte quota, and the cluster's raw bytes available.
 - "preflight-images" (pool): for every image, whether it is an old format 1 image, its features,
-  its parent, its mirroring state and mode, and (a non-clone only) its first 4 bytes as hex:
-  the qcow2 check.
+  its parent, its mirroring state and mode, its snapshots' names, and (a non-clone only) its
+  first 4 bytes as hex: the qcow2 check. teardown's next steps read it on the destination too
+  (glance's images are those with a snapshot `snap`).
+- "fsid" (no pool): the cluster's fsid.
 - "journal-probe" (pool): create a 4 MiB image PROBE with exclusive-lock, enable journaling on
   it, remove it: whether this key may journal images in the pool. Only on a pool whose
   mirroring is off (a journaled image in a pool-mode pool would be mirrored); a probe image left
@@ -78,6 +80,12 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
         except rbd.ImageNotFound:
             link = ""
         head = "" if link or not image.size() else image.read(0, HEAD_BYTES).hex()
+        snaps = sorted(
+            snap["name"]
+            for snap in image.list_snaps()
+            if snap.get("namespace", rbd.RBD_SNAP_NAMESPACE_TYPE_USER)
+            == rbd.RBD_SNAP_NAMESPACE_TYPE_USER
+        )
         try:
             info = image.mirror_image_get_info()
             mode = image.mirror_image_get_mode() if info.get("state") == 1 else None
@@ -91,6 +99,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
         "mirroring": "enabled" if info.get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED else "",
         "mirror_mode": MIRROR_MODES.get(mode, "") if mode is not None else "",
         "head": head,
+        "snaps": snaps,
     }
 
 

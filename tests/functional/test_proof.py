@@ -73,6 +73,12 @@ def test_verify_proves_the_copy_and_names_a_changed_block_size_and_parent(fresh_
     assert results["mismatch-count"] == 0, "the block restored, every image matches again"
 
     results, _ = host.action("teardown")
+    (glance,) = images(lab.dst, "glance")
+    assert results["old-fsid"] == lab.src.fsid() and results["new-fsid"] == lab.dst.fsid()
+    assert json.loads(results["glance-locations"]) == [
+        f"rbd://{lab.dst.fsid()}/glance/{glance}/snap"
+    ]
+    print(f"teardown: {results['glance-locations-sql']}")
     results, _ = host.action("verify", sample=4)
     assert results["mismatch-count"] == 0, "after teardown too"
     assert results["mode"] == "sample of 4 chunk(s) per image"

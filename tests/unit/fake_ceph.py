@@ -424,9 +424,14 @@ class FakeCluster:
                 parent=i.parent,
                 mirror_mode=i.mirror_mode,
                 head="" if i.parent else i.data[:4].hex(),
+                snaps=tuple(i.snaps),
             )
             for i in self._imgs(pool)
         ]
+
+    def fsid(self) -> str:
+        self._call("bulk fsid")
+        return f"fsid-of-{self.name}"
 
     def journal_probe(self, pool: str) -> str:
         self._call(f"bulk journal-probe {pool}")

@@ -127,3 +127,26 @@ def test_compare_finds_a_hole_on_one_side_and_snapshot_differences():
     other = ImageDigest(size=8, snaps=(("later", 8),), parent="", chunks={0: "a"}, bytes_read=8)
     found = compare_image("p/i", same, other)
     assert found is not None and found.what == "snapshots differ (later, snap)"
+
+
+def test_teardown_gives_both_fsids_the_glance_sql_and_each_glance_image_s_new_location(world):
+    world.src.image("glance", "img").snaps = ["snap"]
+    state = _cut_over(world)
+    _act(world, state, "teardown")
+    results = world.ctx.action_results
+    assert results["old-fsid"] == "fsid-of-source" and results["new-fsid"] == "fsid-of-ceph"
+    assert json.loads(results["glance-locations"]) == ["rbd://fsid-of-ceph/glance/img/snap"]
+    assert results["glance-locations-sql"] == (
+        "UPDATE image_locations SET value = REPLACE(value, 'rbd://fsid-of-source/', "
+        "'rbd://fsid-of-ceph/') WHERE deleted = 0 AND value LIKE 'rbd://fsid-of-source/%';"
+    )
+    steps = results["next-steps"]
+    assert "never with `glance location-delete`" in steps
+    assert "nova-manage volume_attachment refresh" in steps
+
+
+def test_a_partial_teardown_gives_no_cloud_steps_yet(world):
+    state = _cut_over(world)
+    _act(world, state, "teardown", pools="nova")
+    results = world.ctx.action_results
+    assert "new-fsid" not in results and "remaining pools" in results["next-steps"]
