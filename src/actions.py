@@ -29,6 +29,7 @@ from inputs import (
     VerifyParams,
 )
 from migration import MigrationError, Options
+from progress import Progress
 from relations import SOURCE_KEY_CAPS
 from session import Session, Workspace
 from workflow import Log
@@ -213,8 +214,14 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
     )
     session.replace_report(report, ws.pools)
     reasons = report.reasons
+    measured: list[Progress | None] = []
+
+    def syncing() -> str:  # the sync's bytes and ETA, read only while images are copied
+        measured.append(session.progress(report))
+        return measured[0].line if measured[0] else ""
+
     results: Results = {
-        "phase": migration.phase(report),
+        "phase": migration.phase(report, syncing),
         "ready-for-cutover": report.ready,
         "source-reachable": report.source_answers,
         "split-brain": json.dumps(report.split_brain[:MAX_LISTED_RESULTS]),
@@ -230,6 +237,8 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         ),
         **_release_results(ws.source, ws.destination),
     }
+    if measured and measured[0]:
+        results.update(measured[0].as_results())
     pools = {p.pool: p.as_dict() for p in report.pools}
     if report.split_brain:
         results["split-brain-advice"] = migration.split_brain_advice(

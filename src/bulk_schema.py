@@ -272,3 +272,10 @@ class FsidAnswer(TypedDict):
     """The answer to fsid."""
 
     fsid: str
+
+
+class SizesAnswer(TypedDict):
+    """The answer to sizes."""
+
+    sizes: dict[str, int]
+    failed: dict[str, str]

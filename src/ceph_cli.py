@@ -43,6 +43,7 @@ from bulk_schema import (
     PoolStateAnswer,
     PreflightImagesAnswer,
     Request,
+    SizesAnswer,
     SpaceAnswer,
     VersionsAnswer,
 )
@@ -520,6 +521,10 @@ class CephCluster(Protocol):
 
     def fsid(self) -> str:
         """The cluster's fsid."""
+        ...
+
+    def image_sizes(self, pool: str, images: Sequence[str], *, workers: int = 4) -> dict[str, int]:
+        """The size of each of `images` that could be read."""
         ...
 
 
@@ -1024,6 +1029,17 @@ class CephClient:
             )
             for i in answer["images"]
         ]
+
+    def image_sizes(self, pool: str, images: Sequence[str], *, workers: int = 4) -> dict[str, int]:
+        """The size of each of `images` (one librbd process); unreadable ones are left out."""
+        request: Request = {
+            "op": "sizes",
+            "pool": pool,
+            "images": list(images),
+            "workers": workers,
+        }
+        answer = cast(SizesAnswer, self._bulk(request, timeout=self.timeout * 5))
+        return {k: int(v) for k, v in answer["sizes"].items()}
 
     def fsid(self) -> str:
         """The cluster's fsid (what glance's image locations name)."""

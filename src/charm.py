@@ -146,6 +146,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
             records=_StoredRecord(self, self._stored),
             load_config=self._load_config,
             load_relations=self._relation_data,
+            progress_file=self.charm_dir / "reports" / "progress.json",
         )
         on = self.on
         for event in (

@@ -43,6 +43,7 @@ ops:
   by force (a non-primary copy), its snapshots unprotected and removed, the image removed; a
   primary image is refused.
 - "resync" ("images"): flag each non-primary image for resync; answers like disable-mirroring.
+- "sizes" ("images"): {"sizes": {name: bytes}, "failed": {...}}.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "digests" and "extent": what `verify` compares, in rbd_digest.py (its docstring).
@@ -82,6 +83,7 @@ from bulk_schema import (
     PeerAnswer,
     PoolsAnswer,
     PoolStateAnswer,
+    SizesAnswer,
     VersionsAnswer,
 )
 from journal_codec import journal_client
@@ -355,6 +357,18 @@ def _delete_image(ioctx, name: str) -> str:
 LEVEL_OPS = {"disable-mirroring": _disable_mirroring, "delete-images": _delete_image}
 IMAGE_OPS = {"resync": _resync}
 
+
+def _size(ioctx, name: str) -> int:
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        return image.size()
+
+
+def _sizes(ioctx, req: dict) -> SizesAnswer:
+    """The "sizes" op: each of `images`' size in bytes (the sync progress's denominator)."""
+    done, failed = _each(ioctx, _size, list(req["images"]), int(req.get("workers", 4)))
+    return {"sizes": done, "failed": failed}
+
+
 STATUS_STATES = {
     getattr(rbd, f"MIRROR_IMAGE_STATUS_STATE_{n.upper()}"): n
     for n in (
@@ -603,6 +617,7 @@ REQUEST_OPS = {
     "extent": extent,
     "preflight-images": lambda ioctx, req: preflight_images(ioctx, int(req.get("workers", 4))),
     "journal-probe": lambda ioctx, req: journal_probe(ioctx),
+    "sizes": _sizes,
 }
 
 

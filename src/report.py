@@ -9,7 +9,7 @@ What each action may do is a function of those fields, never of a message's word
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -637,8 +637,12 @@ def _source_faults(report: StatusReport) -> list[tuple[str, str]]:
     return [] if report.source_lost else sorted(report.source_errors.items())
 
 
-def phase(report: StatusReport) -> str:
-    """The migration phase in a few words, with the next step."""
+def phase(report: StatusReport, syncing: Callable[[], str] | None = None) -> str:
+    """The migration phase in a few words, with the next step.
+
+    `syncing`: what to say of a sync in progress instead of the image count (progress.py),
+    called only when the phase is the sync.
+    """
     n, total = len(report.pools), report.total
     if report.split_brain:
         return (
@@ -665,7 +669,8 @@ def phase(report: StatusReport) -> str:
     if report.ready:
         return f"{report.replaying}/{total} replaying: ready for cutover"
     hint = "; run enable-mirroring" if any(p.not_journaled for p in report.active) else ""
-    return f"syncing {report.replaying}/{total} images{hint}"
+    said = syncing() if syncing else ""
+    return f"{said or f'syncing {report.replaying}/{total} images'}{hint}"
 
 
 def finished(report: StatusReport) -> bool:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 import migration
@@ -27,6 +28,7 @@ from ceph_cli import CephClient, CephError, scrub
 from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
 from inputs import CharmConfig
 from migration import MigrationError, Options, PeerSpec
+from progress import History, Progress, measure, sizes_wanted
 from record import Record
 from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
 from workflow import Log
@@ -88,8 +90,10 @@ class Session:
         records: RecordStore,
         load_config: Callable[[], CharmConfig],
         load_relations: RelationLoader,
+        progress_file: Path | None = None,
     ):
         self.app = app
+        self.progress_file = progress_file
         self.daemon = daemon
         self.records = records
         self._load_config = load_config
@@ -290,6 +294,31 @@ class Session:
             self._report = report
         else:
             self._report = None
+
+    def progress(self, report: migration.StatusReport) -> Progress | None:
+        """The initial sync's bytes and ETA for `report` (None when the source was not read).
+
+        Each source image's size is read once and kept, with the samples the rate is measured
+        from, in the unit's `progress_file` (progress.py).
+        """
+        if not report.source_answers:
+            return None
+        history = History()
+        if self.progress_file is not None and self.progress_file.exists():
+            history = History.from_json(self.progress_file.read_text())
+        ws = self._built()
+        for pool, names in sizes_wanted(report, history.sizes).items():
+            try:
+                found = ws.source.image_sizes(pool, names, workers=ws.config.max_workers)
+            except CephError as exc:
+                logger.info("image sizes of %s not read: %s", pool, exc)
+                continue
+            history.sizes.update({f"{pool}/{name}": size for name, size in found.items()})
+        progress, history = measure(report, history, time.time())
+        if self.progress_file is not None:
+            self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+            self.progress_file.write_text(history.to_json())
+        return progress
 
     def daemon_running(self) -> bool:
         """Whether the daemon runs: asked once per dispatch; start and stop forget the answer."""

@@ -141,7 +141,13 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
             f"{down}rbd-mirror runs but no image state is published by a live daemon (down+): "
             f"see journalctl -u {service}" + ("; or run abort" if down else ""),
         )
-    return "active", phase(report)
+    return "active", phase(report, lambda: _syncing(session, report))
+
+
+def _syncing(session: Session, report: StatusReport) -> str:
+    """The sync's bytes and ETA ("" when the source's images cannot be read)."""
+    progress = session.progress(report)
+    return progress.line if progress else ""
 
 
 def _journal_guard(report: StatusReport, limit: int, remedy: str) -> str:

@@ -429,6 +429,10 @@ class FakeCluster:
             for i in self._imgs(pool)
         ]
 
+    def image_sizes(self, pool: str, images, *, workers: int = 4) -> dict[str, int]:
+        self._call(f"bulk sizes {pool}")
+        return {i.name: len(i.data) or 1024 * 1024 for i in self._imgs(pool) if i.name in images}
+
     def fsid(self) -> str:
         self._call("bulk fsid")
         return f"fsid-of-{self.name}"

@@ -1,0 +1,93 @@
+"""The sync's progress in bytes and its ETA (pure functions, and the status action's results)."""
+
+from __future__ import annotations
+
+from ceph_cli import ImageStatus
+from progress import History, measure, published_at, sync_percent
+from report import PoolReport, StatusReport
+from tests.unit.conftest import World, ready_state
+from tests.unit.fake_ceph import mirror
+
+GIB = 1024**3
+T0 = published_at("2026-12-05 05:12:39")
+
+
+def _report(percent: int | None, at: str, *, state: str = "up+syncing") -> StatusReport:
+    description = f"bootstrapping, IMAGE_SYNC/COPY_IMAGE {percent}%" if percent is not None else ""
+    pool = PoolReport(
+        pool="cinder-ceph",
+        source_read=True,
+        source_mode="pool",
+        destination_mode="pool",
+        source_images=["big", "small"],
+        source_primary={"big": True, "small": True},
+        images=[
+            ImageStatus("cinder-ceph", "big", state, description, at),
+            ImageStatus("cinder-ceph", "small", "up+replaying", "replaying, {}", at),
+        ],
+    )
+    return StatusReport(pools=[pool])
+
+
+SIZES = {"cinder-ceph/big": GIB, "cinder-ceph/small": GIB // 4}
+
+
+def test_the_percentage_is_read_from_the_daemon_s_description():
+    assert sync_percent("bootstrapping, IMAGE_SYNC/COPY_IMAGE 17%") == 17
+    assert sync_percent("bootstrapping, IMAGE_SYNC/CREATE_SYNC_POINT") is None
+    assert sync_percent("replaying, {}") is None
+    assert published_at("1970-01-01 00:00:00") is None, "never published"
+
+
+def test_bytes_copied_count_replaying_images_whole_and_syncing_ones_by_their_percentage():
+    assert T0 is not None
+    progress, _ = measure(_report(40, "2026-12-05 05:12:39"), History(sizes=SIZES), T0 + 5)
+    assert progress.bytes_total == GIB + GIB // 4
+    assert progress.bytes_done == GIB // 4 + GIB * 40 // 100
+    assert progress.images_done == 1 and progress.images == 2
+    assert progress.eta_s is None and "estimating the time left" in progress.line
+
+
+def test_the_eta_comes_from_two_publications_and_counts_what_was_copied_since_the_last():
+    assert T0 is not None
+    history = History(sizes=SIZES)
+    _, history = measure(_report(20, "2026-12-05 05:12:39"), history, T0 + 10)
+    # polled again before the next publication: the same sample, no rate yet
+    progress, history = measure(_report(20, "2026-12-05 05:12:39"), history, T0 + 20)
+    assert progress.rate is None and len(history.samples) == 1
+    progress, history = measure(_report(50, "2026-12-05 05:13:09"), history, T0 + 40)
+    rate = GIB * 30 // 100 / 30
+    assert progress.rate is not None and abs(progress.rate - rate) < 1
+    # 50% of 1 GiB left at the publication, 10 s of copying since then
+    expected = (GIB - GIB * 50 // 100 - rate * 10) / rate
+    assert progress.eta_s is not None and abs(progress.eta_s - expected) < 0.01
+    assert progress.line == "syncing 1/2 images, 60% of 1.2 GiB, about 40 s left"
+
+
+def test_a_sync_that_starts_over_drops_the_samples_from_before():
+    assert T0 is not None
+    history = History(sizes=SIZES, samples=[(T0 - 60, GIB)])
+    progress, history = measure(_report(10, "2026-12-05 05:12:39"), history, T0 + 1)
+    assert progress.rate is None and history.samples == [(T0, GIB // 4 + GIB * 10 // 100)]
+
+
+def test_history_survives_a_round_trip_and_garbage_is_an_empty_history():
+    history = History(samples=[(1.0, 2)], sizes={"p/i": 3})
+    assert History.from_json(history.to_json()) == history
+    assert History.from_json("not json") == History()
+
+
+def test_status_and_the_unit_status_show_bytes_while_images_sync(world: World):
+    world.service["running"] = True
+    state = world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    mirror(world.src, world.dst)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping, IMAGE_SYNC/COPY_IMAGE 40%")
+    out = world.run(world.ctx.on.action("status"), state)
+    results = world.ctx.action_results or {}
+    assert results["percent-copied"] == 84  # 3 of 4 images of 1 MiB whole, one at 40% (down)
+    assert results["bytes-to-go"] == 1024 * 1024 * 60 // 100 + 1
+    assert results["phase"].startswith("syncing 3/4 images, 84% of 4.0 MiB")
+    assert out.unit_status.message.startswith("syncing 3/4 images, 84% of 4.0 MiB")
+    assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "once per pool"
+    world.run(world.ctx.on.action("status"), out)
+    assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "sizes are kept"
