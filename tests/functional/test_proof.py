@@ -74,9 +74,9 @@ def test_verify_proves_the_copy_and_names_a_changed_block_size_and_parent(fresh_
 
     results, _ = host.action("teardown")
     (glance,) = images(lab.dst, "glance")
-    assert results["old-fsid"] == lab.src.fsid() and results["new-fsid"] == lab.dst.fsid()
+    assert results["old-fsid"] == lab.src.fsid and results["new-fsid"] == lab.dst.fsid
     assert json.loads(results["glance-locations"]) == [
-        f"rbd://{lab.dst.fsid()}/glance/{glance}/snap"
+        f"rbd://{lab.dst.fsid}/glance/{glance}/snap"
     ]
     print(f"teardown: {results['glance-locations-sql']}")
     results, _ = host.action("verify", sample=4)
