@@ -7,11 +7,13 @@ once. Its admin socket has no percentage. So:
 
 - bytes copied: each source image's size (read once, kept) times its published percentage; a
   replaying image counts whole, one not started yet counts nothing;
-- the rate: from publications, not from polls: each read keeps one sample (the newest
-  `last_update` of a syncing image, the bytes copied then), and the rate is the slope between
-  the oldest and newest sample of the last `WINDOW_S` seconds;
-- the ETA: the bytes not copied at the newest publication, less what the rate copied since, at
-  that rate. Without two publications far enough apart it is unknown ("estimating").
+- the rate: per syncing image, from its publications, not from polls (a sample is its
+  `last_update` and the bytes copied then; the slope between its oldest and newest sample of
+  the last `WINDOW_S` seconds); the images the daemon copies at once share the work, so the
+  whole's rate is their sum;
+- the ETA: the bytes not copied now (a syncing image's since its last publication counted at
+  its rate) at that rate. Without two publications of an image far enough apart it is
+  unknown ("estimating").
 
 `History` is what the unit keeps between dispatches (a small JSON file, session.py).
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ceph_cli import ImageStatus
 from report import StatusReport, human_bytes
 
 WINDOW_S = 300.0  # the rate is measured over the last five minutes
@@ -47,11 +50,14 @@ def published_at(last_update: str) -> float | None:
     return when.replace(tzinfo=timezone.utc).timestamp() if when.year > 1970 else None
 
 
+Sample = tuple[float, int]  # (published at, bytes of the image copied then)
+
+
 @dataclass
 class History:
-    """Samples (published at, bytes copied) of earlier reads, and the source images' sizes."""
+    """Each syncing image's latest publications, and the source images' sizes."""
 
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    samples: dict[str, list[Sample]] = field(default_factory=dict)  # "pool/image" -> samples
     sizes: dict[str, int] = field(default_factory=dict)  # "pool/image" -> bytes
 
     @classmethod
@@ -60,7 +66,10 @@ class History:
         try:
             data = json.loads(text)
             return cls(
-                samples=[(float(t), int(b)) for t, b in data.get("samples", [])],
+                samples={
+                    str(k): [(float(t), int(b)) for t, b in v]
+                    for k, v in data.get("samples", {}).items()
+                },
                 sizes={str(k): int(v) for k, v in data.get("sizes", {}).items()},
             )
         except (ValueError, TypeError, AttributeError):
@@ -126,37 +135,74 @@ def sizes_wanted(report: StatusReport, known: Mapping[str, int]) -> dict[str, li
     return out
 
 
+@dataclass
+class _Tally:
+    images: int = 0
+    done_images: int = 0
+    copied: int = 0
+    total: int = 0
+    left: float = 0.0  # bytes not copied now (syncing images extrapolated to now)
+    rates: list[float] = field(default_factory=list)  # each syncing image's measured rate
+    unmeasured: int = 0  # syncing images without a rate yet
+
+
 def measure(report: StatusReport, history: History, now: float) -> tuple[Progress, History]:
-    """The progress of `report`'s active pools, and the history with this read's sample."""
-    images = done_images = copied = total = 0
-    published = None
+    """The progress of `report`'s active pools, and the history with this read's samples.
+
+    Each syncing image's rate is measured between its publications of the last `WINDOW_S`
+    seconds; the images copied at once share the work, so the rate of the whole is their sum
+    (an image without a rate yet counts as their mean). The ETA is every byte not copied now
+    (a syncing image's since its last publication counted at its rate) at that rate.
+    """
+    tally, kept = _Tally(), History(sizes=history.sizes)
     for pool in report.active:
         statuses = {i.name: i for i in pool.images}
         for name in pool.source_images:
-            size = history.sizes.get(f"{pool.pool}/{name}", 0)
-            status = statuses.get(name)
-            images += 1
-            total += size
-            if status is None:
-                continue
-            if status.state == "up+replaying":
-                done_images += status.caught_up
-                copied += size
-                continue
-            percent = sync_percent(status.description)
-            if percent is not None:
-                copied += size * percent // 100
-                at = published_at(status.last_update)
-                if at is not None:
-                    published = at if published is None else max(published, at)
-    sample = (published if published is not None else now, copied)
-    samples = [s for s in history.samples if s[0] >= now - WINDOW_S and s[1] <= copied]
-    samples = [s for s in samples if s[0] < sample[0]] + [sample]
-    kept = History(samples=samples[-MAX_SAMPLES:], sizes=history.sizes)
+            key = f"{pool.pool}/{name}"
+            _count(tally, kept, key, history, statuses.get(name), now)
     rate = eta = None
-    first, last = samples[0], samples[-1]
-    if last[0] - first[0] >= MIN_SPAN_S and last[1] > first[1]:
-        rate = (last[1] - first[1]) / (last[0] - first[0])
-        eta = max(0.0, total - last[1] - rate * max(0.0, now - last[0])) / rate
-    progress = Progress(done_images, images, copied, total, rate, eta)
+    if tally.rates:
+        rate = sum(tally.rates) + tally.unmeasured * sum(tally.rates) / len(tally.rates)
+        eta = tally.left / rate if rate > 0 else None
+    progress = Progress(tally.done_images, tally.images, tally.copied, tally.total, rate, eta)
     return progress, kept
+
+
+def _count(
+    tally: _Tally,
+    kept: History,
+    key: str,
+    history: History,
+    status: ImageStatus | None,
+    now: float,
+) -> None:
+    """Add one source image to the tally; keep its samples while it syncs."""
+    size = history.sizes.get(key, 0)
+    tally.images += 1
+    tally.total += size
+    if status is not None and status.state == "up+replaying":
+        tally.done_images += status.caught_up
+        tally.copied += size
+        return
+    percent = sync_percent(status.description) if status is not None else None
+    at = published_at(status.last_update) if status is not None else None
+    if percent is None:  # not started, or no percentage published yet
+        tally.left += size
+        return
+    copied = size * percent // 100
+    tally.copied += copied
+    if at is None:  # a percentage without a time: no rate from it
+        tally.unmeasured += 1
+        tally.left += size - copied
+        return
+    samples = [s for s in history.samples.get(key, []) if now - WINDOW_S <= s[0] < at]
+    samples = [s for s in samples if s[1] <= copied] + [(at, copied)]
+    kept.samples[key] = samples[-MAX_SAMPLES:]
+    first = samples[0]
+    if at - first[0] >= MIN_SPAN_S and copied > first[1]:
+        rate = (copied - first[1]) / (at - first[0])
+        tally.rates.append(rate)
+        tally.left += max(0.0, size - copied - rate * max(0.0, now - at))
+    else:
+        tally.unmeasured += 1
+        tally.left += size - copied

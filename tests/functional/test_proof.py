@@ -6,6 +6,7 @@ Each test starts from a freshly seeded source and an empty destination (fixture 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from ops import testing
@@ -119,3 +120,51 @@ def test_preflight_names_a_qcow2_image_and_blocks_a_destination_too_small(fresh_
     results, logs = host.action("enable-mirroring")
     assert results["images"] == 8
     assert any(line.startswith("WARNING: glance/qcow2-as-raw") for line in logs)
+
+
+SLOW_SOURCE = {  # every client of the source: each OSD answer up to 0.4 s late, one op at a time
+    "ms_inject_delay_type": "osd",
+    "ms_inject_delay_max": "0.4",
+    "ms_inject_delay_probability": "1",
+    "rbd_concurrent_management_ops": "1",
+}
+
+
+@pytest.mark.big_image(1024)
+def test_sync_progress_rises_and_its_eta_tracks_the_time_left(fresh_host):
+    """Loopback copies 1 GiB in ~4 s, faster than the daemon publishes (30 s): slowed here."""
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    for option, value in SLOW_SOURCE.items():
+        lab.src.ceph("config", "set", "client", option, value)
+    samples: list[tuple[float, int, object, str]] = []
+    try:
+        host.action("enable-mirroring")
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            polled = time.monotonic()
+            results, _ = host.action("status")
+            if results["ready-for-cutover"] == "true":
+                break
+            if "percent-copied" in results:
+                samples.append(
+                    (polled, results["percent-copied"], results["eta-seconds"], results["phase"])
+                )
+            time.sleep(max(0.0, 10 - (time.monotonic() - polled)))
+        else:
+            pytest.fail(f"not ready in 900 s: {samples[-3:]}")
+        end = time.monotonic()
+    finally:
+        for option in SLOW_SOURCE:
+            lab.src.ceph("config", "rm", "client", option)
+    print("\nt(s)  percent  eta(s)  real-left(s)  phase")
+    start = samples[0][0]
+    for polled, percent, eta, phase in samples:
+        print(f"{polled - start:5.0f} {percent:7} {eta!s:>7} {end - polled:12.0f}  {phase}")
+    percents = [p for _, p, _, _ in samples]
+    assert percents == sorted(percents), "the percentage only rises"
+    half = [(t, eta) for t, p, eta, _ in samples if p >= 50 and end - t >= 20]
+    assert half, "samples in the last half of the sync"
+    for polled, eta in half:
+        left = end - polled
+        assert isinstance(eta, int) and abs(eta - left) <= 0.3 * left, (eta, left)

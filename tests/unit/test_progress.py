@@ -54,25 +54,27 @@ def test_the_eta_comes_from_two_publications_and_counts_what_was_copied_since_th
     _, history = measure(_report(20, "2026-12-05 05:12:39"), history, T0 + 10)
     # polled again before the next publication: the same sample, no rate yet
     progress, history = measure(_report(20, "2026-12-05 05:12:39"), history, T0 + 20)
-    assert progress.rate is None and len(history.samples) == 1
+    assert progress.rate is None and len(history.samples["cinder-ceph/big"]) == 1
     progress, history = measure(_report(50, "2026-12-05 05:13:09"), history, T0 + 40)
     rate = GIB * 30 // 100 / 30
     assert progress.rate is not None and abs(progress.rate - rate) < 1
     # 50% of 1 GiB left at the publication, 10 s of copying since then
     expected = (GIB - GIB * 50 // 100 - rate * 10) / rate
+    assert history.samples["cinder-ceph/big"][0] == (T0, GIB * 20 // 100)
     assert progress.eta_s is not None and abs(progress.eta_s - expected) < 0.01
     assert progress.line == "syncing 1/2 images, 60% of 1.2 GiB, about 40 s left"
 
 
 def test_a_sync_that_starts_over_drops_the_samples_from_before():
     assert T0 is not None
-    history = History(sizes=SIZES, samples=[(T0 - 60, GIB)])
+    history = History(sizes=SIZES, samples={"cinder-ceph/big": [(T0 - 60, GIB // 2)]})
     progress, history = measure(_report(10, "2026-12-05 05:12:39"), history, T0 + 1)
-    assert progress.rate is None and history.samples == [(T0, GIB // 4 + GIB * 10 // 100)]
+    assert progress.rate is None
+    assert history.samples == {"cinder-ceph/big": [(T0, GIB * 10 // 100)]}
 
 
 def test_history_survives_a_round_trip_and_garbage_is_an_empty_history():
-    history = History(samples=[(1.0, 2)], sizes={"p/i": 3})
+    history = History(samples={"p/i": [(1.0, 2)]}, sizes={"p/i": 3})
     assert History.from_json(history.to_json()) == history
     assert History.from_json("not json") == History()
 
@@ -91,3 +93,26 @@ def test_status_and_the_unit_status_show_bytes_while_images_sync(world: World):
     assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "once per pool"
     world.run(world.ctx.on.action("status"), out)
     assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "sizes are kept"
+
+
+def test_images_copied_at_once_add_their_rates_and_a_waiting_image_counts_in_full():
+    assert T0 is not None
+    pool = PoolReport(
+        pool="p",
+        source_read=True,
+        source_mode="pool",
+        destination_mode="pool",
+        source_images=["a", "b", "waiting"],
+        source_primary={"a": True, "b": True, "waiting": True},
+    )
+    sizes = {"p/a": 1000, "p/b": 1000, "p/waiting": 3000}
+    history = History(sizes=sizes, samples={"p/a": [(T0 - 30, 100)], "p/b": [(T0 - 30, 100)]})
+    pool.images = [
+        ImageStatus(
+            "p", n, "up+syncing", "bootstrapping, IMAGE_SYNC/COPY_IMAGE 40%", "2026-12-05 05:12:39"
+        )
+        for n in ("a", "b")
+    ]
+    progress, _ = measure(StatusReport(pools=[pool]), history, T0)
+    assert progress.rate == 20.0  # 10 bytes/s each
+    assert progress.eta_s == (600 + 600 + 3000) / 20
