@@ -12,8 +12,10 @@ once. Its admin socket has no percentage. So:
   the last `WINDOW_S` seconds); the images the daemon copies at once share the work, so the
   whole's rate is their sum;
 - the ETA: the bytes not copied now (a syncing image's since its last publication counted at
-  its rate) at that rate. Without two publications of an image far enough apart it is
-  unknown ("estimating").
+  its rate) at that rate, or, when it is longer, the time the slowest image needs at its own
+  rate: a big image copied alone does not speed up when the small ones beside it finish (each
+  image is copied `rbd_concurrent_management_ops` objects at a time). Without two
+  publications of an image far enough apart it is unknown ("estimating").
 
 `History` is what the unit keeps between dispatches (a small JSON file, session.py).
 """
@@ -143,6 +145,7 @@ class _Tally:
     total: int = 0
     left: float = 0.0  # bytes not copied now (syncing images extrapolated to now)
     rates: list[float] = field(default_factory=list)  # each syncing image's measured rate
+    finish: list[float] = field(default_factory=list)  # each one's seconds to its end, alone
     unmeasured: int = 0  # syncing images without a rate yet
 
 
@@ -163,7 +166,7 @@ def measure(report: StatusReport, history: History, now: float) -> tuple[Progres
     rate = eta = None
     if tally.rates:
         rate = sum(tally.rates) + tally.unmeasured * sum(tally.rates) / len(tally.rates)
-        eta = tally.left / rate if rate > 0 else None
+        eta = max(tally.left / rate, *tally.finish) if rate > 0 else None
     progress = Progress(tally.done_images, tally.images, tally.copied, tally.total, rate, eta)
     return progress, kept
 
@@ -201,8 +204,10 @@ def _count(
     first = samples[0]
     if at - first[0] >= MIN_SPAN_S and copied > first[1]:
         rate = (copied - first[1]) / (at - first[0])
+        left = max(0.0, size - copied - rate * max(0.0, now - at))
         tally.rates.append(rate)
-        tally.left += max(0.0, size - copied - rate * max(0.0, now - at))
+        tally.finish.append(left / rate)
+        tally.left += left
     else:
         tally.unmeasured += 1
         tally.left += size - copied
