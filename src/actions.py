@@ -333,8 +333,12 @@ def teardown(session: Session, params: TeardownParams, log: Log, reports_dir: Pa
             except ServiceError as exc:  # the teardown itself is done: say so
                 log(f"WARNING: {exc}; the next hook stops it")
     cloud = None
-    if finished:
-        cloud = migration.cloud_facts(ws.source, ws.destination, ws.all_pools)
+    if finished:  # the teardown is done: a failed read here must not hide the next steps
+        try:
+            cloud = migration.cloud_facts(ws.source, ws.destination, ws.all_pools)
+        except CephError as exc:
+            log(f"WARNING: the fsids and glance's locations were not read: {exc}")
+            cloud = migration.CloudFacts("unknown", "unknown", ())
     return {
         **(_cloud_results(cloud, reports_dir / "glance-locations.json") if cloud else {}),
         "dry-run": opts.dry_run,

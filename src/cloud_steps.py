@@ -36,6 +36,11 @@ class CloudFacts:
     @property
     def sql(self) -> str:
         """The UPDATE of glance's database that rewrites every location of the old cluster."""
+        if "unknown" in (self.old_fsid, self.new_fsid):
+            return (
+                "unknown: a cluster's fsid was not read; take it from `ceph fsid` on each "
+                "cluster (the source's with its admin key) before rewriting glance's locations"
+            )
         old, new = f"rbd://{self.old_fsid}/", f"rbd://{self.new_fsid}/"
         return (
             f"UPDATE image_locations SET value = REPLACE(value, '{old}', '{new}') "

@@ -74,7 +74,7 @@ class History:
                 },
                 sizes={str(k): int(v) for k, v in data.get("sizes", {}).items()},
             )
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):
             return cls()
 
     def to_json(self) -> str:

@@ -304,8 +304,11 @@ class Session:
         if not report.source_answers:
             return None
         history = History()
-        if self.progress_file is not None and self.progress_file.exists():
-            history = History.from_json(self.progress_file.read_text())
+        try:
+            if self.progress_file is not None and self.progress_file.exists():
+                history = History.from_json(self.progress_file.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            logger.info("progress history unreadable, starting a new one: %s", exc)
         ws = self._built()
         for pool, names in sizes_wanted(report, history.sizes).items():
             try:
@@ -316,8 +319,11 @@ class Session:
             history.sizes.update({f"{pool}/{name}": size for name, size in found.items()})
         progress, history = measure(report, history, time.time())
         if self.progress_file is not None:
-            self.progress_file.parent.mkdir(parents=True, exist_ok=True)
-            self.progress_file.write_text(history.to_json())
+            try:
+                self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+                self.progress_file.write_text(history.to_json())
+            except OSError as exc:  # the progress is still shown; only the rate waits
+                logger.warning("progress history not kept: %s", exc)
         return progress
 
     def daemon_running(self) -> bool:

@@ -116,3 +116,7 @@ def test_images_copied_at_once_add_their_rates_and_a_waiting_image_counts_in_ful
     progress, _ = measure(StatusReport(pools=[pool]), history, T0)
     assert progress.rate == 20.0  # 10 bytes/s each
     assert progress.eta_s == (600 + 600 + 3000) / 20
+
+
+def test_a_history_with_an_overflowing_number_is_an_empty_history():
+    assert History.from_json('{"sizes": {"a": 1e400}}') == History()

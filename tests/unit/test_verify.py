@@ -7,7 +7,7 @@ import json
 import pytest
 from ops import testing
 
-from ceph_cli import ImageDigest
+from ceph_cli import CephError, ImageDigest
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import mirror
 from verify import CHUNK, compare_image
@@ -150,3 +150,16 @@ def test_a_partial_teardown_gives_no_cloud_steps_yet(world):
     _act(world, state, "teardown", pools="nova")
     results = world.ctx.action_results
     assert "new-fsid" not in results and "remaining pools" in results["next-steps"]
+
+
+def test_a_teardown_whose_fsid_read_fails_still_gives_the_next_steps(world, monkeypatch):
+    state = _cut_over(world)
+
+    def refuse():
+        raise CephError("ceph", ["rbd_bulk fsid"], 110, "timed out")
+
+    monkeypatch.setattr(world.dst, "fsid", refuse)
+    _act(world, state, "teardown")
+    results = world.ctx.action_results or {}
+    assert "remove-relation" in results["next-steps"]
+    assert results["glance-locations-sql"].startswith("unknown: a cluster's fsid was not read")
