@@ -631,6 +631,17 @@ class CephClient:
         except ValueError as exc:
             raise CephError(self.cluster, what, -1, f"unparsable JSON: {exc}") from exc
 
+    def _refuse_failed(self, what: str, failed: dict[str, str] | None, verb: str) -> None:
+        """CephError naming one of the images an rbd_bulk op could not handle, if any."""
+        if failed:
+            name, error = next(iter(failed.items()))
+            raise CephError(
+                self.cluster,
+                [f"rbd_bulk {what}"],
+                -1,
+                f"{len(failed)} image(s) {verb}, e.g. {name}: {scrub(error)}",
+            )
+
     def _exec(
         self,
         argv: list[str],
@@ -760,14 +771,7 @@ class CephClient:
                 {"op": "image-states", "pool": pool, "workers": workers}, timeout=self.timeout * 5
             ),
         )
-        if answer.get("failed"):
-            name, error = next(iter(answer["failed"].items()))
-            raise CephError(
-                self.cluster,
-                [f"rbd_bulk image-states {pool}"],
-                -1,
-                f"{len(answer['failed'])} image(s) unreadable, e.g. {name}: {error}",
-            )
+        self._refuse_failed(f"image-states {pool}", answer.get("failed"), "unreadable")
         return [
             ImageInfo(
                 name=i["name"],
@@ -916,14 +920,7 @@ class CephClient:
         if images is not None:
             request["images"] = list(images)
         answer = cast(CutoverSnapshotsAnswer, self._bulk(request, timeout=self.timeout * 5))
-        if answer.get("failed"):
-            name, error = next(iter(answer["failed"].items()))
-            raise CephError(
-                self.cluster,
-                [f"rbd_bulk cutover-snapshots {action} {pool}"],
-                -1,
-                f"{len(answer['failed'])} image(s) failed, e.g. {name}: {scrub(error)}",
-            )
+        self._refuse_failed(f"cutover-snapshots {action} {pool}", answer.get("failed"), "failed")
         return SnapshotCheck(
             changed=tuple(answer["changed"]),
             written=dict(answer["written"]),
@@ -1009,14 +1006,7 @@ class CephClient:
         """
         request: Request = {"op": "preflight-images", "pool": pool, "workers": workers}
         answer = cast(PreflightImagesAnswer, self._bulk(request, timeout=self.timeout * 5))
-        if answer.get("failed"):
-            name, error = next(iter(answer["failed"].items()))
-            raise CephError(
-                self.cluster,
-                [f"rbd_bulk preflight-images {pool}"],
-                -1,
-                f"{len(answer['failed'])} image(s) unreadable, e.g. {name}: {scrub(error)}",
-            )
+        self._refuse_failed(f"preflight-images {pool}", answer.get("failed"), "unreadable")
         return [
             PreflightImage(
                 name=i["name"],

@@ -87,7 +87,7 @@ from bulk_schema import (
     VersionsAnswer,
 )
 from journal_codec import journal_client
-from rbd_digest import extent, image_digests
+from rbd_digest import extent, image_digests, parent_link
 from rbd_preflight import journal_probe, preflight_images, space
 
 FEATURE_NAMES = {
@@ -145,11 +145,7 @@ FEATURE_OPS = {"enable-journaling": _enable_journaling, "disable-journaling": _d
 def _image_state(ioctx, name: str) -> ImageStateAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         features = image.features()
-        try:
-            parent = image.get_parent_image_spec()
-            link = f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
-        except rbd.ImageNotFound:
-            link = ""
+        link = parent_link(image)
         try:
             info = image.mirror_image_get_info()
         except rbd.Error:

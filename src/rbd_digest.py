@@ -37,6 +37,15 @@ def digest(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()[:DIGEST_HEX]
 
 
+def parent_link(image) -> str:
+    """`pool/image@snap` of a clone's parent, "" for an image that is not a clone."""
+    try:
+        parent = image.get_parent_image_spec()
+    except rbd.ImageNotFound:
+        return ""
+    return f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
+
+
 def _metadata(image, ignore: set[str]) -> tuple[int, list[list], str]:
     size = image.size()
     snaps = []
@@ -49,12 +58,7 @@ def _metadata(image, ignore: set[str]) -> tuple[int, list[list], str]:
         if name in ignore or name.startswith(MIRROR_SYNC_PREFIX):
             continue
         snaps.append([name, snap["size"]])
-    try:
-        parent = image.get_parent_image_spec()
-        link = f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
-    except rbd.ImageNotFound:
-        link = ""
-    return size, sorted(snaps), link
+    return size, sorted(snaps), parent_link(image)
 
 
 def _allocated(image, size: int, chunk: int) -> list[int]:

@@ -32,6 +32,7 @@ from bulk_schema import (
     PreflightImagesAnswer,
     SpaceAnswer,
 )
+from rbd_digest import parent_link
 
 PROBE = "rbd-mirror-migration-probe"
 HEAD_BYTES = 4
@@ -74,11 +75,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         old = bool(image.old_format())
         features = image.features()
-        try:
-            parent = image.get_parent_image_spec()
-            link = f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
-        except rbd.ImageNotFound:
-            link = ""
+        link = parent_link(image)
         head = "" if link or not image.size() else image.read(0, HEAD_BYTES).hex()
         snaps = sorted(
             snap["name"]
