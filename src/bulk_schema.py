@@ -38,6 +38,7 @@ class Request(TypedDict, total=False):
     offset: int  # "extent"
     length: int  # "extent"
     block: int  # "extent": a digest per this many bytes; 0: the bytes as hex
+    snap: str  # "extent": read this snapshot ("": the head)
 
 
 class PeerAnswer(TypedDict):
@@ -201,12 +202,15 @@ class CutoverSnapshotsAnswer(TypedDict):
 
 
 class ImageDigestAnswer(TypedDict):
-    """One image of "digests": its metadata and the digest of each non-zero chunk read."""
+    """One image of "digests": its metadata and the digest of each chunk read, by layer."""
 
     size: int
     snaps: list[list]  # [name, size] of each snapshot that is the cloud's, sorted
     parent: str  # "pool/image@snap" for a clone
-    chunks: dict[str, str]  # chunk offset (as text: JSON keys) -> digest; zeros left out
+    # [snapshot ("" for the head), its size, {chunk offset (text: JSON keys): digest, "" for
+    # zeros}]: the snapshots oldest first, then the head; each holds what changed since the one
+    # before (rbd_digest.py)
+    layers: list[list]
     bytes_read: int
 
 
@@ -232,6 +236,7 @@ class SpacePoolAnswer(TypedDict):
     max_avail: int  # what it may still take (replicas and full ratio counted)
     size: int  # replicas
     quota_max_bytes: int  # 0: no quota
+    crush_rule: int  # pools of one rule share their OSDs (-1: unknown)
 
 
 class SpaceAnswer(TypedDict):

@@ -305,17 +305,27 @@ class SnapshotCheck:
 
 
 @dataclass(frozen=True)
-class ImageDigest:
-    """One side of one image as `verify` compares it: metadata and each non-zero chunk's digest.
+class Layer:
+    """One snapshot (`snap`; "" for the head) of an image, as `verify` read it.
 
-    `chunks`: chunk offset -> digest, for the chunks read that hold data; a hole and a chunk of
-    zeros are both absent, so the two sides agree exactly when their maps agree.
+    `chunks`: chunk offset -> digest ("" for a chunk of zeros) of the chunks that changed since
+    the layer before (the first layer: every allocated chunk). Applied in order, the layers
+    give each snapshot's whole content; a chunk no layer names is a hole.
     """
+
+    snap: str
+    size: int
+    chunks: dict[int, str]
+
+
+@dataclass(frozen=True)
+class ImageDigest:
+    """One side of one image as `verify` compares it: metadata and its layers' chunk digests."""
 
     size: int
     snaps: tuple[tuple[str, int], ...]
     parent: str
-    chunks: dict[int, str]
+    layers: tuple[Layer, ...]
     bytes_read: int
 
 
@@ -328,6 +338,7 @@ class PoolSpace:
     max_avail: int  # what it may still take (replicas and full ratio counted)
     size: int  # replicas
     quota_max_bytes: int = 0  # 0: no quota
+    crush_rule: int = -1  # pools of one rule share their OSDs' raw space (-1: unknown)
 
 
 @dataclass(frozen=True)
@@ -498,13 +509,15 @@ class CephCluster(Protocol):
         ...
 
     def extent_digests(
-        self, pool: str, image: str, offset: int, length: int, block: int
+        self, pool: str, image: str, offset: int, length: int, block: int, snap: str = ""
     ) -> list[str]:
-        """The digest of each `block` bytes of one extent of `image`."""
+        """The digest of each `block` bytes of one extent of `image` (at snapshot `snap`)."""
         ...
 
-    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
-        """The bytes of one small extent (at most 64 KiB) of `image`."""
+    def extent_bytes(
+        self, pool: str, image: str, offset: int, length: int, snap: str = ""
+    ) -> bytes:
+        """The bytes of one small extent (at most 64 KiB) of `image` (at snapshot `snap`)."""
         ...
 
     def space(self) -> Space:
@@ -993,6 +1006,7 @@ class CephClient:
                     max_avail=int(p["max_avail"]),
                     size=int(p["size"]),
                     quota_max_bytes=int(p["quota_max_bytes"]),
+                    crush_rule=int(p["crush_rule"]),
                 )
                 for p in answer["pools"]
             },
@@ -1075,7 +1089,10 @@ class CephClient:
                     size=int(a["size"]),
                     snaps=tuple((str(n), int(z)) for n, z in a["snaps"]),
                     parent=a["parent"],
-                    chunks={int(k): v for k, v in a["chunks"].items()},
+                    layers=tuple(
+                        Layer(str(snap), int(size), {int(k): str(v) for k, v in chunks.items()})
+                        for snap, size, chunks in a["layers"]
+                    ),
                     bytes_read=int(a["bytes_read"]),
                 )
                 for name, a in answer["images"].items()
@@ -1083,7 +1100,9 @@ class CephClient:
             failed={k: scrub(v) for k, v in answer["failed"].items()},
         )
 
-    def _extent(self, pool: str, image: str, offset: int, length: int, block: int) -> ExtentAnswer:
+    def _extent(
+        self, pool: str, image: str, offset: int, length: int, block: int, snap: str
+    ) -> ExtentAnswer:
         request: Request = {
             "op": "extent",
             "pool": pool,
@@ -1091,18 +1110,21 @@ class CephClient:
             "offset": offset,
             "length": length,
             "block": block,
+            "snap": snap,
         }
         return cast(ExtentAnswer, self._bulk(request))
 
     def extent_digests(
-        self, pool: str, image: str, offset: int, length: int, block: int
+        self, pool: str, image: str, offset: int, length: int, block: int, snap: str = ""
     ) -> list[str]:
-        """The digest of each `block` bytes of `image` in [offset, offset + length)."""
-        return list(self._extent(pool, image, offset, length, block)["digests"])
+        """The digest of each `block` bytes of `image` (at `snap`) in [offset, offset + length)."""
+        return list(self._extent(pool, image, offset, length, block, snap)["digests"])
 
-    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
-        """The bytes of `image` in [offset, offset + length), at most 64 KiB."""
-        return bytes.fromhex(self._extent(pool, image, offset, length, 0)["hex"])
+    def extent_bytes(
+        self, pool: str, image: str, offset: int, length: int, snap: str = ""
+    ) -> bytes:
+        """The bytes of `image` (at `snap`) in [offset, offset + length), at most 64 KiB."""
+        return bytes.fromhex(self._extent(pool, image, offset, length, 0, snap)["hex"])
 
 
 def unit_tool_versions(

@@ -543,6 +543,7 @@ def _holds_rbd_images(cluster, name: str) -> bool:
 
 
 COMMAND_ONLY_OPS = ("versions", "daemon-callouts")  # mon and mgr commands, no pool opened
+READ_ONCE_OPS = ("digests", "extent")
 
 
 def handle(req: dict) -> Mapping[str, object]:
@@ -555,6 +556,8 @@ def handle(req: dict) -> Mapping[str, object]:
         # pool: librados also bounds the wait for the first osdmap with it, and that ETIMEDOUT
         # (errno 110, the exit code of a lost cluster) must not come from a slow one.
         conf["rados_mon_op_timeout"] = timeout
+    if req["op"] in READ_ONCE_OPS:
+        conf["rbd_cache"] = "false"  # each byte is read once: a cache only costs memory
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with rados.Rados(
         clustername=req["cluster"],

@@ -5,16 +5,21 @@ compares the two sides' answers (verify.py). Standard library plus rbd only.
 
 - "digests" ("images", "chunk", optionally "sample" and "seed", "ignore_snaps"): for each image
   its size, its snapshots (user namespace, less `ignore_snaps` and rbd-mirror's own
-  `.rbd-mirror.*` sync points) with their sizes, its parent link, and the digest (sha256,
-  128 bits) of each `chunk`-aligned extent. Full (no "sample"): only the chunks librbd's diff
-  reports allocated (a clone's include its parent's), and a chunk that reads as zeros is left
-  out, like a hole: the two sides agree exactly when their lists agree, and no hole is read.
-  With "sample": N chunks per image, picked from the image's size by a generator seeded with
-  "seed" and the image's name, the same on both sides. The (image, chunk) reads run in one
-  thread pool of "workers" threads: one big image is read in parallel too.
-- "extent" ("image", "offset", "length", "block"): the digest of each `block` bytes of one
-  extent; with "block" 0, the extent's bytes as hex (at most 64 KiB). verify.py narrows a
-  mismatching chunk down to its first differing byte with it.
+  `.rbd-mirror.*` sync points) with their sizes, its parent link, and its layers: the digest
+  (sha256, 128 bits; "" for a chunk of zeros) of each `chunk`-aligned extent read in each
+  snapshot, oldest first, then in the head. Full (no "sample"): the first snapshot's chunks
+  librbd's diff reports allocated (a clone's include its parent's), then each later layer's
+  chunks the diff reports changed since the layer before. Applied in order, the layers give
+  each snapshot's and the head's whole content, and no hole is read; the two sides may split
+  their changes differently (the diff may over-report), so verify.py compares the applied
+  maps, not the layers. With "sample": the head only, N chunks picked from its size by a
+  generator seeded with "seed" and the image's name, the same on both sides. The (image,
+  layer, chunk) reads run in one thread pool of "workers" threads: one big image is read in
+  parallel too.
+- "extent" ("image", "offset", "length", "block", optionally "snap"): the digest of each
+  `block` bytes of one extent (of the head, or of snapshot "snap"); with "block" 0, the
+  extent's bytes as hex (at most 64 KiB). verify.py narrows a mismatching chunk down to its
+  first differing byte with it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import rbd  # type: ignore[import-not-found]
 
@@ -46,9 +52,9 @@ def parent_link(image) -> str:
     return f"{parent['pool_name']}/{parent['image_name']}@{parent['snap_name']}"
 
 
-def _metadata(image, ignore: set[str]) -> tuple[int, list[list], str]:
-    size = image.size()
-    snaps = []
+def _compared(image, ignore: set[str]) -> list[dict]:
+    """The cloud's snapshots, in the order they were taken (user namespace, not ours)."""
+    out = []
     for snap in image.list_snaps():
         name = snap["name"]
         if snap.get("namespace", rbd.RBD_SNAP_NAMESPACE_TYPE_USER) != (
@@ -57,28 +63,31 @@ def _metadata(image, ignore: set[str]) -> tuple[int, list[list], str]:
             continue
         if name in ignore or name.startswith(MIRROR_SYNC_PREFIX):
             continue
-        snaps.append([name, snap["size"]])
-    return size, sorted(snaps), parent_link(image)
+        out.append(snap)
+    return sorted(out, key=lambda s: s["id"])
 
 
-def _allocated(image, size: int, chunk: int) -> list[int]:
-    """The chunk offsets librbd's diff reports data in (a clone's include its parent's)."""
+def _changed(image, size: int, chunk: int, since: str | None) -> set[int]:
+    """The chunk offsets librbd's diff reports data in, since snapshot `since` (None: all).
+
+    A clone's include its parent's. The diff may report more than changed, never less.
+    """
     found: set[int] = set()
 
     def seen(offset: int, length: int, exists: bool) -> int:
-        if exists and length:
+        if length and (exists or since is not None):  # since a snapshot, a discard counts too
             found.update(range(offset // chunk, (offset + length - 1) // chunk + 1))
         return 0
 
     if size:
-        image.diff_iterate(0, size, None, seen, include_parent=True, whole_object=True)
-    return [i * chunk for i in sorted(found) if i * chunk < size]
+        image.diff_iterate(0, size, since, seen, include_parent=True, whole_object=True)
+    return {i * chunk for i in found if i * chunk < size}
 
 
-def _sampled(name: str, size: int, chunk: int, count: int, seed: str) -> list[int]:
+def _sampled(name: str, size: int, chunk: int, count: int, seed: str) -> set[int]:
     chunks = -(-size // chunk)
     picks = random.Random(f"{seed}/{name}").sample(range(chunks), min(count, chunks))
-    return [i * chunk for i in sorted(picks)]
+    return {i * chunk for i in picks}
 
 
 def _read_chunk(image, offset: int, length: int, zero: bytes) -> tuple[str, int]:
@@ -89,18 +98,58 @@ def _read_chunk(image, offset: int, length: int, zero: bytes) -> tuple[str, int]
     return digest(data), len(data)
 
 
+@dataclass
+class _Layer:
+    """One snapshot (or the head, "") of one image: its size and the chunks to read in it."""
+
+    snap: str
+    image: object  # an rbd.Image open at that snapshot
+    size: int
+    offsets: set[int]
+    chunks: dict[str, str] = field(default_factory=dict)
+
+
+def _layers(ioctx, image, name: str, req: dict, opened: list) -> tuple[list[list], list[_Layer]]:
+    """An image's compared snapshots ([name, size]) and what to read of each layer.
+
+    Full: the first snapshot's allocated chunks, then each later snapshot's and the head's
+    changes since the one before (and the chunk at a size change, whose length changed).
+    Sample: the head only, at the sampled offsets.
+    """
+    chunk = int(req["chunk"])
+    size = image.size()
+    snaps = _compared(image, set(req.get("ignore_snaps", ())))
+    listed = sorted([s["name"], s["size"]] for s in snaps)
+    if req.get("sample") is not None:
+        offsets = _sampled(name, size, chunk, int(req["sample"]), str(req.get("seed", "")))
+        return listed, [_Layer("", image, size, offsets)]
+    layers: list[_Layer] = []
+    since: str | None = None
+    for snap in [*snaps, None]:
+        if snap is None:
+            handle = image
+        else:
+            handle = rbd.Image(ioctx, name, snapshot=snap["name"], read_only=True)
+            opened.append(handle)
+        at_size = handle.size()
+        offsets = _changed(handle, at_size, chunk, since)
+        if layers and layers[-1].size != at_size and min(layers[-1].size, at_size):
+            offsets.add((min(layers[-1].size, at_size) - 1) // chunk * chunk)
+        layers.append(_Layer(snap["name"] if snap else "", handle, at_size, offsets))
+        since = snap["name"] if snap else None
+    return listed, layers
+
+
 def image_digests(ioctx, req: dict) -> ImageDigestsAnswer:
     """The "digests" op over the request's images (see the module docstring)."""
     chunk = int(req["chunk"])
-    sample = req.get("sample")
-    seed = str(req.get("seed", ""))
-    ignore = set(req.get("ignore_snaps", ()))
     workers = max(1, int(req.get("workers", 4)))
     zero = bytes(chunk)
-    images: dict[str, object] = {}
+    opened: list = []
     answers: dict[str, ImageDigestAnswer] = {}
+    layers: dict[str, list[_Layer]] = {}
     failed: dict[str, str] = {}
-    tasks: list[tuple[str, int, int]] = []
+    tasks: list[tuple[str, _Layer, int]] = []
     try:
         for name in req["images"]:
             try:
@@ -108,52 +157,53 @@ def image_digests(ioctx, req: dict) -> ImageDigestsAnswer:
             except rbd.Error as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}"
                 continue
-            images[name] = image
+            opened.append(image)
             try:
-                size, snaps, parent = _metadata(image, ignore)
-                offsets = (
-                    _sampled(name, size, chunk, int(sample), seed)
-                    if sample is not None
-                    else _allocated(image, size, chunk)
-                )
+                snaps, layers[name] = _layers(ioctx, image, name, req, opened)
             except rbd.Error as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}"
                 continue
             answers[name] = {
-                "size": size,
+                "size": layers[name][-1].size,
                 "snaps": snaps,
-                "parent": parent,
-                "chunks": {},
+                "parent": parent_link(image),
+                "layers": [],
                 "bytes_read": 0,
             }
-            tasks += [(name, off, min(chunk, size - off)) for off in offsets]
+            tasks += [
+                (name, layer, off) for layer in layers[name] for off in sorted(layer.offsets)
+            ]
 
-        def one(task: tuple[str, int, int]) -> tuple[str, int, str, int, str]:
-            name, offset, length = task
+        def one(task: tuple[str, _Layer, int]) -> tuple[str, _Layer, int, str, int, str]:
+            name, layer, offset = task
+            length = min(chunk, layer.size - offset)
             try:
-                found, read = _read_chunk(images[name], offset, length, zero)
+                found, read = _read_chunk(layer.image, offset, length, zero)
             except rbd.Error as exc:
-                return name, offset, "", 0, f"{type(exc).__name__}: {exc}"
-            return name, offset, found, read, ""
+                return name, layer, offset, "", 0, f"{type(exc).__name__}: {exc}"
+            return name, layer, offset, found, read, ""
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for name, offset, found, read, error in pool.map(one, tasks):
+            for name, layer, offset, found, read, error in pool.map(one, tasks):
                 if error:
-                    failed.setdefault(name, f"reading offset {offset}: {error}")
+                    where = f" of snapshot {layer.snap}" if layer.snap else ""
+                    failed.setdefault(name, f"reading offset {offset}{where}: {error}")
                     continue
                 answers[name]["bytes_read"] += read
-                if found:
-                    answers[name]["chunks"][str(offset)] = found
+                layer.chunks[str(offset)] = found
     finally:
-        for image in images.values():
-            image.close()  # type: ignore[attr-defined]
+        for image in opened:
+            image.close()
+    for name, answer in answers.items():
+        answer["layers"] = [[x.snap, x.size, x.chunks] for x in layers[name]]
     return {"images": {n: a for n, a in answers.items() if n not in failed}, "failed": failed}
 
 
 def extent(ioctx, req: dict) -> ExtentAnswer:
     """The "extent" op: per-block digests of one extent, or its bytes as hex (block 0)."""
     offset, length, block = int(req["offset"]), int(req["length"]), int(req["block"])
-    with rbd.Image(ioctx, req["image"], read_only=True) as image:
+    snap = req.get("snap") or None
+    with rbd.Image(ioctx, req["image"], snapshot=snap, read_only=True) as image:
         length = max(0, min(length, image.size() - offset))
         data = image.read(offset, length) if length else b""
     if block <= 0:

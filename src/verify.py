@@ -11,9 +11,11 @@ pool and side (rbd_digest.py), each reading its chunks in a bounded thread pool:
 - `sample` N: N random 4 MiB chunks per image, the same picks on both sides.
 
 Both compare each image's size, its snapshots (the cloud's: not the cutover snapshot nor
-rbd-mirror's sync points) and its parent link. A chunk that differs is narrowed down to its
-first differing byte (two more small reads per side). Images only on the destination (created
-by the cloud after the cutover) are not compared.
+rbd-mirror's sync points) and its parent link. A full verify also compares each snapshot's
+content: the first snapshot's allocated chunks, then what librbd's diff reports changed from
+one snapshot to the next and to the head, so a chunk no snapshot changed is read once. A chunk
+that differs is narrowed down to its first differing byte (two more small reads per side).
+Images only on the destination (created by the cloud after the cutover) are not compared.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ceph_cli import CephCluster, CephError, Digests, ImageDigest
+from ceph_cli import CephCluster, CephError, Digests, ImageDigest, Layer
 from report import StatusReport, human_bytes, read, split_brain_advice
 from workflow import MigrationError, Options, listed
 
@@ -39,10 +41,14 @@ class Mismatch:
     image: str  # pool/image
     what: str
     offset: int | None = None
+    snapshot: str = ""  # the snapshot whose content differs ("": the head, or not content)
 
     def as_dict(self) -> dict[str, object]:
         """For the action's `mismatches` result."""
-        return {"image": self.image, "offset": self.offset, "what": self.what}
+        out: dict[str, object] = {"image": self.image, "offset": self.offset, "what": self.what}
+        if self.snapshot:
+            out["snapshot"] = self.snapshot
+        return out
 
     def __str__(self) -> str:
         at = "" if self.offset is None else f" at offset {self.offset}"
@@ -196,9 +202,35 @@ def compare_image(image: str, ours: ImageDigest, theirs: ImageDigest) -> Mismatc
         names = {n for n, _ in ours.snaps} ^ {n for n, _ in theirs.snaps}
         what = f" ({', '.join(sorted(names))})" if names else " (sizes)"
         return Mismatch(image, f"snapshots differ{what}")
-    for offset in sorted(set(ours.chunks) | set(theirs.chunks)):
-        if ours.chunks.get(offset) != theirs.chunks.get(offset):
-            return Mismatch(image, "content differs", offset)
+    return _first_content_difference(image, ours.layers, theirs.layers)
+
+
+def _first_content_difference(
+    image: str, ours: Sequence[Layer], theirs: Sequence[Layer]
+) -> Mismatch | None:
+    """Apply both sides' layers in step; the first snapshot (or head) whose content differs.
+
+    The two sides may report a layer's changes differently (librbd's diff may over-report),
+    so what is compared is each side's whole map after the layer: a chunk no layer has named
+    since it was last zero is a hole. Only chunks a layer names can start to differ there.
+    """
+    if [x.snap for x in ours] != [x.snap for x in theirs]:
+        return Mismatch(image, "snapshots differ (order)")
+    mine: dict[int, str] = {}
+    yours: dict[int, str] = {}
+    for a, b in zip(ours, theirs, strict=True):
+        for state, layer in ((mine, a), (yours, b)):
+            for offset in [o for o in state if o >= layer.size]:
+                del state[offset]  # shrunk
+            for offset, found in layer.chunks.items():
+                if found:
+                    state[offset] = found
+                else:
+                    state.pop(offset, None)
+        for offset in sorted(set(a.chunks) | set(b.chunks)):
+            if mine.get(offset) != yours.get(offset):
+                what = f"content of snapshot {a.snap} differs" if a.snap else "content differs"
+                return Mismatch(image, what, offset, a.snap)
     return None
 
 
@@ -206,15 +238,15 @@ def _narrowed(
     src: CephCluster, dst: CephCluster, pool: str, name: str, found: Mismatch
 ) -> Mismatch:
     """The first differing byte of the chunk `found` names: 4 KiB blocks, then the bytes."""
-    chunk = found.offset or 0
+    chunk, snap = found.offset or 0, found.snapshot
     try:
-        a, b = (c.extent_digests(pool, name, chunk, CHUNK, BLOCK) for c in (src, dst))
+        a, b = (c.extent_digests(pool, name, chunk, CHUNK, BLOCK, snap) for c in (src, dst))
         block = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
         if block is None:
             return found
         start = chunk + block * BLOCK
-        x, y = (c.extent_bytes(pool, name, start, BLOCK) for c in (src, dst))
+        x, y = (c.extent_bytes(pool, name, start, BLOCK, snap) for c in (src, dst))
         byte = next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), 0)
     except CephError:
         return found  # the chunk's offset is still right
-    return Mismatch(found.image, found.what, start + byte)
+    return Mismatch(found.image, found.what, start + byte, snap)

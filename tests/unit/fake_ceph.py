@@ -20,6 +20,7 @@ from ceph_cli import (
     ImageInfo,
     ImageStatus,
     JournalInfo,
+    Layer,
     MirrorPoolInfo,
     Peer,
     PoolInfo,
@@ -32,6 +33,11 @@ from ceph_cli import (
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 
 
+def _digest(data: bytes) -> str:
+    """rbd_digest's digest of a chunk, "" for zeros."""
+    return hashlib.sha256(data).hexdigest()[:32] if data.strip(b"\0") else ""
+
+
 @dataclass
 class FakeImage:
     name: str
@@ -42,6 +48,7 @@ class FakeImage:
     snaps: list[str] = field(default_factory=list)
     written_since_snap: bool = False  # a write after the cutover snapshot
     data: bytes = b""  # the image's content (verify); its size is the data's length
+    snap_data: dict[str, bytes] = field(default_factory=dict)  # a snapshot's, when not `data`
     old_format: bool = False
     mirror_mode: str = ""  # "snapshot": mirrored in snapshot mode by someone else
 
@@ -373,36 +380,60 @@ class FakeCluster:
             if img is None or name in self.unreadable:
                 failed[name] = "ImageNotFound: [errno 2] not found"
                 continue
-            size = len(img.data)
-            offsets = list(range(0, size, chunk))
+            snaps = [x for x in img.snaps if x != "cutover"]
+            contents = [(x, img.snap_data.get(x, img.data)) for x in snaps] + [("", img.data)]
             if sample is not None:
+                offsets = list(range(0, len(img.data), chunk))
                 picks = random.Random(f"{seed}/{name}").sample(offsets, min(sample, len(offsets)))
-                offsets = sorted(picks)
-            chunks = {
-                o: hashlib.sha256(img.data[o : o + chunk]).hexdigest()[:32]
-                for o in offsets
-                if img.data[o : o + chunk].strip(b"\0")
-            }
+                contents, wanted = [("", img.data)], [sorted(picks)]
+            else:  # what a diff reports: every chunk of the first, then the chunks that changed
+                wanted, before = [], None
+                for _, data in contents:
+                    every = range(0, len(data), chunk)
+                    wanted.append(
+                        [
+                            o
+                            for o in every
+                            if before is None or data[o : o + chunk] != before[o : o + chunk]
+                        ]
+                    )
+                    before = data
+            layers = tuple(
+                Layer(x, len(data), {o: _digest(data[o : o + chunk]) for o in offsets})
+                for (x, data), offsets in zip(contents, wanted, strict=True)
+            )
             found[name] = ImageDigest(
-                size=size,
-                snaps=tuple((s, size) for s in sorted(img.snaps) if s != "cutover"),
+                size=len(img.data),
+                snaps=tuple((x, len(img.snap_data.get(x, img.data))) for x in sorted(snaps)),
                 parent=img.parent,
-                chunks=chunks,
-                bytes_read=sum(len(img.data[o : o + chunk]) for o in offsets),
+                layers=layers,
+                bytes_read=sum(
+                    len(data[o : o + chunk])
+                    for (_, data), offsets in zip(contents, wanted, strict=True)
+                    for o in offsets
+                ),
             )
         return Digests(images=found, failed=failed)
 
-    def extent_digests(self, pool: str, image: str, offset: int, length: int, block: int):
+    def extent_digests(
+        self, pool: str, image: str, offset: int, length: int, block: int, snap: str = ""
+    ):
         self._call(f"bulk extent {pool}/{image}")
-        data = self.image(pool, image).data[offset : offset + length]
+        data = self._content(pool, image, snap)[offset : offset + length]
         return [
             hashlib.sha256(data[i : i + block]).hexdigest()[:32]
             for i in range(0, len(data), block)
         ]
 
-    def extent_bytes(self, pool: str, image: str, offset: int, length: int) -> bytes:
+    def extent_bytes(
+        self, pool: str, image: str, offset: int, length: int, snap: str = ""
+    ) -> bytes:
         self._call(f"bulk extent {pool}/{image}")
-        return self.image(pool, image).data[offset : offset + length]
+        return self._content(pool, image, snap)[offset : offset + length]
+
+    def _content(self, pool: str, image: str, snap: str) -> bytes:
+        img = self.image(pool, image)
+        return img.snap_data.get(snap, img.data) if snap else img.data
 
     def space(self) -> Space:
         self._call("bulk space")

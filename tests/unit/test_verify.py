@@ -7,7 +7,7 @@ import json
 import pytest
 from ops import testing
 
-from ceph_cli import CephError, ImageDigest
+from ceph_cli import CephError, ImageDigest, Layer
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import mirror
 from verify import CHUNK, compare_image
@@ -118,15 +118,72 @@ def test_verify_bad_params_fail_clearly_and_read_nothing(world, params, error):
     assert not any("digests" in c for c in world.src.calls[calls:])
 
 
+def _image(*layers: Layer, snaps=(("snap", 8),)) -> ImageDigest:
+    return ImageDigest(size=layers[-1].size, snaps=snaps, parent="", layers=layers, bytes_read=0)
+
+
 def test_compare_finds_a_hole_on_one_side_and_snapshot_differences():
-    same = ImageDigest(size=8, snaps=(("snap", 8),), parent="", chunks={0: "a"}, bytes_read=8)
-    hole = ImageDigest(size=8, snaps=(("snap", 8),), parent="", chunks={}, bytes_read=0)
+    same = _image(Layer("snap", 8, {0: "a"}), Layer("", 8, {}))
+    hole = _image(Layer("snap", 8, {}), Layer("", 8, {}))
     assert compare_image("p/i", same, same) is None
     found = compare_image("p/i", same, hole)
-    assert found is not None and found.offset == 0 and found.what == "content differs"
-    other = ImageDigest(size=8, snaps=(("later", 8),), parent="", chunks={0: "a"}, bytes_read=8)
+    assert found is not None and found.offset == 0
+    assert (found.what, found.snapshot) == ("content of snapshot snap differs", "snap")
+    other = _image(Layer("later", 8, {0: "a"}), Layer("", 8, {}), snaps=(("later", 8),))
     found = compare_image("p/i", same, other)
     assert found is not None and found.what == "snapshots differ (later, snap)"
+
+
+def test_compare_applies_each_side_s_changes_however_the_diff_split_them():
+    # the destination's diff over-reports chunk 0 in the head (the same digest) and names a
+    # chunk that became zeros; the source named neither: the same content, no mismatch
+    ours = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {4: ""}))
+    theirs = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {0: "a", 4: ""}))
+    assert compare_image("p/i", ours, theirs) is None
+    # a snapshot whose content differs while the heads agree is still found
+    changed = _image(Layer("snap", 8, {0: "X", 4: "b"}), Layer("", 8, {0: "a", 4: ""}))
+    found = compare_image("p/i", ours, changed)
+    assert found is not None and (found.snapshot, found.offset) == ("snap", 0)
+    # the head: a chunk zeroed on one side only
+    stale = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {}))
+    found = compare_image("p/i", ours, stale)
+    assert found is not None and (found.what, found.offset) == ("content differs", 4)
+
+
+def test_compare_drops_what_a_shrink_cut_off():
+    snaps = (("snap", 8),)
+    ours = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 4, {}), snaps=snaps)
+    theirs = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 4, {0: "a"}), snaps=snaps)
+    assert compare_image("p/i", ours, theirs) is None
+
+
+def test_verify_names_a_snapshot_whose_content_differs_while_the_heads_agree(world):
+    state = _cut_over(world)
+    src = world.src.image("cinder-ceph", "volume-1")
+    dst = world.dst.image("cinder-ceph", "volume-1")
+    src.snaps.append("backup-1")
+    dst.snaps.append("backup-1")
+    offset = 2 * CHUNK + 5 * 4096 + 3
+    src.snap_data["backup-1"] = src.data
+    dst.snap_data["backup-1"] = dst.data[:offset] + b"Y" + dst.data[offset + 1 :]
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify")
+    assert (
+        f"cinder-ceph/volume-1: content of snapshot backup-1 differs at offset {offset}"
+        in failed.value.message
+    )
+    mismatches = json.loads(world.ctx.action_results["mismatches"])
+    assert mismatches == [
+        {
+            "image": "cinder-ceph/volume-1",
+            "offset": offset,
+            "snapshot": "backup-1",
+            "what": "content of snapshot backup-1 differs",
+        }
+    ]
+    dst.snap_data["backup-1"] = dst.data
+    _act(world, state, "verify")
+    assert world.ctx.action_results["mismatch-count"] == 0
 
 
 def test_teardown_gives_both_fsids_the_glance_sql_and_each_glance_image_s_new_location(world):
