@@ -102,6 +102,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         all_pools=ws.all_pools,
         key_caps=SOURCE_KEY_CAPS_TEXT,
         release=pair.source.oldest_mon,
+        aborting=record.aborting,
     )
     for finding in findings:
         log(f"{'BLOCKED' if finding.blocks else 'WARNING'}: {finding}")

@@ -57,10 +57,13 @@ def preflight(
     all_pools: Sequence[str],
     key_caps: str,
     release: CephVersion | None = None,
+    aborting: Sequence[str] = (),
 ) -> list[Finding]:
     """Every finding about migrating `pools` (`all_pools`: every pool the migration covers).
 
-    `key_caps`: what ceph-proxy must grant the source key, for the message when it may not.
+    `key_caps`: what ceph-proxy must grant the source key, for the message when it may not;
+    `aborting`: pools whose abort was interrupted (their leftover copies are the abort's to
+    delete).
     """
     require_destination_pools(dst, pools)
     with ThreadPoolExecutor(max_workers=1) as probe_exec:
@@ -71,19 +74,30 @@ def preflight(
         if report.source_errors:
             why = f"does not answer: {report.source_error}"
             return [Finding("source", "source", why, blocks=True)]
-        findings = _destination_images(report)
+        findings = _destination_images(report, set(aborting))
         findings += _images(src, report, set(all_pools), opts)
         findings += _space(src, dst, pools)
         findings += _journaling(src, report, key_caps)
         return findings + blocklist.result()
 
 
-def _destination_images(report: StatusReport) -> list[Finding]:
+def _destination_images(report: StatusReport, aborting: set[str]) -> list[Finding]:
     out = []
     for pool in report.pools:
         mirrored = {i.name for i in pool.images}
         foreign = sorted(n for n in pool.destination_names if n not in mirrored)
-        if foreign:
+        if foreign and pool.pool in aborting:
+            out.append(
+                Finding(
+                    "destination",
+                    f"destination pool {pool.pool}",
+                    f"an abort of it was interrupted and {len(foreign)} copy(ies) are left "
+                    f"({listed(foreign)}): re-run abort pools={pool.pool}, which deletes them, "
+                    "then enable-mirroring",
+                    blocks=True,
+                )
+            )
+        elif foreign:
             out.append(
                 Finding(
                     "destination",
@@ -156,8 +170,12 @@ def _space(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> list[Fin
 
 
 def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> list[Finding]:
-    """Each pool's need against what its destination pool may take; the raw total."""
+    """Each pool's need against what its destination pool may take, then together.
+
+    Pools of one CRUSH rule share their OSDs; the raw total is the whole cluster's.
+    """
     out, raw_need = [], 0
+    by_rule: dict[int, list[tuple[str, int, int]]] = {}  # rule -> (pool, raw need, raw room)
     for name in pools:
         theirs, ours = destination.pools.get(name), source.pools.get(name)
         if theirs is None or ours is None:
@@ -166,8 +184,21 @@ def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> l
         room = theirs.max_avail
         if theirs.quota_max_bytes:
             room = min(room, max(0, theirs.quota_max_bytes - theirs.stored))
-        raw_need += need * max(1, theirs.size)
+        replicas = max(1, theirs.size)
+        raw_need += need * replicas
+        by_rule.setdefault(theirs.crush_rule, []).append(
+            (name, need * replicas, theirs.max_avail * replicas)
+        )
         out += _fit(f"space: pool {name}", need, room, "the destination pool may take")
+    for rule, sharing in sorted(by_rule.items()):
+        if rule >= 0 and len(sharing) > 1:  # each pool's max_avail counts the same OSDs
+            out += _fit(
+                f"space: pools {', '.join(n for n, _, _ in sharing)} (CRUSH rule {rule}, the "
+                "same OSDs)",
+                sum(need for _, need, _ in sharing),
+                min(room for _, _, room in sharing),
+                "their OSDs may take (raw)",
+            )
     out += _fit("space: destination", raw_need, destination.total_avail_bytes, "raw available")
     return out
 

@@ -65,6 +65,7 @@ def space(cluster) -> SpaceAnswer:
                 "max_avail": int(stats.get("max_avail", 0)),
                 "size": int(detail.get("size", 1)),
                 "quota_max_bytes": int(detail.get("quota_max_bytes", 0)),
+                "crush_rule": int(detail.get("crush_rule", -1)),
             }
         )
     total = (df.get("stats") or {}).get("total_avail_bytes", 0)

@@ -59,6 +59,22 @@ def test_less_than_20_percent_headroom_warns():
     assert ("space: destination", True) in [(f.about, f.blocks) for f in tight], "90 x 3 raw"
 
 
+def test_pools_on_the_same_osds_must_fit_together_though_each_fits_alone():
+    src = Space({p: PoolSpace(p, 70, 0, 3) for p in ("nova", "glance")}, 0)
+    dst = Space(
+        {p: PoolSpace(p, 0, 100, 3, crush_rule=0) for p in ("nova", "glance")}
+        | {"other": PoolSpace("other", 0, 100, 3, crush_rule=1)},
+        10_000,  # the whole cluster has room: only the shared rule is short
+    )
+    found = space_findings(src, dst, ["nova", "glance"])
+    assert [(f.about, f.blocks) for f in found if f.blocks] == [
+        ("space: pools nova, glance (CRUSH rule 0, the same OSDs)", True)
+    ]
+    assert "needs 420 B (420 bytes), their OSDs may take (raw) 300 B (300)" in found[-1].text
+    apart = Space({**dst.pools, "glance": PoolSpace("glance", 0, 100, 3, crush_rule=1)}, 10_000)
+    assert not [f for f in space_findings(src, apart, ["nova", "glance"]) if f.blocks]
+
+
 def test_what_the_destination_holds_already_is_not_needed_again():
     src = Space({"nova": PoolSpace("nova", 100, 0, 1)}, 0)
     dst = Space({"nova": PoolSpace("nova", 80, 30, 1)}, 30)

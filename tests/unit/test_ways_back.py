@@ -147,6 +147,20 @@ def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(w
     assert world.dst.pool_images["cinder-ceph"] == []
 
 
+def test_enable_mirroring_after_an_interrupted_abort_says_re_run_abort_not_remove(world):
+    state = _migrating(world)
+    world.dst.fail_images = {"volume-1"}
+    with pytest.raises(testing.ActionFailed, match="could not be deleted"):
+        _act(world, state, "abort")
+    state = _with_record(state, _record(state).abort_started(list(POOLS)))
+    world.dst.image("cinder-ceph", "volume-1").mirror_enabled = False  # unmirrored, then died
+    with pytest.raises(testing.ActionFailed) as refused:
+        _act(world, state, "enable-mirroring")
+    assert "an abort of it was interrupted" in refused.value.message
+    assert "re-run abort pools=cinder-ceph" in refused.value.message
+    assert "remove them" not in refused.value.message
+
+
 def test_abort_takes_journaling_off_images_the_pool_disable_left_and_names_added_locks(world):
     world.src.image("glance", "img").features.discard("exclusive-lock")
     world.src.sticky_journaling = {"volume-1"}
