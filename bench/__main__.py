@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from tests.functional.lab.procs import LabError, run, wait_for
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 PEER = "client.rbd-mirror-migration@source"
+BIG_POOL = "bench-big"
 T = TypeVar("T")
 
 
@@ -165,10 +167,13 @@ def bench(
     if cutover:
         wait_until_ready(lab, host, images)
         rows += bench_cutover(lab, config, images)
+        rows += bench_verify(lab, "bench-b", f"{images} images of 4 MiB, 1 MiB of data each")
 
     # 4. initial sync of one big image vs rbd export | rbd import.
     if big_mib:
         rows += bench_sync(lab, big_mib)
+        cut_over_by_hand(lab, BIG_POOL)
+        rows += bench_verify(lab, BIG_POOL, f"the {big_mib} MiB images of row 4 and a 4 MiB one")
     return rows
 
 
@@ -337,6 +342,64 @@ def bench_cutover(lab: Lab, config: dict, images: int) -> list[dict]:
     return rows
 
 
+def cut_over_by_hand(lab: Lab, pool: str) -> None:
+    """`pool demote` on the source, `pool promote` on the destination retried until it works."""
+    rbd_cli(lab.src, "mirror", "pool", "demote", pool)
+    if not wait_for(
+        lambda: rbd_cli(lab.dst, "mirror", "pool", "promote", pool, check=False).returncode == 0,
+        timeout=300,
+        interval=1,
+    ):
+        raise LabError(f"{pool}: never promoted on the destination")
+
+
+def export_all(cluster, pool: str, names: list[str]) -> int:
+    """`rbd export` of every image of `pool`, one after the other, to nowhere; bytes exported."""
+    total = 0
+    for name in names:
+        with subprocess.Popen(
+            ["rbd", "--cluster", cluster.name, "-c", str(cluster.conf), "export",
+             f"{pool}/{name}", "-", "--no-progress"],
+            stdout=subprocess.PIPE,
+        ) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read(1 << 20):
+                total += len(chunk)
+        if proc.returncode:
+            raise LabError(f"rbd export {pool}/{name} on {cluster.name}: rc={proc.returncode}")
+    return total
+
+
+def bench_verify(lab: Lab, pool: str, what: str) -> list[dict]:
+    """6. A full `verify` of a cut-over pool vs reading both sides raw, side by side.
+
+    The baseline exports every image of the pool on each side (`rbd export`, one side per
+    thread, at once): what an operator does to checksum both copies by hand.
+    """
+    names = lab.src.rbd_json("ls", pool)
+    with ThreadPoolExecutor(max_workers=2) as sides:
+        start = time.monotonic()
+        exported = sum(sides.map(lambda c: export_all(c, pool, names), (lab.src, lab.dst)))
+        base = time.monotonic() - start
+    ours = charm_action(lab, {"pools": pool}, "verify", pools=pool)
+    results = ours["results"]
+    if int(results["mismatch-count"]):
+        raise LabError(f"verify found mismatches in {pool}: {results['mismatches']}")
+    rows: list[dict] = []
+    mib = 1024 * 1024
+    report(
+        rows,
+        f"6. verify (full), {len(names)} images in {pool}",
+        base,
+        ours["seconds"],
+        note=f"{what}; raw: {exported / mib:.0f} MiB exported at {exported / mib / base:.0f} "
+        f"MiB/s; verify: {int(results['bytes-read']) / mib:.0f} MiB read, "
+        f"{results['seconds']} s inside the workflow, the action {ours['seconds']:.1f} s in all "
+        f"= {100 * base / ours['seconds']:.0f}% of the raw read's speed",
+    )
+    return rows
+
+
 def image_state(lab: Lab, spec: str) -> str:
     """The destination's published mirror status of one image ("" while there is none)."""
     proc = rbd_cli(lab.dst, "mirror", "image", "status", spec, "--format", "json", check=False)
@@ -373,7 +436,7 @@ def bench_sync(lab: Lab, big_mib: int, runs: int = 2) -> list[dict]:
     migration, once the first images replay); the published status is timed too.
     """
     rows: list[dict] = []
-    pool = "bench-big"
+    pool = BIG_POOL
     lab.src.ceph("osd", "pool", "create", pool, "32", "32")
     lab.src.rbd("pool", "init", pool)
     rbd_cli(lab.src, "mirror", "pool", "enable", pool, "pool")

@@ -155,6 +155,10 @@ class Cluster:
         """Run `rbd ... --format json` and parse it."""
         return json.loads(self.rbd(*args, "--format", "json", timeout=timeout) or "null")
 
+    def rados(self, *args: str, timeout: float = 60.0) -> str:
+        """Run `rados` as client.admin on this cluster and return stdout."""
+        return self._cli("rados", list(args), timeout=timeout).decode()
+
     def rbd_bytes(self, *args: str, timeout: float = 300.0) -> bytes:
         """Run `rbd` and return raw stdout (for `export -`)."""
         return self._cli("rbd", list(args), timeout=timeout)
