@@ -9,7 +9,8 @@ compares the two sides' answers (verify.py). Standard library plus rbd only.
   (sha256, 128 bits; "" for a chunk of zeros) of each `chunk`-aligned extent read in each
   snapshot, oldest first, then in the head. Full (no "sample"): the first snapshot's chunks
   librbd's diff reports allocated (a clone's include its parent's), then each later layer's
-  chunks the diff reports changed since the layer before. Applied in order, the layers give
+  chunks the diff reports changed since the layer before; the head is read whole (every
+  allocated chunk), never by its changes. Applied in order, the layers give
   each snapshot's and the head's whole content, and no hole is read; the two sides may split
   their changes differently (the diff may over-report), so verify.py compares the applied
   maps, not the layers. With "sample": the head only, N chunks picked from its size by a
@@ -132,7 +133,9 @@ def _layers(ioctx, image, name: str, req: dict, opened: list) -> tuple[list[list
             handle = rbd.Image(ioctx, name, snapshot=snap["name"], read_only=True)
             opened.append(handle)
         at_size = handle.size()
-        offsets = _changed(handle, at_size, chunk, since)
+        # the head is read whole (its diff from nothing): a later layer's diff can miss what
+        # a clone's parent stopped backing, so only the snapshots are read by their changes
+        offsets = _changed(handle, at_size, chunk, since if snap is not None else None)
         if layers and layers[-1].size != at_size and min(layers[-1].size, at_size):
             offsets.add((min(layers[-1].size, at_size) - 1) // chunk * chunk)
         layers.append(_Layer(snap["name"] if snap else "", handle, at_size, offsets))

@@ -219,6 +219,8 @@ def _first_content_difference(
     mine: dict[int, str] = {}
     yours: dict[int, str] = {}
     for a, b in zip(ours, theirs, strict=True):
+        if not a.snap:  # the head is read whole on both sides: its maps replace the state
+            mine, yours = {}, {}
         for state, layer in ((mine, a), (yours, b)):
             for offset in [o for o in state if o >= layer.size]:
                 del state[offset]  # shrunk

@@ -388,13 +388,15 @@ class FakeCluster:
                 contents, wanted = [("", img.data)], [sorted(picks)]
             else:  # what a diff reports: every chunk of the first, then the chunks that changed
                 wanted, before = [], None
-                for _, data in contents:
+                for snap_name, data in contents:
                     every = range(0, len(data), chunk)
                     wanted.append(
                         [
                             o
                             for o in every
-                            if before is None or data[o : o + chunk] != before[o : o + chunk]
+                            if before is None
+                            or not snap_name  # the head is read whole
+                            or data[o : o + chunk] != before[o : o + chunk]
                         ]
                     )
                     before = data
