@@ -131,12 +131,17 @@ def test_abort_of_a_subset_keeps_the_daemon_for_the_other_pools(world):
     assert _record(state).pools == ("glance", "nova") and not _record(state).aborted
 
 
-def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(world):
+def _interrupted_abort(world):
+    """An abort that failed on cinder-ceph/volume-1, the unit's record saying so."""
     state = _migrating(world)
     world.dst.fail_images = {"volume-1"}
     with pytest.raises(testing.ActionFailed, match="could not be deleted"):
         _act(world, state, "abort")
-    state = _with_record(state, _record(state).abort_started(list(POOLS)))
+    return _with_record(state, _record(state).abort_started(list(POOLS)))
+
+
+def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(world):
+    state = _interrupted_abort(world)
     out = world.run(world.ctx.on.update_status(), state)
     assert out.unit_status.name == "blocked" and "re-run abort" in out.unit_status.message
     assert not world.service["running"], "no daemon copies images back meanwhile"
@@ -148,11 +153,7 @@ def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(w
 
 
 def test_enable_mirroring_after_an_interrupted_abort_says_re_run_abort_not_remove(world):
-    state = _migrating(world)
-    world.dst.fail_images = {"volume-1"}
-    with pytest.raises(testing.ActionFailed, match="could not be deleted"):
-        _act(world, state, "abort")
-    state = _with_record(state, _record(state).abort_started(list(POOLS)))
+    state = _interrupted_abort(world)
     world.dst.image("cinder-ceph", "volume-1").mirror_enabled = False  # unmirrored, then died
     with pytest.raises(testing.ActionFailed) as refused:
         _act(world, state, "enable-mirroring")
