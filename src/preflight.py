@@ -87,13 +87,17 @@ def _destination_images(report: StatusReport, aborting: set[str]) -> list[Findin
         mirrored = {i.name for i in pool.images}
         foreign = sorted(n for n in pool.destination_names if n not in mirrored)
         if foreign and pool.pool in aborting:
+            # abort deletes only the copies of source images (abort._to_delete)
+            copies = [n for n in foreign if n in pool.source_images]
+            others = [n for n in foreign if n not in pool.source_images]
+            by_hand = f"; remove by hand: {listed(others)}" if others else ""
             out.append(
                 Finding(
                     "destination",
                     f"destination pool {pool.pool}",
-                    f"an abort of it was interrupted and {len(foreign)} copy(ies) are left "
-                    f"({listed(foreign)}): re-run abort pools={pool.pool}, which deletes them, "
-                    "then enable-mirroring",
+                    f"an abort of it was interrupted and {len(copies)} copy(ies) are left "
+                    f"({listed(copies)}): re-run abort pools={pool.pool}, which deletes them"
+                    f"{by_hand}; then enable-mirroring",
                     blocks=True,
                 )
             )

@@ -155,10 +155,12 @@ def test_abort_interrupted_after_disabling_an_image_deletes_it_on_the_next_run(w
 def test_enable_mirroring_after_an_interrupted_abort_says_re_run_abort_not_remove(world):
     state = _interrupted_abort(world)
     world.dst.image("cinder-ceph", "volume-1").mirror_enabled = False  # unmirrored, then died
+    world.dst.pool_images["cinder-ceph"].append(FakeImage("someone-elses", mirror_enabled=False))
     with pytest.raises(testing.ActionFailed) as refused:
         _act(world, state, "enable-mirroring")
     assert "an abort of it was interrupted" in refused.value.message
     assert "re-run abort pools=cinder-ceph" in refused.value.message
+    assert "remove by hand: someone-elses" in refused.value.message, "abort leaves it"
     assert "remove them" not in refused.value.message
 
 
