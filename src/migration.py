@@ -54,7 +54,7 @@ from report import (
 from rollback import RollbackResult, rollback
 from setup_mirroring import PoolEnableResult, enable_mirroring
 from teardown import TeardownResult, teardown
-from verify import Mismatch, VerifyResult, verify
+from verify import READS_IN_FLIGHT, Mismatch, VerifyResult, verify
 from workflow import MigrationError, Options, PeerSpec
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "PeerSpec",
     "PoolEnableResult",
     "PoolReport",
+    "READS_IN_FLIGHT",
     "RollbackResult",
     "StatusReport",
     "TeardownResult",

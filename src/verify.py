@@ -32,6 +32,14 @@ from workflow import MigrationError, Options, listed
 
 CHUNK = 4 * 1024 * 1024
 BLOCK = 4096
+# Chunk reads in flight per pool and side unless the action's max-workers says otherwise.
+# Measured on the lab (two 1 GiB images; two memstore clusters on two cores): 1 in flight read
+# 88-100% as fast as `rbd export` of both sides, 2 read 82-90%, 4 read 63-80%, 16 read 62-72%.
+# Each chunk is hashed just after it arrives; more chunks in flight push it out of the CPU's
+# cache first, and sha256 of a cold 4 MiB chunk runs at 1100 MiB/s against 1770 warm. Two keep
+# one read waiting on the OSD while the other is hashed; where reads wait on disks (HDD OSDs),
+# raise max-workers.
+READS_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class FakeCluster:
     stored: dict[str, int] = field(default_factory=dict)  # pool -> stored bytes
     journal_denied: bool = False  # the key may not journal images (the probe)
     calls: list[str] = field(default_factory=list)
+    digest_workers: list[int] = field(default_factory=list)  # reads in flight per digests call
 
     @property
     def lost(self) -> bool:
@@ -374,6 +375,7 @@ class FakeCluster:
         timeout: float | None = None,
     ) -> Digests:
         self._call(f"bulk digests {pool}")
+        self.digest_workers.append(workers)
         found, failed = {}, {}
         for name in images:
             img = next((i for i in self._imgs(pool) if i.name == name), None)

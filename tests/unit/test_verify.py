@@ -10,7 +10,7 @@ from ops import testing
 from ceph_cli import CephError, ImageDigest, Layer
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import mirror
-from verify import CHUNK, compare_image
+from verify import CHUNK, READS_IN_FLIGHT, compare_image
 
 MIB = 1024 * 1024
 
@@ -46,6 +46,14 @@ def test_verify_passes_when_every_image_is_the_same_and_reads_only_data(world):
     assert json.loads(results["mismatches"]) == []
     assert results["bytes-read"] == 4 * 2 * 9 * MIB  # the fake reads every chunk of both sides
     assert "bulk digests nova" in world.src.calls and "bulk digests nova" in world.dst.calls
+
+
+def test_verify_reads_two_chunks_at_once_per_side_unless_max_workers_says_otherwise(world):
+    state = _cut_over(world)
+    _act(world, state, "verify", pools="nova")
+    _act(world, state, "verify", pools="nova", **{"max-workers": 12})
+    assert world.src.digest_workers == world.dst.digest_workers == [READS_IN_FLIGHT, 12]
+    assert READS_IN_FLIGHT == 2
 
 
 def test_verify_names_the_image_and_the_first_differing_byte(world):
