@@ -26,6 +26,7 @@ from tests.functional.lab.procs import LabError, run, wait_for
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
+TIMELINE = False  # --timeline: print each charm action's Ceph calls
 PEER = "client.rbd-mirror-migration@source"
 BIG_POOL = "bench-big"
 T = TypeVar("T")
@@ -53,6 +54,10 @@ def charm_action(lab: Lab, config: dict, action: str, **params) -> dict:
         timeout=1800,
     )
     figures = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if TIMELINE:
+        print(f"   {action}: the Ceph calls, each with when it ended (s):", flush=True)
+        for line in figures.get("calls", []):
+            print(f"     {line}", flush=True)
     if "error" in figures:
         raise LabError(f"{action} failed: {figures['error']}")
     return figures
@@ -542,7 +547,12 @@ def main() -> int:
         action="store_true",
         help="skip the seeded-migration tuning comparison (about 3 minutes)",
     )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each charm action's Ceph calls, timed"
+    )
     args = parser.parse_args()
+    global TIMELINE
+    TIMELINE = args.timeline
     lab = Lab(Path(tempfile.mkdtemp(prefix="rbd-mirror-bench-")))
     try:
         rows = bench(

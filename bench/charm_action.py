@@ -5,18 +5,33 @@
 Started by `python -m bench` inside its private /etc/ceph mount namespace (children inherit it,
 with the stand-in systemctl on PATH). Relates the unit first (not measured), then runs ACTION
 and prints one JSON line: seconds, processes started, the process's RSS before the action, its
-peak during the action (VmHWM, reset first), the largest child's peak RSS, and the action's
-results (or its failure message). The peak is reset because Linux carries a process's high-water
-mark across fork and exec: without the reset, this process would report its parent's RSS.
+peak during the action (VmHWM, reset first), the largest child's peak RSS, the action's
+results (or its failure message), and each Ceph call with when it ended (`calls`). The peak
+is reset because Linux carries a process's high-water mark across fork and exec: without the
+reset, this process would report its parent's RSS.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import sys
 import time
 from pathlib import Path
+
+
+class Timeline(logging.Handler):
+    """The Ceph calls the action made (ceph_cli's debug lines), each with when it ended."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.start = time.monotonic()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the line, with the seconds since the action started."""
+        self.lines.append(f"{time.monotonic() - self.start:6.2f} {record.getMessage()}")
 
 
 class Counter:
@@ -74,10 +89,15 @@ def main(argv: list[str]) -> int:
     host.state = testing.State(leader=True, relations=host.state.relations, config=config)
     host.relate()
     counter = Counter()
+    timeline = Timeline()
+    ceph_log = logging.getLogger("ceph_cli")
+    ceph_log.setLevel(logging.DEBUG)
+    ceph_log.addHandler(timeline)
     reset_peak()
     before = memory_mib("VmRSS")
     out: dict[str, object] = {}
     try:
+        timeline.start = time.monotonic()
         seconds, processes, (results, _) = counter.measure(lambda: host.action(action, **params))
         out.update(seconds=seconds, processes=processes, results=results)
     except testing.ActionFailed as exc:
@@ -86,6 +106,7 @@ def main(argv: list[str]) -> int:
         rss_before_mib=round(before, 1),
         peak_rss_mib=round(memory_mib("VmHWM"), 1),
         child_peak_rss_mib=round(usage(resource.RUSAGE_CHILDREN), 1),
+        calls=timeline.lines,
     )
     print(json.dumps(out))
     return 0

@@ -94,7 +94,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     pair = read_releases(ws.source, ws.destination)
     log(releases_line(pair, refuse=True))
     log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
-    findings = migration.preflight(
+    checked = migration.preflight(
         ws.source,
         ws.destination,
         ws.pools,
@@ -104,6 +104,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         release=pair.source.oldest_mon,
         aborting=record.aborting,
     )
+    findings = checked.findings
     for finding in findings:
         log(f"{'BLOCKED' if finding.blocks else 'WARNING'}: {finding}")
     warnings = json.dumps([str(f) for f in findings])
@@ -128,6 +129,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         restart=params.restart,
         before_changes=before_changes,
         journal_object_sets=ws.config.journal_max_object_sets,
+        report=checked.report,
     )
     locked = {r.pool: r.locked for r in results if r.locked}
     not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}

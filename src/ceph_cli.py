@@ -18,9 +18,11 @@ policy in cutover.py, where its rule (what, on which error, until when) is part 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,8 @@ from bulk_schema import (
     VersionsAnswer,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
+
+logger = logging.getLogger(__name__)
 
 CEPH = "/usr/bin/ceph"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-rbd; the charm's venv does not
@@ -666,6 +670,7 @@ class CephClient:
         """Run `argv`; its stdout, or CephError naming `what` (never the whole argv)."""
         if self.unreachable is not None:
             raise self.unreachable
+        started = time.monotonic()
         try:
             proc = self.runner(
                 argv,
@@ -679,6 +684,11 @@ class CephClient:
             raise self._check(CephError(self.cluster, what, None, "")) from exc
         except OSError as exc:
             raise CephError(self.cluster, what, -1, str(exc)) from exc
+        finally:
+            # what was run and how long it took: op and pool names only, never the argv
+            logger.debug(
+                "%s: %s in %.2f s", self.cluster, " ".join(what), time.monotonic() - started
+            )
         if proc.returncode != 0:
             raise self._check(CephError(self.cluster, what, proc.returncode, proc.stderr))
         return proc.stdout

@@ -37,7 +37,7 @@ from ceph_cli import ImageStatus, parse_description
 from cloud_steps import CloudFacts, cloud_facts
 from cutover import CutoverResult, demote_promote
 from pool_selection import narrowed, pools_without_source, select_pools
-from preflight import Finding, preflight
+from preflight import Finding, Preflight, preflight
 from report import (
     PoolReport,
     StatusReport,
@@ -68,6 +68,7 @@ __all__ = [
     "PeerSpec",
     "PoolEnableResult",
     "PoolReport",
+    "Preflight",
     "READS_IN_FLIGHT",
     "RollbackResult",
     "StatusReport",

@@ -48,6 +48,14 @@ class Finding:
         return f"{'BLOCKS: ' if self.blocks else ''}{self.about}: {self.text}"
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """The findings, and what the preflight read of both clusters (enable-mirroring acts on it)."""
+
+    findings: list[Finding]
+    report: StatusReport
+
+
 def preflight(
     src: CephCluster,
     dst: CephCluster,
@@ -58,27 +66,28 @@ def preflight(
     key_caps: str,
     release: CephVersion | None = None,
     aborting: Sequence[str] = (),
-) -> list[Finding]:
+) -> Preflight:
     """Every finding about migrating `pools` (`all_pools`: every pool the migration covers).
 
     `key_caps`: what ceph-proxy must grant the source key, for the message when it may not;
     `aborting`: pools whose abort was interrupted (their leftover copies are the abort's to
-    delete).
+    delete). The image and space checks run at once (each waits on a cluster); the journaling
+    probe runs after the image check, which would otherwise meet its probe image.
     """
     require_destination_pools(dst, pools)
-    with ThreadPoolExecutor(max_workers=1) as probe_exec:
+    with ThreadPoolExecutor(max_workers=4) as checks:
         # The blocklist probe waits about a second for the mons to commit its entry: it runs
         # alongside the reads.
-        blocklist = probe_exec.submit(_blocklist, src, key_caps, release)
+        blocklist = checks.submit(_blocklist, src, key_caps, release)
         report = read(src, dst, pools, opts)
         if report.source_errors:
             why = f"does not answer: {report.source_error}"
-            return [Finding("source", "source", why, blocks=True)]
-        findings = _destination_images(report, set(aborting))
-        findings += _images(src, report, set(all_pools), opts)
-        findings += _space(src, dst, pools)
-        findings += _journaling(src, report, key_caps)
-        return findings + blocklist.result()
+            return Preflight([Finding("source", "source", why, blocks=True)], report)
+        images = checks.submit(_images, src, report, set(all_pools), opts)
+        space = checks.submit(_space, src, dst, pools)
+        findings = _destination_images(report, set(aborting)) + images.result()
+        findings += _journaling(src, report, key_caps) + space.result()
+        return Preflight(findings + blocklist.result(), report)
 
 
 def _destination_images(report: StatusReport, aborting: set[str]) -> list[Finding]:
@@ -164,13 +173,14 @@ def _image_findings(pool: str, image: PreflightImage, migrated: set[str]) -> lis
 
 
 def _space(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> list[Finding]:
-    try:
-        source = src.space()
-    except CephError as exc:
-        why = f"the source's usage is not readable with this key: {exc}"
-        return [Finding("space", "space", why)]
-    destination = dst.space()
-    return space_findings(source, destination, pools)
+    with ThreadPoolExecutor(max_workers=1) as other_side:
+        destination = other_side.submit(dst.space)
+        try:
+            source = src.space()
+        except CephError as exc:
+            why = f"the source's usage is not readable with this key: {exc}"
+            return [Finding("space", "space", why)]
+        return space_findings(source, destination.result(), pools)
 
 
 def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> list[Finding]:

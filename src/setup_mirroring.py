@@ -50,6 +50,7 @@ def enable_mirroring(
     restart: bool = False,
     before_changes: Callable[[dict[str, list[str]]], None] = lambda _: None,
     journal_object_sets: int = 0,
+    report: StatusReport | None = None,
 ) -> list[PoolEnableResult]:
     """Set up one-way mirroring of `pools`; with `opts.dry_run`, only report what would change.
 
@@ -57,10 +58,12 @@ def enable_mirroring(
     odd image names, and (unless `restart`) a pool whose migration was torn down.
     `before_changes` runs once the checks pass, before the first change (not in a dry run), with
     the images each pool is about to journal: the unit records the migration there, so that a
-    run interrupted part-way is still guarded and can be aborted.
+    run interrupted part-way is still guarded and can be aborted. `report`: both clusters as
+    the preflight read them just before (else read here).
     """
-    require_destination_pools(dst, pools)
-    report = read(src, dst, pools, opts)
+    if report is None:
+        require_destination_pools(dst, pools)
+        report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
     todo = {
         p.pool: [n for n in p.source_images if n not in p.source_primary]

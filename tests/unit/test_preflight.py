@@ -114,3 +114,19 @@ def test_a_source_key_that_may_not_journal_blocks_and_is_probed_only_where_mirro
     probes = len([c for c in world.src.calls if "journal-probe" in c])
     world.run(world.ctx.on.action("enable-mirroring"), ready_state())
     assert len([c for c in world.src.calls if "journal-probe" in c]) == probes, "pool mode now"
+
+
+def _pool_state_reads(calls: list[str]) -> list[str]:
+    return sorted(c.removeprefix("bulk pool-state ") for c in calls if "pool-state" in c)
+
+
+def test_enable_mirroring_acts_on_what_its_preflight_read_once_per_pool_and_side(world):
+    world.service["running"] = True
+    world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    pools = sorted(world.src.pool_images)
+    calls = world.src.calls
+    last_change = max(i for i, c in enumerate(calls) if c.startswith("bulk enable-journaling"))
+    assert _pool_state_reads(calls[: last_change + 1]) == pools
+    # the destination: the preflight's read, then the unit status's after the action
+    assert _pool_state_reads(world.dst.calls) == sorted(pools * 2)
+    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
