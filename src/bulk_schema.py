@@ -208,8 +208,8 @@ class ImageDigestAnswer(TypedDict):
     snaps: list[list]  # [name, size] of each snapshot that is the cloud's, sorted
     parent: str  # "pool/image@snap" for a clone
     # [snapshot ("" for the head), its size, {chunk offset (text: JSON keys): digest, "" for
-    # zeros}]: the snapshots oldest first, then the head; each holds what changed since the one
-    # before (rbd_digest.py)
+    # zeros}, read whole]: the snapshots oldest first, then the head; each holds what changed
+    # since the one before, or, read whole, every allocated chunk (rbd_digest.py)
     layers: list[list]
     bytes_read: int
 

@@ -313,13 +313,16 @@ class Layer:
     """One snapshot (`snap`; "" for the head) of an image, as `verify` read it.
 
     `chunks`: chunk offset -> digest ("" for a chunk of zeros) of the chunks that changed since
-    the layer before (the first layer: every allocated chunk). Applied in order, the layers
-    give each snapshot's whole content; a chunk no layer names is a hole.
+    the layer before, or, for a layer read `whole` (the first, the head, a snapshot whose parent
+    overlap changed), of every allocated chunk: such a layer replaces what the layers before
+    gave. Applied in order, the layers give each snapshot's whole content; a chunk no layer
+    names is a hole.
     """
 
     snap: str
     size: int
     chunks: dict[int, str]
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -1100,8 +1103,13 @@ class CephClient:
                     snaps=tuple((str(n), int(z)) for n, z in a["snaps"]),
                     parent=a["parent"],
                     layers=tuple(
-                        Layer(str(snap), int(size), {int(k): str(v) for k, v in chunks.items()})
-                        for snap, size, chunks in a["layers"]
+                        Layer(
+                            str(snap),
+                            int(size),
+                            {int(k): str(v) for k, v in chunks.items()},
+                            whole=bool(whole),
+                        )
+                        for snap, size, chunks, whole in a["layers"]
                     ),
                     bytes_read=int(a["bytes_read"]),
                 )

@@ -8,15 +8,16 @@ compares the two sides' answers (verify.py). Standard library plus rbd only.
   `.rbd-mirror.*` sync points) with their sizes, its parent link, and its layers: the digest
   (sha256, 128 bits; "" for a chunk of zeros) of each `chunk`-aligned extent read in each
   snapshot, oldest first, then in the head. Full (no "sample"): the first snapshot's chunks
-  librbd's diff reports allocated (a clone's include its parent's), then each later layer's
-  chunks the diff reports changed since the layer before; the head is read whole (every
-  allocated chunk), never by its changes. Applied in order, the layers give
+  librbd's diff reports allocated (a clone's include its parent's), then each later snapshot's
+  chunks the diff reports changed since the one before, unless its parent link or overlap
+  changed in between (then it is read whole); the head is read whole (every allocated chunk),
+  never by its changes. Applied in order, the layers give
   each snapshot's and the head's whole content, and no hole is read; the two sides may split
   their changes differently (the diff may over-report), so verify.py compares the applied
   maps, not the layers. With "sample": the head only, N chunks picked from its size by a
   generator seeded with "seed" and the image's name, the same on both sides. The (image,
   layer, chunk) reads run in one thread pool of "workers" threads: one big image is read in
-  parallel too.
+  parallel too. Images are opened in batches of at most MAX_OPEN handles.
 - "extent" ("image", "offset", "length", "block", optionally "snap"): the digest of each
   `block` bytes of one extent (of the head, or of snapshot "snap"); with "block" 0, the
   extent's bytes as hex (at most 64 KiB). verify.py narrows a mismatching chunk down to its
@@ -36,6 +37,7 @@ from bulk_schema import ExtentAnswer, ImageDigestAnswer, ImageDigestsAnswer
 
 MIRROR_SYNC_PREFIX = ".rbd-mirror."  # rbd-mirror's sync-point snapshots: its, not the cloud's
 MAX_HEX = 64 * 1024
+MAX_OPEN = 256  # image and snapshot handles open at once (each holds a librbd image context)
 DIGEST_HEX = 32  # 128 bits of sha256
 
 
@@ -107,15 +109,29 @@ class _Layer:
     image: object  # an rbd.Image open at that snapshot
     size: int
     offsets: set[int]
+    whole: bool  # read from nothing: every allocated chunk, not the changes since the one before
     chunks: dict[str, str] = field(default_factory=dict)
+
+
+def _backing(image) -> tuple[str, int] | None:
+    """A layer's parent link and parent overlap; None when the overlap cannot be read."""
+    link = parent_link(image)
+    if not link:
+        return "", 0
+    try:
+        return link, image.overlap()
+    except rbd.Error:
+        return None
 
 
 def _layers(ioctx, image, name: str, req: dict, opened: list) -> tuple[list[list], list[_Layer]]:
     """An image's compared snapshots ([name, size]) and what to read of each layer.
 
-    Full: the first snapshot's allocated chunks, then each later snapshot's and the head's
-    changes since the one before (and the chunk at a size change, whose length changed).
-    Sample: the head only, at the sampled offsets.
+    Full: the first snapshot's allocated chunks, then each later snapshot's changes since the
+    one before (and the chunk at a size change, whose length changed), the head whole.
+    A later snapshot whose parent link or overlap is not the one before's (a clone shrunk, or
+    flattened, in between) is read whole too: the diff since a snapshot does not report what
+    the parent stopped backing. Sample: the head only, at the sampled offsets.
     """
     chunk = int(req["chunk"])
     size = image.size()
@@ -123,9 +139,10 @@ def _layers(ioctx, image, name: str, req: dict, opened: list) -> tuple[list[list
     listed = sorted([s["name"], s["size"]] for s in snaps)
     if req.get("sample") is not None:
         offsets = _sampled(name, size, chunk, int(req["sample"]), str(req.get("seed", "")))
-        return listed, [_Layer("", image, size, offsets)]
+        return listed, [_Layer("", image, size, offsets, whole=False)]
     layers: list[_Layer] = []
     since: str | None = None
+    before: tuple[str, int] | None = None
     for snap in [*snaps, None]:
         if snap is None:
             handle = image
@@ -133,73 +150,94 @@ def _layers(ioctx, image, name: str, req: dict, opened: list) -> tuple[list[list
             handle = rbd.Image(ioctx, name, snapshot=snap["name"], read_only=True)
             opened.append(handle)
         at_size = handle.size()
-        # the head is read whole (its diff from nothing): a later layer's diff can miss what
-        # a clone's parent stopped backing, so only the snapshots are read by their changes
-        offsets = _changed(handle, at_size, chunk, since if snap is not None else None)
+        backing = _backing(handle)
+        # the head is read whole (its diff from nothing), as is a snapshot whose backing
+        # changed: only a snapshot with the same parent overlap is read by its changes
+        by_changes = snap is not None and backing is not None and backing == before
+        offsets = _changed(handle, at_size, chunk, since if by_changes else None)
         if layers and layers[-1].size != at_size and min(layers[-1].size, at_size):
             offsets.add((min(layers[-1].size, at_size) - 1) // chunk * chunk)
-        layers.append(_Layer(snap["name"] if snap else "", handle, at_size, offsets))
-        since = snap["name"] if snap else None
+        name_ = snap["name"] if snap else ""
+        layers.append(_Layer(name_, handle, at_size, offsets, whole=not by_changes))
+        since, before = (snap["name"] if snap else None), backing
     return listed, layers
 
 
 def image_digests(ioctx, req: dict) -> ImageDigestsAnswer:
-    """The "digests" op over the request's images (see the module docstring)."""
+    """The "digests" op over the request's images (see the module docstring).
+
+    Images are opened in batches of at most MAX_OPEN handles (each snapshot read is one),
+    each batch's chunks read in one bounded thread pool, then its handles closed.
+    """
     chunk = int(req["chunk"])
-    workers = max(1, int(req.get("workers", 4)))
     zero = bytes(chunk)
-    opened: list = []
     answers: dict[str, ImageDigestAnswer] = {}
     layers: dict[str, list[_Layer]] = {}
     failed: dict[str, str] = {}
-    tasks: list[tuple[str, _Layer, int]] = []
-    try:
-        for name in req["images"]:
-            try:
-                image = rbd.Image(ioctx, name, read_only=True)
-            except rbd.Error as exc:
-                failed[name] = f"{type(exc).__name__}: {exc}"
-                continue
-            opened.append(image)
-            try:
-                snaps, layers[name] = _layers(ioctx, image, name, req, opened)
-            except rbd.Error as exc:
-                failed[name] = f"{type(exc).__name__}: {exc}"
-                continue
-            answers[name] = {
-                "size": layers[name][-1].size,
-                "snaps": snaps,
-                "parent": parent_link(image),
-                "layers": [],
-                "bytes_read": 0,
-            }
-            tasks += [
-                (name, layer, off) for layer in layers[name] for off in sorted(layer.offsets)
-            ]
 
-        def one(task: tuple[str, _Layer, int]) -> tuple[str, _Layer, int, str, int, str]:
-            name, layer, offset = task
-            length = min(chunk, layer.size - offset)
-            try:
-                found, read = _read_chunk(layer.image, offset, length, zero)
-            except rbd.Error as exc:
-                return name, layer, offset, "", 0, f"{type(exc).__name__}: {exc}"
-            return name, layer, offset, found, read, ""
+    def one(task: tuple[str, _Layer, int]) -> tuple[str, _Layer, int, str, int, str]:
+        name, layer, offset = task
+        length = min(chunk, layer.size - offset)
+        try:
+            found, read = _read_chunk(layer.image, offset, length, zero)
+        except rbd.Error as exc:
+            return name, layer, offset, "", 0, f"{type(exc).__name__}: {exc}"
+        return name, layer, offset, found, read, ""
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for name, layer, offset, found, read, error in pool.map(one, tasks):
-                if error:
-                    where = f" of snapshot {layer.snap}" if layer.snap else ""
-                    failed.setdefault(name, f"reading offset {offset}{where}: {error}")
-                    continue
-                answers[name]["bytes_read"] += read
-                layer.chunks[str(offset)] = found
-    finally:
-        for image in opened:
-            image.close()
+    names = list(req["images"])
+    with ThreadPoolExecutor(max_workers=max(1, int(req.get("workers", 4)))) as pool:
+        while names:
+            opened: list = []
+            try:
+                tasks = _open_batch(ioctx, names, req, opened, answers, layers, failed)
+                for name, layer, offset, found, read, error in pool.map(one, tasks):
+                    if error:
+                        where = f" of snapshot {layer.snap}" if layer.snap else ""
+                        failed.setdefault(name, f"reading offset {offset}{where}: {error}")
+                        continue
+                    answers[name]["bytes_read"] += read
+                    layer.chunks[str(offset)] = found
+            finally:
+                for image in opened:
+                    image.close()
     for name, answer in answers.items():
-        answer["layers"] = [[x.snap, x.size, x.chunks] for x in layers[name]]
+        answer["layers"] = [[x.snap, x.size, x.chunks, x.whole] for x in layers[name]]
     return {"images": {n: a for n, a in answers.items() if n not in failed}, "failed": failed}
+
+
+def _open_batch(
+    ioctx,
+    names: list[str],
+    req: dict,
+    opened: list,
+    answers: dict[str, ImageDigestAnswer],
+    layers: dict[str, list[_Layer]],
+    failed: dict[str, str],
+) -> list[tuple[str, _Layer, int]]:
+    """Open images from `names` (taken off it) until MAX_OPEN handles are; their reads."""
+    tasks: list[tuple[str, _Layer, int]] = []
+    while names and len(opened) < MAX_OPEN:
+        name = names.pop(0)
+        try:
+            image = rbd.Image(ioctx, name, read_only=True)
+        except rbd.Error as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        opened.append(image)
+        try:
+            snaps, layers[name] = _layers(ioctx, image, name, req, opened)
+        except rbd.Error as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        answers[name] = {
+            "size": layers[name][-1].size,
+            "snaps": snaps,
+            "parent": parent_link(image),
+            "layers": [],
+            "bytes_read": 0,
+        }
+        tasks += [(name, layer, off) for layer in layers[name] for off in sorted(layer.offsets)]
+    return tasks
 
 
 def extent(ioctx, req: dict) -> ExtentAnswer:

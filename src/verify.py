@@ -220,16 +220,18 @@ def _first_content_difference(
 
     The two sides may report a layer's changes differently (librbd's diff may over-report),
     so what is compared is each side's whole map after the layer: a chunk no layer has named
-    since it was last zero is a hole. Only chunks a layer names can start to differ there.
+    since it was last zero is a hole. A layer read whole replaces its side's map; then every
+    chunk of either map is compared, else only the chunks either layer names (no other can
+    start to differ there).
     """
     if [x.snap for x in ours] != [x.snap for x in theirs]:
         return Mismatch(image, "snapshots differ (order)")
     mine: dict[int, str] = {}
     yours: dict[int, str] = {}
     for a, b in zip(ours, theirs, strict=True):
-        if not a.snap:  # the head is read whole on both sides: its maps replace the state
-            mine, yours = {}, {}
         for state, layer in ((mine, a), (yours, b)):
+            if layer.whole:
+                state.clear()
             for offset in [o for o in state if o >= layer.size]:
                 del state[offset]  # shrunk
             for offset, found in layer.chunks.items():
@@ -237,7 +239,8 @@ def _first_content_difference(
                     state[offset] = found
                 else:
                     state.pop(offset, None)
-        for offset in sorted(set(a.chunks) | set(b.chunks)):
+        named = set(mine) | set(yours) if a.whole or b.whole else set(a.chunks) | set(b.chunks)
+        for offset in sorted(named):
             if mine.get(offset) != yours.get(offset):
                 what = f"content of snapshot {a.snap} differs" if a.snap else "content differs"
                 return Mismatch(image, what, offset, a.snap)

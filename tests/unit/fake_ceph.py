@@ -403,8 +403,13 @@ class FakeCluster:
                     )
                     before = data
             layers = tuple(
-                Layer(x, len(data), {o: _digest(data[o : o + chunk]) for o in offsets})
-                for (x, data), offsets in zip(contents, wanted, strict=True)
+                Layer(
+                    x,
+                    len(data),
+                    {o: _digest(data[o : o + chunk]) for o in offsets},
+                    whole=not x or k == 0,  # the first snapshot and the head are read whole
+                )
+                for k, ((x, data), offsets) in enumerate(zip(contents, wanted, strict=True))
             )
             found[name] = ImageDigest(
                 size=len(img.data),

@@ -131,13 +131,17 @@ def _image(*layers: Layer, snaps=(("snap", 8),)) -> ImageDigest:
 
 
 def test_compare_finds_a_hole_on_one_side_and_snapshot_differences():
-    same = _image(Layer("snap", 8, {0: "a"}), Layer("", 8, {}))
-    hole = _image(Layer("snap", 8, {}), Layer("", 8, {}))
+    same = _image(Layer("snap", 8, {0: "a"}, whole=True), Layer("", 8, {}, whole=True))
+    hole = _image(Layer("snap", 8, {}, whole=True), Layer("", 8, {}, whole=True))
     assert compare_image("p/i", same, same) is None
     found = compare_image("p/i", same, hole)
     assert found is not None and found.offset == 0
     assert (found.what, found.snapshot) == ("content of snapshot snap differs", "snap")
-    other = _image(Layer("later", 8, {0: "a"}), Layer("", 8, {}), snaps=(("later", 8),))
+    other = _image(
+        Layer("later", 8, {0: "a"}, whole=True),
+        Layer("", 8, {}, whole=True),
+        snaps=(("later", 8),),
+    )
     found = compare_image("p/i", same, other)
     assert found is not None and found.what == "snapshots differ (later, snap)"
 
@@ -145,23 +149,39 @@ def test_compare_finds_a_hole_on_one_side_and_snapshot_differences():
 def test_compare_applies_each_side_s_changes_however_the_diff_split_them():
     # the destination's diff over-reports chunk 0 in the head (the same digest) and names a
     # chunk that became zeros; the source named neither: the same content, no mismatch
-    ours = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {0: "a"}))
-    theirs = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {0: "a", 4: ""}))
+    ours = _image(
+        Layer("snap", 8, {0: "a", 4: "b"}, whole=True), Layer("", 8, {0: "a"}, whole=True)
+    )
+    theirs = _image(
+        Layer("snap", 8, {0: "a", 4: "b"}, whole=True), Layer("", 8, {0: "a", 4: ""}, whole=True)
+    )
     assert compare_image("p/i", ours, theirs) is None
     # a snapshot whose content differs while the heads agree is still found
-    changed = _image(Layer("snap", 8, {0: "X", 4: "b"}), Layer("", 8, {0: "a"}))
+    changed = _image(
+        Layer("snap", 8, {0: "X", 4: "b"}, whole=True), Layer("", 8, {0: "a"}, whole=True)
+    )
     found = compare_image("p/i", ours, changed)
     assert found is not None and (found.snapshot, found.offset) == ("snap", 0)
     # the head: a chunk zeroed on one side only
-    stale = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 8, {0: "a", 4: "b"}))
+    stale = _image(
+        Layer("snap", 8, {0: "a", 4: "b"}, whole=True), Layer("", 8, {0: "a", 4: "b"}, whole=True)
+    )
     found = compare_image("p/i", ours, stale)
     assert found is not None and (found.what, found.offset) == ("content differs", 4)
 
 
 def test_compare_drops_what_a_shrink_cut_off():
     snaps = (("snap", 8),)
-    ours = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 4, {0: "a"}), snaps=snaps)
-    theirs = _image(Layer("snap", 8, {0: "a", 4: "b"}), Layer("", 4, {0: "a"}), snaps=snaps)
+    ours = _image(
+        Layer("snap", 8, {0: "a", 4: "b"}, whole=True),
+        Layer("", 4, {0: "a"}, whole=True),
+        snaps=snaps,
+    )
+    theirs = _image(
+        Layer("snap", 8, {0: "a", 4: "b"}, whole=True),
+        Layer("", 4, {0: "a"}, whole=True),
+        snaps=snaps,
+    )
     assert compare_image("p/i", ours, theirs) is None
 
 
