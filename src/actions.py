@@ -105,6 +105,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         aborting=record.aborting,
     )
     findings = checked.findings
+    session.known_sizes.update(checked.sizes)  # the progress reads them no more
     for finding in findings:
         log(f"{'BLOCKED' if finding.blocks else 'WARNING'}: {finding}")
     warnings = json.dumps([str(f) for f in findings])

@@ -367,6 +367,7 @@ class PreflightImage:
     mirror_mode: str = ""  # "journal" or "snapshot" when mirroring is on
     head: str = ""  # a non-clone's first 4 bytes, as hex
     snaps: tuple[str, ...] = ()  # its snapshots' names
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True)
@@ -1043,6 +1044,7 @@ class CephClient:
                 mirror_mode=i["mirror_mode"],
                 head=i["head"],
                 snaps=tuple(i["snaps"]),
+                size=int(i.get("size", 0)),
             )
             for i in answer["images"]
         ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, PreflightImage, Space
 from ceph_release import CephVersion
@@ -54,6 +54,7 @@ class Preflight:
 
     findings: list[Finding]
     report: StatusReport
+    sizes: dict[str, int] = field(default_factory=dict)  # "pool/image" -> bytes, as read
 
 
 def preflight(
@@ -83,11 +84,12 @@ def preflight(
         if report.source_errors:
             why = f"does not answer: {report.source_error}"
             return Preflight([Finding("source", "source", why, blocks=True)], report)
-        images = checks.submit(_images, src, report, set(all_pools), opts)
+        sizes: dict[str, int] = {}
+        images = checks.submit(_images, src, report, set(all_pools), opts, sizes)
         space = checks.submit(_space, src, dst, pools)
         findings = _destination_images(report, set(aborting)) + images.result()
         findings += _journaling(src, report, key_caps) + space.result()
-        return Preflight(findings + blocklist.result(), report)
+        return Preflight(findings + blocklist.result(), report, sizes)
 
 
 def _destination_images(report: StatusReport, aborting: set[str]) -> list[Finding]:
@@ -124,8 +126,13 @@ def _destination_images(report: StatusReport, aborting: set[str]) -> list[Findin
 
 
 def _images(
-    src: CephCluster, report: StatusReport, migrated: set[str], opts: Options
+    src: CephCluster,
+    report: StatusReport,
+    migrated: set[str],
+    opts: Options,
+    sizes: dict[str, int],
 ) -> list[Finding]:
+    """Each image's findings; `sizes` gets each image's size (the progress keeps them)."""
     names = [p.pool for p in report.pools]
     with ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(names)))) as pool_exec:
         reads = {p: pool_exec.submit(src.preflight_images, p, workers=opts.workers) for p in names}
@@ -139,6 +146,7 @@ def _images(
             continue
         for image in found:
             out += _image_findings(pool, image, migrated)
+            sizes[f"{pool}/{image.name}"] = image.size
     return out
 
 

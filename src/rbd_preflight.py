@@ -75,9 +75,10 @@ def space(cluster) -> SpaceAnswer:
 def _image(ioctx, name: str) -> PreflightImageAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         old = bool(image.old_format())
+        size = image.size()
         features = image.features()
         link = parent_link(image)
-        head = "" if link or not image.size() else image.read(0, HEAD_BYTES).hex()
+        head = "" if link or not size else image.read(0, HEAD_BYTES).hex()
         snaps = sorted(
             snap["name"]
             for snap in image.list_snaps()
@@ -98,6 +99,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
         "mirror_mode": MIRROR_MODES.get(mode, "") if mode is not None else "",
         "head": head,
         "snaps": snaps,
+        "size": size,
     }
 
 

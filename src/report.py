@@ -342,13 +342,14 @@ def status(
     """
     with ThreadPoolExecutor(max_workers=1) as side:
         published = side.submit(dst.daemon_callouts) if callouts and daemon_running else None
-        sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
-        read_journals = journals and not getattr(src, "lost", False)
+        # the journals are read alongside the pools' states (an unreachable source fails both
+        # at once); each is used only where its pool's source state was read
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pools)))) as journal_exec:
             kept = {
                 p: journal_exec.submit(src.journal_status, p, workers=workers)
-                for p in (pools if read_journals else ())
+                for p in (pools if journals else ())
             }
+            sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
     report = StatusReport(pools=[], daemon_running=daemon_running)
     if published is not None:
         try:

@@ -102,6 +102,8 @@ class Session:
         self._ws: Workspace | NotReadyError | None = None
         self._report: migration.StatusReport | None = None
         self._running: bool | None = None
+        # "pool/image" -> bytes read by this dispatch (the preflight's): not read again
+        self.known_sizes: dict[str, int] = {}
         self.leaving: str | None = None  # set when the unit goes: its last unit status
 
     # --- the record ------------------------------------------------------------------------
@@ -310,6 +312,7 @@ class Session:
         except (OSError, UnicodeDecodeError) as exc:
             logger.info("progress history unreadable, starting a new one: %s", exc)
         ws = self._built()
+        history.sizes.update(self.known_sizes)
         for pool, names in sizes_wanted(report, history.sizes).items():
             try:
                 found = ws.source.image_sizes(pool, names, workers=ws.config.max_workers)

@@ -465,13 +465,14 @@ class FakeCluster:
                 mirror_mode=i.mirror_mode,
                 head="" if i.parent else i.data[:4].hex(),
                 snaps=tuple(i.snaps),
+                size=_size(i),
             )
             for i in self._imgs(pool)
         ]
 
     def image_sizes(self, pool: str, images, *, workers: int = 4) -> dict[str, int]:
         self._call(f"bulk sizes {pool}")
-        return {i.name: len(i.data) or 1024 * 1024 for i in self._imgs(pool) if i.name in images}
+        return {i.name: _size(i) for i in self._imgs(pool) if i.name in images}
 
     def fsid(self) -> str:
         self._call("bulk fsid")
@@ -524,3 +525,8 @@ def mirror(src: FakeCluster, dst: FakeCluster) -> None:
 def _satisfies_the_protocol(cluster: FakeCluster) -> CephCluster:
     """Checked by pyright: the fake offers what the workflow asks of a cluster."""
     return cluster
+
+
+def _size(image: FakeImage) -> int:
+    """An image's size as librbd gives it: its data's, or 1 MiB for one without data."""
+    return len(image.data) or 1024 * 1024

@@ -90,6 +90,20 @@ def test_status_and_the_unit_status_show_bytes_while_images_sync(world: World):
     assert results["bytes-to-go"] == 1024 * 1024 * 60 // 100 + 1
     assert results["phase"].startswith("syncing 3/4 images, 84% of 4.0 MiB")
     assert out.unit_status.message.startswith("syncing 3/4 images, 84% of 4.0 MiB")
+    # the sizes enable-mirroring's preflight read are kept: never read again
+    world.run(world.ctx.on.action("status"), out)
+    assert not any(c.startswith("bulk sizes") for c in world.src.calls)
+
+
+def test_sizes_not_known_yet_are_read_once_per_pool_and_kept(world: World):
+    world.service["running"] = True
+    state = world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    kept = world.ctx.charm_root / "reports" / "progress.json"  # type: ignore[operator]
+    assert kept.exists()
+    kept.unlink()  # as on a unit that did not run enable-mirroring
+    mirror(world.src, world.dst)
+    world.dst.states["volume-1"] = ("up+syncing", "bootstrapping, IMAGE_SYNC/COPY_IMAGE 40%")
+    out = world.run(world.ctx.on.action("status"), state)
     assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "once per pool"
     world.run(world.ctx.on.action("status"), out)
     assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "sizes are kept"
