@@ -237,6 +237,7 @@ class SpacePoolAnswer(TypedDict):
     size: int  # replicas
     quota_max_bytes: int  # 0: no quota
     crush_rule: int  # pools of one rule share their OSDs (-1: unknown)
+    osds: list[int]  # the OSDs its rule may place data on ([]: unknown)
 
 
 class SpaceAnswer(TypedDict):

@@ -346,6 +346,7 @@ class PoolSpace:
     size: int  # replicas
     quota_max_bytes: int = 0  # 0: no quota
     crush_rule: int = -1  # pools of one rule share their OSDs' raw space (-1: unknown)
+    osds: tuple[int, ...] = ()  # the OSDs its rule may place data on (): unknown)
 
 
 @dataclass(frozen=True)
@@ -1021,6 +1022,7 @@ class CephClient:
                     size=int(p["size"]),
                     quota_max_bytes=int(p["quota_max_bytes"]),
                     crush_rule=int(p["crush_rule"]),
+                    osds=tuple(int(o) for o in p.get("osds", [])),
                 )
                 for p in answer["pools"]
             },

@@ -194,10 +194,12 @@ def _space(src: CephCluster, dst: CephCluster, pools: Sequence[str]) -> list[Fin
 def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> list[Finding]:
     """Each pool's need against what its destination pool may take, then together.
 
-    Pools of one CRUSH rule share their OSDs; the raw total is the whole cluster's.
+    Pools whose CRUSH rules place data on the same OSDs (one rule, or two rules taking the same
+    root and device class) share those OSDs' space; the raw total is the whole cluster's.
     """
     out, raw_need = [], 0
-    by_rule: dict[int, list[tuple[str, int, int]]] = {}  # rule -> (pool, raw need, raw room)
+    # the OSDs (or, unknown, the rule id) -> [(pool, raw need, raw room)]
+    by_rule: dict[tuple[int, ...] | int, list[tuple[str, int, int]]] = {}
     for name in pools:
         theirs, ours = destination.pools.get(name), source.pools.get(name)
         if theirs is None or ours is None:
@@ -208,15 +210,15 @@ def space_findings(source: Space, destination: Space, pools: Sequence[str]) -> l
             room = min(room, max(0, theirs.quota_max_bytes - theirs.stored))
         replicas = max(1, theirs.size)
         raw_need += need * replicas
-        by_rule.setdefault(theirs.crush_rule, []).append(
+        by_rule.setdefault(theirs.osds or theirs.crush_rule, []).append(
             (name, need * replicas, theirs.max_avail * replicas)
         )
         out += _fit(f"space: pool {name}", need, room, "the destination pool may take")
-    for rule, sharing in sorted(by_rule.items()):
-        if rule >= 0 and len(sharing) > 1:  # each pool's max_avail counts the same OSDs
+    for osds, sharing in by_rule.items():
+        if osds != -1 and len(sharing) > 1:  # each pool's max_avail counts the same OSDs
+            which = f"CRUSH rule {osds}" if isinstance(osds, int) else f"{len(osds)} OSD(s)"
             out += _fit(
-                f"space: pools {', '.join(n for n, _, _ in sharing)} (CRUSH rule {rule}, the "
-                "same OSDs)",
+                f"space: pools {', '.join(n for n, _, _ in sharing)} (the same {which})",
                 sum(need for _, need, _ in sharing),
                 min(room for _, _, room in sharing),
                 "their OSDs may take (raw)",

@@ -49,11 +49,47 @@ def _mon_json(cluster, command: dict) -> object:
     return json.loads(out or b"null")
 
 
+def rule_osds(crush: dict) -> dict[int, list[int]]:
+    """Each CRUSH rule's OSDs: every device under the buckets its `take` steps start from.
+
+    `osd crush dump` lists the device-class shadow trees too (`default~ssd`), so a rule that
+    takes a class gets that class's OSDs only.
+    """
+    children = {
+        b["id"]: [i["id"] for i in b.get("items") or []] for b in crush.get("buckets") or []
+    }
+
+    def devices(item: int, depth: int = 0) -> set[int]:
+        if item >= 0:
+            return {item}
+        if depth > 32:  # CRUSH trees are shallow; a cycle would be a broken map
+            return set()
+        return set().union(*(devices(c, depth + 1) for c in children.get(item, [])))
+
+    return {
+        int(rule["rule_id"]): sorted(
+            set().union(
+                *(
+                    devices(int(s["item"]))
+                    for s in rule.get("steps") or []
+                    if s.get("op") == "take"
+                )
+            )
+        )
+        for rule in crush.get("rules") or []
+    }
+
+
 def space(cluster) -> SpaceAnswer:
-    """Each pool's stored bytes, max_avail, replicas and quota; the raw bytes available."""
+    """Each pool's stored bytes, max_avail, replicas, quota and OSDs; the raw bytes available."""
     df = _mon_json(cluster, {"prefix": "df", "detail": "detail"})
     details = _mon_json(cluster, {"prefix": "osd pool ls", "detail": "detail"})
     assert isinstance(df, dict) and isinstance(details, list)
+    try:
+        crush = _mon_json(cluster, {"prefix": "osd crush dump"})
+        by_rule = rule_osds(crush) if isinstance(crush, dict) else {}
+    except rados.Error:  # a key that may not read the CRUSH map: pools grouped by rule id
+        by_rule = {}
     by_name = {p["pool_name"]: p for p in details}
     pools = []
     for pool in df.get("pools") or []:
@@ -66,6 +102,7 @@ def space(cluster) -> SpaceAnswer:
                 "size": int(detail.get("size", 1)),
                 "quota_max_bytes": int(detail.get("quota_max_bytes", 0)),
                 "crush_rule": int(detail.get("crush_rule", -1)),
+                "osds": by_rule.get(int(detail.get("crush_rule", -1)), []),
             }
         )
     total = (df.get("stats") or {}).get("total_avail_bytes", 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from unittest import mock
 
 import pytest
 from ops import testing
@@ -68,11 +70,48 @@ def test_pools_on_the_same_osds_must_fit_together_though_each_fits_alone():
     )
     found = space_findings(src, dst, ["nova", "glance"])
     assert [(f.about, f.blocks) for f in found if f.blocks] == [
-        ("space: pools nova, glance (CRUSH rule 0, the same OSDs)", True)
+        ("space: pools nova, glance (the same CRUSH rule 0)", True)
     ]
     assert "needs 420 B (420 bytes), their OSDs may take (raw) 300 B (300)" in found[-1].text
     apart = Space({**dst.pools, "glance": PoolSpace("glance", 0, 100, 3, crush_rule=1)}, 10_000)
     assert not [f for f in space_findings(src, apart, ["nova", "glance"]) if f.blocks]
+
+
+def test_pools_of_two_rules_over_the_same_osds_must_fit_together():
+    src = Space({p: PoolSpace(p, 70, 0, 3) for p in ("nova", "glance", "ssd-only")}, 0)
+    on = {"nova": (0, 1, 2), "glance": (0, 1, 2), "ssd-only": (2,)}
+    dst = Space(
+        {p: PoolSpace(p, 0, 100, 3, crush_rule=rule, osds=on[p]) for rule, p in enumerate(on)},
+        10_000,
+    )
+    found = space_findings(src, dst, list(on))
+    assert [(f.about, f.blocks) for f in found if f.blocks] == [
+        ("space: pools nova, glance (the same 3 OSD(s))", True)
+    ]
+
+
+CRUSH = {  # `osd crush dump` of one host with hdd and ssd OSDs (shadow trees per class)
+    "buckets": [
+        {"id": -1, "name": "default", "items": [{"id": -2}]},
+        {"id": -2, "name": "host", "items": [{"id": 0}, {"id": 1}, {"id": 2}]},
+        {"id": -3, "name": "default~ssd", "items": [{"id": -4}]},
+        {"id": -4, "name": "host~ssd", "items": [{"id": 2}]},
+    ],
+    "rules": [
+        {"rule_id": 0, "steps": [{"op": "take", "item": -1}, {"op": "emit"}]},
+        {"rule_id": 1, "steps": [{"op": "take", "item": -1}, {"op": "chooseleaf_firstn"}]},
+        {"rule_id": 2, "steps": [{"op": "take", "item": -3}, {"op": "emit"}]},
+    ],
+}
+
+
+def test_each_rule_s_osds_come_from_the_buckets_it_takes(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rados", mock.MagicMock())
+    monkeypatch.setitem(sys.modules, "rbd", mock.MagicMock())
+    monkeypatch.delitem(sys.modules, "rbd_preflight", raising=False)
+    import rbd_preflight
+
+    assert rbd_preflight.rule_osds(CRUSH) == {0: [0, 1, 2], 1: [0, 1, 2], 2: [2]}
 
 
 def test_what_the_destination_holds_already_is_not_needed_again():
