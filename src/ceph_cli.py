@@ -932,11 +932,11 @@ class CephClient:
         workers: int = 4,
         images: Sequence[str] | None = None,
     ) -> SnapshotCheck:
-        """`create`, `renew`, `check` or `remove` the cutover snapshot on every image of `pool`.
+        """`create`, `check` or `remove` the cutover snapshot on every image of `pool`.
 
-        create: on each primary image without it; renew: a new one on each primary image;
-        check: what changed on each image since it, and which primary images lack it; remove:
-        wherever it is. One librbd process. With `images`, only those.
+        create: on each primary image without it; check: what changed on each image since it,
+        and which primary images lack it; remove: wherever it is. One librbd process. With
+        `images`, only those.
         """
         request: Request = {
             "op": "cutover-snapshots",

@@ -1,22 +1,13 @@
 """Phase 3, demote-promote: the cutover. No ops here.
 
-Preflight (`report.cutover_blockers`), snapshot every primary source image
-(`CUTOVER_SNAPSHOT`: rollback's proof that nothing wrote to the destination since), demote the
-source, promote the destination (retried while librbd answers EBUSY), verify from librbd's
-primary flags on both sides. Safety rule: a non-forced promote succeeds only once the
-destination has replayed the source's demotion, which comes after every write to the image;
-so "caught up" is proven by librbd itself, not by the lagging `entries_behind_primary`.
-
-The snapshot is taken on the source, before the demotion, so that it travels in the journal:
-each promoted destination image has it, ordered after the last write and before the
-demotion. Taken on the destination after the promotion instead, each snapshot waited for
-rbd-mirror to let go of the image's exclusive lock (12.7 s for 200 images on the lab). An image
-promoted without it (its source demoted by an earlier version, or by hand) gets one on the
-destination, taken right after this run promoted it; an image found primary already gets none.
-
-`force` is for a source that does not answer at all; with a source that answers it refuses (a
-forced promotion of a live source is a split brain). Then each promoted image is snapshotted
-on the destination.
+Preflight (`report.cutover_blockers`), demote the source, promote the destination (retried
+while librbd answers EBUSY), snapshot every promoted destination image (`CUTOVER_SNAPSHOT`:
+rollback's proof that nothing wrote to it since), verify from librbd's primary flags on both
+sides. Safety rule: a
+non-forced promote succeeds only once the destination has replayed the source's demotion,
+which comes after every write to the image; so "caught up" is proven by librbd itself, not by
+the lagging `entries_behind_primary`. `force` is for a source that does not answer at all; with
+a source that answers it refuses (a forced promotion of a live source is a split brain).
 """
 
 from __future__ import annotations
@@ -29,7 +20,6 @@ import tenacity
 
 from ceph_cli import EBUSY, CephCluster, CephError
 from report import (
-    PoolReport,
     StatusReport,
     confirm_source_lost,
     cutover_blockers,
@@ -85,8 +75,6 @@ def demote_promote(
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
         if blocking:
             raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
-        for pool in report.active:  # all before the first demotion: a failure demotes none
-            _snapshot_sources(src, pool, result, opts)
         for pool in active:
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
@@ -139,26 +127,10 @@ def _not_primary(report: StatusReport) -> dict[str, list[str]]:
     return {p.pool: [i.name for i in p.images if not i.primary] for p in report.active}
 
 
-def _snapshot_sources(
-    src: CephCluster, pool: PoolReport, result: CutoverResult, opts: Options
-) -> None:
-    """A new cutover snapshot of every primary source image of `pool`, before its demotion.
-
-    The cloud is stopped (`cutover_blockers` checked the watchers): each snapshot holds the
-    image's last write. Renewed, not kept: one left by an interrupted run may predate writes.
-    """
-    names = sorted(n for n, primary in pool.source_primary.items() if primary)
-    if not names:
-        return
-    taken = src.cutover_snapshots(pool.pool, "renew", workers=opts.workers, images=names)
-    result.snapshots[pool.pool] = len(taken.changed)
-    opts.log(f"{pool.pool}: cutover snapshot taken of {len(taken.changed)} source image(s)")
-
-
 def _snapshot_promoted(
     dst: CephCluster, promoted: dict[str, list[str]], result: CutoverResult, opts: Options
 ) -> None:
-    """The cutover snapshot of each image this run promoted that did not bring one along.
+    """The cutover snapshot of every image this run promoted (rollback's proof).
 
     Taken right after the promotion, while the cloud is stopped and still related to the
     source: nothing can have written to the destination yet. Only this run's: an image found
@@ -169,9 +141,9 @@ def _snapshot_promoted(
         if not names:
             continue
         taken = dst.cutover_snapshots(pool, "create", workers=opts.workers, images=names).changed
+        result.snapshots[pool] = len(taken)
         if taken:
-            result.snapshots[pool] = result.snapshots.get(pool, 0) + len(taken)
-            opts.log(f"{pool}: cutover snapshot taken of {len(taken)} destination image(s)")
+            opts.log(f"{pool}: cutover snapshot taken of {len(taken)} image(s)")
 
 
 class _StillBusyError(Exception):

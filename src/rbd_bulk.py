@@ -255,34 +255,30 @@ def _journal_status(cluster, ioctx, workers: int) -> JournalStatusAnswer:
 def _cutover_snapshot(ioctx, name: str, snapshot: str, action: str) -> tuple[str, str]:
     """One image: (what changed, what was written since the snapshot) for `action`.
 
-    create: the snapshot, on a primary image that lacks it. renew: on a primary image, a new
-    one (an older one removed first). remove: it, where it exists. check: on an image that has
-    it, whether anything changed since (data, size, snapshots taken after it); "missing" for a
-    primary image without one. The image is opened read-only to decide, and read-write only
-    to change it: a write needs the image's exclusive lock, which rbd-mirror holds on a
-    destination image until it lets a promoted one go.
+    create: the snapshot, on a primary image that lacks it. remove: it, where it exists.
+    check: on an image that has it, whether anything changed since (data, size, snapshots
+    taken after it); "missing" for a primary image without one.
     """
-    with rbd.Image(ioctx, name, read_only=True) as image:
+    with rbd.Image(ioctx, name, read_only=action == "check") as image:
         snaps = list(image.list_snaps())
-        has = snapshot in [s["name"] for s in snaps]
+        names = [s["name"] for s in snaps]
+        if action == "remove":
+            if snapshot not in names:
+                return "", ""
+            image.remove_snap(snapshot)
+            return "removed", ""
         try:
             primary = bool(image.mirror_image_get_info().get("primary"))
         except rbd.Error:
             primary = False
-        if action == "check":
-            if not has:
-                return "", ("missing" if primary else "")
-            return "", _changed_since(image, snaps, snapshot)
-    remove = has and (action == "remove" or (action == "renew" and primary))
-    create = primary and (action == "renew" or (action == "create" and not has))
-    if not (remove or create):
-        return "", ""
-    with rbd.Image(ioctx, name) as image:
-        if remove:
-            image.remove_snap(snapshot)
-        if create:
-            image.create_snap(snapshot)
-    return ("renewed" if remove else "created") if create else "removed", ""
+        if snapshot not in names:
+            if action == "create" and primary:
+                image.create_snap(snapshot)
+                return "created", ""
+            return "", ("missing" if primary and action == "check" else "")
+        if action != "check":
+            return "", ""
+        return "", _changed_since(image, snaps, snapshot)
 
 
 def _changed_since(image, snaps: list[dict], snapshot: str) -> str:

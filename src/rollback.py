@@ -3,8 +3,7 @@
 After `demote-promote` and before `teardown`, with the cloud still related to ceph-proxy.
 
 Proof that nothing wrote to the destination since its promotion: demote-promote snapshots each
-source image before demoting it (`CUTOVER_SNAPSHOT`), and the snapshot reaches each destination
-image through the journal, before the demotion (cutover.py); rollback asks librbd what
+destination image right after promoting it (`CUTOVER_SNAPSHOT`); rollback asks librbd what
 changed since that snapshot: extents written (`diff_iterate`), the size, snapshots taken after
 it. A primary destination image without the snapshot cannot be proven unchanged. Either way
 rollback refuses and names the images, unless `force` (their writes are discarded). The source
@@ -15,8 +14,7 @@ Then: demote the destination (no image is primary anywhere for a moment, never o
 sides); check again, now that nothing can write to it (a client still running on the new
 cluster wrote between the check and the demotion: promote it back and refuse); promote the
 source (not forced: its images are demoted, and librbd allows that when no other cluster
-holds them primary), remove the source's cutover snapshots, and flag every destination image
-for resync. The source's promotion is
+holds them primary), and flag every destination image for resync. The source's promotion is
 not in the destination's journal history, so its daemon reports a split brain (seen on the
 lab): the resync has it copy each image again (measured on the lab: README). Images never
 promoted are resynced too: simpler than proving their history. The migration is then back to
@@ -208,10 +206,6 @@ def _promote_source_resync_destination(
         if not opts.dry_run:
             result.promoted[name] = src.pool_promote(name)
             opts.log(f"{name}: promoted {result.promoted[name]} source image(s)")
-    result.changes.append(f"{name}: remove the source's cutover snapshots")
-    if not opts.dry_run:  # primary again, the source may drop them (read-only while demoted)
-        removed = src.cutover_snapshots(name, "remove", workers=opts.workers).changed
-        opts.log(f"{name}: removed {len(removed)} cutover snapshot(s) on the source")
     mirrored = sorted(i.name for i in pool.images)
     result.changes.append(f"{name}: resync {len(mirrored)} destination image(s)")
     if opts.dry_run or not mirrored:

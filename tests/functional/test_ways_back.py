@@ -13,7 +13,6 @@ import time
 import pytest
 from ops import testing
 
-from ceph_cli import CUTOVER_SNAPSHOT
 from tests.functional.charm_host import CharmHost
 from tests.functional.lab.procs import wait_for
 from tests.functional.lab.seed import (
@@ -145,15 +144,9 @@ def test_rollback_after_cutover_refuses_a_written_destination_then_the_migration
     wait_ready(host)
     with pytest.raises(testing.ActionFailed, match="cutover has not begun"):
         host.action("rollback")
-    results, logs = host.action("demote-promote", timeout=120)
+    results, _ = host.action("demote-promote", timeout=120)
     assert sum(json.loads(results["cutover-snapshots"]).values()) == 7
-    assert any("cutover snapshot taken of" in x and "source image(s)" in x for x in logs)
-    assert not any("destination image(s)" in line for line in logs), "none taken there"
     at_demotion = md5_all(lab.src)
-    for pool in POOLS:  # taken on the source before the demotion, replayed with the journal
-        for name in images(lab.dst, pool):
-            snaps = [x["name"] for x in lab.dst.rbd_json("snap", "ls", f"{pool}/{name}")]
-            assert CUTOVER_SNAPSHOT in snaps, f"{pool}/{name}: {snaps}"
 
     volume = images(lab.dst, "cinder-ceph")[0]
     lab.dst.rbd(
@@ -179,10 +172,6 @@ def test_rollback_after_cutover_refuses_a_written_destination_then_the_migration
     assert all(primaries(host, lab.src).values()), "the source is primary again"
     assert not any(primaries(host, lab.dst).values()), "the destination is not"
     assert md5_all(lab.src) == at_demotion, "the source's bytes are those of the demotion"
-    for pool in POOLS:  # primary again, the source drops its cutover snapshots
-        for name in images(lab.src, pool):
-            snaps = [x["name"] for x in lab.src.rbd_json("snap", "ls", f"{pool}/{name}")]
-            assert CUTOVER_SNAPSHOT not in snaps, f"{pool}/{name}: {snaps}"
     again, _ = host.action("rollback")
     assert set(again["already-rolled-back"].split(",")) == set(POOLS), "a re-run changes nothing"
 

@@ -89,9 +89,7 @@ class FakeCluster:
     stored: dict[str, int] = field(default_factory=dict)  # pool -> stored bytes
     journal_denied: bool = False  # the key may not journal images (the probe)
     calls: list[str] = field(default_factory=list)
-    digest_workers: list[int] = field(default_factory=list)
-    # the destination's source: a non-forced promotion brings the source's cutover snapshot
-    replays_from: FakeCluster | None = None  # reads in flight per digests call
+    digest_workers: list[int] = field(default_factory=list)  # reads in flight per digests call
 
     @property
     def lost(self) -> bool:
@@ -113,9 +111,6 @@ class FakeCluster:
 
     def image(self, pool: str, name: str) -> FakeImage:
         return next(i for i in self._imgs(pool) if i.name == name)
-
-    def find(self, pool: str, name: str) -> FakeImage | None:
-        return next((i for i in self.pool_images.get(pool, []) if i.name == name), None)
 
     # --- the CephClient surface ---
     def pools(self) -> list[PoolInfo]:
@@ -300,10 +295,6 @@ class FakeCluster:
         for img in changed:
             img.primary = True
             self.states[img.name] = ("up+stopped", "local image is primary")
-            if not force and self.replays_from is not None:  # the journal brought it along
-                theirs = self.replays_from.find(pool, img.name)
-                if theirs is not None and "cutover" in theirs.snaps and "cutover" not in img.snaps:
-                    img.snaps.append("cutover")
         return len(changed)
 
     def journal_status(self, pool: str, *, workers: int = 4) -> list[JournalInfo]:
@@ -325,10 +316,7 @@ class FakeCluster:
                 continue
             has = "cutover" in img.snaps
             primary = img.mirror_enabled and img.primary
-            if action == "renew" and primary:
-                img.snaps = [s for s in img.snaps if s != "cutover"] + ["cutover"]
-                changed.append(img.name)
-            elif action == "create" and primary and not has:
+            if action == "create" and primary and not has:
                 img.snaps.append("cutover")
                 changed.append(img.name)
             elif action == "remove" and has:
@@ -508,7 +496,7 @@ def make_pair() -> tuple[FakeCluster, FakeCluster]:
             "cinder-ceph": [FakeImage("volume-1")],
         },
     )
-    dst = FakeCluster("ceph", pool_images={p: [] for p in src.pool_images}, replays_from=src)
+    dst = FakeCluster("ceph", pool_images={p: [] for p in src.pool_images})
     return src, dst
 
 

@@ -220,15 +220,10 @@ def test_enable_mirroring_goes_on_when_the_source_key_may_not_set_the_cap(world)
 # --- rollback -----------------------------------------------------------------------------
 
 
-def test_demote_promote_snapshots_every_source_image_before_the_first_demotion(world):
+def test_demote_promote_takes_a_cutover_snapshot_of_every_promoted_image(world):
     _cut_over(world)
     snaps = json.loads(world.ctx.action_results["cutover-snapshots"])
     assert snaps == {"glance": 1, "nova": 2, "cinder-ceph": 1}
-    calls = world.src.calls
-    renewed = [i for i, c in enumerate(calls) if c.startswith("bulk cutover-snapshots renew")]
-    demoted = [i for i, c in enumerate(calls) if c.startswith("demote")]
-    assert len(renewed) == len(demoted) == 3 and max(renewed) < min(demoted)
-    assert all("cutover" in i.snaps for imgs in world.dst.pool_images.values() for i in imgs)
 
 
 def test_rollback_makes_the_source_primary_and_resyncs_the_destination(world):
@@ -504,7 +499,8 @@ def test_rollback_is_refused_once_teardown_began_even_with_force(world):
     assert not world.src.image("nova", "a_disk").primary, "the source stays demoted"
 
 
-def _killed_at_the_destination_snapshot(world, state):
+def test_a_re_run_cutover_snapshots_only_the_images_it_promoted_itself(world):
+    state = _migrating(world)
     real = world.dst.cutover_snapshots
 
     def killed(pool, action, **kw):
@@ -516,38 +512,6 @@ def _killed_at_the_destination_snapshot(world, state):
     with pytest.raises(RuntimeError):
         _act(world, state, "demote-promote")
     world.dst.cutover_snapshots = real  # type: ignore[method-assign]
-
-
-def test_the_cutover_snapshot_is_taken_on_the_source_and_arrives_with_the_promotion(world):
-    state = _migrating(world)
-    _killed_at_the_destination_snapshot(world, state)  # after every promotion
-    assert all("cutover" in i.snaps for imgs in world.dst.pool_images.values() for i in imgs)
-    state = _act(world, state, "demote-promote")
-    assert json.loads(world.ctx.action_results["cutover-snapshots"]) == {}
-    _act(world, state, "rollback")  # proven unchanged: the snapshot came with the journal
-    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
-    assert not any("cutover" in i.snaps for imgs in world.src.pool_images.values() for i in imgs)
-
-
-def _demoted_by_hand(world: World):
-    """Migrated, then every source pool demoted outside the charm: no source snapshot."""
-    state = _migrating(world)
-    for pool in POOLS:
-        world.src.pool_demote(pool)
-    return state
-
-
-def test_an_image_promoted_without_the_snapshot_gets_one_on_the_destination(world):
-    state = _act(world, _demoted_by_hand(world), "demote-promote")
-    snaps = json.loads(world.ctx.action_results["cutover-snapshots"])
-    assert snaps == {"glance": 1, "nova": 2, "cinder-ceph": 1}
-    _act(world, state, "rollback")
-    assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
-
-
-def test_a_re_run_snapshots_on_the_destination_only_the_images_it_promoted_itself(world):
-    state = _demoted_by_hand(world)
-    _killed_at_the_destination_snapshot(world, state)
     state = _act(world, state, "demote-promote")
     assert json.loads(world.ctx.action_results["cutover-snapshots"]) == {}
     with pytest.raises(testing.ActionFailed, match="primary without the cutover snapshot"):
