@@ -26,7 +26,7 @@ from report import (
     read,
     split_brain_advice,
 )
-from workflow import Log, MigrationError, Options, listed
+from workflow import SNAPSHOT_WORKERS, Log, MigrationError, Options, listed
 
 
 @dataclass
@@ -140,7 +140,9 @@ def _snapshot_promoted(
     for pool, names in promoted.items():
         if not names:
             continue
-        taken = dst.cutover_snapshots(pool, "create", workers=opts.workers, images=names).changed
+        taken = dst.cutover_snapshots(
+            pool, "create", workers=max(opts.workers, SNAPSHOT_WORKERS), images=names
+        ).changed
         result.snapshots[pool] = len(taken)
         if taken:
             opts.log(f"{pool}: cutover snapshot taken of {len(taken)} image(s)")

@@ -257,28 +257,29 @@ def _cutover_snapshot(ioctx, name: str, snapshot: str, action: str) -> tuple[str
 
     create: the snapshot, on a primary image that lacks it. remove: it, where it exists.
     check: on an image that has it, whether anything changed since (data, size, snapshots
-    taken after it); "missing" for a primary image without one.
+    taken after it); "missing" for a primary image without one. The image is opened
+    read-only to decide, read-write only to change it (a write takes its exclusive lock).
     """
-    with rbd.Image(ioctx, name, read_only=action == "check") as image:
+    with rbd.Image(ioctx, name, read_only=True) as image:
         snaps = list(image.list_snaps())
-        names = [s["name"] for s in snaps]
-        if action == "remove":
-            if snapshot not in names:
-                return "", ""
-            image.remove_snap(snapshot)
-            return "removed", ""
+        has = snapshot in [s["name"] for s in snaps]
         try:
             primary = bool(image.mirror_image_get_info().get("primary"))
         except rbd.Error:
             primary = False
-        if snapshot not in names:
-            if action == "create" and primary:
-                image.create_snap(snapshot)
-                return "created", ""
-            return "", ("missing" if primary and action == "check" else "")
-        if action != "check":
-            return "", ""
-        return "", _changed_since(image, snaps, snapshot)
+        if action == "check":
+            if not has:
+                return "", ("missing" if primary else "")
+            return "", _changed_since(image, snaps, snapshot)
+    if action == "remove" and has:
+        with rbd.Image(ioctx, name) as image:
+            image.remove_snap(snapshot)
+        return "removed", ""
+    if action == "create" and primary and not has:
+        with rbd.Image(ioctx, name) as image:
+            image.create_snap(snapshot)
+        return "created", ""
+    return "", ""
 
 
 def _changed_since(image, snaps: list[dict], snapshot: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ceph_cli import EACCES, EBUSY, EINVAL, CephCluster, CephError
 from report import confirm_source_lost, read, split_brain_advice, teardown_blockers
 from setup_mirroring import EPERM, JOURNAL_CAP
-from workflow import MigrationError, Options, PeerSpec, listed
+from workflow import SNAPSHOT_WORKERS, MigrationError, Options, PeerSpec, listed
 
 
 @dataclass
@@ -127,7 +127,8 @@ def _remove_cutover_snapshots(dst: CephCluster, pool: str, opts: Options) -> lis
     """The snapshots demote-promote took for rollback: rollback is refused from here on."""
     if opts.dry_run:
         return [f"{pool}: remove the cutover snapshots (rollback's evidence)"]
-    removed = dst.cutover_snapshots(pool, "remove", workers=opts.workers).changed
+    workers = max(opts.workers, SNAPSHOT_WORKERS)
+    removed = dst.cutover_snapshots(pool, "remove", workers=workers).changed
     if removed:
         opts.log(f"{pool}: removed {len(removed)} cutover snapshot(s)")
         return [f"{pool}: removed {len(removed)} cutover snapshot(s)"]

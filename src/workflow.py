@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 Log = Callable[[str], None]
 MAX_LISTED = 20
+# Images snapshotted (or snapshots removed) at once: each takes a snapshot id from the mons,
+# which hand them out once per Paxos round (about 1 s), so the time is rounds, not bytes.
+# Measured on the lab: 100 snapshots took 6.8 s with 16 at once, 2.1 s with 64, 1.1 s with
+# 100 (95 MiB for the process); 200 took 12.7 s with 16.
+SNAPSHOT_WORKERS = 128
 
 
 class MigrationError(Exception):

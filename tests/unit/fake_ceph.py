@@ -90,6 +90,7 @@ class FakeCluster:
     journal_denied: bool = False  # the key may not journal images (the probe)
     calls: list[str] = field(default_factory=list)
     digest_workers: list[int] = field(default_factory=list)  # reads in flight per digests call
+    snapshot_workers: dict[str, int] = field(default_factory=dict)  # cutover-snapshots action
 
     @property
     def lost(self) -> bool:
@@ -310,6 +311,7 @@ class FakeCluster:
         self, pool: str, action: str, *, workers: int = 4, images=None
     ) -> SnapshotCheck:
         self._call(f"bulk cutover-snapshots {action} {pool}")
+        self.snapshot_workers[action] = workers
         changed, written, missing = [], {}, []
         for img in self._imgs(pool):
             if images is not None and img.name not in images:

@@ -15,6 +15,7 @@ from journal_codec import journal_client
 from record import Record
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import FakeImage, mirror
+from workflow import SNAPSHOT_WORKERS
 
 POOLS = ("glance", "nova", "cinder-ceph")
 
@@ -224,6 +225,8 @@ def test_demote_promote_takes_a_cutover_snapshot_of_every_promoted_image(world):
     _cut_over(world)
     snaps = json.loads(world.ctx.action_results["cutover-snapshots"])
     assert snaps == {"glance": 1, "nova": 2, "cinder-ceph": 1}
+    # each snapshot waits for a mon round: many at once, whatever max-workers says
+    assert world.dst.snapshot_workers["create"] == SNAPSHOT_WORKERS
 
 
 def test_rollback_makes_the_source_primary_and_resyncs_the_destination(world):
@@ -435,6 +438,7 @@ def test_teardown_removes_the_journal_cap_and_the_cutover_snapshots(world):
     _act(world, state, "teardown")
     assert world.src.pool_config == {}
     assert not any(i.snaps for imgs in world.dst.pool_images.values() for i in imgs)
+    assert world.dst.snapshot_workers["remove"] == SNAPSHOT_WORKERS
 
 
 def test_teardown_goes_on_when_the_source_key_may_not_remove_the_cap(world):
