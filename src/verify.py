@@ -255,6 +255,13 @@ def _narrowed(
     try:
         a, b = (c.extent_digests(pool, name, chunk, CHUNK, BLOCK, snap) for c in (src, dst))
         block = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        if block is None and len(a) == len(b):
+            again = (
+                f"{found.what} (read again, its 4 KiB blocks are equal: the image changed "
+                "while verify read it, or one side's librbd diff reported the chunk "
+                "differently; re-run verify)"
+            )
+            return Mismatch(found.image, again, found.offset, snap)
         if block is None:
             return found
         start = chunk + block * BLOCK

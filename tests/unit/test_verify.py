@@ -248,3 +248,21 @@ def test_a_teardown_whose_fsid_read_fails_still_gives_the_next_steps(world, monk
     results = world.ctx.action_results or {}
     assert "remove-relation" in results["next-steps"]
     assert results["glance-locations-sql"].startswith("unknown: a cluster's fsid was not read")
+
+
+def test_a_chunk_whose_blocks_read_again_are_equal_still_fails_and_says_why(world):
+    state = _cut_over(world)
+    real = world.dst.image_digests
+
+    def stale(pool, images, **kw):  # one digest the bytes read afterwards do not bear out
+        found = real(pool, images, **kw)
+        if "volume-1" in found.images:
+            head = found.images["volume-1"].layers[-1]
+            head.chunks[0] = "not-what-the-bytes-say"
+        return found
+
+    world.dst.image_digests = stale  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed) as failed:
+        _act(world, state, "verify", pools="cinder-ceph")
+    assert "cinder-ceph/volume-1: content differs (read again" in failed.value.message
+    assert "re-run verify) at offset 0" in failed.value.message
