@@ -466,9 +466,14 @@ def rollback(session: Session, params: RollbackParams, log: Log) -> Results:
 def verify(session: Session, params: VerifyParams, log: Log) -> Results:
     """Compare every image on the two clusters after the cutover; fail on any mismatch."""
     ws, opts = prepare(session, params.pools, log, changes=False)
-    opts = dataclasses.replace(opts, workers=params.max_workers or migration.READS_IN_FLIGHT)
     result = migration.verify(
-        ws.source, ws.destination, ws.pools, opts, sample=params.sample, timeout=params.timeout
+        ws.source,
+        ws.destination,
+        ws.pools,
+        opts,
+        sample=params.sample,
+        timeout=params.timeout,
+        reads=params.max_workers or migration.READS_IN_FLIGHT,
     )
     results: Results = {
         "pools": ",".join(ws.pools),

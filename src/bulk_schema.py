@@ -34,7 +34,7 @@ class Request(TypedDict, total=False):
     sample: int  # "digests": this many random chunks per image instead of every allocated one
     seed: str  # "digests": with "sample", the same picks on both sides
     ignore_snaps: list[str]  # "digests": snapshots that are the migration's own
-    image: str  # "extent"
+    image: str  # "extent"; "journal-probe": the probe image's name
     offset: int  # "extent"
     length: int  # "extent"
     block: int  # "extent": a digest per this many bytes; 0: the bytes as hex

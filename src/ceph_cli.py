@@ -64,6 +64,9 @@ UNIT_TOOLS = {"rbd": RBD, "rbd-mirror": RBD_MIRROR}  # this unit's own, by name
 # The snapshot demote-promote takes of every destination image right after promoting it: rollback
 # reads from it whether anything wrote to the destination since; teardown removes it.
 CUTOVER_SNAPSHOT = "rbd-mirror-migration-cutover"
+# The image the preflight's journaling probe creates and removes in a source pool: never one of
+# the cloud's (a killed probe leaves it until the next probe of that pool removes it).
+JOURNAL_PROBE_IMAGE = "rbd-mirror-migration-probe"
 
 EBUSY = 16
 EACCES = 13
@@ -1068,7 +1071,8 @@ class CephClient:
 
     def journal_probe(self, pool: str) -> str:
         """Create, journal and remove a probe image in `pool`: "" when allowed, else why not."""
-        answer = cast(JournalProbeAnswer, self._bulk({"op": "journal-probe", "pool": pool}))
+        request: Request = {"op": "journal-probe", "pool": pool, "image": JOURNAL_PROBE_IMAGE}
+        answer = cast(JournalProbeAnswer, self._bulk(request))
         return "" if answer["ok"] else scrub(answer["error"])
 
     # --- verify ----------------------------------------------------------------------------

@@ -124,7 +124,11 @@ def _enable_journaling(ioctx, name: str) -> str:
 
 
 def _disable_journaling(ioctx, name: str) -> str:
-    with rbd.Image(ioctx, name) as image:
+    try:
+        image = rbd.Image(ioctx, name)
+    except rbd.ImageNotFound:
+        return ""  # deleted since it was journaled (by the cloud): no journaling left to remove
+    with image:
         if not image.features() & rbd.RBD_FEATURE_JOURNALING:
             return ""
         image.update_features(rbd.RBD_FEATURE_JOURNALING, False)
@@ -616,7 +620,7 @@ REQUEST_OPS = {
     "digests": image_digests,
     "extent": extent,
     "preflight-images": lambda ioctx, req: preflight_images(ioctx, int(req.get("workers", 4))),
-    "journal-probe": lambda ioctx, req: journal_probe(ioctx),
+    "journal-probe": lambda ioctx, req: journal_probe(ioctx, str(req["image"])),
     "sizes": _sizes,
 }
 

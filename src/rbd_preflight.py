@@ -11,10 +11,10 @@ Standard library plus rados/rbd only.
   first 4 bytes as hex: the qcow2 check. teardown's next steps read it on the destination too
   (glance's images are those with a snapshot `snap`).
 - "fsid" (no pool): the cluster's fsid.
-- "journal-probe" (pool): create a 4 MiB image PROBE with exclusive-lock, enable journaling on
-  it, remove it: whether this key may journal images in the pool. Only on a pool whose
-  mirroring is off (a journaled image in a pool-mode pool would be mirrored); a probe image left
-  by an interrupted run is removed first.
+- "journal-probe" (pool, "image"): create a 4 MiB image so named with exclusive-lock, enable
+  journaling on it, remove it: whether this key may journal images in the pool. Only on a pool
+  whose mirroring is off (a journaled image in a pool-mode pool would be mirrored); a probe
+  image left by an interrupted run is removed first.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from bulk_schema import (
 )
 from rbd_digest import parent_link
 
-PROBE = "rbd-mirror-migration-probe"
 HEAD_BYTES = 4
 MIRROR_MODES = {
     getattr(rbd, "RBD_MIRROR_IMAGE_MODE_JOURNAL", 0): "journal",
@@ -169,29 +168,29 @@ def preflight_images(ioctx, workers: int) -> PreflightImagesAnswer:
     return {"images": [found[n] for n in names if n in found], "failed": failed}
 
 
-def journal_probe(ioctx) -> JournalProbeAnswer:
-    """Create PROBE, journal it, remove it: `ok` false with the error when the key may not."""
+def journal_probe(ioctx, probe: str) -> JournalProbeAnswer:
+    """Create `probe`, journal it, remove it: `ok` false with the error when the key may not."""
     api = rbd.RBD()
-    _remove(api, ioctx)
+    _remove(api, ioctx, probe)
     try:
-        api.create(ioctx, PROBE, 4 << 20, features=rbd.RBD_FEATURE_LAYERING
+        api.create(ioctx, probe, 4 << 20, features=rbd.RBD_FEATURE_LAYERING
                    | rbd.RBD_FEATURE_EXCLUSIVE_LOCK)  # fmt: skip
-        with rbd.Image(ioctx, PROBE) as image:
+        with rbd.Image(ioctx, probe) as image:
             image.update_features(rbd.RBD_FEATURE_JOURNALING, True)
     except (rbd.PermissionError, rados.PermissionError) as exc:
-        _remove(api, ioctx)
+        _remove(api, ioctx, probe)
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     except rbd.Error as exc:
-        _remove(api, ioctx)
+        _remove(api, ioctx, probe)
         if getattr(exc, "errno", None) in (errno.EPERM, errno.EACCES):
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         raise
-    _remove(api, ioctx)
+    _remove(api, ioctx, probe)
     return {"ok": True, "error": ""}
 
 
-def _remove(api, ioctx) -> None:
+def _remove(api, ioctx, probe: str) -> None:
     try:
-        api.remove(ioctx, PROBE)
+        api.remove(ioctx, probe)
     except rbd.ImageNotFound:
         pass

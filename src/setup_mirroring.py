@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ceph_cli import EACCES, CephCluster, CephError
+from ceph_cli import EACCES, JOURNAL_PROBE_IMAGE, CephCluster, CephError
 from inputs import odd_image_names
 from report import PoolReport, StatusReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
@@ -65,11 +65,7 @@ def enable_mirroring(
         require_destination_pools(dst, pools)
         report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart)
-    todo = {
-        p.pool: [n for n in p.source_images if n not in p.source_primary]
-        for p in report.pools
-        if restart or not p.torn_down
-    }
+    todo = {p.pool: _to_journal(p) for p in report.pools if restart or not p.torn_down}
     if not opts.dry_run:
         before_changes(todo)
     results, failures = [], []
@@ -133,9 +129,7 @@ def _enable_source(
         result.changes.append(f"source: mirroring mode {pool.source_mode} -> pool")
         if not opts.dry_run:
             src.mirror_pool_enable(pool.pool, "pool")
-    # In pool mode, the mirrored images are exactly those with journaling. Before pool mode,
-    # none is listed; the helper skips images that already have journaling.
-    todo = [n for n in pool.source_images if n not in pool.source_primary]
+    todo = _to_journal(pool)
     if not todo:
         return []
     result.changes.append(f"source: journaling on {len(todo)} image(s)")
@@ -146,6 +140,18 @@ def _enable_source(
     result.locked = sorted(n for n, what in changed.items() if "exclusive-lock" in what)
     result.had_journaling = sorted(n for n in todo if n not in changed and n not in failed)
     return [f"{pool.pool}/{n}: {err}" for n, err in failed.items()]
+
+
+def _to_journal(pool: PoolReport) -> list[str]:
+    """The source images to journal: not mirrored yet, and not the preflight's probe image.
+
+    In pool mode, the mirrored images are exactly those with journaling. Before pool mode,
+    none is listed; the helper skips images that already have journaling. A probe image left
+    by a killed preflight is listed until the next probe removes it: never the cloud's.
+    """
+    return [
+        n for n in pool.source_images if n not in pool.source_primary and n != JOURNAL_PROBE_IMAGE
+    ]
 
 
 def _cap_journals(

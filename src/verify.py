@@ -109,8 +109,12 @@ def verify(
     *,
     sample: int = 0,
     timeout: float | None = None,
+    reads: int = READS_IN_FLIGHT,
 ) -> VerifyResult:
-    """Compare every source image with its destination copy; refuse before the cutover."""
+    """Compare every source image with its destination copy; refuse before the cutover.
+
+    `reads`: chunk reads in flight per pool and side (the rest of the work uses `opts`).
+    """
     report = read(src, dst, pools, opts)
     blockers = verify_blockers(report)
     if blockers:
@@ -123,11 +127,17 @@ def verify(
     started = time.monotonic()
     way = f"{sample} random 4 MiB chunk(s) per image" if sample else "every allocated byte"
     opts.log(f"verify: {report.total} image(s) in {len(pools)} pool(s), {way}")
+    torn_down = [p.pool for p in report.pools if p.torn_down]
+    if torn_down:
+        opts.log(
+            f"WARNING: {', '.join(torn_down)} torn down: once the cloud writes to the new "
+            "cluster, its writes show here as differences"
+        )
     for pool in report.pools:
         names = list(pool.source_images)
         if not names:
             continue
-        sides = _read_sides(src, dst, pool.pool, names, opts, sample, seed, timeout)
+        sides = _read_sides(src, dst, pool.pool, names, reads, sample, seed, timeout)
         found = _compare_pool(src, dst, pool.pool, names, sides)
         read_now = sum(d.bytes_read for s in sides for d in s.images.values())
         result.images += len(names)
@@ -146,7 +156,7 @@ def _read_sides(
     dst: CephCluster,
     pool: str,
     names: list[str],
-    opts: Options,
+    reads: int,
     sample: int,
     seed: str,
     timeout: float | None,
@@ -161,7 +171,7 @@ def _read_sides(
                 chunk=CHUNK,
                 sample=sample or None,
                 seed=seed,
-                workers=opts.workers,
+                workers=reads,
                 timeout=timeout,
             )
             for side in (src, dst)
@@ -257,9 +267,8 @@ def _narrowed(
         block = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
         if block is None and len(a) == len(b):
             again = (
-                f"{found.what} (read again, its 4 KiB blocks are equal: the image changed "
-                "while verify read it, or one side's librbd diff reported the chunk "
-                "differently; re-run verify)"
+                f"{found.what} (read again, its 4 KiB blocks are equal: the two sides' librbd "
+                "diffs disagree about this chunk, or it was written while verify read it)"
             )
             return Mismatch(found.image, again, found.offset, snap)
         if block is None:

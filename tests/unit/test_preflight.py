@@ -9,8 +9,9 @@ from unittest import mock
 import pytest
 from ops import testing
 
-from ceph_cli import PoolSpace, Space
+from ceph_cli import JOURNAL_PROBE_IMAGE, PoolSpace, Space
 from preflight import space_findings
+from record import Record
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import FakeImage
 
@@ -169,3 +170,36 @@ def test_enable_mirroring_acts_on_what_its_preflight_read_once_per_pool_and_side
     # the destination: the preflight's read, then the unit status's after the action
     assert _pool_state_reads(world.dst.calls) == sorted(pools * 2)
     assert all(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+
+
+def test_a_probe_image_left_by_a_killed_preflight_is_never_journaled_nor_recorded(
+    world, monkeypatch
+):
+    src = world.src
+    src.pool_images["cinder-ceph"].append(FakeImage(JOURNAL_PROBE_IMAGE))  # killed mid-probe
+    real_probe = type(src).journal_probe
+
+    def probe(self, pool):  # as rbd_preflight.journal_probe: a leftover probe removed first
+        self.pool_images[pool] = [i for i in self._imgs(pool) if i.name != JOURNAL_PROBE_IMAGE]
+        return real_probe(self, pool)
+
+    monkeypatch.setattr(type(src), "journal_probe", probe)
+    world.service["running"] = True
+    state = world.run(world.ctx.on.action("enable-mirroring"), ready_state())
+    record = Record.from_json(
+        next(s for s in state.stored_states if "record" in s.content).content["record"]
+    )
+    assert JOURNAL_PROBE_IMAGE not in record.journaled["cinder-ceph"]
+    assert record.journaled["cinder-ceph"] == ("volume-1",)
+
+
+def test_taking_journaling_off_an_image_deleted_since_is_nothing_to_do(monkeypatch):
+    rbd = mock.MagicMock()
+    rbd.ImageNotFound = type("ImageNotFound", (Exception,), {})
+    rbd.Image.side_effect = rbd.ImageNotFound("[errno 2] RBD image not found")
+    monkeypatch.setitem(sys.modules, "rados", mock.MagicMock())
+    monkeypatch.setitem(sys.modules, "rbd", rbd)
+    monkeypatch.delitem(sys.modules, "rbd_bulk", raising=False)
+    import rbd_bulk
+
+    assert rbd_bulk._disable_journaling(mock.MagicMock(), "volume-deleted-by-cinder") == ""

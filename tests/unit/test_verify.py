@@ -265,4 +265,17 @@ def test_a_chunk_whose_blocks_read_again_are_equal_still_fails_and_says_why(worl
     with pytest.raises(testing.ActionFailed) as failed:
         _act(world, state, "verify", pools="cinder-ceph")
     assert "cinder-ceph/volume-1: content differs (read again" in failed.value.message
-    assert "re-run verify) at offset 0" in failed.value.message
+    assert (
+        "diffs disagree about this chunk, or it was written while verify read it) at offset 0"
+        in (failed.value.message)
+    )
+
+
+def test_verify_after_teardown_warns_that_the_cloud_s_writes_would_show_as_differences(world):
+    state = _act(world, _cut_over(world), "teardown")
+    _act(world, state, "verify", pools="nova")
+    assert world.ctx.action_results["mismatch-count"] == 0
+    assert any(
+        line.startswith("WARNING: nova torn down") and "show here as differences" in line
+        for line in world.ctx.action_logs
+    )
