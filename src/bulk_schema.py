@@ -35,6 +35,7 @@ class Request(TypedDict, total=False):
     seed: str  # "digests": with "sample", the same picks on both sides
     ignore_snaps: list[str]  # "digests": snapshots that are the migration's own
     image: str  # "extent"; "journal-probe": the probe image's name
+    tag: str  # "journal-probe": the metadata key (and name prefix) that marks probe images
     offset: int  # "extent"
     length: int  # "extent"
     block: int  # "extent": a digest per this many bytes; 0: the bytes as hex

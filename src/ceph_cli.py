@@ -64,8 +64,9 @@ UNIT_TOOLS = {"rbd": RBD, "rbd-mirror": RBD_MIRROR}  # this unit's own, by name
 # The snapshot demote-promote takes of every destination image right after promoting it: rollback
 # reads from it whether anything wrote to the destination since; teardown removes it.
 CUTOVER_SNAPSHOT = "rbd-mirror-migration-cutover"
-# The image the preflight's journaling probe creates and removes in a source pool: never one of
-# the cloud's (a killed probe leaves it until the next probe of that pool removes it).
+# The preflight's journaling probe creates and removes an image named with this prefix and a
+# random suffix, tagged with this image-metadata key: it removes only tagged leftovers (a killed
+# probe's), never an image of the cloud's, and enable-mirroring never journals such a name.
 JOURNAL_PROBE_IMAGE = "rbd-mirror-migration-probe"
 
 EBUSY = 16
@@ -1071,7 +1072,13 @@ class CephClient:
 
     def journal_probe(self, pool: str) -> str:
         """Create, journal and remove a probe image in `pool`: "" when allowed, else why not."""
-        request: Request = {"op": "journal-probe", "pool": pool, "image": JOURNAL_PROBE_IMAGE}
+        probe = f"{JOURNAL_PROBE_IMAGE}-{secrets.token_hex(4)}"
+        request: Request = {
+            "op": "journal-probe",
+            "pool": pool,
+            "image": probe,
+            "tag": JOURNAL_PROBE_IMAGE,
+        }
         answer = cast(JournalProbeAnswer, self._bulk(request))
         return "" if answer["ok"] else scrub(answer["error"])
 

@@ -80,8 +80,10 @@ def demote_promote(
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         try:
             _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
-        finally:  # also after a timeout or an error: what this run promoted gets its proof
-            _snapshot_promoted(dst, _not_primary(report), result, opts)
+        except BaseException:  # a timeout or an error: what this run promoted gets its proof
+            _snapshot_promoted(dst, _not_primary(report), result, opts, quiet=True)
+            raise
+        _snapshot_promoted(dst, _not_primary(report), result, opts)
         result.report = _verify_cutover(src, dst, active, daemon_running, opts)
         before = {p.pool: p.promoted for p in report.pools}
         after = {p.pool: p.promoted for p in result.report.pools}
@@ -128,24 +130,42 @@ def _not_primary(report: StatusReport) -> dict[str, list[str]]:
 
 
 def _snapshot_promoted(
-    dst: CephCluster, promoted: dict[str, list[str]], result: CutoverResult, opts: Options
+    dst: CephCluster,
+    promoted: dict[str, list[str]],
+    result: CutoverResult,
+    opts: Options,
+    *,
+    quiet: bool = False,
 ) -> None:
     """The cutover snapshot of every image this run promoted (rollback's proof).
 
     Taken right after the promotion, while the cloud is stopped and still related to the
     source: nothing can have written to the destination yet. Only this run's: an image found
     primary already (an earlier run was killed before its snapshot) may have been written
-    since, so it gets none, and rollback cannot prove it unchanged.
+    since, so it gets none, and rollback cannot prove it unchanged. `quiet`: after the cutover
+    failed; an error here is logged, never raised over that failure.
     """
     for pool, names in promoted.items():
         if not names:
             continue
-        taken = dst.cutover_snapshots(
-            pool, "create", workers=max(opts.workers, SNAPSHOT_WORKERS), images=names
-        ).changed
+        try:
+            taken = dst.cutover_snapshots(
+                pool, "create", workers=max(opts.workers, SNAPSHOT_WORKERS), images=names
+            ).changed
+        except CephError as exc:
+            if not quiet:
+                raise
+            opts.log(f"WARNING: {pool}: cutover snapshots not taken: {exc}")
+            continue
         result.snapshots[pool] = len(taken)
         if taken:
             opts.log(f"{pool}: cutover snapshot taken of {len(taken)} image(s)")
+        without = sorted(set(names) - set(taken))
+        if without and not quiet:
+            opts.log(
+                f"WARNING: {pool}: {len(without)} image(s) got no cutover snapshot (not "
+                f"primary, or it had one already): {listed(without)}"
+            )
 
 
 class _StillBusyError(Exception):

@@ -620,7 +620,7 @@ REQUEST_OPS = {
     "digests": image_digests,
     "extent": extent,
     "preflight-images": lambda ioctx, req: preflight_images(ioctx, int(req.get("workers", 4))),
-    "journal-probe": lambda ioctx, req: journal_probe(ioctx, str(req["image"])),
+    "journal-probe": lambda ioctx, req: journal_probe(ioctx, str(req["image"]), str(req["tag"])),
     "sizes": _sizes,
 }
 

@@ -168,14 +168,21 @@ def preflight_images(ioctx, workers: int) -> PreflightImagesAnswer:
     return {"images": [found[n] for n in names if n in found], "failed": failed}
 
 
-def journal_probe(ioctx, probe: str) -> JournalProbeAnswer:
-    """Create `probe`, journal it, remove it: `ok` false with the error when the key may not."""
+def journal_probe(ioctx, probe: str, tag: str) -> JournalProbeAnswer:
+    """Create `probe` (tagged), journal it, remove it: `ok` false with the error if not allowed.
+
+    First removes the probes a killed run left: images named with the `tag` prefix that carry
+    the `tag` metadata key; an image of the cloud's that only looks like one is left alone.
+    """
     api = rbd.RBD()
-    _remove(api, ioctx, probe)
+    for name in api.list(ioctx):
+        if name.startswith(tag) and _tagged(ioctx, name, tag):
+            _remove(api, ioctx, name)
     try:
         api.create(ioctx, probe, 4 << 20, features=rbd.RBD_FEATURE_LAYERING
                    | rbd.RBD_FEATURE_EXCLUSIVE_LOCK)  # fmt: skip
         with rbd.Image(ioctx, probe) as image:
+            image.metadata_set(tag, "1")
             image.update_features(rbd.RBD_FEATURE_JOURNALING, True)
     except (rbd.PermissionError, rados.PermissionError) as exc:
         _remove(api, ioctx, probe)
@@ -187,6 +194,14 @@ def journal_probe(ioctx, probe: str) -> JournalProbeAnswer:
         raise
     _remove(api, ioctx, probe)
     return {"ok": True, "error": ""}
+
+
+def _tagged(ioctx, name: str, tag: str) -> bool:
+    try:
+        with rbd.Image(ioctx, name, read_only=True) as image:
+            return image.metadata_get(tag) == "1"
+    except (rbd.ImageNotFound, KeyError):
+        return False
 
 
 def _remove(api, ioctx, probe: str) -> None:

@@ -150,7 +150,9 @@ def _to_journal(pool: PoolReport) -> list[str]:
     by a killed preflight is listed until the next probe removes it: never the cloud's.
     """
     return [
-        n for n in pool.source_images if n not in pool.source_primary and n != JOURNAL_PROBE_IMAGE
+        n
+        for n in pool.source_images
+        if n not in pool.source_primary and not n.startswith(JOURNAL_PROBE_IMAGE)
     ]
 
 

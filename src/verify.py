@@ -266,11 +266,7 @@ def _narrowed(
         a, b = (c.extent_digests(pool, name, chunk, CHUNK, BLOCK, snap) for c in (src, dst))
         block = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
         if block is None and len(a) == len(b):
-            again = (
-                f"{found.what} (read again, its 4 KiB blocks are equal: the two sides' librbd "
-                "diffs disagree about this chunk, or it was written while verify read it)"
-            )
-            return Mismatch(found.image, again, found.offset, snap)
+            return Mismatch(found.image, _equal_on_reread(found, pool, name), found.offset, snap)
         if block is None:
             return found
         start = chunk + block * BLOCK
@@ -279,3 +275,19 @@ def _narrowed(
     except CephError:
         return found  # the chunk's offset is still right
     return Mismatch(found.image, found.what, start + byte, snap)
+
+
+def _equal_on_reread(found: Mismatch, pool: str, name: str) -> str:
+    """What a chunk that differed in the digests but reads equal now means, and what to do."""
+    spec = f"{pool}/{name}"
+    if found.snapshot:  # a snapshot does not change: the two librbd diffs disagree
+        return (
+            f"{found.what} (read again, its 4 KiB blocks are equal: the two sides' librbd "
+            "diffs disagree about this chunk; check both object maps with `rbd object-map "
+            f"check {spec}@{found.snapshot}` on each cluster and rebuild a bad one)"
+        )
+    return (
+        f"{found.what} (read again, its 4 KiB blocks are equal: it was written while verify "
+        "read it, or the two sides' librbd diffs disagree; if nothing writes to it, check both "
+        f"object maps with `rbd object-map check {spec}` on each cluster)"
+    )

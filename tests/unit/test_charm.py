@@ -7,6 +7,7 @@ import json
 import pytest
 from ops import testing
 
+from ceph_cli import CephError
 from daemon import MARKER
 from relations import source_key_request
 from tests.unit.conftest import (
@@ -505,6 +506,25 @@ def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(worl
         _cutover(world, state, timeout=5)
     assert "re-run demote-promote" in exc.value.message
     assert not any(i.primary for imgs in world.src.pool_images.values() for i in imgs)
+
+
+def test_a_timed_out_cutover_says_so_even_when_its_snapshots_fail_too(world, monkeypatch):
+    import cutover
+
+    state = _migrated(world)
+    world.dst.promote_busy = 10**6
+    clock = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(cutover.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(cutover.time, "sleep", lambda s: None)
+
+    def refused(pool, action, **kw):
+        raise CephError("ceph", ["rbd_bulk cutover-snapshots"], 110, "TimedOut")
+
+    world.dst.cutover_snapshots = refused  # type: ignore[method-assign]
+    with pytest.raises(testing.ActionFailed) as exc:
+        _cutover(world, state, timeout=5)
+    assert "re-run demote-promote" in exc.value.message
+    assert any("cutover snapshots not taken" in line for line in world.ctx.action_logs)
 
 
 def test_demote_promote_rerun_after_interruption_finishes(world):

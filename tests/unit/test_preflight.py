@@ -203,3 +203,47 @@ def test_taking_journaling_off_an_image_deleted_since_is_nothing_to_do(monkeypat
     import rbd_bulk
 
     assert rbd_bulk._disable_journaling(mock.MagicMock(), "volume-deleted-by-cinder") == ""
+
+
+def test_the_journal_probe_removes_only_tagged_leftovers_never_a_look_alike(monkeypatch):
+    rbd = mock.MagicMock()
+    rbd.ImageNotFound = type("ImageNotFound", (Exception,), {})
+    rbd.Error = type("Error", (Exception,), {})
+    rbd.PermissionError = type("PermissionError", (rbd.Error,), {})
+    tags = {"rbd-mirror-migration-probe-dead": {"rbd-mirror-migration-probe": "1"}}
+
+    class Image:
+        def __init__(self, ioctx, name, read_only=False):
+            self.name = name
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def metadata_get(self, key):
+            return tags.get(self.name, {})[key]  # KeyError when absent, as librbd's binding
+
+        def metadata_set(self, key, value):
+            tags.setdefault(self.name, {})[key] = value
+
+        def update_features(self, feature, on):
+            pass
+
+    rbd.Image = Image
+    api = rbd.RBD.return_value
+    api.list.return_value = ["rbd-mirror-migration-probe-dead", "rbd-mirror-migration-probe"]
+    rados = mock.MagicMock()
+    rados.PermissionError = type("PermissionError", (Exception,), {})
+    monkeypatch.setitem(sys.modules, "rados", rados)
+    monkeypatch.setitem(sys.modules, "rbd", rbd)
+    monkeypatch.delitem(sys.modules, "rbd_preflight", raising=False)
+    import rbd_preflight
+
+    probe = "rbd-mirror-migration-probe-new"
+    answer = rbd_preflight.journal_probe(mock.MagicMock(), probe, "rbd-mirror-migration-probe")
+    assert answer == {"ok": True, "error": ""}
+    removed = [c.args[1] for c in api.remove.call_args_list]
+    assert removed == ["rbd-mirror-migration-probe-dead", probe], "the look-alike stays"
+    assert tags[probe] == {"rbd-mirror-migration-probe": "1"}, "tagged before journaling"

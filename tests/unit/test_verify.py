@@ -265,10 +265,9 @@ def test_a_chunk_whose_blocks_read_again_are_equal_still_fails_and_says_why(worl
     with pytest.raises(testing.ActionFailed) as failed:
         _act(world, state, "verify", pools="cinder-ceph")
     assert "cinder-ceph/volume-1: content differs (read again" in failed.value.message
-    assert (
-        "diffs disagree about this chunk, or it was written while verify read it) at offset 0"
-        in (failed.value.message)
-    )
+    message = failed.value.message
+    assert "it was written while verify read it, or the two sides' librbd diffs" in message
+    assert "`rbd object-map check cinder-ceph/volume-1` on each cluster) at offset 0" in message
 
 
 def test_verify_after_teardown_warns_that_the_cloud_s_writes_would_show_as_differences(world):
