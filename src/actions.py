@@ -30,7 +30,7 @@ from inputs import (
 )
 from migration import MigrationError, Options
 from progress import Progress
-from relations import SOURCE_KEY_CAPS
+from relations import SOURCE_KEY_CAPS, source_key_op
 from session import Session, Workspace
 from workflow import Log
 
@@ -100,7 +100,11 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         ws.pools,
         opts,
         all_pools=ws.all_pools,
-        key_caps=SOURCE_KEY_CAPS_TEXT,
+        key_caps=(
+            f"{SOURCE_KEY_CAPS_TEXT}: the broker request "
+            f"{json.dumps(source_key_op(session.app))}; by hand, with the source's admin key: "
+            f"ceph auth caps client.{session.app} {SOURCE_KEY_CAPS_TEXT}"
+        ),
         release=pair.source.oldest_mon,
         aborting=record.aborting,
     )

@@ -238,8 +238,8 @@ def _fit(about: str, need: int, room: int, what: str) -> list[Finding]:
 
 def _fix(caps: str) -> str:
     return (
-        f"ceph-proxy has not applied this charm's key request ({caps}); grant them on the "
-        "source (`ceph auth caps` with its admin key) or fix ceph-proxy, then re-run"
+        f"ceph-proxy has not applied this charm's key request ({caps}); grant the caps, or "
+        "fix ceph-proxy, then re-run"
     )
 
 

@@ -224,7 +224,11 @@ def _broker_body(ops: list[dict]) -> tuple[str, str]:
 SOURCE_KEY_CAPS = ["mon", "profile rbd", "osd", "profile rbd"]
 
 
+def source_key_op(application: str) -> dict:
+    """The broker op asking ceph-proxy to give `client.<application>` rbd profile caps."""
+    return {"op": "set-key-permissions", "permissions": SOURCE_KEY_CAPS, "client": application}
+
+
 def source_key_request(application: str) -> tuple[str, str]:
     """A broker request asking ceph-proxy to give `client.<application>` rbd profile caps."""
-    ops = [{"op": "set-key-permissions", "permissions": SOURCE_KEY_CAPS, "client": application}]
-    return _broker_body(ops)
+    return _broker_body([source_key_op(application)])

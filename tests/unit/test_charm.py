@@ -348,6 +348,12 @@ def test_enable_mirroring_refuses_a_source_key_that_cannot_blocklist_and_changes
         _enable(world, ready_state())
     assert "source key: may not blocklist" in exc.value.message
     assert "mon 'profile rbd' osd 'profile rbd'" in exc.value.message, "the caps to grant"
+    request = (
+        '{"op": "set-key-permissions", "permissions": ["mon", "profile rbd", "osd", '
+        '"profile rbd"], "client": "rbd-mirror-migration"}'
+    )
+    assert f"the broker request {request}" in exc.value.message, "the request to send"
+    assert "ceph auth caps client.rbd-mirror-migration mon 'profile rbd'" in exc.value.message
     assert set(world.src.modes.values()) <= {"disabled"} and not world.dst.modes
     assert "BLOCKS: source key" in (world.ctx.action_results or {})["warnings"]
 
