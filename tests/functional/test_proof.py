@@ -124,6 +124,20 @@ def test_preflight_names_a_qcow2_image_and_blocks_a_destination_too_small(fresh_
     assert any(w.startswith("BLOCKS: space: pool cinder-ceph: does not fit") for w in warnings)
     assert results["source-key-can-blocklist"] == "true"
 
+    # a source key ceph-proxy did not give the charm's caps: named, with the request to send
+    key = "client.rbd-mirror-migration"
+    caps = lab.src.ceph_json("auth", "get", key)[0]["caps"]
+    lab.src.ceph("auth", "caps", key, "mon", "allow r", "osd", "profile rbd")
+    try:
+        results, _ = host.action("enable-mirroring", **{"dry-run": True})
+    finally:
+        lab.src.ceph("auth", "caps", key, *[x for kv in caps.items() for x in kv])
+    blocked = [w for w in json.loads(results["warnings"]) if "may not blocklist" in w]
+    print(f"with mon 'allow r': {blocked}")
+    assert results["source-key-can-blocklist"] == "false"
+    assert blocked and '"op": "set-key-permissions"' in blocked[0]
+    assert f"ceph auth caps {key} mon 'profile rbd' osd 'profile rbd'" in blocked[0]
+
     with pytest.raises(testing.ActionFailed) as refused:
         host.action("enable-mirroring")
     print(f"enable-mirroring refused: {refused.value.message}")
