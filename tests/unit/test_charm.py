@@ -500,7 +500,8 @@ def test_demote_promote_retries_ebusy_then_verifies(world):
     assert all(i.primary for imgs in world.dst.pool_images.values() for i in imgs)
 
 
-def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(world, monkeypatch):
+def _never_promoted(world: World, monkeypatch):
+    """Migrated, with a destination that answers EBUSY to every promote and a fast clock."""
     import cutover
 
     state = _migrated(world)
@@ -508,6 +509,11 @@ def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(worl
     clock = iter(range(0, 10**6, 10))
     monkeypatch.setattr(cutover.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(cutover.time, "sleep", lambda s: None)
+    return state
+
+
+def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(world, monkeypatch):
+    state = _never_promoted(world, monkeypatch)
     with pytest.raises(testing.ActionFailed) as exc:
         _cutover(world, state, timeout=5)
     assert "re-run demote-promote" in exc.value.message
@@ -515,13 +521,7 @@ def test_demote_promote_times_out_with_source_demoted_and_no_double_primary(worl
 
 
 def test_a_timed_out_cutover_says_so_even_when_its_snapshots_fail_too(world, monkeypatch):
-    import cutover
-
-    state = _migrated(world)
-    world.dst.promote_busy = 10**6
-    clock = iter(range(0, 10**6, 10))
-    monkeypatch.setattr(cutover.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(cutover.time, "sleep", lambda s: None)
+    state = _never_promoted(world, monkeypatch)
 
     def refused(pool, action, **kw):
         raise CephError("ceph", ["rbd_bulk cutover-snapshots"], 110, "TimedOut")
