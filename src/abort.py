@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, ImageInfo
 from report import PoolReport, read, split_brain_advice
-from teardown import clone_levels, disable_order, disable_pool, remove_journal_cap, remove_peers
+from teardown import (
+    clone_levels,
+    disable_order,
+    disable_pool,
+    remove_peers,
+    remove_source_settings,
+)
 from workflow import MigrationError, Options, PeerSpec, listed
 
 
@@ -239,7 +245,7 @@ def _finish_journaling(
     opts: Options,
 ) -> None:
     """Journaling off the images the charm journaled that still have it; the cap removed."""
-    remove_journal_cap(src, pools, opts)
+    remove_source_settings(src, pools, opts)
     for pool in pools:
         names = list(journaled.get(pool, ()))
         if opts.dry_run:

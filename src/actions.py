@@ -16,6 +16,7 @@ from typing import Any
 
 import ceph_release
 import migration
+import mirror_modes
 from ceph_cli import CephCluster, CephError, unit_tool_versions
 from daemon import ServiceError
 from inputs import (
@@ -93,7 +94,14 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         )
     pair = read_releases(ws.source, ws.destination)
     log(releases_line(pair, refuse=True))
-    log(f"{'dry run: ' if opts.dry_run else ''}enabling mirroring of {', '.join(ws.pools)}")
+    mode = mirror_modes.mode(params.mode or ws.config.mirror_mode)
+    if not mode.journals and (refusal := ceph_release.snapshot_mode_refusal(pair)):
+        raise MigrationError(f"{refusal}; nothing changed")
+    clone_refusal = "" if mode.carries_clones else ceph_release.snapshot_clone_refusal(pair)
+    log(
+        f"{'dry run: ' if opts.dry_run else ''}enabling {mode.name} mirroring of "
+        f"{', '.join(ws.pools)}"
+    )
     checked = migration.preflight(
         ws.source,
         ws.destination,
@@ -107,6 +115,8 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         ),
         release=pair.source.oldest_mon,
         aborting=record.aborting,
+        mode=mode,
+        clone_refusal=clone_refusal,
     )
     findings = checked.findings
     session.known_sizes.update(checked.sizes)  # the progress reads them no more
@@ -135,11 +145,17 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         before_changes=before_changes,
         journal_object_sets=ws.config.journal_max_object_sets,
         report=checked.report,
+        mode=mode,
+        snapshot_interval=ws.config.snapshot_interval,
     )
     locked = {r.pool: r.locked for r in results if r.locked}
     not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}
     if (locked or not_ours) and not opts.dry_run:
         session.save(session.record.locked_too(locked, not_ours))
+    if not mode.journals and not opts.dry_run:
+        ours = [r.pool for r in results if r.schedule == migration.SELF_SCHEDULED]
+        mgr = [r.pool for r in results if r.schedule and r.schedule != migration.SELF_SCHEDULED]
+        session.save(session.record.scheduled_by_charm(ours, mgr))
     session.replace_report(None, ws.pools)
     if not opts.dry_run:
         session.keep_daemon()  # started now if an abort had stopped it
@@ -147,9 +163,19 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         "dry-run": opts.dry_run,
         "source-key-can-blocklist": not any(f.kind == "blocklist" for f in findings),
         "warnings": warnings,
+        "mode": mode.name,
         "pools": json.dumps(
             {
-                r.pool: {"images": r.images, "changes": r.changes, "peer-uuid": r.peer_uuid}
+                r.pool: {
+                    "images": r.images,
+                    "changes": r.changes,
+                    "peer-uuid": r.peer_uuid,
+                    **(
+                        {}
+                        if mode.journals
+                        else {"schedule": r.schedule, "first-snapshots": r.first_snapshots}
+                    ),
+                }
                 for r in results
             }
         ),
@@ -219,6 +245,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         callouts=True,
         recorded_torn_down=opts.torn_down,
         journals=True,
+        snapshot_max_age=2 * ws.config.snapshot_interval_s,
     )
     session.replace_report(report, ws.pools)
     reasons = report.reasons

@@ -23,7 +23,7 @@ class Request(TypedDict, total=False):
     op: str  # see rbd_bulk.py's module docstring for each op
     pool: str  # every op but "pools", "daemon-callouts", "mirrored-pools" and "versions"
     pools: list[str]  # "mirrored-pools"
-    images: list[str]  # "enable-journaling", "disable-journaling"
+    images: list[str]  # "enable-journaling", "disable-journaling", "demotions", ...
     levels: list[list[str]]  # "disable-mirroring": clones' level first
     workers: int
     watchers: bool  # "pool-state"
@@ -60,6 +60,7 @@ class ImageStatusAnswer(TypedDict):
     state: str  # "up+replaying", "down+stopped", ...
     description: str
     last_update: str
+    mode: str  # "journal" or "snapshot" (mirror_modes.py)
 
 
 class _PoolState(TypedDict):

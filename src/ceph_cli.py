@@ -50,6 +50,7 @@ from bulk_schema import (
     VersionsAnswer,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
+from mirror_modes import JOURNAL, mode
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,14 @@ class Peer:
     client_name: str
     direction: str
 
+    @property
+    def tx_only(self) -> bool:
+        """A peer this cluster only sends to: how a one-way daemon registers on the primary.
+
+        librbd's RBD_MIRROR_PEER_DIRECTION_TX is 1 (rx 0, rx-tx 2).
+        """
+        return self.direction in ("1", "tx-only")
+
     @classmethod
     def from_answer(cls, peer: PeerAnswer) -> Peer:
         """From rbd_bulk.py's peer dict (the same for `pool-state` and `mirrored-pools`)."""
@@ -157,9 +166,6 @@ class MirrorPoolInfo:
         return tuple(sorted(p.site_name for p in self.peers))
 
 
-REPLAYING = "up+replaying"
-
-
 def parse_description(description: str) -> dict[str, object]:
     """A status description's JSON (`replaying, {json}`) -> its fields; anything else -> {}."""
     _, sep, rest = description.partition(", ")
@@ -183,6 +189,7 @@ class ImageStatus:
     last_update: str = ""
     global_id: str = ""
     primary: bool = False  # librbd's flag, not the status description
+    mode: str = JOURNAL  # how it is mirrored (mirror_modes.py)
 
     @property
     def entries_behind(self) -> int | None:
@@ -198,8 +205,14 @@ class ImageStatus:
 
     @property
     def caught_up(self) -> bool:
-        """Replaying with nothing left to replay (as far as the lagging status knows)."""
-        return self.state == REPLAYING and (self.entries_behind or 0) == 0
+        """Replaying with nothing left to copy, as far as the lagging status knows (per mode)."""
+        return mode(self.mode).caught_up(self.state, parse_description(self.description))
+
+    @property
+    def snapshot_copied_at(self) -> float | None:
+        """Snapshot mode: when the newest source snapshot copied was taken (unix seconds)."""
+        value = parse_description(self.description).get("local_snapshot_timestamp")
+        return float(value) if isinstance(value, (int, float)) and value else None
 
     @property
     def in_error(self) -> bool:
@@ -487,6 +500,26 @@ class CephCluster(Protocol):
         self, pool: str, levels: Sequence[Sequence[str]], *, workers: int = 4
     ) -> tuple[list[str], dict[str, str]]:
         """Delete non-primary images level by level (clones first): (deleted, {image: error})."""
+        ...
+
+    def enable_snapshot_mirroring_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Snapshot mirroring on `images`: ({image: "snapshot"}, {image: error})."""
+        ...
+
+    def mirror_snapshot_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A mirror snapshot of each primary snapshot-mirrored image: ({image: id}, errors)."""
+        ...
+
+    def snapshot_schedules(self, pool: str) -> list[str]:
+        """The pool-level mirror snapshot schedules' intervals (the mgr's rbd_support)."""
+        ...
+
+    def snapshot_schedule(self, pool: str, interval: str, *, add: bool) -> None:
+        """Add (or remove) a pool-level mirror snapshot schedule of `interval`."""
         ...
 
     def resync_images(
@@ -789,6 +822,7 @@ class CephClient:
                     description=i["description"],
                     last_update=i["last_update"],
                     primary=bool(i["primary"]),
+                    mode=i.get("mode") or JOURNAL,
                 )
                 for i in answer["statuses"]
             ),
@@ -832,6 +866,39 @@ class CephClient:
         """Journaling off on `images` in one librbd process; return (changed, {image: error})."""
         answer = self._features("disable-journaling", pool, images, workers)
         return sorted(answer.get("changed", {})), _failures(answer)
+
+    def enable_snapshot_mirroring_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Snapshot mirroring on `images`, in one librbd process.
+
+        Images mirrored already are in neither result; one mirrored in journal mode fails
+        (never converted).
+        """
+        answer = self._features("enable-snapshot-mirroring", pool, images, workers)
+        return dict(answer.get("changed", {})), _failures(answer)
+
+    def mirror_snapshot_all(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A mirror snapshot of each of `images` that is primary and snapshot mirrored.
+
+        Each takes a snapshot id from the mons (one Paxos round for a batch): run them wide.
+        """
+        answer = self._features("mirror-snapshot", pool, images, workers)
+        return dict(answer.get("changed", {})), _failures(answer)
+
+    def snapshot_schedules(self, pool: str) -> list[str]:
+        """`rbd mirror snapshot schedule ls --pool P`: the pool-level schedules' intervals."""
+        args = ["mirror", "snapshot", "schedule", "ls", f"--pool={pool}", "--format=json"]
+        out = self._run(RBD, args)
+        entries = json.loads(out or "[]")
+        return [str(e.get("interval", "")) for e in entries if isinstance(e, dict)]
+
+    def snapshot_schedule(self, pool: str, interval: str, *, add: bool) -> None:
+        """`rbd mirror snapshot schedule add|remove --pool P INTERVAL` (the mgr keeps them)."""
+        verb = "add" if add else "remove"
+        self._run(RBD, ["mirror", "snapshot", "schedule", verb, f"--pool={pool}", interval])
 
     def _features(
         self, op: str, pool: str, images: Sequence[str], workers: int

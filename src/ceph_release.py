@@ -7,6 +7,9 @@ Everything in the charm that depends on a Ceph release is here:
   refuses a pair that breaks one, before it changes anything.
 - `blocklist_command`: the one command whose name differs by release among those the charm
   sends (the source key's blocklist probe).
+- `snapshot_mode_refusal`, `SNAPSHOT_CLONE_FIX`: what snapshot mirroring (mirror_modes.py) needs
+  of the releases beyond the rules above: a source that can mirror by snapshots one way, and
+  a release that fixed the corruption of mirrored clones, for clones.
 - `OUTPUT_DIFFERENCES`: where a release's output differs in something the charm reads, and how
   the parser here reads both. The JSON samples are in tests/unit/samples/<release>/.
 
@@ -251,6 +254,59 @@ SUPPORTED = (
     f"{RELEASE_NAMES[NEWEST_KNOWN]} ({NEWEST_KNOWN})"
 )
 PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
+
+# Snapshot mirroring came with Octopus; one-way snapshot mirroring (an rx-only peer, as this
+# charm sets up) only works once the daemon registers itself as the primary's tx peer, fixed in
+# 15.2.15 and 16.2.7 (ceph/ceph PR 43314, backports 43409 and 43410). Every later release has it.
+SNAPSHOT_ONE_WAY_SINCE = {15: CephVersion(15, 2, 15), 16: CephVersion(16, 2, 7)}
+SNAPSHOT_SINCE = 15
+# Ceph tracker 61891: snapshot mirroring can corrupt a clone's copy. A write to a clone's object
+# that is not there yet copies the parent's data up into it and into the clone's older
+# snapshots; rbd-mirror, having copied those snapshots already, copies only the new write and
+# the parent's part is lost on the destination. Its fixes (ceph/ceph PRs 55892, 60290) are in
+# no release the charm knows: None. Clones are mirrored in journal mode only until a release
+# carries it; set it to that release's version then.
+SNAPSHOT_CLONE_FIX: CephVersion | None = None
+
+
+def snapshot_mode_refusal(pair: ReleasePair) -> str:
+    """Why snapshot mirroring is refused for this pair ("" when it is not).
+
+    Judged by the source's oldest mon or OSD (where the mirror snapshots are taken and the
+    daemon registers) and this unit's tools (its rbd-mirror copies them).
+    """
+    versions = [("the source", pair.source.oldest)] + [
+        (f"this unit's {tool}", version) for tool, version in pair.unit_tools.items()
+    ]
+    too_old = []
+    for who, version in versions:
+        if version is None:
+            continue
+        floor = SNAPSHOT_ONE_WAY_SINCE.get(version.major)
+        if version.major < SNAPSHOT_SINCE or (floor is not None and version < floor):
+            too_old.append(f"{who} runs {version.describe()}")
+    if not too_old:
+        return ""
+    return (
+        f"snapshot mirroring refused: {', '.join(too_old)}; one-way snapshot mirroring needs "
+        "Octopus 15.2.15, Pacific 16.2.7 or any later release (ceph/ceph PR 43314: before it "
+        "the daemon never registers on the source and nothing is copied). Use mode=journal"
+    )
+
+
+def snapshot_clone_refusal(pair: ReleasePair | None = None) -> str:
+    """Why clones may not be mirrored by snapshots with these releases ("" when they may)."""
+    fix = SNAPSHOT_CLONE_FIX
+    if fix is not None and pair is not None:
+        oldest = [pair.source.oldest, pair.destination.oldest, *pair.unit_tools.values()]
+        if all(v is not None and v >= fix for v in oldest):
+            return ""
+    where = f"fixed in {fix.describe()}" if fix else "fixed in no Ceph release yet"
+    return (
+        "snapshot mirroring may corrupt a clone's copy (Ceph tracker 61891, "
+        f"{where}): mirror this pool with mode=journal, or flatten the clone"
+    )
+
 
 BLOCKLIST_SINCE = 16  # Pacific renamed `osd blacklist` to `osd blocklist`; older mons know only it
 

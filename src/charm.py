@@ -256,6 +256,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 dst_rel.data[self.unit]["broker_req"] = body
                 logger.info("asked ceph-mon for pools %s", ", ".join(names))
         self.session.keep_daemon()
+        self.session.snapshot_if_due()
 
     # --- leaving ---------------------------------------------------------------------------
     def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:

@@ -1,13 +1,17 @@
 """Phase 3, demote-promote: the cutover. No ops here.
 
 Preflight (`report.cutover_blockers`), demote the source, promote the destination (retried
-while librbd answers EBUSY), snapshot every promoted destination image (`CUTOVER_SNAPSHOT`:
-rollback's proof that nothing wrote to it since), verify from librbd's primary flags on both
-sides. Safety rule: a
-non-forced promote succeeds only once the destination has replayed the source's demotion,
-which comes after every write to the image; so "caught up" is proven by librbd itself, not by
-the lagging `entries_behind_primary`. `force` is for a source that does not answer at all; with
-a source that answers it refuses (a forced promotion of a live source is a split brain).
+while librbd answers the pool's mode's "demotion not replayed yet": EBUSY in journal mode,
+EROFS in snapshot mode, `MirrorMode.promote_pending_rc`), snapshot every promoted destination
+image (`CUTOVER_SNAPSHOT`: rollback's proof that nothing wrote to it since), verify from
+librbd's primary flags on both sides.
+
+Safety rule: a non-forced promote succeeds only once the destination has replayed the source's
+demotion, which comes after every write to the image; so "caught up" is proven by librbd
+itself, not by the lagging status. In snapshot mode the demotion is a last mirror snapshot
+taken by `pool demote` after the instances stopped, and the same promote waits for it. `force`
+is for a source that does not answer at all; with a source that answers it refuses (a forced
+promotion of a live source is a split brain).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from dataclasses import dataclass, field
 
 import tenacity
 
-from ceph_cli import EBUSY, CephCluster, CephError
+from ceph_cli import CephCluster, CephError
+from mirror_modes import JOURNAL, MODES
 from report import (
     StatusReport,
     confirm_source_lost,
@@ -79,7 +84,10 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         try:
-            _promote_until_done(dst, active, result, start + timeout, opts.log, sleep)
+            pending_rc = {
+                p.pool: (p.mode or MODES[JOURNAL]).promote_pending_rc for p in report.active
+            }
+            _promote_until_done(dst, pending_rc, result, start + timeout, opts.log, sleep)
         except BaseException:  # a timeout or an error: what this run promoted gets its proof
             _snapshot_promoted(dst, _not_primary(report), result, opts, quiet=True)
             raise
@@ -169,7 +177,7 @@ def _snapshot_promoted(
 
 
 class _StillBusyError(Exception):
-    """Some pools answered EBUSY to `pool promote`: their demotion is not replayed yet."""
+    """Some pools answered "not yet" to `pool promote`: their demotion is not replayed yet."""
 
     def __init__(self, pending: list[str]):
         self.pending = pending
@@ -178,20 +186,22 @@ class _StillBusyError(Exception):
 
 def _promote_until_done(
     dst: CephCluster,
-    pools: Sequence[str],
+    pending_rc: dict[str, int],
     result: CutoverResult,
     deadline: float,
     log: Log,
     sleep: Callable[[float], None],
 ) -> None:
-    """`pool promote` each pool until it answers 0; EBUSY means the demotion is still in flight.
+    """`pool promote` each pool until it answers 0; `pending_rc[pool]` means "not yet".
 
-    The retry rule: a round promotes every pending pool; only EBUSY keeps a pool pending (any
-    other error ends the cutover at once); a round that leaves pools pending is retried every
+    That errno (the pool's mode's `promote_pending_rc`) says the demotion is still in flight.
+    The retry rule: a round promotes every pending pool; only that errno keeps a pool pending
+    (any other error ends the cutover at once); a round that leaves pools pending is retried every
     second until `deadline`. `pool promote` is not all-or-nothing (it promotes some images and
-    answers EBUSY for the rest), and it skips images already primary, so repeating it is safe.
+    answers "not yet" for the rest), and it skips images already primary, so repeating it is
+    safe.
     """
-    pending = list(pools)
+    pending = list(pending_rc)
 
     def one_round() -> None:
         result.attempts += 1
@@ -199,7 +209,7 @@ def _promote_until_done(
             try:
                 count = dst.pool_promote(pool)
             except CephError as exc:
-                if exc.rc != EBUSY:
+                if exc.rc != pending_rc[pool]:
                     raise
                 continue
             pending.remove(pool)

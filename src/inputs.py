@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mirror_modes import JOURNAL, interval_seconds, mode
+
 _CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # RBD allows almost any image name; these are the ones no OpenStack service creates and that a
@@ -79,6 +81,13 @@ class CharmConfig:
     journal_backlog_limit: str = "1G"
     daemon_down_limit: int = 30
     journal_max_object_sets: int = 0
+    mirror_mode: str = JOURNAL
+    snapshot_interval: str = "5m"
+
+    @property
+    def snapshot_interval_s(self) -> int:
+        """`snapshot-interval` in seconds."""
+        return interval_seconds(self.snapshot_interval)
 
     @property
     def journal_limit_bytes(self) -> int:
@@ -111,6 +120,7 @@ class CharmConfig:
                 "start with a letter, and not 'ceph' (the destination)"
             )
         _ = self.pool_list  # raises ValueError on a malformed list
+        _ = mode(self.mirror_mode), self.snapshot_interval_s  # ValueError: which, and why
         if self.journal_limit_bytes < MIN_JOURNAL_LIMIT:
             raise ValueError(
                 f"journal-backlog-limit {self.journal_backlog_limit!r}: at least 128M (a "
@@ -148,6 +158,11 @@ class EnableMirroringParams:
     pools: str | None = None
     dry_run: bool = False
     restart: bool = False
+    mode: str | None = None  # overrides config mirror-mode for this run
+
+    def __post_init__(self):
+        if self.mode is not None:
+            mode(self.mode)  # ValueError naming the choices
 
 
 @dataclass(frozen=True)

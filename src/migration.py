@@ -8,16 +8,20 @@ This module only gathers the public names; each phase is in a file of its own:
 - abort.py, rollback.py: the ways back (before the cutover, and between it and teardown);
 - cloud_steps.py: after teardown, what the cloud still says about the old cluster (fsids);
 - verify.py: the proof, every image compared on both clusters once the source is demoted;
-- workflow.py: the error, the run options and the peer they share.
+- workflow.py: the error, the run options and the peer they share;
+- mirror_modes.py: what differs between journal and snapshot mirroring, in one table: the
+  phases read the same for both and ask the pool's `MirrorMode`.
 
-1. `enable_mirroring`: pool-mode mirroring and journaling on the source; pool mode and one rx-only
-   peer on the destination. The rbd-mirror daemon (daemon.py) then copies every image.
+1. `enable_mirroring`: the mode's mirroring on the source (journaling, or snapshot mirroring
+   and a snapshot schedule); the same pool mode and one rx-only peer on the destination. The
+   rbd-mirror daemon (daemon.py) then copies every image.
 2. `status`: both sides of every pool read once (`PoolReport`), and what each action may do
    derived from the fields of that report, never from the wording of a message:
    `cutover_blockers`, `teardown_blockers`, `PoolReport.torn_down`, `phase`.
-3. `demote_promote`: the cutover. Preflight, demote the source, promote the destination (retried
-   while librbd answers EBUSY), verify. Safety rule: a non-forced promote succeeds only once the
-   destination has replayed the source's demotion, which comes after every write to the image;
+3. `demote_promote`: the cutover. Preflight, demote the source, promote the destination
+   (retried while librbd answers the mode's "not yet"), verify. Safety rule: a non-forced
+   promote succeeds only once the destination has replayed the source's demotion, which comes
+   after every write to the image (in snapshot mode, the demote's last mirror snapshot);
    so "caught up" is proven by librbd itself, not by the lagging `entries_behind_primary`.
    `force` is for a source that does not answer at all; with a source that answers it refuses.
 4. `teardown`: only once every source image is on the destination and primary there and none is
@@ -52,7 +56,7 @@ from report import (
     teardown_blockers,
 )
 from rollback import RollbackResult, rollback
-from setup_mirroring import PoolEnableResult, enable_mirroring
+from setup_mirroring import SELF_SCHEDULED, PoolEnableResult, enable_mirroring
 from teardown import TeardownResult, teardown
 from verify import READS_IN_FLIGHT, Mismatch, VerifyResult, verify
 from workflow import MigrationError, Options, PeerSpec
@@ -71,6 +75,7 @@ __all__ = [
     "Preflight",
     "READS_IN_FLIGHT",
     "RollbackResult",
+    "SELF_SCHEDULED",
     "StatusReport",
     "TeardownResult",
     "VerifyResult",

@@ -11,10 +11,12 @@ returns `Finding`s, each naming what it is about. enable-mirroring lists them al
   replicas and full ratio counted, and its quota); and the sum times each pool's replicas
   against the destination's raw bytes available.
 - the source key (blocks): it may blocklist (a 1-second entry for an address no client has)
-  and journal images (a probe image created, journaled, removed, in a pool whose mirroring is
-  still off); the message gives the caps ceph-proxy must grant.
+  and, in journal mode, journal images (a probe image created, journaled, removed, in a pool
+  whose mirroring is still off); the message gives the caps ceph-proxy must grant.
 - images that cannot be mirrored (blocks): old format 1, being live-migrated, already mirrored
-  in snapshot mode, clones of a parent in a pool that is not migrated, unreadable.
+  in the other mode or journaled in snapshot mode (`MirrorMode.image_refusal`), clones of a
+  parent in a pool that is not migrated, clones in snapshot mode where the releases do not
+  carry the clone fix (`ceph_release.snapshot_clone_refusal`), unreadable.
 - destination pools holding images this migration did not create (blocks): images there that
   are not mirrored copies.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, PreflightImage, Space
 from ceph_release import CephVersion
+from mirror_modes import JOURNAL, MODES, MirrorMode
 from report import StatusReport, human_bytes, read
 from setup_mirroring import require_destination_pools
 from workflow import Options, listed
@@ -67,12 +70,16 @@ def preflight(
     key_caps: str,
     release: CephVersion | None = None,
     aborting: Sequence[str] = (),
+    mode: MirrorMode = MODES[JOURNAL],
+    clone_refusal: str = "",
 ) -> Preflight:
     """Every finding about migrating `pools` (`all_pools`: every pool the migration covers).
 
     `key_caps`: what ceph-proxy must grant the source key, for the message when it may not;
     `aborting`: pools whose abort was interrupted (their leftover copies are the abort's to
-    delete). The image and space checks run at once (each waits on a cluster); the journaling
+    delete); `mode`: the mirroring mode asked for (snapshot mode never journals: no journaling
+    probe); `clone_refusal`: why clones may not be mirrored in it ("" when they may). The image
+    and space checks run at once (each waits on a cluster); the journaling
     probe runs after the image check, which would otherwise meet its probe image.
     """
     require_destination_pools(dst, pools)
@@ -85,10 +92,14 @@ def preflight(
             why = f"does not answer: {report.source_error}"
             return Preflight([Finding("source", "source", why, blocks=True)], report)
         sizes: dict[str, int] = {}
-        images = checks.submit(_images, src, report, set(all_pools), opts, sizes)
+        images = checks.submit(
+            _images, src, report, set(all_pools), opts, sizes, mode, clone_refusal
+        )
         space = checks.submit(_space, src, dst, pools)
         findings = _destination_images(report, set(aborting)) + images.result()
-        findings += _journaling(src, report, key_caps) + space.result()
+        if mode.journals:
+            findings += _journaling(src, report, key_caps)
+        findings += space.result()
         return Preflight(findings + blocklist.result(), report, sizes)
 
 
@@ -131,6 +142,8 @@ def _images(
     migrated: set[str],
     opts: Options,
     sizes: dict[str, int],
+    mode: MirrorMode,
+    clone_refusal: str,
 ) -> list[Finding]:
     """Each image's findings; `sizes` gets each image's size (the progress keeps them)."""
     names = [p.pool for p in report.pools]
@@ -145,12 +158,14 @@ def _images(
             out.append(Finding("image", f"source pool {pool}", why, blocks=True))
             continue
         for image in found:
-            out += _image_findings(pool, image, migrated)
+            out += _image_findings(pool, image, migrated, mode, clone_refusal)
             sizes[f"{pool}/{image.name}"] = image.size
     return out
 
 
-def _image_findings(pool: str, image: PreflightImage, migrated: set[str]) -> list[Finding]:
+def _image_findings(
+    pool: str, image: PreflightImage, migrated: set[str], mode: MirrorMode, clone_refusal: str
+) -> list[Finding]:
     about = f"{pool}/{image.name}"
     out = []
     if image.head == QCOW2_MAGIC:
@@ -168,8 +183,10 @@ def _image_findings(pool: str, image: PreflightImage, migrated: set[str]) -> lis
         why.append("an old format 1 image: it cannot be journaled (rbd migration to format 2)")
     if "migrating" in image.features:
         why.append("being live-migrated (rbd migration): commit or abort that first")
-    if image.mirror_mode == "snapshot":
-        why.append("already mirrored in snapshot mode: journal mode would not replace it")
+    if refusal := mode.image_refusal(image.mirror_mode, image.features):
+        why.append(refusal)
+    if image.parent and clone_refusal:
+        why.append(clone_refusal)
     parent_pool = image.parent.partition("/")[0]
     if image.parent and parent_pool not in migrated:
         why.append(

@@ -11,11 +11,15 @@ ops:
 - "enable-journaling": enable exclusive-lock (if missing) and journaling on `images`;
   answers {"changed": {name: "journaling"|"exclusive-lock,journaling"}, "failed": {name: error}}.
 - "disable-journaling": the reverse, for teardown's leftovers; answers like enable-journaling.
+- "enable-snapshot-mirroring": snapshot mirroring on `images` (refused for one mirrored in
+  journal mode); "mirror-snapshot": a mirror snapshot of each of `images` that is primary and
+  snapshot mirrored. Both answer like enable-journaling.
 - "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
 - "pool-state": mirror mode, peers (never their keys), image names, and for every mirrored image
-  its status (`up+replaying` etc., description, last update) and primary flag; with
+  its status (`up+replaying` etc., description, last update), primary flag and mirroring mode
+  ("journal" or "snapshot"); with
   "watchers": true, also {"watchers": {name: ["address (client.<id>)"]}} for every image that
   has any (one read-only open per image, which adds no watch of its own).
 - "daemon-callouts" (no "pool"): what every rbd-mirror daemon of this cluster publishes in the
@@ -143,7 +147,37 @@ def _disable_mirroring(ioctx, name: str) -> str:
         return "disabled"
 
 
-FEATURE_OPS = {"enable-journaling": _enable_journaling, "disable-journaling": _disable_journaling}
+def _enable_snapshot_mirroring(ioctx, name: str) -> str:
+    """Snapshot mirroring on an image (its first mirror snapshot comes with it); "" if on.
+
+    An image mirrored in journal mode is refused, never converted.
+    """
+    with rbd.Image(ioctx, name) as image:
+        if image.mirror_image_get_info().get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED:
+            if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
+                raise ValueError("mirrored in journal mode: not converted")
+            return ""
+        image.mirror_image_enable(rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT)
+        return "snapshot"
+
+
+def _mirror_snapshot(ioctx, name: str) -> str:
+    """A mirror snapshot of a primary snapshot-mirrored image ("" for any other image)."""
+    with rbd.Image(ioctx, name) as image:
+        info = image.mirror_image_get_info()
+        if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or not info.get("primary"):
+            return ""
+        if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
+            return ""
+        return str(image.mirror_image_create_snapshot())
+
+
+FEATURE_OPS = {
+    "enable-journaling": _enable_journaling,
+    "disable-journaling": _disable_journaling,
+    "enable-snapshot-mirroring": _enable_snapshot_mirroring,
+    "mirror-snapshot": _mirror_snapshot,
+}
 
 
 def _image_state(ioctx, name: str) -> ImageStateAnswer:
@@ -413,12 +447,19 @@ def _pool_state(ioctx) -> PoolStateAnswer:
             image_id: bool(info.get("primary"))
             for image_id, info in api.mirror_image_info_list(ioctx)
         }
+        snapshot_mode = {
+            image_id
+            for image_id, _ in api.mirror_image_info_list(
+                ioctx, rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT
+            )
+        }
         for entry in api.mirror_image_status_list(ioctx):  # this cluster's own daemon's view
             statuses.append(
                 {
                     "name": entry.get("name", ""),
                     "global_id": (entry.get("info") or {}).get("global_id", ""),
                     "primary": primary.get(entry.get("id"), False),
+                    "mode": "snapshot" if entry.get("id") in snapshot_mode else "journal",
                     "state": f"{'up' if entry.get('up') else 'down'}+"
                     f"{STATUS_STATES.get(entry.get('state'), 'unknown')}",
                     "description": entry.get("description", ""),

@@ -14,6 +14,9 @@ be read back from them, and only those are kept (in the unit's StoredState, as J
   what the migration left on the destination), and one that completed on every pool (the
   daemon stays stopped until `enable-mirroring`).
 - `rolling_back`, `rolled_back`: a `rollback` under way on those pools, and ones it completed.
+- `self_scheduled`, `snapshotted_at`: snapshot mode, pools whose source mgr would not take
+  the mirror snapshot schedule (ceph-proxy's key has no mgr caps): the leader takes their
+  snapshots on update-status, and when it last did.
 - `down_since`: when this unit first saw its daemon down (not running, or silent), for the
   journal guard's `daemon-down-limit`; 0 while it runs.
 With several units, the migration's facts (every field but `paused`) are the application's: the
@@ -46,6 +49,8 @@ class Record:
     rolling_back: tuple[str, ...] = ()
     rolled_back: tuple[str, ...] = ()
     down_since: float = 0.0
+    self_scheduled: tuple[str, ...] = ()
+    snapshotted_at: float = 0.0
     generation: int = 0  # bumped by every save on the leader: the newer of two records wins
 
     @classmethod
@@ -114,6 +119,7 @@ class Record:
             pools=left,
             journaled={p: v for p, v in self.journaled.items() if p not in pools},
             locked={p: v for p, v in self.locked.items() if p not in pools},
+            self_scheduled=tuple(p for p in self.self_scheduled if p not in pools),
             aborting=tuple(p for p in self.aborting if p not in pools),
             rolling_back=tuple(p for p in self.rolling_back if p not in pools),
             rolled_back=tuple(p for p in self.rolled_back if p not in pools),
@@ -149,7 +155,17 @@ class Record:
     def tore_down(self, pools: list[str], *, finished: bool) -> Record:
         """`teardown` completed on `pools`; `finished` once every migrated pool is."""
         merged = tuple(sorted(set(self.torn_down) | set(pools)))
-        return replace(self, torn_down=merged, finished=finished)
+        scheduled = tuple(p for p in self.self_scheduled if p not in pools)
+        return replace(self, torn_down=merged, finished=finished, self_scheduled=scheduled)
+
+    def scheduled_by_charm(self, pools: list[str], others: list[str]) -> Record:
+        """Snapshot mode: the charm snapshots `pools` itself; the mgr schedules `others`."""
+        kept = set(self.self_scheduled) - set(others)
+        return replace(self, self_scheduled=tuple(sorted(kept | set(pools))))
+
+    def snapshots_taken(self, now: float) -> Record:
+        """The charm took the mirror snapshots of its self-scheduled pools at `now`."""
+        return replace(self, snapshotted_at=now)
 
     def restarted_migration(self) -> Record:
         """`enable-mirroring restart=true`: a new migration; the old one's record is dropped."""
@@ -211,11 +227,7 @@ def _merged(
 
 def _known_fields(data: dict) -> dict:
     """The fields of a parsed record that have the right type; the rest is dropped."""
-    known: dict = {}
-    for key in ("pools", "torn_down", "aborting", "rolling_back", "rolled_back"):
-        value = data.get(key)
-        if _names(value):
-            known[key] = tuple(value)
+    known = _known_names(data)
     for key in ("journaled", "locked"):
         value = data.get(key)
         if isinstance(value, dict) and all(_names(v) for v in value.values()):
@@ -228,10 +240,25 @@ def _known_fields(data: dict) -> dict:
     ):
         if isinstance(data.get(key), kind):
             known[key] = data[key]
-    for key, kinds in (("down_since", (int, float)), ("generation", (int,))):
+    for key, kinds in (
+        ("down_since", (int, float)),
+        ("snapshotted_at", (int, float)),
+        ("generation", (int,)),
+    ):
         value = data.get(key)
         if isinstance(value, kinds) and not isinstance(value, bool):
             known[key] = value
-    if "down_since" in known:
-        known["down_since"] = float(known["down_since"])
+    for key in ("down_since", "snapshotted_at"):
+        if key in known:
+            known[key] = float(known[key])
+    return known
+
+
+def _known_names(data: dict) -> dict:
+    """The fields that are lists of names, where they are."""
+    known: dict = {}
+    for key in ("pools", "torn_down", "aborting", "rolling_back", "rolled_back", "self_scheduled"):
+        value = data.get(key)
+        if _names(value):
+            known[key] = tuple(value)
     return known

@@ -9,11 +9,13 @@ What each action may do is a function of those fields, never of a message's word
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import Callout, CephCluster, CephError, ImageStatus, JournalInfo, Peer, PoolState
+from mirror_modes import SNAPSHOT, MirrorMode, mode_of_pool
 from workflow import Options, listed
 
 
@@ -67,14 +69,26 @@ class PoolReport:
         }
 
     @property
-    def set_up(self) -> bool:
-        """Pool-mode mirroring on both sides and a peer on the destination."""
-        return self.source_mode == "pool" and self.destination_mode == "pool" and bool(self.peers)
+    def mode(self) -> MirrorMode | None:
+        """How the pool is mirrored, read from the source's mode (None: not mirrored)."""
+        return mode_of_pool(self.source_mode)
 
     @property
-    def not_journaled(self) -> list[str]:
-        """Source images a pool-mode source does not mirror (no journaling)."""
-        if self.source_mode != "pool":
+    def set_up(self) -> bool:
+        """One mode's mirroring on both sides and a peer on the destination."""
+        return (
+            self.mode is not None
+            and self.destination_mode == self.source_mode
+            and bool(self.peers)
+        )
+
+    @property
+    def not_mirrored(self) -> list[str]:
+        """Source images a mirrored source pool does not mirror (enable-mirroring's to do).
+
+        In journal mode those without journaling, in snapshot mode those not enabled.
+        """
+        if self.mode is None:
             return []
         return [n for n in self.source_images if n not in self.source_primary]
 
@@ -205,6 +219,17 @@ class PoolReport:
         }
         if self.journal_summary:
             out["journal"] = self.journal_summary
+        if self.mode is not None:
+            out["mirror-mode"] = self.mode.name
+        copied = [i.snapshot_copied_at for i in self.images if i.mode == SNAPSHOT]
+        if copied:
+            known = [c for c in copied if c is not None]
+            # the oldest image's last copied mirror snapshot: what the cutover would copy since
+            out["oldest-copied-snapshot"] = (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(known)))
+                if len(known) == len(copied)
+                else "none yet (an image has no copied mirror snapshot)"
+            )
         return out
 
 
@@ -216,6 +241,10 @@ class StatusReport:
     daemon_running: bool = True
     source_errors: dict[str, str] = field(default_factory=dict)  # pool -> why it was not read
     callouts: list[Callout] = field(default_factory=list)  # the daemon's, for these pools
+    # Snapshot mode: the oldest a copied mirror snapshot may be for "ready" (twice the
+    # schedule's interval; 0: not checked), and when the report was read (unix seconds).
+    snapshot_max_age: float = 0.0
+    read_at: float = 0.0
 
     @property
     def daemon_errors(self) -> list[str]:
@@ -268,7 +297,37 @@ class StatusReport:
             for p in self.active
             if p.cutover_started or p.promoted
         ]
-        return cutover_blockers(self, ignore_watchers=True) + begun
+        return cutover_blockers(self, ignore_watchers=True) + begun + self.stale_snapshots
+
+    @property
+    def stale_snapshots(self) -> list[str]:
+        """Snapshot-mode images whose last copied mirror snapshot is older than allowed.
+
+        Not a cutover blocker (the demotion's snapshot carries whatever is left), but the
+        schedule has stopped, so the outage would copy everything since: not "ready".
+        """
+        if not self.snapshot_max_age:
+            return []
+        stale = []
+        for pool in self.active:
+            for image in pool.images:
+                if image.mode != SNAPSHOT or image.primary:
+                    continue
+                copied = image.snapshot_copied_at
+                if copied is None or self.read_at - copied > self.snapshot_max_age:
+                    age = (
+                        "none yet"
+                        if copied is None
+                        else f"{(self.read_at - copied) / 60:.0f} min old"
+                    )
+                    stale.append(f"{pool.pool}/{image.name}: last copied mirror snapshot {age}")
+        if not stale:
+            return []
+        return [
+            f"{len(stale)} image(s) have no mirror snapshot copied in the last "
+            f"{self.snapshot_max_age / 60:.0f} min (twice snapshot-interval; is the source's "
+            f"snapshot schedule running?): {listed(stale)}"
+        ]
 
     @property
     def all_promoted(self) -> bool:
@@ -329,6 +388,7 @@ def status(
     callouts: bool = False,
     recorded_torn_down: Iterable[str] = (),
     journals: bool = False,
+    snapshot_max_age: float = 0.0,
 ) -> StatusReport:
     """Read both sides of every pool: one librbd process per pool and side.
 
@@ -339,6 +399,7 @@ def status(
     `recorded_torn_down`: the pools this unit recorded a completed teardown of. With `journals`,
     one more process per pool reads the source's journals (the journal guard); a pool whose
     journals cannot be read says why (`journal_error`) and the rest of the report stands.
+    `snapshot_max_age`: see `StatusReport.stale_snapshots`.
     """
     with ThreadPoolExecutor(max_workers=1) as side:
         published = side.submit(dst.daemon_callouts) if callouts and daemon_running else None
@@ -350,7 +411,12 @@ def status(
                 for p in (pools if journals else ())
             }
             sources, dests = _read_both(src, dst, pools, workers, watchers=watchers)
-    report = StatusReport(pools=[], daemon_running=daemon_running)
+    report = StatusReport(
+        pools=[],
+        daemon_running=daemon_running,
+        snapshot_max_age=snapshot_max_age,
+        read_at=time.time(),
+    )
     if published is not None:
         try:
             report.callouts = [c for c in published.result() if c.pool in pools]
@@ -519,11 +585,14 @@ def cutover_blockers(report: StatusReport, *, ignore_watchers: bool = False) -> 
                 "run enable-mirroring"
             )
             continue
-        blocking += [f"{pool.pool}/{n}: not journaled on the source" for n in pool.not_journaled]
+        blocking += [
+            f"{pool.pool}/{n}: not mirrored on the source (run enable-mirroring)"
+            for n in pool.not_mirrored
+        ]
         blocking += [
             f"{pool.pool}/{n}: not on the destination yet"
             for n in pool.missing
-            if n not in pool.not_journaled
+            if n not in pool.not_mirrored
         ]
         if not ignore_watchers:
             copying = {i.name for i in pool.lagging}
@@ -586,7 +655,7 @@ def teardown_blockers(report: StatusReport, *, force: bool) -> list[str]:
         blocking += [
             f"{pool.pool}/{n}: not mirrored yet (on the destination, but not as its mirror)"
             for n in pool.missing
-            if n not in pool.not_on_destination and pool.destination_mode == "pool"
+            if n not in pool.not_on_destination and pool.destination_mode != "disabled"
         ]
         blocking += [
             f"{pool.pool}/{n}: still primary on the source: run demote-promote"
@@ -669,7 +738,7 @@ def phase(report: StatusReport, syncing: Callable[[], str] | None = None) -> str
         return f"cutover in progress ({report.promoted}/{total} promoted): re-run demote-promote"
     if report.ready:
         return f"{report.replaying}/{total} replaying: ready for cutover"
-    hint = "; run enable-mirroring" if any(p.not_journaled for p in report.active) else ""
+    hint = "; run enable-mirroring" if any(p.not_mirrored for p in report.active) else ""
     said = syncing() if syncing else ""
     return f"{said or f'syncing {report.replaying}/{total} images'}{hint}"
 

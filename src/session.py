@@ -31,7 +31,7 @@ from migration import MigrationError, Options, PeerSpec
 from progress import History, Progress, measure, sizes_wanted
 from record import Record
 from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
-from workflow import Log
+from workflow import SNAPSHOT_WORKERS, Log
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +280,7 @@ class Session:
                 callouts=True,
                 recorded_torn_down=self.record.torn_down,
                 journals=True,
+                snapshot_max_age=2 * ws.config.snapshot_interval_s,
             )
         return self._report
 
@@ -396,6 +397,42 @@ class Session:
         except ServiceError as exc:
             logger.error("%s (a restart stays pending)", exc)
             self._seen(down=True)
+
+    def snapshot_if_due(self) -> None:
+        """Snapshot mode, pools the source's mgr does not schedule: the charm's own schedule.
+
+        A mirror snapshot of every primary snapshot-mirrored image of those pools, once per
+        `snapshot-interval` at most (on update-status, so no more often than that hook runs);
+        demoted or unmirrored images are skipped by the bulk op itself. Failures are logged:
+        the next hook tries again, and status shows the age of the last copied snapshot.
+        """
+        record = self.record
+        if not record.self_scheduled or record.paused or record.finished:
+            return
+        try:
+            ws = self._built()
+        except NotReadyError:
+            return
+        now = time.time()
+        if now - record.snapshotted_at < ws.config.snapshot_interval_s:
+            return
+        for pool in record.self_scheduled:
+            if pool in record.torn_down or pool not in ws.all_pools:
+                continue
+            try:
+                images = ws.source.pool_state(pool).images
+                taken, failed = ws.source.mirror_snapshot_all(
+                    pool, images, workers=max(ws.config.max_workers, SNAPSHOT_WORKERS)
+                )
+            except CephError as exc:
+                logger.warning("%s: the charm's mirror snapshots failed: %s", pool, exc)
+                continue
+            logger.info(
+                "%s: mirror snapshot of %d image(s) (the charm's schedule)", pool, len(taken)
+            )
+            if failed:
+                logger.warning("%s: no mirror snapshot of %s", pool, ", ".join(sorted(failed)))
+        self.save(self.record.snapshots_taken(now))
 
     def _silent(self) -> bool:
         """The report says the running daemon publishes no image state (False if unread)."""

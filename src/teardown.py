@@ -3,9 +3,11 @@
 Only once every source image is on the destination and primary there and none is primary on
 the source (`report.teardown_blockers`): remove the peers, then the cutover snapshots
 (rollback's evidence: rollback is refused from here on), disable mirroring with the pools of
-clones before the pools of their parents (librbd insists), image by image where a pool refuses,
-and confirm journaling is gone. The charm stops the daemon once every migrated pool is torn
-down (`report.finished`), whether in one run or several.
+clones before the pools of their parents (librbd insists), image by image where a pool refuses
+(snapshot mode's `image` pools always do: clones first there too; disabling an image removes
+its mirror snapshots), confirm journaling is gone, and remove the source's journal cap and
+mirror snapshot schedules (`remove_source_settings`). The charm stops the daemon once every
+migrated pool is torn down (`report.finished`), whether in one run or several.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def teardown(
     if not opts.dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
         _remove_leftover_journaling(dst, pools, result, opts)
     if not report.source_lost:
-        remove_journal_cap(src, pools, opts)
+        remove_source_settings(src, pools, opts)
     opts.log(
         f"teardown: {'would change' if opts.dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"
@@ -83,10 +85,12 @@ def _remove_all_peers(
         result.peers_removed_by_omap += [f"{pool}:{u}" for u in removed.by_omap]
 
 
-def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
-    """The journal cap enable-mirroring may have set on the source pools, removed.
+def remove_source_settings(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
+    """What enable-mirroring set on the source pools besides mirroring, removed.
 
-    A key that may not is said, not fatal: the cap only bounds journals.
+    The journal cap (journal mode) and the mirror snapshot schedules (snapshot mode): a key
+    that may not remove them, or a mgr that does not answer, is said, not fatal; the cap only
+    bounds journals, and the mgr skips demoted or unmirrored images.
     """
     if opts.dry_run:
         return
@@ -97,6 +101,12 @@ def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) ->
             if exc.rc not in (EACCES, EPERM):
                 raise
             opts.log(f"WARNING: {pool}: the journal cap could not be removed: {exc}")
+        try:
+            for interval in src.snapshot_schedules(pool):
+                src.snapshot_schedule(pool, interval, add=False)
+                opts.log(f"{pool}: source mirror snapshot schedule every {interval} removed")
+        except CephError as exc:
+            opts.log(f"WARNING: {pool}: the mirror snapshot schedule could not be removed: {exc}")
 
 
 def _remove_leftover_journaling(

@@ -154,8 +154,9 @@ def test_cutover_under_writes_interrupted_twice_then_teardown_interrupted_twice(
     monkeypatch.undo()
     original = cutover._promote_until_done
 
-    def partial(dst, pools, *args, **kwargs):
-        original(dst, pools[:1], *args, **kwargs)
+    def partial(dst, pending_rc, *args, **kwargs):
+        first = dict(list(pending_rc.items())[:1])
+        original(dst, first, *args, **kwargs)
         raise RuntimeError("simulated crash after a partial promote")
 
     monkeypatch.setattr(cutover, "_promote_until_done", partial)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import (
     EBUSY,
+    EINVAL,
     Callout,
     CephCluster,
     CephError,
@@ -31,6 +32,7 @@ from ceph_cli import (
     Space,
 )
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
+from mirror_modes import EROFS
 
 
 def _digest(data: bytes) -> str:
@@ -50,7 +52,8 @@ class FakeImage:
     data: bytes = b""  # the image's content (verify); its size is the data's length
     snap_data: dict[str, bytes] = field(default_factory=dict)  # a snapshot's, when not `data`
     old_format: bool = False
-    mirror_mode: str = ""  # "snapshot": mirrored in snapshot mode by someone else
+    mirror_mode: str = ""  # "snapshot" once snapshot mirrored (preflight: by someone else)
+    mirror_snapshots: int = 0  # mirror snapshots taken (snapshot mode)
 
 
 @dataclass
@@ -91,6 +94,10 @@ class FakeCluster:
     calls: list[str] = field(default_factory=list)
     digest_workers: list[int] = field(default_factory=list)  # reads in flight per digests call
     snapshot_workers: dict[str, int] = field(default_factory=dict)  # cutover-snapshots action
+    schedules: dict[str, list[str]] = field(default_factory=dict)  # pool -> snapshot intervals
+    schedule_denied: bool = False  # the key has no mgr caps (ceph-proxy's)
+    snapshot_lag: set[str] = field(default_factory=set)  # snapshot images not caught up
+    registered: set[str] = field(default_factory=set)  # pools a destination daemon is tx peer of
 
     @property
     def lost(self) -> bool:
@@ -170,14 +177,22 @@ class FakeCluster:
     def mirror_pool_info(self, pool: str) -> MirrorPoolInfo:
         self._call(f"mirror pool info {pool}")
         return MirrorPoolInfo(
-            name=pool, mode=self.modes.get(pool, "disabled"), peers=tuple(self.peers.get(pool, []))
+            name=pool, mode=self.modes.get(pool, "disabled"), peers=self._peers(pool)
         )
+
+    def _peers(self, pool: str) -> tuple[Peer, ...]:
+        """The pool's peers, with the tx-only one a destination daemon registered."""
+        tx = Peer(uuid=f"tx-{pool}", site_name="site-ceph", client_name="", direction="1")
+        return tuple(self.peers.get(pool, [])) + ((tx,) if pool in self.registered else ())
 
     def mirror_pool_enable(self, pool: str, mode: str = "pool") -> None:
         self._call(f"mirror pool enable {pool}")
         self.modes[pool] = mode
         for img in self._imgs(pool):
-            img.mirror_enabled = "journaling" in img.features
+            if mode == "pool":
+                img.mirror_enabled = "journaling" in img.features
+            else:  # image mode mirrors what was enabled one by one
+                img.mirror_enabled = img.mirror_enabled and img.mirror_mode == "snapshot"
 
     def mirror_pool_disable(self, pool: str) -> None:
         self._call(f"mirror pool disable {pool}")
@@ -186,6 +201,8 @@ class FakeCluster:
         if pool in self.busy_pools and any(i.mirror_enabled for i in self._imgs(pool)):
             self.modes[pool] = "image"  # what librbd leaves behind
             raise CephError(self.name, ["mirror pool disable"], EBUSY, "image has clones")
+        if self.modes.get(pool) == "image" and any(i.mirror_enabled for i in self._imgs(pool)):
+            raise CephError(self.name, ["mirror pool disable"], EINVAL, "images enabled")
         self.modes[pool] = "disabled"
         for img in self._imgs(pool):
             if img.name not in self.sticky_journaling:
@@ -200,7 +217,8 @@ class FakeCluster:
                 if name in self.fail_images:
                     failed[name] = "ImageBusy: [errno 16] it has clones"
                     continue
-                self.image(pool, name).mirror_enabled = False
+                img = self.image(pool, name)
+                img.mirror_enabled, img.mirror_mode, img.mirror_snapshots = False, "", 0
                 changed.append(name)
             if failed:
                 break
@@ -222,7 +240,7 @@ class FakeCluster:
             MirrorPoolInfo(
                 name=p,
                 mode=self.modes.get(p, "disabled"),
-                peers=tuple(self.peers.get(p, [])),
+                peers=self._peers(p),
                 site_name=self.site or f"site-{self.name}",
             )
             for p in pools
@@ -239,8 +257,9 @@ class FakeCluster:
                 name=i.name,
                 global_id="g",
                 state=self.states.get(i.name, ("up+replaying", ""))[0],
-                description=self.states.get(i.name, ("", "replaying"))[1],
+                description=self.states.get(i.name, ("", self._description(i)))[1],
                 primary=i.primary,
+                mode=i.mirror_mode or "journal",
             )
             for i in imgs
             if i.mirror_enabled and mode != "disabled"
@@ -254,6 +273,56 @@ class FakeCluster:
                 i.name: self.watchers[i.name] for i in imgs if watchers and i.name in self.watchers
             },
         )
+
+    def _description(self, img: FakeImage) -> str:
+        """What the daemon publishes for a replaying image, in the image's mode."""
+        if img.mirror_mode != "snapshot":
+            return "replaying"
+        remote = 1_700_000_000 + img.mirror_snapshots
+        local = remote - 1 if img.name in self.snapshot_lag else remote
+        state = "syncing" if img.name in self.snapshot_lag else "idle"
+        return (
+            f'replaying, {{"replay_state":"{state}","local_snapshot_timestamp":{local},'
+            f'"remote_snapshot_timestamp":{remote}}}'
+        )
+
+    def enable_snapshot_mirroring_all(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk enable-snapshot-mirroring {pool}")
+        changed, failed = {}, {}
+        for name in images:
+            img = self.image(pool, name)
+            if name in self.fail_images:
+                failed[name] = "PermissionError: [errno 13] denied"
+            elif img.mirror_enabled and img.mirror_mode != "snapshot":
+                failed[name] = "ValueError: mirrored in journal mode: not converted"
+            elif not img.mirror_enabled:
+                img.mirror_enabled, img.mirror_mode = True, "snapshot"
+                img.mirror_snapshots += 1
+                changed[name] = "snapshot"
+        return changed, failed
+
+    def mirror_snapshot_all(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk mirror-snapshot {pool}")
+        taken = {}
+        for name in images:
+            img = self.image(pool, name)
+            if img.mirror_enabled and img.primary and img.mirror_mode == "snapshot":
+                img.mirror_snapshots += 1
+                taken[name] = str(img.mirror_snapshots)
+        return taken, {}
+
+    def snapshot_schedules(self, pool: str) -> list[str]:
+        self._call(f"mirror snapshot schedule ls {pool}")
+        if self.schedule_denied:
+            raise CephError(self.name, ["schedule"], 13, "does your client key have mgr caps?")
+        return list(self.schedules.get(pool, []))
+
+    def snapshot_schedule(self, pool: str, interval: str, *, add: bool) -> None:
+        self._call(f"mirror snapshot schedule {'add' if add else 'remove'} {pool} {interval}")
+        if self.schedule_denied:
+            raise CephError(self.name, ["schedule"], 13, "does your client key have mgr caps?")
+        kept = [i for i in self.schedules.get(pool, []) if i != interval]
+        self.schedules[pool] = kept + ([interval] if add else [])
 
     def peer_add(self, pool: str, client_name: str, site_name: str) -> str:
         self._call(f"peer add {pool}")
@@ -270,6 +339,8 @@ class FakeCluster:
     def peer_remove(self, pool: str, uuid: str) -> None:
         self._call(f"peer remove {pool}")
         self.peers[pool] = [p for p in self.peers.get(pool, []) if p.uuid != uuid]
+        if uuid == f"tx-{pool}":
+            self.registered.discard(pool)
 
     def remove_peer_omap(self, pool: str, uuid: str) -> None:
         self.peer_remove(pool, uuid)
@@ -291,7 +362,9 @@ class FakeCluster:
         self._call(f"promote {pool}")
         if self.promote_busy and not force:
             self.promote_busy -= 1
-            raise CephError(self.name, ["promote"], EBUSY, "demotion is not propagated yet")
+            snapshot = any(i.mirror_mode == "snapshot" for i in self._imgs(pool))
+            rc = EROFS if snapshot else EBUSY
+            raise CephError(self.name, ["promote"], rc, "demotion is not propagated yet")
         changed = [i for i in self._imgs(pool) if i.mirror_enabled and not i.primary]
         for img in changed:
             img.primary = True
@@ -503,12 +576,17 @@ def make_pair() -> tuple[FakeCluster, FakeCluster]:
 
 
 def mirror(src: FakeCluster, dst: FakeCluster) -> None:
-    """What the rbd-mirror daemon does: copy every mirror-enabled source image, non-primary."""
+    """What the rbd-mirror daemon does: copy every mirror-enabled source image, non-primary.
+
+    In snapshot mode it also registers as the source pool's tx peer, as the real one does.
+    """
     for pool, imgs in src.pool_images.items():
+        if dst.modes.get(pool) == "image" and dst.peers.get(pool):
+            src.registered.add(pool)
         for img in imgs:
             if (
                 img.mirror_enabled
-                and dst.modes.get(pool) == "pool"
+                and dst.modes.get(pool) in ("pool", "image")
                 and not any(i.name == img.name for i in dst.pool_images[pool])
             ):
                 dst.pool_images[pool].append(
@@ -520,6 +598,7 @@ def mirror(src: FakeCluster, dst: FakeCluster) -> None:
                         mirror_enabled=True,
                         snaps=[s for s in img.snaps if s != "cutover"],
                         data=img.data,
+                        mirror_mode=img.mirror_mode,
                     )
                 )
 
