@@ -274,16 +274,16 @@ def _journal(cluster, ioctx, name: str, journal_id: str) -> JournalAnswer:
 
 
 def _journal_status(cluster, ioctx, workers: int) -> JournalStatusAnswer:
-    """The journal of every mirrored image (`_journal`), in the thread pool; no image opened."""
+    """The journal of every journal-mirrored image (`_journal`), in the thread pool; none opened.
+
+    Snapshot-mirrored images have no journal: left out.
+    """
     api = rbd.RBD()
     if api.mirror_mode_get(ioctx) == rbd.RBD_MIRROR_MODE_DISABLED:
         return {"images": [], "failed": {}}
     names = {i["id"]: i["name"] for i in api.list2(ioctx)}
-    ids = {
-        names[image_id]: image_id
-        for image_id, _ in api.mirror_image_info_list(ioctx)
-        if image_id in names
-    }
+    journaled = api.mirror_image_info_list(ioctx, rbd.RBD_MIRROR_IMAGE_MODE_JOURNAL)
+    ids = {names[image_id]: image_id for image_id, _ in journaled if image_id in names}
     done, failed = _each(
         ioctx, lambda io, n: _journal(cluster, io, n, ids[n]), sorted(ids), workers
     )

@@ -210,13 +210,12 @@ def _schedule(
         if not opts.dry_run:
             src.snapshot_schedule(pool, interval, add=True)
         result.schedule = interval
-    except CephError as exc:
+    except CephError as exc:  # said every run, but not a change: the charm's schedule is kept
         result.schedule = SELF_SCHEDULED
-        result.changes.append(
-            f"source: no mirror snapshot schedule ({exc}): the charm takes a snapshot of "
-            f"each image every {interval} on update-status instead"
+        opts.log(
+            f"WARNING: {pool}: no mirror snapshot schedule on the source ({exc}): the charm "
+            f"takes a snapshot of each image every {interval} on update-status instead"
         )
-        opts.log(f"WARNING: {pool}: {result.changes[-1]}")
 
 
 def first_snapshots(

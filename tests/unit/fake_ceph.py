@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from dataclasses import dataclass, field
 
 from ceph_cli import (
@@ -278,7 +279,7 @@ class FakeCluster:
         """What the daemon publishes for a replaying image, in the image's mode."""
         if img.mirror_mode != "snapshot":
             return "replaying"
-        remote = 1_700_000_000 + img.mirror_snapshots
+        remote = int(time.time())  # the newest source snapshot, taken just now
         local = remote - 1 if img.name in self.snapshot_lag else remote
         state = "syncing" if img.name in self.snapshot_lag else "idle"
         return (

@@ -1,0 +1,140 @@
+"""Snapshot-based mirroring (config mirror-mode=snapshot) on two real Ceph clusters.
+
+The whole migration of the pools snapshot mode may carry (glance and cinder-ceph: no clones),
+with a VM still writing while the sync runs: the writer's shadow file is the truth the
+destination must equal after the cutover. Along the way: clones refused with the tracker
+61891 reason, no source image ever journaled (sampled), never primary on both sides
+(sampled through the cutover), and no mirroring, mirror snapshot or schedule left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+from ops import testing
+
+from tests.functional.charm_host import CharmHost
+from tests.functional.lab.seed import (
+    POOLS,
+    file_md5,
+    images,
+    md5,
+    md5_all,
+    primary_sampler,
+    recorded,
+    start_writer,
+)
+
+SYNC_TIMEOUT_S = 420
+SNAPSHOT_POOLS = ("glance", "cinder-ceph")
+
+
+def _configure(host: CharmHost, **config: str) -> None:
+    host.state = dataclasses.replace(host.state, config={**host.state.config, **config})
+    host.hook("config_changed")
+
+
+def _journaled(lab) -> list[str]:
+    """Source images of the snapshot pools that have the journaling feature."""
+    return [
+        f"{pool}/{image}"
+        for pool in SNAPSHOT_POOLS
+        for image in images(lab.src, pool)
+        if "journaling" in lab.src.rbd_json("info", f"{pool}/{image}")["features"]
+    ]
+
+
+def _mirror_snapshots(cluster, pool: str, image: str) -> list[str]:
+    """The image's mirror snapshots (`rbd snap ls --all`, namespace mirror)."""
+    snaps = cluster.rbd_json("snap", "ls", "--all", f"{pool}/{image}")
+    return [s["name"] for s in snaps if s.get("namespace", {}).get("type") == "mirror"]
+
+
+def test_snapshot_mode_migrates_under_writes_without_journaling_and_leaves_no_mirroring(
+    fresh_host: CharmHost, tmp_path
+):
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    _configure(host, **{"mirror-mode": "snapshot", "snapshot-interval": "1m"})
+
+    # Clones (nova) are refused in snapshot mode, with the tracker's reason; nothing changed.
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("enable-mirroring")
+    assert "61891" in exc.value.message and "nova/" in exc.value.message, exc.value.message
+    for pool in POOLS:
+        assert lab.src.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+
+    # The pools without clones, and a VM that keeps writing to a volume during the sync.
+    _configure(host, pools=",".join(SNAPSHOT_POOLS))
+    volume = images(lab.src, "cinder-ceph")[0]
+    stop, shadow = tmp_path / "stop-writing", tmp_path / "volume.shadow"
+    lab.src.rbd("export", f"cinder-ceph/{volume}", str(shadow), "--no-progress")
+    writer = start_writer(lab.src, "cinder-ceph", volume, stop, shadow=shadow, pause=0.5)
+
+    results, logs = host.action("enable-mirroring")
+    assert results["mode"] == "snapshot"
+    assert results["images"] == 4
+    per_pool = json.loads(results["pools"])
+    print(f"\nenable-mirroring (snapshot): {json.dumps(per_pool)}")
+    for pool in SNAPSHOT_POOLS:
+        assert per_pool[pool]["schedule"], per_pool[pool]
+        assert lab.src.rbd_json("mirror", "pool", "info", pool)["mode"] == "image"
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "image"
+    again, _ = host.action("enable-mirroring")
+    assert again["changes"] == 0, "a second enable-mirroring changes nothing"
+    with pytest.raises(testing.ActionFailed) as exc:
+        host.action("enable-mirroring", mode="journal")
+    assert "never converted" in exc.value.message, "never converted between modes"
+
+    # The sync, sampled: no source image is ever journaled.
+    samples, deadline = 0, time.monotonic() + SYNC_TIMEOUT_S
+    while True:
+        assert _journaled(lab) == [], "snapshot mode journaled a source image"
+        samples += 1
+        status, _ = host.action("status")
+        if status["ready-for-cutover"] == "true":
+            break
+        assert time.monotonic() < deadline, f"not ready: {status['reasons']}"
+        host.hook("update_status")  # the charm's own snapshots, where it schedules them
+        time.sleep(5)
+    print(f"journaling sampled {samples} time(s) during the sync: never present")
+    pools = json.loads(status["pools"])
+    assert all(pools[p]["mirror-mode"] == "snapshot" for p in SNAPSHOT_POOLS), pools
+
+    # "Stop the instances": the writer's last write lands before the demotion's snapshot.
+    stop.touch()
+    assert int(writer.communicate(timeout=60)[0]) > 0
+    expected = {**recorded(lab.src), f"cinder-ceph/{volume}": file_md5(shadow)}
+    expected = {k: v for k, v in expected.items() if k.split("/")[0] in SNAPSHOT_POOLS}
+    assert md5(lab.src, "cinder-ceph", volume) == expected[f"cinder-ceph/{volume}"]
+
+    sampler = primary_sampler(lab.src, lab.dst, seconds=60)
+    results, logs = host.action("demote-promote", timeout=180)
+    print(f"demote-promote (snapshot): {results['seconds']} s, attempts {results['attempts']}")
+    assert sum(json.loads(results["promoted"]).values()) == 4
+    again, _ = host.action("demote-promote", timeout=60)
+    assert sum(json.loads(again["promoted"]).values()) == 0, "re-run is a no-op"
+    report = json.loads(sampler.communicate(timeout=120)[0])
+    assert report["samples"] > 10 and report["violations"] == [], report
+
+    results, _ = host.action("teardown")
+    assert results["daemon-stopped"] == "true"
+
+    arrived = md5_all(lab.dst, SNAPSHOT_POOLS)
+    assert arrived == expected, "every byte, the last writes included"
+    (glance,) = images(lab.dst, "glance")
+    snaps = [s["name"] for s in lab.dst.rbd_json("snap", "ls", f"glance/{glance}")]
+    assert snaps == ["snap"], "the user snapshot the clones need came along"
+    for pool in SNAPSHOT_POOLS:
+        info = lab.dst.rbd_json("mirror", "pool", "info", pool)
+        assert info["mode"] == "disabled" and not info.get("peers"), info
+        assert lab.src.rbd_json("mirror", "snapshot", "schedule", "ls", f"--pool={pool}") == []
+        for image in images(lab.dst, pool):
+            assert _mirror_snapshots(lab.dst, pool, image) == [], f"{pool}/{image}"
+            assert "journaling" not in lab.dst.rbd_json("info", f"{pool}/{image}")["features"]
+    assert _journaled(lab) == []
+    print(f"snapshot mode: {len(arrived)} images md5-equal, no mirror snapshot left")

@@ -1,0 +1,355 @@
+"""Snapshot mode's branches over the in-memory clusters (Ceph's behaviour: functional tests).
+
+Each phase in snapshot mode, what differs from journal mode (mirror_modes.py), the release
+rules (ceph_release.py) and the charm's wiring: config, the action's `mode`, the refusals,
+the charm's own snapshots where the source's mgr will not schedule them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+from ops import testing
+
+import ceph_release
+import migration
+from ceph_cli import EBUSY, CephError, ImageStatus
+from ceph_release import CephVersion, ClusterVersions, ReleasePair
+from migration import MigrationError, Options, PeerSpec
+from mirror_modes import EROFS, JOURNAL, MODES, SNAPSHOT, interval_seconds, mode
+from tests.unit.conftest import World, ready_state
+from tests.unit.fake_ceph import FakeCluster, FakeImage, make_pair, mirror
+
+PEER = PeerSpec(client_name="client.rbd-mirror-migration", site_name="source")
+POOLS = ("glance", "cinder-ceph")  # no clones: what snapshot mode carries
+SNAP = MODES[SNAPSHOT]
+
+
+def _pair() -> tuple[FakeCluster, FakeCluster]:
+    src, dst = make_pair()
+    for cluster in (src, dst):
+        del cluster.pool_images["nova"]
+    return src, dst
+
+
+def _enable(src, dst, *, sleep=lambda _: None, interval="5m", **kw) -> list:
+    src.registered |= set(POOLS) if kw.pop("registered", True) else set()
+    return migration.enable_mirroring(
+        src, dst, POOLS, PEER, Options(), mode=SNAP, snapshot_interval=interval, sleep=sleep, **kw
+    )
+
+
+def _synced() -> tuple[FakeCluster, FakeCluster]:
+    src, dst = _pair()
+    _enable(src, dst)
+    mirror(src, dst)
+    return src, dst
+
+
+def _images(cluster: FakeCluster) -> list[FakeImage]:
+    return [i for imgs in cluster.pool_images.values() for i in imgs]
+
+
+# --- mirror_modes: the one table ---------------------------------------------------------
+
+
+def test_each_mode_names_its_pool_mode_and_its_promote_pending_errno():
+    assert (MODES[JOURNAL].pool_mode, MODES[JOURNAL].promote_pending_rc) == ("pool", EBUSY)
+    assert (SNAP.pool_mode, SNAP.promote_pending_rc) == ("image", EROFS)
+    with pytest.raises(ValueError, match="journal, snapshot"):
+        mode("rsync")
+
+
+@pytest.mark.parametrize(
+    "description, caught_up",
+    [
+        ('replaying, {"replay_state":"idle","local_snapshot_timestamp":5,'
+         '"remote_snapshot_timestamp":5}', True),
+        ('replaying, {"replay_state":"syncing","local_snapshot_timestamp":5,'
+         '"remote_snapshot_timestamp":5}', False),
+        ('replaying, {"replay_state":"idle","local_snapshot_timestamp":4,'
+         '"remote_snapshot_timestamp":5}', False),
+        ('replaying, {"replay_state":"idle"}', False),
+    ],
+)  # fmt: skip
+def test_a_snapshot_image_is_caught_up_only_idle_with_the_newest_snapshot_copied(
+    description, caught_up
+):
+    image = ImageStatus("p", "i", "up+replaying", description, "", mode=SNAPSHOT)
+    assert image.caught_up is caught_up
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("1m", 60), ("5m", 300), ("2h", 7200), ("1d", 86400), (" 3m ", 180)]
+)
+def test_snapshot_interval_in_ceph_schedule_syntax(text, seconds):
+    assert interval_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0m", "30s", "5", "m", "1w", "5m;rm"])
+def test_a_bad_snapshot_interval_is_refused_with_the_syntax(text):
+    with pytest.raises(ValueError, match="whole number of minutes"):
+        interval_seconds(text)
+
+
+def test_an_image_mirrored_in_the_other_mode_or_journaled_is_refused_in_snapshot_mode():
+    assert "journal mode" in SNAP.image_refusal("journal", ())
+    assert "journaling feature" in SNAP.image_refusal("", ("journaling",))
+    assert SNAP.image_refusal("", ("layering",)) == ""
+    assert SNAP.image_refusal("snapshot", ()) == ""
+    assert "snapshot mode" in MODES[JOURNAL].image_refusal("snapshot", ())
+
+
+# --- ceph_release: which releases may ----------------------------------------------------
+
+
+def _pair_of(source: str, tools: str = "19.2.1") -> ReleasePair:
+    def versions(text: str) -> ClusterVersions:
+        version = CephVersion(*map(int, text.split(".")))
+        return ClusterVersions(mons=(version,), osds=(version,))
+
+    tool = CephVersion(*map(int, tools.split(".")))
+    return ReleasePair(versions(source), versions("19.2.1"), {"rbd": tool, "rbd-mirror": tool})
+
+
+@pytest.mark.parametrize(
+    "source, refused",
+    [("14.2.22", True), ("15.2.14", True), ("15.2.15", False), ("16.2.6", True),
+     ("16.2.7", False), ("17.2.0", False), ("19.2.1", False)],
+)  # fmt: skip
+def test_snapshot_mode_needs_a_source_with_one_way_registration(source, refused):
+    why = ceph_release.snapshot_mode_refusal(_pair_of(source))
+    assert bool(why) is refused
+    if refused:
+        assert source in why and "PR 43314" in why and "mode=journal" in why
+
+
+def test_clones_are_refused_in_snapshot_mode_naming_the_tracker_while_no_release_has_the_fix():
+    assert ceph_release.SNAPSHOT_CLONE_FIX is None
+    assert "61891" in ceph_release.snapshot_clone_refusal(_pair_of("19.2.1"))
+
+
+# --- enable-mirroring --------------------------------------------------------------------
+
+
+def test_enable_in_snapshot_mode_uses_image_mode_and_no_journaling_and_schedules_the_source():
+    src, dst = _pair()
+    results = _enable(src, dst)
+    assert {src.modes[p] for p in POOLS} == {dst.modes[p] for p in POOLS} == {"image"}
+    assert all(i.mirror_mode == "snapshot" and i.mirror_enabled for i in _images(src))
+    assert not any("journaling" in i.features for i in _images(src))
+    assert src.schedules == dict.fromkeys(POOLS, ["5m"])
+    assert {r.schedule for r in results} == {"5m"}
+    # the snapshot at enable time names no tx peer: a first one once the daemon registered
+    assert sum(r.first_snapshots for r in results) == len(_images(src)) == 2
+    assert all(i.mirror_snapshots == 2 for i in _images(src))
+
+
+def test_enable_in_snapshot_mode_twice_changes_nothing_the_second_time():
+    src, dst = _synced()
+    again = _enable(src, dst)
+    assert all(r.changes == [] for r in again)
+
+
+def test_a_key_without_mgr_caps_leaves_the_snapshots_to_the_charm_and_says_so():
+    src, dst = _pair()
+    src.schedule_denied = True
+    lines: list[str] = []
+    results = migration.enable_mirroring(
+        src, dst, POOLS, PEER, Options(log=lines.append), mode=SNAP, sleep=lambda _: None
+    )
+    assert {r.schedule for r in results} == {migration.SELF_SCHEDULED}
+    assert any("mgr caps" in line and "update-status" in line for line in lines)
+
+
+def test_first_snapshots_wait_bounded_for_the_daemon_then_leave_it_to_the_schedule():
+    src, dst = _pair()
+    sleeps: list[float] = []
+    lines: list[str] = []
+    results = migration.enable_mirroring(
+        src, dst, POOLS, PEER, Options(log=lines.append), mode=SNAP, sleep=sleeps.append
+    )
+    assert sum(r.first_snapshots for r in results) == 0
+    assert 0 < len(sleeps) <= 23, "bounded in count"
+    assert any("has not registered on the source yet" in line for line in lines)
+
+
+@pytest.mark.parametrize("asked, found", [(SNAP, "pool"), (MODES[JOURNAL], "image")])
+def test_a_pool_mirrored_in_the_other_mode_is_refused_and_nothing_changes(asked, found):
+    src, dst = _pair()
+    src.modes["glance"] = found
+    calls = len(src.calls), len(dst.calls)
+    with pytest.raises(MigrationError, match="other mode, nothing changed.*never converted"):
+        migration.enable_mirroring(
+            src, dst, POOLS, PEER, Options(), mode=asked, sleep=lambda _: None
+        )
+    changing = [
+        c for c in src.calls[calls[0] :] + dst.calls[calls[1] :] if not c.startswith("bulk")
+    ]
+    assert not [c for c in changing if "enable" in c or "peer add" in c]
+    assert src.modes == {"glance": found} and dst.modes == {}
+
+
+# --- status, cutover, teardown ----------------------------------------------------------
+
+
+def _report(src, dst, max_age: float) -> migration.StatusReport:
+    return migration.status(src, dst, POOLS, daemon_running=True, snapshot_max_age=max_age)
+
+
+def test_ready_for_cutover_only_with_a_recent_snapshot_copied_by_every_image():
+    src, dst = _synced()
+    assert _report(src, dst, 600).ready
+    dst.snapshot_lag.add("volume-1")
+    assert not _report(src, dst, 600).ready, "not idle on the newest snapshot"
+    dst.snapshot_lag.clear()
+    stale = _report(src, dst, 600)
+    stale.read_at = time.time() + 1200
+    assert not stale.ready and "twice snapshot-interval" in " ".join(stale.reasons)
+    pools = _report(src, dst, 600).pools[0].as_dict()
+    assert pools["mirror-mode"] == "snapshot" and "oldest-copied-snapshot" in pools
+
+
+def test_the_promotion_is_retried_on_erofs_in_snapshot_mode():
+    src, dst = _synced()
+    dst.promote_busy = 2
+    sleeps: list[float] = []
+    result = migration.demote_promote(
+        src,
+        dst,
+        POOLS,
+        Options(),
+        timeout=60,
+        force=False,
+        daemon_running=True,
+        sleep=sleeps.append,
+    )
+    assert result.attempts == 2 and sleeps == [1.0]
+    assert all(i.primary for i in _images(dst)) and not any(i.primary for i in _images(src))
+
+
+def test_ebusy_is_not_snapshot_modes_not_yet_and_ends_the_promotion_at_once():
+    src, dst = _synced()
+
+    def busy(pool, *, force=False):
+        raise CephError("ceph", ["promote"], EBUSY, "busy")
+
+    dst.pool_promote = busy  # type: ignore[method-assign]
+    with pytest.raises(CephError):
+        migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True,
+            sleep=lambda _: pytest.fail("retried"),
+        )  # fmt: skip
+
+
+def test_teardown_disables_image_by_image_and_removes_the_source_schedules():
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    lines: list[str] = []
+    migration.teardown(src, dst, POOLS, PEER, Options(log=lines.append))
+    assert {dst.modes[p] for p in POOLS} == {"disabled"}
+    assert not any(i.mirror_enabled or i.mirror_snapshots for i in _images(dst))
+    assert src.schedules == dict.fromkeys(POOLS, [])
+    assert any("image by image" in line for line in lines)
+
+
+def test_teardown_goes_on_when_the_source_schedule_cannot_be_removed():
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    src.schedule_denied = True
+    lines: list[str] = []
+    migration.teardown(src, dst, POOLS, PEER, Options(log=lines.append))
+    assert {dst.modes[p] for p in POOLS} == {"disabled"}
+    assert any("schedule could not be removed" in line for line in lines)
+
+
+def test_abort_in_snapshot_mode_puts_the_source_back_and_removes_its_schedules():
+    src, dst = _synced()
+    migration.abort(src, dst, POOLS, PEER, Options(), journaled={})
+    assert {src.modes[p] for p in POOLS} == {dst.modes[p] for p in POOLS} == {"disabled"}
+    assert src.schedules == dict.fromkeys(POOLS, []) and not src.registered
+    assert all(i.primary and not i.mirror_enabled for i in _images(src))
+
+
+# --- the charm ---------------------------------------------------------------------------
+
+
+def _snapshot_world(world: World) -> testing.State:
+    del world.src.pool_images["nova"]
+    world.src.registered |= set(POOLS)
+    world.service["running"] = True
+    return ready_state(config={"pools": ",".join(POOLS), "mirror-mode": "snapshot"})
+
+
+def _act(world: World, state, name: str, **params):
+    return world.run(world.ctx.on.action(name, params=params), state)
+
+
+def test_config_mirror_mode_snapshot_runs_enable_mirroring_in_snapshot_mode(world):
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    results = world.ctx.action_results
+    assert results["mode"] == "snapshot"
+    assert json.loads(results["pools"])["glance"]["schedule"] == "5m"
+    assert {world.src.modes[p] for p in POOLS} == {"image"}
+    assert any("enabling snapshot mirroring" in line for line in world.ctx.action_logs)
+    assert state.unit_status.name == "active"
+
+
+def test_the_mode_param_overrides_config_for_one_run(world):
+    state = _snapshot_world(world)
+    state = dataclasses.replace(state, config={"pools": ",".join(POOLS)})
+    _act(world, state, "enable-mirroring", mode="snapshot")
+    assert world.ctx.action_results["mode"] == "snapshot"
+
+
+def test_a_bad_mode_param_fails_and_changes_nothing(world):
+    with pytest.raises(testing.ActionFailed, match="journal, snapshot"):
+        _act(world, _snapshot_world(world), "enable-mirroring", mode="rsync")
+    assert world.src.modes == {} and world.dst.modes == {}
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [({"mirror-mode": "rsync"}, "mirror mode must be one of"),
+     ({"snapshot-interval": "30s"}, "snapshot-interval")],
+)  # fmt: skip
+def test_bad_mirror_config_blocks_the_unit_with_the_reason(world, config, words):
+    status = world.run(world.ctx.on.update_status(), ready_state(config=config)).unit_status
+    assert status.name == "blocked" and words in status.message
+
+
+def test_clones_are_refused_in_snapshot_mode_with_the_tracker_and_nothing_changes(world):
+    world.service["running"] = True
+    state = ready_state(config={"mirror-mode": "snapshot"})
+    with pytest.raises(testing.ActionFailed, match="61891") as exc:
+        _act(world, state, "enable-mirroring")
+    assert "nova/a_disk" in exc.value.message
+    assert world.src.modes == {} and world.dst.modes == {}
+
+
+def test_an_old_source_is_refused_snapshot_mode_with_the_release(world):
+    state = _snapshot_world(world)
+    world.src.mon_versions = {"ceph version 16.2.6 (abc) pacific (stable)": 1}
+    with pytest.raises(testing.ActionFailed, match="16.2.6.*mode=journal"):
+        _act(world, state, "enable-mirroring")
+    assert world.src.modes == {}
+
+
+def test_without_mgr_caps_the_charm_takes_the_snapshots_on_update_status_once_per_interval(world):
+    world.src.schedule_denied = True
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    assert json.loads(world.ctx.action_results["pools"])["glance"]["schedule"] == "self"
+    mirror(world.src, world.dst)
+    before = [i.mirror_snapshots for i in _images(world.src)]
+    state = world.run(world.ctx.on.update_status(), state)
+    after = [i.mirror_snapshots for i in _images(world.src)]
+    assert after == [n + 1 for n in before], "one snapshot each: the interval had passed"
+    world.run(world.ctx.on.update_status(), state)
+    assert [i.mirror_snapshots for i in _images(world.src)] == after, "not again within 5m"
