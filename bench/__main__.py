@@ -1,10 +1,15 @@
 """Benchmarks on the lab: the charm's actions against the manual procedure, in the same run.
 
-    python -m bench [--images 200] [--big-mib 1024] [--out BENCHMARKS.json]
+    python -m bench [--images 200] [--big-mib 1024] [--mode journal|snapshot] [--out FILE]
 
 Two pools of N images each on the source: `bench-a` is migrated by hand (the seed's serial loops
 and bare commands), `bench-b` by the charm's actions (its real handlers, as in the demo). Every
 figure is printed with its ratio to the baseline measured here. No figure is asserted.
+
+`--mode snapshot` runs the charm with config mirror-mode snapshot (snapshot-interval 1m) and the
+manual baseline in the same mode: image-mode pools, `rbd mirror image enable IMG snapshot` per
+image (a mirror snapshot schedule of 1m on `bench-a`, as admin), and for row 4 the time from
+`mirror image enable` until the destination holds a complete copy of that first snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 TIMELINE = False  # --timeline: print each charm action's Ceph calls
 PEER = "client.rbd-mirror-migration@source"
 BIG_POOL = "bench-big"
+MODE = "journal"  # --mode: the charm's mirror-mode, and the manual baseline's
+SNAPSHOT_INTERVAL = "1m"
+POOL_MODE = {"journal": "pool", "snapshot": "image"}
 T = TypeVar("T")
 
 
@@ -162,7 +170,9 @@ def bench(
 
     # The charm manages bench-b only (its unit status reads just that pool, as in a real
     # migration); bench-a's destination pool is created by hand, as the runbook does.
-    config: dict[str, str | int] = {"pools": "bench-b"}
+    config: dict[str, str | int] = {"pools": "bench-b", "mirror-mode": MODE}
+    if MODE == "snapshot":
+        config["snapshot-interval"] = SNAPSHOT_INTERVAL
     if management_ops:
         config["rbd-concurrent-management-ops"] = management_ops
     host.state = testing.State(leader=True, relations=host.state.relations, config=config)
@@ -186,12 +196,15 @@ def bench_enable_and_status(lab: Lab, config: dict, images: int) -> list[dict]:
     """1, 2 and 5: enable-mirroring and status against the manual loops, and their memory."""
     rows: list[dict] = []
     # 1. enable-mirroring vs the seed's serial loop.
-    rbd_cli(lab.src, "mirror", "pool", "enable", "bench-a", "pool")
+    rbd_cli(lab.src, "mirror", "pool", "enable", "bench-a", POOL_MODE[MODE])
     names = lab.src.rbd_json("ls", "bench-a")
 
     def serial() -> None:
         for name in names:
-            rbd_cli(lab.src, "feature", "enable", f"bench-a/{name}", "journaling")
+            if MODE == "snapshot":
+                rbd_cli(lab.src, "mirror", "image", "enable", f"bench-a/{name}", "snapshot")
+            else:
+                rbd_cli(lab.src, "feature", "enable", f"bench-a/{name}", "journaling")
 
     base, _ = timed(serial)
     enable = charm_action(lab, config, "enable-mirroring", pools="bench-b")
@@ -204,8 +217,13 @@ def bench_enable_and_status(lab: Lab, config: dict, images: int) -> list[dict]:
     )
     lab.dst.ceph("osd", "pool", "create", "bench-a", "32", "32")
     rbd_cli(lab.dst, "pool", "init", "bench-a")
-    rbd_cli(lab.dst, "mirror", "pool", "enable", "bench-a", "pool")
+    rbd_cli(lab.dst, "mirror", "pool", "enable", "bench-a", POOL_MODE[MODE])
     rbd_cli(lab.dst, "mirror", "pool", "peer", "add", "bench-a", PEER, "--direction", "rx-only")
+    if MODE == "snapshot":  # the snapshots taken at enable list no peer yet: the schedule's do
+        rbd_cli(
+            lab.src, "mirror", "snapshot", "schedule", "add", "--pool", "bench-a",
+            SNAPSHOT_INTERVAL,
+        )  # fmt: skip
 
     # 2. status vs a per-image `rbd info` loop (on the source, while the first sync runs).
     def info_loop() -> None:
@@ -444,16 +462,22 @@ def bench_sync(lab: Lab, big_mib: int, runs: int = 2) -> list[dict]:
     pool = BIG_POOL
     lab.src.ceph("osd", "pool", "create", pool, "32", "32")
     lab.src.rbd("pool", "init", pool)
-    rbd_cli(lab.src, "mirror", "pool", "enable", pool, "pool")
+    rbd_cli(lab.src, "mirror", "pool", "enable", pool, POOL_MODE[MODE])
     lab.dst.ceph("osd", "pool", "create", "rawcopy", "32", "32")
     rbd_cli(lab.dst, "pool", "init", "rawcopy")
     lab.dst.ceph("osd", "pool", "create", pool, "32", "32")
     rbd_cli(lab.dst, "pool", "init", pool)
-    rbd_cli(lab.dst, "mirror", "pool", "enable", pool, "pool")
+    rbd_cli(lab.dst, "mirror", "pool", "enable", pool, POOL_MODE[MODE])
     rbd_cli(lab.dst, "mirror", "pool", "peer", "add", pool, PEER, "--direction", "rx-only")
-    # A small journaled image proves the pool replayer runs before anything is timed.
+    # A small mirrored image proves the pool replayer runs before anything is timed.
     make_images(lab, pool, 1, size_mib=4, first=99, create_pool=False)
-    rbd_cli(lab.src, "feature", "enable", f"{pool}/img00099", "journaling")
+    if MODE == "snapshot":
+        # Snapshots list the source's tx peers of their moment: wait for the daemon's.
+        if not wait_for(lambda: tx_peer(lab, pool), timeout=300, interval=1):
+            raise LabError(f"the daemon never registered on the source's {pool}")
+        rbd_cli(lab.src, "mirror", "image", "enable", f"{pool}/img00099", "snapshot")
+    else:
+        rbd_cli(lab.src, "feature", "enable", f"{pool}/img00099", "journaling")
     if not wait_for(
         lambda: image_state(lab, f"{pool}/img00099") == "up+replaying", timeout=300, interval=1
     ):
@@ -464,7 +488,7 @@ def bench_sync(lab: Lab, big_mib: int, runs: int = 2) -> list[dict]:
         spec = f"{pool}/img{n:05d}"
         raws.append(timed(lambda s=spec, n=n: raw_copy(lab, s, f"rawcopy/copy{n}"))[0])
         rbd_cli(lab.dst, "rm", f"rawcopy/copy{n}", "--no-progress")
-        live, shown = sync_times(lab, spec)
+        live, shown = (sync_times_snapshot if MODE == "snapshot" else sync_times)(lab, spec)
         lives.append(live)
         published.append(shown)
         print(
@@ -475,7 +499,7 @@ def bench_sync(lab: Lab, big_mib: int, runs: int = 2) -> list[dict]:
     raw, live, shown = (statistics.mean(x) for x in (raws, lives, published))
     report(
         rows,
-        f"4. initial sync of a {big_mib} MiB image, mean of {runs}",
+        f"4. initial sync of a {big_mib} MiB image, mean of {runs}, {MODE} mode",
         raw,
         live,
         note=f"raw {big_mib / raw:.0f} MiB/s, mirror {big_mib / live:.0f} MiB/s "
@@ -498,6 +522,46 @@ def sync_times(lab: Lab, spec: str) -> tuple[float, float]:
             return (live if live is not None else shown), shown
         time.sleep(0.25)
     raise LabError(f"{spec} never replayed")
+
+
+def tx_peer(lab: Lab, pool: str) -> bool:
+    """The source's `pool` lists a tx-only peer: the destination's daemon registered there."""
+    info = lab.src.rbd_json("mirror", "pool", "info", pool)
+    return any(p.get("direction") in ("tx-only", 1, "1") for p in info.get("peers", []))
+
+
+def copied_snapshot(lab: Lab, spec: str) -> bool:
+    """The destination's `spec` holds a complete non-primary mirror snapshot (a full copy)."""
+    proc = rbd_cli(lab.dst, "snap", "ls", "--all", spec, "--format", "json", check=False)
+    if proc.returncode:
+        return False
+    for snap in json.loads(proc.stdout or b"[]"):
+        ns = snap.get("namespace", {})
+        if (
+            ns.get("type") == "mirror"
+            and "non-primary" in ns.get("state", "")
+            and ns.get("complete")
+        ):
+            return True
+    return False
+
+
+def sync_times_snapshot(lab: Lab, spec: str) -> tuple[float, float]:
+    """Snapshot-mirror `spec`; seconds until dst holds a complete copy, and until published.
+
+    `mirror image enable` takes the first mirror snapshot (the daemon is the pool's tx peer
+    already); the copy is done when the destination's non-primary snapshot is complete.
+    """
+    start = time.monotonic()
+    rbd_cli(lab.src, "mirror", "image", "enable", spec, "snapshot")
+    live = None
+    while time.monotonic() < start + 1800:
+        if live is None and copied_snapshot(lab, spec):
+            live = time.monotonic() - start
+        if live is not None and image_state(lab, spec) == "up+replaying":
+            return live, time.monotonic() - start
+        time.sleep(0.25)
+    raise LabError(f"{spec} never copied")
 
 
 def raw_copy(lab: Lab, spec: str, target: str) -> None:
@@ -548,11 +612,19 @@ def main() -> int:
         help="skip the seeded-migration tuning comparison (about 3 minutes)",
     )
     parser.add_argument(
+        "--mode",
+        choices=sorted(POOL_MODE),
+        default="journal",
+        help="the charm's mirror-mode, and the manual baseline's (default journal)",
+    )
+    parser.add_argument(
         "--timeline", action="store_true", help="print each charm action's Ceph calls, timed"
     )
     args = parser.parse_args()
-    global TIMELINE
+    global TIMELINE, MODE
     TIMELINE = args.timeline
+    MODE = args.mode
+    print(f"mode: {MODE}", flush=True)
     lab = Lab(Path(tempfile.mkdtemp(prefix="rbd-mirror-bench-")))
     try:
         rows = bench(

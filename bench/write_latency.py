@@ -28,10 +28,12 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from bench.__main__ import charm_action, image_state, make_images
+from mirror_modes import interval_seconds
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import LabError, wait_for
 
@@ -112,8 +114,43 @@ def set_up(lab: Lab, size_mib: int, interval: str) -> None:
         features = lab.src.rbd_json("info", spec)["features"]
         mode = lab.src.rbd_json("mirror", "pool", "info", POOLS[state])["mode"]
         print(f"setup: {spec}: source pool mode {mode}, features {','.join(features)}")
-    schedules = lab.src.rbd("mirror", "snapshot", "schedule", "ls", "--pool", POOLS["c"])
-    print(f"setup: {POOLS['c']} schedule: {schedules.strip() or '(none)'}", flush=True)
+
+
+def schedule_snapshots(lab: Lab, interval: str, stop: threading.Event) -> threading.Thread | None:
+    """Snapshot mode's periodic mirror snapshots of lat-snap, if the charm left none running.
+
+    When the charm's source key may not set the mgr's schedule, the charm says so
+    (`schedule: self`) and takes the snapshots itself on update-status, which no hook runs
+    here: so the source's mgr gets the schedule as admin, or, if that fails too, a thread takes
+    `rbd mirror image snapshot` every interval, as the charm's update-status would.
+    """
+    pool = POOLS["c"]
+    base = ["rbd", "--cluster", "src", "-c", str(lab.src.conf), "mirror"]
+    listed = lab.src.run([*base, "snapshot", "schedule", "ls", "--pool", pool], check=False)
+    if listed.returncode == 0 and listed.stdout.strip():
+        print(f"setup: {pool}: the charm's schedule: {listed.stdout.decode().strip()}")
+        return None
+    add = [*base, "snapshot", "schedule", "add", "--pool", pool, interval]
+    added = lab.src.run(add, check=False)
+    listed = lab.src.run([*base, "snapshot", "schedule", "ls", "--pool", pool], check=False)
+    print(
+        f"setup: {pool}: admin `mirror snapshot schedule add {interval}`: rc={added.returncode} "
+        f"{added.stderr.decode().strip()[-300:]}; ls: rc={listed.returncode} "
+        f"{(listed.stdout + listed.stderr).decode().strip()[-300:]}",
+        flush=True,
+    )
+    if added.returncode == 0:
+        return None
+    seconds = interval_seconds(interval)
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            lab.src.run([*base, "image", "snapshot", f"{pool}/{IMAGE}"], check=False, timeout=120)
+
+    print(f"setup: {pool}: a thread takes a mirror snapshot every {seconds}s instead", flush=True)
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
 
 
 def measure(lab: Lab, seconds: float, repeats: int) -> dict[str, list[float]]:
@@ -177,13 +214,19 @@ def main() -> int:
     parser.add_argument("--interval", default="1m", help="snapshot mode's snapshot-interval")
     args = parser.parse_args()
     lab = Lab(Path(tempfile.mkdtemp(prefix="rbd-mirror-latency-")))
+    stop = threading.Event()
+    thread = None
     try:
         set_up(lab, args.size_mib, args.interval)
+        thread = schedule_snapshots(lab, args.interval, stop)
         summary(measure(lab, args.seconds, args.repeats))
     except LabError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=150)
         lab.down()
     return 0
 

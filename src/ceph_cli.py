@@ -23,7 +23,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
@@ -164,6 +164,31 @@ class MirrorPoolInfo:
     def peer_sites(self) -> tuple[str, ...]:
         """The site names of the peers, sorted."""
         return tuple(sorted(p.site_name for p in self.peers))
+
+
+MIRRORING_OBJECT = (
+    "rbd_mirroring"  # a pool's mirroring settings; every rbd-mirror daemon watches it
+)
+
+
+def without_daemons(
+    watchers: Mapping[str, Sequence[str]], daemon_clients: set[str]
+) -> dict[str, tuple[str, ...]]:
+    """Each image's watchers (`addr (client.N)`) less those of rbd-mirror daemons.
+
+    In snapshot mode the daemon replaying a pool watches each of its source images (for new
+    mirror snapshots), through the same connection with which it watches the pool's
+    `rbd_mirroring` object; no cloud client watches that object. So a client id that watches
+    it is a daemon's, not an instance's (`daemon_clients`: those ids).
+    """
+    kept = {}
+    for image, seen in watchers.items():
+        left = tuple(
+            w for w in seen if w.rpartition("(client.")[2].rstrip(")") not in daemon_clients
+        )
+        if left:
+            kept[image] = left
+    return kept
 
 
 def parse_description(description: str) -> dict[str, object]:
@@ -826,8 +851,19 @@ class CephClient:
                 )
                 for i in answer["statuses"]
             ),
-            watchers={k: tuple(v) for k, v in (answer.get("watchers") or {}).items()},
+            watchers=self._not_daemons(pool, answer.get("watchers") or {}),
         )
+
+    def _not_daemons(self, pool: str, watchers: Mapping[str, Sequence[str]]) -> dict:
+        """Each image's watchers, less the rbd-mirror daemons' (see `without_daemons`)."""
+        if not watchers:
+            return {}
+        try:
+            listed = self._run(RADOS, [f"--pool={pool}", "listwatchers", MIRRORING_OBJECT])
+        except CephError as exc:  # no mirroring object (mirroring off): no daemon watches
+            logger.debug("%s: %s not read: %s", pool, MIRRORING_OBJECT, exc)
+            listed = ""
+        return without_daemons(watchers, set(re.findall(r"\bclient\.(\d+)\b", listed)))
 
     def image_states(self, pool: str, *, workers: int = 4) -> list[ImageInfo]:
         """Features, parent, mirroring state and primary flag of every image: one process."""

@@ -143,14 +143,19 @@ def _pools_to_roll_back(
         )
     # A teardown that began (even one that stopped part-way) removed the cutover snapshots
     # and the peer first, then disables mirroring: neither the proof nor the resync is there.
+    # (Each mode's pools keep their mirroring mode, `MirrorMode.pool_mode`, until teardown.)
     torn = [
         p.pool
         for p in pools
-        if p.torn_down or p.recorded_torn_down or p.destination_mode != "pool" or not p.peers
+        if p.torn_down
+        or p.recorded_torn_down
+        or p.mode is None
+        or p.destination_mode != p.mode.pool_mode
+        or not p.peers
     ]
     if torn:
         raise MigrationError(
-            f"{', '.join(torn)}: teardown has begun (the destination's peer or pool-mode "
+            f"{', '.join(torn)}: teardown has begun (the destination's peer or its mode's "
             "mirroring is gone), nothing changed: rollback is only possible between "
             "demote-promote and teardown, also with force"
         )

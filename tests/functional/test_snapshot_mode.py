@@ -1,10 +1,11 @@
 """Snapshot-based mirroring (config mirror-mode=snapshot) on two real Ceph clusters.
 
 The whole migration of the pools snapshot mode may carry (glance and cinder-ceph: no clones),
-with a VM still writing while the sync runs: the writer's shadow file is the truth the
-destination must equal after the cutover. Along the way: clones refused with the tracker
-61891 reason, no source image ever journaled (sampled), never primary on both sides
-(sampled through the cutover), and no mirroring, mirror snapshot or schedule left.
+with a VM still writing while the sync runs (the writer's shadow file is the truth the
+destination must equal after the cutover), a cutover and a teardown each interrupted once.
+Along the way: clones refused with the tracker 61891 reason, no source image ever journaled
+(sampled), never primary on both sides (sampled through the cutover), and no mirroring,
+mirror snapshot or schedule left.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 import pytest
 from ops import testing
 
+import cutover
+import teardown
 from tests.functional.charm_host import CharmHost
 from tests.functional.lab.seed import (
     POOLS,
@@ -53,8 +56,8 @@ def _mirror_snapshots(cluster, pool: str, image: str) -> list[str]:
     return [s["name"] for s in snaps if s.get("namespace", {}).get("type") == "mirror"]
 
 
-def test_snapshot_mode_migrates_under_writes_without_journaling_and_leaves_no_mirroring(
-    fresh_host: CharmHost, tmp_path
+def test_snapshot_mode_migrates_under_writes_and_interruptions_without_journaling(
+    fresh_host: CharmHost, tmp_path, monkeypatch
 ):
     host, lab = fresh_host, fresh_host.lab
     host.relate()
@@ -73,8 +76,57 @@ def test_snapshot_mode_migrates_under_writes_without_journaling_and_leaves_no_mi
     volume = images(lab.src, "cinder-ceph")[0]
     stop, shadow = tmp_path / "stop-writing", tmp_path / "volume.shadow"
     lab.src.rbd("export", f"cinder-ceph/{volume}", str(shadow), "--no-progress")
-    writer = start_writer(lab.src, "cinder-ceph", volume, stop, shadow=shadow, pause=0.5)
+    started = [start_writer(lab.src, "cinder-ceph", volume, stop, shadow=shadow, pause=0.5)]
+    try:
+        _sync_and_cut_over(host, lab, volume, stop, shadow, started, monkeypatch)
+    finally:  # what this test started is stopped by PID, also when it fails
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    expected = _expected(lab, volume, shadow)
 
+    # teardown dies after removing the peers, before disabling any pool: the re-run finishes.
+    def die_disabling(*args, **kwargs):
+        raise RuntimeError("simulated crash during teardown")
+
+    monkeypatch.setattr(teardown, "disable_pool", die_disabling)
+    with pytest.raises(RuntimeError, match="during teardown"):
+        host.action("teardown")
+    monkeypatch.undo()
+    results, _ = host.action("teardown")
+    assert results["daemon-stopped"] == "true"
+
+    arrived = md5_all(lab.dst, SNAPSHOT_POOLS)
+    assert arrived == expected, "every byte, the last writes included"
+    (glance,) = images(lab.dst, "glance")
+    snaps = [s["name"] for s in lab.dst.rbd_json("snap", "ls", f"glance/{glance}")]
+    assert snaps == ["snap"], "the user snapshot the clones need came along"
+    for pool in SNAPSHOT_POOLS:
+        info = lab.dst.rbd_json("mirror", "pool", "info", pool)
+        assert info["mode"] == "disabled" and not info.get("peers"), info
+        assert lab.src.rbd_json("mirror", "snapshot", "schedule", "ls", f"--pool={pool}") == []
+        for image in images(lab.dst, pool):
+            assert _mirror_snapshots(lab.dst, pool, image) == [], f"{pool}/{image}"
+            assert "journaling" not in lab.dst.rbd_json("info", f"{pool}/{image}")["features"]
+    assert _journaled(lab) == []
+    print(f"snapshot mode: {len(arrived)} images md5-equal, no mirror snapshot left")
+
+
+def _expected(lab, volume: str, shadow) -> dict[str, str]:
+    """The md5s the destination must have: the seed's, and the writer's volume as it wrote it."""
+    expected = {**recorded(lab.src), f"cinder-ceph/{volume}": file_md5(shadow)}
+    return {k: v for k, v in expected.items() if k.split("/")[0] in SNAPSHOT_POOLS}
+
+
+def _sync_and_cut_over(
+    host: CharmHost, lab, volume: str, stop, shadow, started: list, monkeypatch
+) -> None:
+    """enable-mirroring under writes, the sync (sampled), the writer stopped, the cutover.
+
+    `started`: the writer; the primary sampler is added to it (the caller stops both).
+    """
+    writer = started[0]
     results, logs = host.action("enable-mirroring")
     assert results["mode"] == "snapshot"
     assert results["images"] == 4
@@ -108,11 +160,25 @@ def test_snapshot_mode_migrates_under_writes_without_journaling_and_leaves_no_mi
     # "Stop the instances": the writer's last write lands before the demotion's snapshot.
     stop.touch()
     assert int(writer.communicate(timeout=60)[0]) > 0
-    expected = {**recorded(lab.src), f"cinder-ceph/{volume}": file_md5(shadow)}
-    expected = {k: v for k, v in expected.items() if k.split("/")[0] in SNAPSHOT_POOLS}
-    assert md5(lab.src, "cinder-ceph", volume) == expected[f"cinder-ceph/{volume}"]
+    assert md5(lab.src, "cinder-ceph", volume) == file_md5(shadow)
 
-    sampler = primary_sampler(lab.src, lab.dst, seconds=60)
+    sampler = primary_sampler(lab.src, lab.dst, seconds=90)
+    started.append(sampler)
+
+    # The action dies after demoting the source, before any promotion: the re-run finishes.
+    def die(*args, **kwargs):
+        raise RuntimeError("simulated crash of the action process")
+
+    monkeypatch.setattr(cutover, "_promote_until_done", die)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        host.action("demote-promote")
+    monkeypatch.undo()
+    demoted = [
+        lab.src.rbd_json("info", f"{p}/{i}")["mirroring"]["primary"]
+        for p in SNAPSHOT_POOLS
+        for i in images(lab.src, p)
+    ]
+    assert demoted == [False] * 4, "the source is demoted, nothing promoted"
     results, logs = host.action("demote-promote", timeout=180)
     print(f"demote-promote (snapshot): {results['seconds']} s, attempts {results['attempts']}")
     assert sum(json.loads(results["promoted"]).values()) == 4
@@ -120,21 +186,3 @@ def test_snapshot_mode_migrates_under_writes_without_journaling_and_leaves_no_mi
     assert sum(json.loads(again["promoted"]).values()) == 0, "re-run is a no-op"
     report = json.loads(sampler.communicate(timeout=120)[0])
     assert report["samples"] > 10 and report["violations"] == [], report
-
-    results, _ = host.action("teardown")
-    assert results["daemon-stopped"] == "true"
-
-    arrived = md5_all(lab.dst, SNAPSHOT_POOLS)
-    assert arrived == expected, "every byte, the last writes included"
-    (glance,) = images(lab.dst, "glance")
-    snaps = [s["name"] for s in lab.dst.rbd_json("snap", "ls", f"glance/{glance}")]
-    assert snaps == ["snap"], "the user snapshot the clones need came along"
-    for pool in SNAPSHOT_POOLS:
-        info = lab.dst.rbd_json("mirror", "pool", "info", pool)
-        assert info["mode"] == "disabled" and not info.get("peers"), info
-        assert lab.src.rbd_json("mirror", "snapshot", "schedule", "ls", f"--pool={pool}") == []
-        for image in images(lab.dst, pool):
-            assert _mirror_snapshots(lab.dst, pool, image) == [], f"{pool}/{image}"
-            assert "journaling" not in lab.dst.rbd_json("info", f"{pool}/{image}")["features"]
-    assert _journaled(lab) == []
-    print(f"snapshot mode: {len(arrived)} images md5-equal, no mirror snapshot left")

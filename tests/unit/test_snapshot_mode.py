@@ -353,3 +353,27 @@ def test_without_mgr_caps_the_charm_takes_the_snapshots_on_update_status_once_pe
     assert after == [n + 1 for n in before], "one snapshot each: the interval had passed"
     world.run(world.ctx.on.update_status(), state)
     assert [i.mirror_snapshots for i in _images(world.src)] == after, "not again within 5m"
+
+
+def test_rollback_in_snapshot_mode_makes_the_source_primary_again_and_resyncs():
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    migration.rollback(src, dst, POOLS, PEER, Options())
+    assert all(i.primary for i in _images(src)) and not any(i.primary for i in _images(dst))
+    assert sorted(dst.resynced) == ["cinder-ceph/volume-1", "glance/img"]
+
+
+def test_the_daemons_watch_on_a_source_image_is_not_an_instance_still_running():
+    from ceph_cli import without_daemons
+
+    watchers = {
+        "vol-a": ("127.0.0.1:0/1 (client.4453)",),  # the daemon only
+        "vol-b": ("127.0.0.1:0/1 (client.4453)", "10.0.0.9:0/7 (client.9001)"),  # and a VM
+        "vol-c": ("10.0.0.9:0/7 (client.44530)",),  # a VM whose id merely starts alike
+    }
+    assert without_daemons(watchers, {"4453"}) == {
+        "vol-b": ("10.0.0.9:0/7 (client.9001)",),
+        "vol-c": ("10.0.0.9:0/7 (client.44530)",),
+    }
