@@ -1,9 +1,9 @@
 """The initial sync's progress in bytes, and how long it will take (ETA). No ops here.
 
-What rbd-mirror tells (Pacific, measured on the lab): an image being copied is `up+syncing`
-with the description `bootstrapping, IMAGE_SYNC/COPY_IMAGE 17%` (objects copied of the image's
-objects, rounded down), republished every 30 s (`last_update`); a state change is published at
-once. Its admin socket has no percentage. So:
+What rbd-mirror tells (Pacific, measured on the lab; snapshot mode: `sync_percent`): an image
+being copied is `up+syncing` with the description `bootstrapping, IMAGE_SYNC/COPY_IMAGE 17%`
+(objects copied of the image's objects, rounded down), republished every 30 s (`last_update`);
+a state change is published at once. Its admin socket has no percentage. So:
 
 - bytes copied: each source image's size (read once, kept) times its published percentage; a
   replaying image counts whole, one not started yet counts nothing;
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ceph_cli import ImageStatus
+from ceph_cli import ImageStatus, parse_description
 from report import StatusReport, human_bytes
 
 WINDOW_S = 300.0  # the rate is measured over the last five minutes
@@ -38,9 +38,20 @@ _PERCENT = re.compile(r"^bootstrapping, IMAGE_SYNC\S* (\d+)%")
 
 
 def sync_percent(description: str) -> int | None:
-    """The percentage of a `bootstrapping, IMAGE_SYNC/COPY_IMAGE 17%` description, or None."""
+    """How much of an image's initial sync is done, in percent, or None (not syncing it).
+
+    Journal mode: `bootstrapping, IMAGE_SYNC/COPY_IMAGE 17%`. Snapshot mode copies in its
+    replayer (`up+replaying`): `replaying, {"replay_state":"syncing","syncing_percent":17}`,
+    the first snapshot only while no `local_snapshot_timestamp` exists yet (a later
+    snapshot's percentage is of its delta, not of the image).
+    """
     found = _PERCENT.match(description)
-    return int(found.group(1)) if found else None
+    if found:
+        return int(found.group(1))
+    fields = parse_description(description)
+    percent = fields.get("syncing_percent")
+    first = fields.get("replay_state") == "syncing" and "local_snapshot_timestamp" not in fields
+    return int(percent) if first and isinstance(percent, (int, float)) else None
 
 
 def published_at(last_update: str) -> float | None:
@@ -183,11 +194,11 @@ def _count(
     size = history.sizes.get(key, 0)
     tally.images += 1
     tally.total += size
-    if status is not None and status.state == "up+replaying":
+    percent = sync_percent(status.description) if status is not None else None
+    if status is not None and status.state == "up+replaying" and percent is None:
         tally.done_images += status.caught_up
         tally.copied += size
         return
-    percent = sync_percent(status.description) if status is not None else None
     at = published_at(status.last_update) if status is not None else None
     if percent is None:  # not started, or no percentage published yet
         tally.left += size

@@ -377,3 +377,19 @@ def test_the_daemons_watch_on_a_source_image_is_not_an_instance_still_running():
         "vol-b": ("10.0.0.9:0/7 (client.9001)",),
         "vol-c": ("10.0.0.9:0/7 (client.44530)",),
     }
+
+
+@pytest.mark.parametrize(
+    "description, percent",
+    [('replaying, {"replay_state":"syncing","syncing_percent":17}', 17),
+     ('replaying, {"replay_state":"syncing","syncing_percent":40,'
+      '"local_snapshot_timestamp":5}', None),  # a later snapshot's delta, not the image
+     ('replaying, {"replay_state":"idle","local_snapshot_timestamp":5}', None),
+     ("bootstrapping, IMAGE_SYNC/COPY_IMAGE 23%", 23)],
+)  # fmt: skip
+def test_the_first_snapshot_sync_counts_in_the_progress_a_later_delta_does_not(
+    description, percent
+):
+    from progress import sync_percent
+
+    assert sync_percent(description) == percent
