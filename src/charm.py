@@ -256,7 +256,8 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
                 dst_rel.data[self.unit]["broker_req"] = body
                 logger.info("asked ceph-mon for pools %s", ", ".join(names))
         self.session.keep_daemon()
-        self.session.snapshot_if_due()
+        if self.unit.is_leader():  # one unit takes the charm's own mirror snapshots
+            self.session.snapshot_if_due()
 
     # --- leaving ---------------------------------------------------------------------------
     def _on_relation_broken(self, event: ops.RelationBrokenEvent) -> None:

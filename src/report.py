@@ -738,6 +738,11 @@ def phase(report: StatusReport, syncing: Callable[[], str] | None = None) -> str
         return f"cutover in progress ({report.promoted}/{total} promoted): re-run demote-promote"
     if report.ready:
         return f"{report.replaying}/{total} replaying: ready for cutover"
+    if report.stale_snapshots and report.reasons == report.stale_snapshots:
+        return (
+            f"{report.replaying}/{total} replaying, but no mirror snapshot copied for over "
+            f"{report.snapshot_max_age / 60:.0f} min: check the source's snapshot schedule"
+        )
     hint = "; run enable-mirroring" if any(p.not_mirrored for p in report.active) else ""
     said = syncing() if syncing else ""
     return f"{said or f'syncing {report.replaying}/{total} images'}{hint}"

@@ -209,6 +209,7 @@ def test_ready_for_cutover_only_with_a_recent_snapshot_copied_by_every_image():
     stale = _report(src, dst, 600)
     stale.read_at = time.time() + 1200
     assert not stale.ready and "twice snapshot-interval" in " ".join(stale.reasons)
+    assert "check the source's snapshot schedule" in migration.phase(stale)
     pools = _report(src, dst, 600).pools[0].as_dict()
     assert pools["mirror-mode"] == "snapshot" and "oldest-copied-snapshot" in pools
 
@@ -393,3 +394,13 @@ def test_the_first_snapshot_sync_counts_in_the_progress_a_later_delta_does_not(
     from progress import sync_percent
 
     assert sync_percent(description) == percent
+
+
+def test_only_the_leader_takes_the_charms_own_snapshots(world):
+    world.src.schedule_denied = True
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    mirror(world.src, world.dst)
+    before = [i.mirror_snapshots for i in _images(world.src)]
+    world.leader = False
+    world.run(world.ctx.on.update_status(), state)
+    assert [i.mirror_snapshots for i in _images(world.src)] == before
