@@ -49,6 +49,7 @@ class MirrorMode:
     name: str
     pool_mode: str  # the pools' mirroring mode on both sides
     journals: bool  # images are mirrored by journaling them (else by mirror snapshots)
+    image_step: str  # what enable-mirroring does to each image, for its messages
     promote_pending_rc: int  # a non-forced promote's errno while the demotion is in flight
     carries_clones: bool  # clones mirror safely with any release (else ceph_release decides)
 
@@ -86,6 +87,7 @@ MODES: dict[str, MirrorMode] = {
         name=JOURNAL,
         pool_mode="pool",
         journals=True,
+        image_step="journaling",
         promote_pending_rc=EBUSY,
         carries_clones=True,
     ),
@@ -93,6 +95,7 @@ MODES: dict[str, MirrorMode] = {
         name=SNAPSHOT,
         pool_mode="image",
         journals=False,
+        image_step="snapshot mirroring",
         promote_pending_rc=PROMOTE_PENDING_SNAPSHOT,
         carries_clones=False,
     ),

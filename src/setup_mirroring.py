@@ -113,9 +113,8 @@ def enable_mirroring(
     if not mode.journals and not opts.dry_run:
         first_snapshots(src, results, opts, sleep=sleep)
     if failures:
-        what = "journaling" if mode.journals else "snapshot mirroring"
         raise MigrationError(
-            f"{what} could not be enabled on {len(failures)} image(s) "
+            f"{mode.image_step} could not be enabled on {len(failures)} image(s) "
             f"(the rest is done; re-run to retry): {listed(failures)}"
         )
     return results
@@ -178,7 +177,7 @@ def _enable_source(
     todo = _to_journal(pool)
     if not todo:
         return []
-    what = "journaling" if mode.journals else "snapshot mirroring"
+    what = mode.image_step
     result.changes.append(f"source: {what} on {len(todo)} image(s)")
     opts.log(f"{pool.pool}: enabling {what} on {len(todo)} of {result.images} image(s)")
     if opts.dry_run:
