@@ -52,6 +52,8 @@ from bulk_schema import (
 from ceph_release import CephVersion, ClusterVersions, blocklist_command, versions_from
 from mirror_modes import JOURNAL, mode
 
+PENDING = "pending: "  # rbd_bulk's "not yet" in a promote-demoted failure
+
 logger = logging.getLogger(__name__)
 
 CEPH = "/usr/bin/ceph"
@@ -539,6 +541,15 @@ class CephCluster(Protocol):
         """A mirror snapshot of each primary snapshot-mirrored image: ({image: id}, errors)."""
         ...
 
+    def promote_demoted(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Snapshot mode: promote each image whose demotion is copied: (promoted, {image: why}).
+
+        A why containing `PENDING` is "not yet" (rbd_bulk `_promote_demoted`).
+        """
+        ...
+
     def snapshot_schedules(self, pool: str) -> list[str]:
         """The pool-level mirror snapshot schedules' intervals (the mgr's rbd_support)."""
         ...
@@ -923,6 +934,16 @@ class CephClient:
         """
         answer = self._features("mirror-snapshot", pool, images, workers)
         return dict(answer.get("changed", {})), _failures(answer)
+
+    def promote_demoted(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Snapshot mode's promotion, image by image, in one librbd process (`_promote_demoted`).
+
+        Images primary already, or not snapshot mirrored, are in neither result.
+        """
+        answer = self._features("promote-demoted", pool, images, workers)
+        return sorted(answer.get("changed", {})), _failures(answer)
 
     def snapshot_schedules(self, pool: str) -> list[str]:
         """`rbd mirror snapshot schedule ls --pool P`: the pool-level schedules' intervals."""

@@ -1,16 +1,18 @@
 """Phase 3, demote-promote: the cutover. No ops here.
 
 Preflight (`report.cutover_blockers`), demote the source, promote the destination (retried
-while librbd answers the pool's mode's "demotion not replayed yet": EBUSY in journal mode,
-EROFS in snapshot mode, `MirrorMode.promote_pending_rc`), snapshot every promoted destination
-image (`CUTOVER_SNAPSHOT`: rollback's proof that nothing wrote to it since), verify from
-librbd's primary flags on both sides.
+while the demotion is not replayed: `pool promote` answering EBUSY in journal mode; in snapshot
+mode image by image, each once its demotion snapshot is copied whole, `_promote_round`),
+snapshot every promoted destination image (`CUTOVER_SNAPSHOT`: rollback's proof that nothing
+wrote to it since), verify from librbd's primary flags on both sides.
 
-Safety rule: a non-forced promote succeeds only once the destination has replayed the source's
-demotion, which comes after every write to the image; so "caught up" is proven by librbd
-itself, not by the lagging status. In snapshot mode the demotion is a last mirror snapshot
-taken by `pool demote` after the instances stopped, and the same promote waits for it. `force`
-is for a source that does not answer at all; with a source that answers it refuses (a forced
+Safety rule: a promote happens only once the destination has replayed the source's demotion,
+which comes after every write to the image; so "caught up" is proven by librbd itself, not by
+the lagging status. Journal mode: librbd refuses a non-forced promote until then. Snapshot
+mode: the demotion is a last mirror snapshot taken by `pool demote` after the instances
+stopped, and librbd would let a promote through before it is copied (only the daemon's lock
+stops it), so the charm itself checks that snapshot is complete first. `force` is for a
+source that does not answer at all; with a source that answers it refuses (a forced
 promotion of a live source is a split brain).
 """
 
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 
 import tenacity
 
-from ceph_cli import CephCluster, CephError
-from mirror_modes import JOURNAL, MODES
+from ceph_cli import PENDING, CephCluster, CephError
+from mirror_modes import JOURNAL, MODES, MirrorMode
 from report import (
     StatusReport,
     confirm_source_lost,
@@ -84,10 +86,9 @@ def demote_promote(
             result.demoted[pool] = src.pool_demote(pool)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         try:
-            pending_rc = {
-                p.pool: (p.mode or MODES[JOURNAL]).promote_pending_rc for p in report.active
-            }
-            _promote_until_done(dst, pending_rc, result, start + timeout, opts.log, sleep)
+            modes = {p.pool: p.mode or MODES[JOURNAL] for p in report.active}
+            names = {p.pool: [i.name for i in p.images] for p in report.active}
+            _promote_until_done(dst, modes, result, start + timeout, opts, sleep, names)
         except BaseException:  # a timeout or an error: what this run promoted gets its proof
             _snapshot_promoted(dst, _not_primary(report), result, opts, quiet=True)
             raise
@@ -177,7 +178,7 @@ def _snapshot_promoted(
 
 
 class _StillBusyError(Exception):
-    """Some pools answered "not yet" to `pool promote`: their demotion is not replayed yet."""
+    """Some pools are not fully promoted yet: their demotion is not replayed yet."""
 
     def __init__(self, pending: list[str]):
         self.pending = pending
@@ -186,34 +187,32 @@ class _StillBusyError(Exception):
 
 def _promote_until_done(
     dst: CephCluster,
-    pending_rc: dict[str, int],
+    pending_modes: dict[str, MirrorMode],
     result: CutoverResult,
     deadline: float,
-    log: Log,
+    opts: Options,
     sleep: Callable[[float], None],
+    images: dict[str, list[str]] | None = None,
 ) -> None:
-    """`pool promote` each pool until it answers 0; `pending_rc[pool]` means "not yet".
+    """Promote each pool until done; a pool whose demotion is still in flight stays pending.
 
-    That errno (the pool's mode's `promote_pending_rc`) says the demotion is still in flight.
-    The retry rule: a round promotes every pending pool; only that errno keeps a pool pending
-    (any other error ends the cutover at once); a round that leaves pools pending is retried every
-    second until `deadline`. `pool promote` is not all-or-nothing (it promotes some images and
-    answers "not yet" for the rest), and it skips images already primary, so repeating it is
-    safe.
+    The retry rule: a round promotes every pending pool (`_promote_round`, per the pool's
+    mode); only "not yet" keeps a pool pending (any other error ends the cutover at once); a
+    round that leaves pools pending is retried every second until `deadline`. Each round
+    skips images already primary, so repeating it is safe. `images`: each snapshot-mode
+    pool's destination images (promoted one by one).
     """
-    pending = list(pending_rc)
+    pending = list(pending_modes)
 
     def one_round() -> None:
         result.attempts += 1
         for pool in list(pending):
-            try:
-                count = dst.pool_promote(pool)
-            except CephError as exc:
-                if exc.rc != pending_rc[pool]:
-                    raise
+            names = (images or {}).get(pool, [])
+            count, waiting = _promote_round(dst, pool, pending_modes[pool], names, opts)
+            if waiting:
                 continue
             pending.remove(pool)
-            log(f"{pool}: promotion complete ({count} in the last round)")
+            opts.log(f"{pool}: promotion complete ({count} in the last round)")
         if pending:
             raise _StillBusyError(pending)
 
@@ -232,6 +231,32 @@ def _promote_until_done(
             "The source is demoted and no image is primary twice; re-run demote-promote to "
             "finish"
         ) from None
+
+
+def _promote_round(
+    dst: CephCluster, pool: str, mode: MirrorMode, names: list[str], opts: Options
+) -> tuple[int, list[str]]:
+    """One promotion of `pool`: (images promoted, what is still awaited: empty when done).
+
+    Journal mode: `pool promote`, "not yet" being EBUSY (librbd refuses until the demotion is
+    replayed). Snapshot mode: image by image, each only once its demotion snapshot is copied
+    whole (librbd alone would not wait for that: `mirror_modes.PROMOTE_PENDING_SNAPSHOT`).
+    """
+    if not mode.promotes_per_image:
+        try:
+            return dst.pool_promote(pool), []
+        except CephError as exc:
+            if exc.rc != mode.promote_pending_rc:
+                raise
+            return 0, [f"{pool}: {exc.rc}"]
+    promoted, failed = dst.promote_demoted(pool, names, workers=opts.workers)
+    errors = {n: e for n, e in failed.items() if PENDING not in e}
+    if errors:
+        raise MigrationError(
+            f"{pool}: {len(errors)} image(s) could not be promoted (the rest is done; re-run "
+            f"demote-promote): {listed([f'{n}: {e}' for n, e in sorted(errors.items())])}"
+        )
+    return len(promoted), [f"{pool}/{n}" for n in sorted(failed)]
 
 
 def _verify_cutover(

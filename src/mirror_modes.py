@@ -9,7 +9,7 @@ modes. Wherever they differ, they ask the pool's `MirrorMode`:
 | an image is mirrored once | it has the journaling feature | `mirror image enable IMG snapshot` |
 | the source's cost while syncing | each write twice (the journal) | a snapshot per interval |
 | caught up | replaying, 0 entries behind | replaying, idle, the newest source snapshot copied |
-| non-forced promote, demotion not replayed yet | EBUSY (16) | EROFS (30) |
+| the cutover's promote | `pool promote`, retried on EBUSY | per image, its demotion copied |
 | clones | yes | refused (`ceph_release.SNAPSHOT_CLONE_FIX`) |
 | oldest release | any supported | `ceph_release.snapshot_mode_refusal` |
 | source images' journaling | added (teardown removes it) | never: refused if present |
@@ -31,12 +31,13 @@ EROFS = 30
 JOURNAL = "journal"
 SNAPSHOT = "snapshot"
 REPLAYING = "up+replaying"
-# What a non-forced promote answers in snapshot mode while the destination has not finished
-# with the source's demotion snapshot: EROFS (30, "Read-only file system"; python-rbd's
-# ReadOnlyImage; `rbd mirror pool promote` says "Promoted 0 mirrored images" with rc 30).
-# Measured on the lab (Pacific 16.2): the demotion snapshot is copied at once, but librbd
-# refuses until the daemon has also pruned the older non-primary snapshot, 5-6 s after the
-# demote; then the same promote succeeds. The cutover retries on this rc only.
+# What a non-forced promote answers in snapshot mode while the daemon still holds the image:
+# EROFS (30, "Read-only file system"; python-rbd's ReadOnlyImage; `rbd mirror pool promote`
+# says "Promoted 0 mirrored images" with rc 30), 5-6 s after the demote on the lab (Pacific
+# 16.2), and EBUSY while an earlier snapshot is still being copied. But librbd itself lets a
+# promote through once the newest mirror snapshot is the demotion's, copied or not: only the
+# daemon's lock refuses it. So snapshot mode does not rely on the errno: it promotes image by
+# image, each only once its demotion snapshot is complete (`promotes_per_image`).
 PROMOTE_PENDING_SNAPSHOT = EROFS
 _INTERVAL = re.compile(r"^([1-9][0-9]*)([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
@@ -51,6 +52,9 @@ class MirrorMode:
     journals: bool  # images are mirrored by journaling them (else by mirror snapshots)
     image_step: str  # what enable-mirroring does to each image, for its messages
     promote_pending_rc: int  # a non-forced promote's errno while the demotion is in flight
+    # promoted image by image once its own demotion snapshot is copied whole (rbd_bulk
+    # `_promote_demoted`), else pool-wide, retried on `promote_pending_rc`
+    promotes_per_image: bool
     carries_clones: bool  # clones mirror safely with any release (else ceph_release decides)
 
     def caught_up(self, state: str, description: Mapping[str, object]) -> bool:
@@ -89,6 +93,7 @@ MODES: dict[str, MirrorMode] = {
         journals=True,
         image_step="journaling",
         promote_pending_rc=EBUSY,
+        promotes_per_image=False,
         carries_clones=True,
     ),
     SNAPSHOT: MirrorMode(
@@ -97,6 +102,7 @@ MODES: dict[str, MirrorMode] = {
         journals=False,
         image_step="snapshot mirroring",
         promote_pending_rc=PROMOTE_PENDING_SNAPSHOT,
+        promotes_per_image=True,
         carries_clones=False,
     ),
 }

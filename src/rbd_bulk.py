@@ -13,7 +13,9 @@ ops:
 - "disable-journaling": the reverse, for teardown's leftovers; answers like enable-journaling.
 - "enable-snapshot-mirroring": snapshot mirroring on `images` (refused for one mirrored in
   journal mode); "mirror-snapshot": a mirror snapshot of each of `images` that is primary and
-  snapshot mirrored. Both answer like enable-journaling.
+  snapshot mirrored; "promote-demoted": snapshot mode's cutover, each image promoted once the
+  source's demotion is copied whole (`_promote_demoted`; failures starting "pending: " are
+  "not yet"). All answer like enable-journaling.
 - "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
@@ -150,15 +152,21 @@ def _disable_mirroring(ioctx, name: str) -> str:
 def _enable_snapshot_mirroring(ioctx, name: str) -> str:
     """Snapshot mirroring on an image (its first mirror snapshot comes with it); "" if on.
 
-    An image mirrored in journal mode is refused, never converted.
+    With exclusive-lock first where it lacks it: the destination's copy inherits the source's
+    features, and without the lock nothing stops a promote while the daemon still writes
+    to it. An image mirrored in journal mode is refused, never converted.
     """
     with rbd.Image(ioctx, name) as image:
         if image.mirror_image_get_info().get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED:
             if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
                 raise ValueError("mirrored in journal mode: not converted")
             return ""
+        changed = []
+        if not image.features() & rbd.RBD_FEATURE_EXCLUSIVE_LOCK:
+            image.update_features(rbd.RBD_FEATURE_EXCLUSIVE_LOCK, True)
+            changed.append("exclusive-lock")
         image.mirror_image_enable(rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT)
-        return "snapshot"
+        return ",".join([*changed, "snapshot"])
 
 
 def _mirror_snapshot(ioctx, name: str) -> str:
@@ -172,11 +180,49 @@ def _mirror_snapshot(ioctx, name: str) -> str:
         return str(image.mirror_image_create_snapshot())
 
 
+def _promote_demoted(ioctx, name: str) -> str:
+    """Snapshot mode: promote (not forced) a non-primary image once the demotion is copied.
+
+    librbd itself lets a non-forced promote through as soon as the newest mirror snapshot is
+    the source's demotion, copied or not (an "orphan"); only the daemon's lock on the image
+    (EROFS) stops it, and an image without exclusive-lock, or no daemon, has none. So the
+    image is promoted only when its newest mirror snapshot is non-primary-demoted and
+    complete, as Ceph's own tests wait for. "promoted", "" when it is primary already (or
+    not snapshot mirrored), else ValueError naming what is still awaited (the caller
+    retries those).
+    """
+    with rbd.Image(ioctx, name) as image:
+        info = image.mirror_image_get_info()
+        if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or info.get("primary"):
+            return ""
+        if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
+            return ""
+        mirror = [
+            s["id"]
+            for s in image.list_snaps()
+            if s.get("namespace") == rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR
+        ]
+        newest = image.snap_get_mirror_namespace(mirror[-1]) if mirror else {}
+        if newest.get("state") != rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED:
+            raise ValueError(PENDING + "the source's demotion snapshot has not arrived yet")
+        if not newest.get("complete"):
+            raise ValueError(PENDING + "the source's demotion snapshot is still being copied")
+        try:
+            image.mirror_image_promote(False)
+        except (rbd.ReadOnlyImage, rbd.ImageBusy) as exc:  # the daemon still holds it
+            raise ValueError(PENDING + f"the daemon still holds it ({exc})") from exc
+        return "promoted"
+
+
+PENDING = "pending: "  # _promote_demoted's "not yet": retried by the cutover, never an error
+
+
 FEATURE_OPS = {
     "enable-journaling": _enable_journaling,
     "disable-journaling": _disable_journaling,
     "enable-snapshot-mirroring": _enable_snapshot_mirroring,
     "mirror-snapshot": _mirror_snapshot,
+    "promote-demoted": _promote_demoted,
 }
 
 
@@ -326,7 +372,14 @@ def _changed_since(image, snaps: list[dict], snapshot: str) -> str:
     changed = []
     if image.size() != ours["size"]:
         changed.append(f"size {ours['size']} -> {image.size()}")
-    later = [s["name"] for s in snaps if s["id"] > ours["id"]]
+    # the cloud's snapshots only: a demotion (rollback's own, snapshot mode) adds a mirror one
+    later = [
+        s["name"]
+        for s in snaps
+        if s["id"] > ours["id"]
+        and s.get("namespace", rbd.RBD_SNAP_NAMESPACE_TYPE_USER)
+        == rbd.RBD_SNAP_NAMESPACE_TYPE_USER
+    ]
     if later:
         changed.append(f"snapshot(s) {', '.join(later)} taken since")
     extents: list[int] = []

@@ -185,7 +185,8 @@ def _enable_source(
     if not mode.journals:
         # each enable takes a mirror snapshot: a snapshot id from the mons, so run them wide
         workers = max(opts.workers, SNAPSHOT_WORKERS)
-        _, failed = src.enable_snapshot_mirroring_all(pool.pool, todo, workers=workers)
+        changed, failed = src.enable_snapshot_mirroring_all(pool.pool, todo, workers=workers)
+        result.locked = sorted(n for n, what in changed.items() if "exclusive-lock" in what)
         return [f"{pool.pool}/{n}: {err}" for n, err in failed.items()]
     changed, failed = src.enable_journaling_all(pool.pool, todo, workers=opts.workers)
     result.locked = sorted(n for n, what in changed.items() if "exclusive-lock" in what)

@@ -312,6 +312,22 @@ class FakeCluster:
                 taken[name] = str(img.mirror_snapshots)
         return taken, {}
 
+    def promote_demoted(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk promote-demoted {pool}")
+        promoted, failed = [], {}
+        for name in images:
+            img = self.image(pool, name)
+            if img.primary or not img.mirror_enabled or img.mirror_mode != "snapshot":
+                continue
+            if self.promote_busy:
+                self.promote_busy -= 1
+                failed[name] = "ValueError: pending: the demotion snapshot is still being copied"
+                continue
+            img.primary = True
+            self.states[img.name] = ("up+stopped", "local image is primary")
+            promoted.append(name)
+        return promoted, failed
+
     def snapshot_schedules(self, pool: str) -> list[str]:
         self._call(f"mirror snapshot schedule ls {pool}")
         if self.schedule_denied:

@@ -16,7 +16,7 @@ from ops import testing
 
 import ceph_release
 import migration
-from ceph_cli import EBUSY, CephError, ImageStatus
+from ceph_cli import EBUSY, ImageStatus
 from ceph_release import CephVersion, ClusterVersions, ReleasePair
 from migration import MigrationError, Options, PeerSpec
 from mirror_modes import EROFS, JOURNAL, MODES, SNAPSHOT, interval_seconds, mode
@@ -214,7 +214,7 @@ def test_ready_for_cutover_only_with_a_recent_snapshot_copied_by_every_image():
     assert pools["mirror-mode"] == "snapshot" and "oldest-copied-snapshot" in pools
 
 
-def test_the_promotion_is_retried_on_erofs_in_snapshot_mode():
+def test_the_promotion_is_retried_while_a_demotion_snapshot_is_still_being_copied():
     src, dst = _synced()
     dst.promote_busy = 2
     sleeps: list[float] = []
@@ -232,14 +232,15 @@ def test_the_promotion_is_retried_on_erofs_in_snapshot_mode():
     assert all(i.primary for i in _images(dst)) and not any(i.primary for i in _images(src))
 
 
-def test_ebusy_is_not_snapshot_modes_not_yet_and_ends_the_promotion_at_once():
+def test_snapshot_mode_never_promotes_pool_wide_and_an_image_error_ends_the_cutover():
     src, dst = _synced()
+    dst.pool_promote = lambda *a, **k: pytest.fail("pool promote in snapshot mode")  # type: ignore[method-assign]
 
-    def busy(pool, *, force=False):
-        raise CephError("ceph", ["promote"], EBUSY, "busy")
+    def broken(pool, images, *, workers=4):
+        return [], {"img": "PermissionError: [errno 13] denied"}
 
-    dst.pool_promote = busy  # type: ignore[method-assign]
-    with pytest.raises(CephError):
+    dst.promote_demoted = broken  # type: ignore[method-assign]
+    with pytest.raises(MigrationError, match="could not be promoted.*errno 13"):
         migration.demote_promote(
             src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True,
             sleep=lambda _: pytest.fail("retried"),
