@@ -32,13 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, ImageInfo
-from report import PoolReport, read, split_brain_advice
+from report import PoolReport, foreign_peers, read, split_brain_advice
 from teardown import (
     clone_levels,
     disable_order,
     disable_pool,
+    remove_journal_cap,
     remove_peers,
-    remove_source_settings,
+    remove_snapshot_schedules,
 )
 from workflow import MigrationError, Options, PeerSpec, listed
 
@@ -87,6 +88,8 @@ def abort(
     order = disable_order({p: links[p] for p in pools})
     for pool in order:  # every unit's daemon stops replaying these pools, and pinging the source
         result.changes += remove_peers(dst, pool, peer, opts).changes
+    snapshot_pools = [p.pool for p in report.pools if p.mode is not None and not p.mode.journals]
+    remove_snapshot_schedules(src, snapshot_pools, opts)  # before mirroring goes: its mode says
     for pool in order:
         _abort_source(
             src, dst, next(p for p in report.pools if p.pool == pool), links, result, opts
@@ -169,19 +172,7 @@ def _refuse_foreign_peers(
 
     Disabling its mirroring would break that other mirror: abort refuses, changing nothing.
     """
-    dst_pools = dst.mirror_pools(pools)
-    site = next((p.site_name for p in dst_pools), "")
-    foreign = [
-        f"{info.name}: {p.site_name or p.client_name} ({p.direction})"
-        for info in src.mirror_pools(pools)
-        for p in info.peers
-        if not site or p.site_name != site
-    ] + [
-        f"destination {info.name}: {p.site_name} ({p.direction})"
-        for info in dst_pools
-        for p in info.peers
-        if p.site_name != peer.site_name
-    ]
+    foreign = foreign_peers(src, dst, pools, peer)
     if foreign:
         raise MigrationError(
             f"source pool(s) mirror to other sites too, nothing changed: {listed(foreign)}. "
@@ -245,7 +236,7 @@ def _finish_journaling(
     opts: Options,
 ) -> None:
     """Journaling off the images the charm journaled that still have it; the cap removed."""
-    remove_source_settings(src, pools, opts)
+    remove_journal_cap(src, pools, opts)
     for pool in pools:
         names = list(journaled.get(pool, ()))
         if opts.dry_run:

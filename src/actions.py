@@ -147,15 +147,12 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         report=checked.report,
         mode=mode,
         snapshot_interval=ws.config.snapshot_interval,
+        scheduled=lambda done: session.save(session.record.scheduled_by_charm(*_schedulers(done))),
     )
     locked = {r.pool: r.locked for r in results if r.locked}
     not_ours = {r.pool: r.had_journaling for r in results if r.had_journaling}
     if (locked or not_ours) and not opts.dry_run:
         session.save(session.record.locked_too(locked, not_ours))
-    if not mode.journals and not opts.dry_run:
-        ours = [r.pool for r in results if r.schedule == migration.SELF_SCHEDULED]
-        mgr = [r.pool for r in results if r.schedule and r.schedule != migration.SELF_SCHEDULED]
-        session.save(session.record.scheduled_by_charm(ours, mgr))
     session.replace_report(None, ws.pools)
     if not opts.dry_run:
         session.keep_daemon()  # started now if an abort had stopped it
@@ -182,6 +179,13 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         "changes": sum(len(r.changes) for r in results),
         "images": sum(r.images for r in results),
     }
+
+
+def _schedulers(results) -> tuple[list[str], list[str]]:
+    """Snapshot mode: (pools whose snapshots the charm takes, pools the source's mgr does)."""
+    ours = [r.pool for r in results if r.schedule == migration.SELF_SCHEDULED]
+    mgr = [r.pool for r in results if r.schedule and r.schedule != migration.SELF_SCHEDULED]
+    return ours, mgr
 
 
 def read_releases(source: CephCluster, destination: CephCluster) -> ceph_release.ReleasePair:

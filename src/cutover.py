@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import tenacity
 
 from ceph_cli import PENDING, CephCluster, CephError
-from mirror_modes import JOURNAL, MODES, MirrorMode
+from ceph_release import snapshot_clone_refusal
+from mirror_modes import JOURNAL, MODES, SNAPSHOT, MirrorMode
 from report import (
     StatusReport,
     confirm_source_lost,
@@ -80,6 +81,7 @@ def demote_promote(
         _snapshot_promoted(dst, _not_primary(report), result, opts)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
+        blocking += _snapshot_clones(src, report)
         if blocking:
             raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
         for pool in active:
@@ -122,6 +124,11 @@ def _force_promote(
     )
     result.at_risk = [
         f"{i.pool}/{i.name}: {i.state}" for pool in report.active for i in pool.lagging
+    ] + [  # a forced promote rolls a snapshot-mode image back to its last copied snapshot
+        f"{i.pool}/{i.name}: writes since its last copied mirror snapshot are lost"
+        for pool in report.active
+        for i in pool.images
+        if i.mode == SNAPSHOT and i.caught_up
     ]
     if result.at_risk:
         log(
@@ -131,6 +138,22 @@ def _force_promote(
     for pool in report.active:
         result.promoted[pool.pool] = dst.pool_promote(pool.pool, force=True)
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
+
+
+def _snapshot_clones(src: CephCluster, report: StatusReport) -> list[str]:
+    """Clones mirrored in snapshot mode (enabled by hand since enable-mirroring refused them).
+
+    Snapshot mirroring may corrupt a clone's copy (`ceph_release.snapshot_clone_refusal`):
+    the cutover will not make such a copy the one the cloud uses. One read per such pool.
+    """
+    found = [
+        f"{pool.pool}/{info.name}: {snapshot_clone_refusal()}"
+        for pool in report.active
+        if pool.mode is not None and not pool.mode.carries_clones
+        for info in src.image_states(pool.pool)
+        if info.parent and info.mirroring_state == "enabled"
+    ]
+    return found
 
 
 def _not_primary(report: StatusReport) -> dict[str, list[str]]:

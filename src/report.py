@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import Callout, CephCluster, CephError, ImageStatus, JournalInfo, Peer, PoolState
 from mirror_modes import SNAPSHOT, MirrorMode, mode_of_pool
-from workflow import Options, listed
+from workflow import Options, PeerSpec, listed
 
 
 @dataclass
@@ -527,6 +527,29 @@ def _read_destination(state: PoolState, report: PoolReport) -> None:
     report.images = list(state.statuses)
     if not report.source_read:  # source unreachable: the destination's list is all we know
         report.source_images = [i.name for i in report.images]
+
+
+def foreign_peers(
+    src: CephCluster, dst: CephCluster, pools: Sequence[str], peer: PeerSpec
+) -> list[str]:
+    """`pool: site (direction)` of every peer that is not this migration's, on either side.
+
+    Ours: on the source, the tx registration of the destination's daemon (the destination's
+    site name); on the destination, `peer`. Any other means the pool mirrors elsewhere too.
+    """
+    dst_pools = dst.mirror_pools(pools)
+    site = next((p.site_name for p in dst_pools), "")
+    return [
+        f"{info.name}: {p.site_name or p.client_name} ({p.direction})"
+        for info in src.mirror_pools(pools)
+        for p in info.peers
+        if not site or p.site_name != site
+    ] + [
+        f"destination {info.name}: {p.site_name} ({p.direction})"
+        for info in dst_pools
+        for p in info.peers
+        if p.site_name != peer.site_name
+    ]
 
 
 def confirm_source_lost(src: CephCluster, report: StatusReport) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ceph_cli import EACCES, JOURNAL_PROBE_IMAGE, CephCluster, CephError
 from inputs import odd_image_names
 from mirror_modes import MODES, MirrorMode
-from report import PoolReport, StatusReport, read, split_brain_advice
+from report import PoolReport, StatusReport, foreign_peers, read, split_brain_advice
 from workflow import SNAPSHOT_WORKERS, MigrationError, Options, PeerSpec, listed
 
 JOURNAL_CAP = "rbd_journal_max_concurrent_object_sets"  # librbd's option, set per source pool
@@ -75,6 +75,7 @@ def enable_mirroring(
     mode: MirrorMode = MODES["journal"],
     snapshot_interval: str = "5m",
     sleep: Callable[[float], None] = time.sleep,
+    scheduled: Callable[[Sequence[PoolEnableResult]], None] = lambda _: None,
 ) -> list[PoolEnableResult]:
     """Set up one-way mirroring of `pools`; with `opts.dry_run`, only report what would change.
 
@@ -84,12 +85,19 @@ def enable_mirroring(
     the images each pool is about to journal: the unit records the migration there, so that a
     run interrupted part-way is still guarded and can be aborted. `report`: both clusters as
     the preflight read them just before (else read here). `mode`: how the pools are mirrored;
-    `snapshot_interval`: snapshot mode's schedule.
+    `snapshot_interval`: snapshot mode's schedule; `scheduled` gets the results once every pool
+    is done, also when some images failed (who takes each pool's snapshots is decided).
     """
     if report is None:
         require_destination_pools(dst, pools)
         report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart, mode=mode)
+    if foreign := foreign_peers(src, dst, pools, peer):
+        raise MigrationError(
+            f"pool(s) mirrored to other sites already, nothing changed: {listed(foreign)}. "
+            "The charm never takes over another mirror (its teardown would end it): remove "
+            "those peers by hand if they are stale, then re-run"
+        )
     todo = {p.pool: _to_journal(p) for p in report.pools if restart or not p.torn_down}
     if not opts.dry_run:
         before_changes(todo if mode.journals else {p: [] for p in todo})
@@ -111,6 +119,7 @@ def enable_mirroring(
         done = "; ".join(result.changes) or "already mirrored"
         opts.log(f"{pool.pool}: {result.images} image(s); {done}")
     if not mode.journals and not opts.dry_run:
+        scheduled(results)
         first_snapshots(src, results, opts, sleep=sleep)
     if failures:
         raise MigrationError(
@@ -199,16 +208,21 @@ def _schedule(
 ) -> None:
     """Snapshot mode: the pool's mirror snapshot schedule on the source's mgr, if not there.
 
-    A key that may not set it (no mgr caps), or a mgr that does not answer, leaves the
-    snapshots to the charm (`SELF_SCHEDULED`): said, not fatal.
+    One schedule: another interval (an earlier `snapshot-interval`) is replaced. A key that
+    may not set it (no mgr caps), or a mgr that does not answer, leaves the snapshots to the
+    charm (`SELF_SCHEDULED`): said, not fatal.
     """
     try:
-        if interval in src.snapshot_schedules(pool):
-            result.schedule = interval
-            return
-        result.changes.append(f"source: mirror snapshot schedule every {interval}")
-        if not opts.dry_run:
-            src.snapshot_schedule(pool, interval, add=True)
+        found = src.snapshot_schedules(pool)
+        # no foreign peer (checked): any other interval is this charm's, from an earlier config
+        for other in (i for i in found if i != interval):
+            result.changes.append(f"source: mirror snapshot schedule every {other} removed")
+            if not opts.dry_run:
+                src.snapshot_schedule(pool, other, add=False)
+        if interval not in found:
+            result.changes.append(f"source: mirror snapshot schedule every {interval}")
+            if not opts.dry_run:
+                src.snapshot_schedule(pool, interval, add=True)
         result.schedule = interval
     except CephError as exc:  # said every run, but not a change: the charm's schedule is kept
         result.schedule = SELF_SCHEDULED

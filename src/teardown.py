@@ -6,7 +6,7 @@ the source (`report.teardown_blockers`): remove the peers, then the cutover snap
 clones before the pools of their parents (librbd insists), image by image where a pool refuses
 (snapshot mode's `image` pools always do: clones first there too; disabling an image removes
 its mirror snapshots), confirm journaling is gone, and remove the source's journal cap and
-mirror snapshot schedules (`remove_source_settings`). The charm stops the daemon once every
+mirror snapshot schedules (`remove_snapshot_schedules`). The charm stops the daemon once every
 migrated pool is torn down (`report.finished`), whether in one run or several.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, EBUSY, EINVAL, CephCluster, CephError
-from report import confirm_source_lost, read, split_brain_advice, teardown_blockers
+from report import StatusReport, confirm_source_lost, read, split_brain_advice, teardown_blockers
 from setup_mirroring import EPERM, JOURNAL_CAP
 from workflow import SNAPSHOT_WORKERS, MigrationError, Options, PeerSpec, listed
 
@@ -66,12 +66,18 @@ def teardown(
     if not opts.dry_run:  # disabling mirroring drops journaling; confirm, and finish any leftover
         _remove_leftover_journaling(dst, pools, result, opts)
     if not report.source_lost:
-        remove_source_settings(src, pools, opts)
+        remove_journal_cap(src, pools, opts)
+        remove_snapshot_schedules(src, _snapshot_pools(report), opts)
     opts.log(
         f"teardown: {'would change' if opts.dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"
     )
     return result
+
+
+def _snapshot_pools(report: StatusReport) -> list[str]:
+    """The pools mirrored in snapshot mode, as the report read the source."""
+    return [p.pool for p in report.pools if p.mode is not None and not p.mode.journals]
 
 
 def _remove_all_peers(
@@ -85,12 +91,10 @@ def _remove_all_peers(
         result.peers_removed_by_omap += [f"{pool}:{u}" for u in removed.by_omap]
 
 
-def remove_source_settings(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
-    """What enable-mirroring set on the source pools besides mirroring, removed.
+def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
+    """The journal cap enable-mirroring may have set on the source pools, removed.
 
-    The journal cap (journal mode) and the mirror snapshot schedules (snapshot mode): a key
-    that may not remove them, or a mgr that does not answer, is said, not fatal; the cap only
-    bounds journals, and the mgr skips demoted or unmirrored images.
+    A key that may not is said, not fatal: the cap only bounds journals.
     """
     if opts.dry_run:
         return
@@ -101,12 +105,24 @@ def remove_source_settings(src: CephCluster, pools: Sequence[str], opts: Options
             if exc.rc not in (EACCES, EPERM):
                 raise
             opts.log(f"WARNING: {pool}: the journal cap could not be removed: {exc}")
+
+
+def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
+    """The mirror snapshot schedules of the snapshot-mode source `pools`, removed.
+
+    Every pool-level schedule there is the charm's (enable-mirroring refuses a pool with
+    another site's peer). A key that may not (no mgr caps: then the charm took the
+    snapshots itself), or a mgr that does not answer, is said, not fatal: the mgr skips
+    demoted and unmirrored images.
+    """
+    for pool in pools:
         try:
             for interval in src.snapshot_schedules(pool):
-                src.snapshot_schedule(pool, interval, add=False)
+                if not opts.dry_run:
+                    src.snapshot_schedule(pool, interval, add=False)
                 opts.log(f"{pool}: source mirror snapshot schedule every {interval} removed")
         except CephError as exc:
-            opts.log(f"WARNING: {pool}: the mirror snapshot schedule could not be removed: {exc}")
+            opts.log(f"{pool}: no source mirror snapshot schedule removed: {exc}")
 
 
 def _remove_leftover_journaling(

@@ -269,7 +269,7 @@ def test_teardown_goes_on_when_the_source_schedule_cannot_be_removed():
     lines: list[str] = []
     migration.teardown(src, dst, POOLS, PEER, Options(log=lines.append))
     assert {dst.modes[p] for p in POOLS} == {"disabled"}
-    assert any("schedule could not be removed" in line for line in lines)
+    assert any("no source mirror snapshot schedule removed" in line for line in lines)
 
 
 def test_abort_in_snapshot_mode_puts_the_source_back_and_removes_its_schedules():
@@ -405,3 +405,26 @@ def test_only_the_leader_takes_the_charms_own_snapshots(world):
     world.leader = False
     world.run(world.ctx.on.update_status(), state)
     assert [i.mirror_snapshots for i in _images(world.src)] == before
+
+
+def test_a_clone_snapshot_mirrored_by_hand_after_enable_blocks_the_cutover():
+    src, dst = _synced()
+    clone = FakeImage(
+        "clone-1", parent="glance/img@snap", mirror_enabled=True, mirror_mode="snapshot"
+    )
+    src.pool_images["cinder-ceph"].append(clone)
+    mirror(src, dst)
+    with pytest.raises(MigrationError, match="cinder-ceph/clone-1.*61891"):
+        migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+        )
+    assert all(i.primary for i in _images(src)), "nothing changed"
+
+
+def test_a_forced_snapshot_cutover_names_every_image_at_risk():
+    src, dst = _synced()
+    src.unreachable = True
+    result = migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=True, daemon_running=True
+    )
+    assert len(result.at_risk) == 2 and "last copied mirror snapshot" in result.at_risk[0]
