@@ -256,8 +256,8 @@ SUPPORTED = (
 PROVEN_PAIRS = ((16, 16), (16, 18), (16, 20), (18, 20))
 
 # Snapshot mirroring came with Octopus; one-way snapshot mirroring (an rx-only peer, as this
-# charm sets up) only works once the daemon registers itself as the primary's tx peer, fixed in
-# 15.2.15 and 16.2.7 (ceph/ceph PR 43314, backports 43409 and 43410). Every later release has it.
+# charm sets up) only works once the daemon finds its tx-only registration on the primary:
+# fixed in 15.2.15 and 16.2.7 (ceph/ceph PR 43228, tracker 52675, and their backports).
 SNAPSHOT_ONE_WAY_SINCE = {15: CephVersion(15, 2, 15), 16: CephVersion(16, 2, 7)}
 SNAPSHOT_SINCE = 15
 # Ceph tracker 61891: snapshot mirroring can corrupt a clone's copy. A write to a clone's object
@@ -289,8 +289,9 @@ def snapshot_mode_refusal(pair: ReleasePair) -> str:
         return ""
     return (
         f"snapshot mirroring refused: {', '.join(too_old)}; one-way snapshot mirroring needs "
-        "Octopus 15.2.15, Pacific 16.2.7 or any later release (ceph/ceph PR 43314: before it "
-        "the daemon never registers on the source and nothing is copied). Use mode=journal"
+        "Octopus 15.2.15, Pacific 16.2.7 or any later release (ceph/ceph PR 43228, tracker "
+        "52675: before it the daemon never finds its peer on the source and copies nothing). "
+        "Use mode=journal"
     )
 
 

@@ -124,7 +124,7 @@ def test_snapshot_mode_needs_a_source_with_one_way_registration(source, refused)
     why = ceph_release.snapshot_mode_refusal(_pair_of(source))
     assert bool(why) is refused
     if refused:
-        assert source in why and "PR 43314" in why and "mode=journal" in why
+        assert source in why and "PR 43228" in why and "mode=journal" in why
 
 
 def test_clones_are_refused_in_snapshot_mode_naming_the_tracker_while_no_release_has_the_fix():
