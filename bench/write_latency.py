@@ -17,13 +17,17 @@ written first (a fresh image's first run pays for creating its objects), in each
 Each measurement is `rbd bench --io-type write --io-size 4K --io-pattern rand --io-threads 1`
 with the same `--io-total` for every state (sized from a calibration run on `lat` to last about
 `--seconds`), run once in every state per repeat, interleaved (a, b, c, a, b, c, ...) so that
-drift cancels. With one I/O in flight the mean latency is 1 / ops per second. Every figure is
-printed with its ratio to the baseline of the same repeat; nothing is asserted.
+drift cancels. Before each run the charm's rbd-mirror daemon is let go idle (bounded): on the
+2-core lab it shares the CPUs, and a journal backlog replayed during the next state's run
+would be charged to that state. With one I/O in flight the mean latency is 1 / ops per
+second. Every figure is printed with its ratio to the baseline of the same repeat; nothing is
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -57,6 +61,36 @@ def rbd_bench(lab: Lab, pool: str, io_total: int) -> tuple[float, int, float]:
     if not match:
         raise LabError(f"rbd bench on {pool}: no summary line in {out[-500:]!r}")
     return float(match.group(1)), int(match.group(2)), float(match.group(3))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds `pid` has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(lab: Lab, limit: float = 180.0) -> float:
+    """Wait until the rbd-mirror daemon is idle (< 5% of a core for 3 s); seconds waited.
+
+    On this 2-core lab the daemon shares the CPUs with the writer and the OSDs: left to replay
+    a journal backlog (or copy a snapshot) during the next state's run, it would charge its work
+    to that state. Bounded: `limit` seconds at most.
+    """
+    pids = list(lab.service_pids().values())
+    start = time.monotonic()
+    quiet = 0
+    last = sum(cpu_seconds(p) for p in pids)
+    for _ in range(int(limit)):
+        time.sleep(1.0)
+        now = sum(cpu_seconds(p) for p in pids)
+        quiet = quiet + 1 if now - last < 0.05 else 0
+        last = now
+        if quiet >= 3:
+            break
+    return time.monotonic() - start
 
 
 def mirror_snapshot_ids(lab: Lab, pool: str) -> set[int]:
@@ -155,28 +189,34 @@ def schedule_snapshots(lab: Lab, interval: str, stop: threading.Event) -> thread
 
 def measure(lab: Lab, seconds: float, repeats: int) -> dict[str, list[float]]:
     """Calibrate, warm up, then `repeats` interleaved rounds; each state's latencies (ms)."""
-    probe = 2 * 1024 * 1024
-    _, _, rate = rbd_bench(lab, POOLS["a"], probe)
-    io_total = max(probe, int(rate * seconds) * IO_SIZE)
+    probe = 64 * 1024 * 1024  # 16384 writes: a few seconds, the image's objects all exist
+    for state, pool in POOLS.items():  # warm-up: the journal's first objects, caches
+        waited = wait_quiet(lab)
+        _, _, rate = rbd_bench(lab, pool, probe)
+        print(
+            f"warm-up {state} ({STATES[state]}): {rate:.0f} ops/s (not counted; daemon idle "
+            f"after {waited:.0f}s)",
+            flush=True,
+        )
+        if state == "a":
+            io_total = max(probe // 16, int(rate * seconds) * IO_SIZE)
     print(
-        f"calibration on {POOLS['a']}: {rate:.0f} ops/s -> --io-total {io_total} "
+        f"calibration on {POOLS['a']}'s warm-up: --io-total {io_total} "
         f"({io_total // IO_SIZE} writes of 4K) in every state",
         flush=True,
     )
-    for state, pool in POOLS.items():  # warm-up: the journal's first objects, caches
-        _, _, rate = rbd_bench(lab, pool, io_total // 4)
-        print(f"warm-up {state} ({STATES[state]}): {rate:.0f} ops/s (not counted)", flush=True)
     latency: dict[str, list[float]] = {s: [] for s in POOLS}
     snapshots_seen = 0
     for n in range(repeats):
         for state, pool in POOLS.items():
+            waited = wait_quiet(lab)
             before = mirror_snapshot_ids(lab, pool) if state == "c" else set()
             elapsed, ops, rate = rbd_bench(lab, pool, io_total)
-            note = ""
+            note = f"  (daemon idle {waited:.0f}s before)"
             if state == "c":
                 taken = len(mirror_snapshot_ids(lab, pool) - before)
                 snapshots_seen += taken
-                note = f"  mirror snapshots taken meanwhile: {taken}"
+                note += f"  mirror snapshots taken meanwhile: {taken}"
             latency[state].append(1000.0 / rate)
             ratio = latency[state][-1] / latency["a"][-1]
             print(
