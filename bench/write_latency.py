@@ -190,6 +190,7 @@ def schedule_snapshots(lab: Lab, interval: str, stop: threading.Event) -> thread
 def measure(lab: Lab, seconds: float, repeats: int) -> dict[str, list[float]]:
     """Calibrate, warm up, then `repeats` interleaved rounds; each state's latencies (ms)."""
     probe = 64 * 1024 * 1024  # 16384 writes: a few seconds, the image's objects all exist
+    io_total = probe  # set from state (a)'s warm-up below
     for state, pool in POOLS.items():  # warm-up: the journal's first objects, caches
         waited = wait_quiet(lab)
         _, _, rate = rbd_bench(lab, pool, probe)

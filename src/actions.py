@@ -252,7 +252,8 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         snapshot_max_age=2 * ws.config.snapshot_interval_s,
     )
     session.replace_report(report, ws.pools)
-    reasons = report.reasons
+    # snapshot-mirrored clones block the cutover: read (one per snapshot pool) only when ready
+    reasons = report.reasons or migration.snapshot_clones(ws.source, report)
     measured: list[Progress | None] = []
 
     def syncing() -> str:  # the sync's bytes and ETA, read only while images are copied
@@ -261,7 +262,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
 
     results: Results = {
         "phase": migration.phase(report, syncing),
-        "ready-for-cutover": report.ready,
+        "ready-for-cutover": not reasons,
         "source-reachable": report.source_answers,
         "split-brain": json.dumps(report.split_brain[:MAX_LISTED_RESULTS]),
         "split-brain-count": len(report.split_brain),

@@ -948,7 +948,12 @@ class CephClient:
     def snapshot_schedules(self, pool: str) -> list[str]:
         """`rbd mirror snapshot schedule ls --pool P`: the pool-level schedules' intervals."""
         args = ["mirror", "snapshot", "schedule", "ls", f"--pool={pool}", "--format=json"]
-        out = self._run(RBD, args)
+        try:
+            out = self._run(RBD, args)
+        except CephError as exc:
+            if exc.rc != ENOENT:  # Pacific answers ENOENT for a pool without a schedule
+                raise
+            return []
         entries = json.loads(out or "[]")
         return [str(e.get("interval", "")) for e in entries if isinstance(e, dict)]
 

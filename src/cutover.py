@@ -81,7 +81,7 @@ def demote_promote(
         _snapshot_promoted(dst, _not_primary(report), result, opts)
     else:
         blocking = cutover_blockers(report, ignore_watchers=ignore_watchers)
-        blocking += _snapshot_clones(src, report)
+        blocking += snapshot_clones(src, report)
         if blocking:
             raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
         for pool in active:
@@ -140,7 +140,7 @@ def _force_promote(
         log(f"{pool.pool}: promoted {result.promoted[pool.pool]} image(s) by force")
 
 
-def _snapshot_clones(src: CephCluster, report: StatusReport) -> list[str]:
+def snapshot_clones(src: CephCluster, report: StatusReport) -> list[str]:
     """Clones mirrored in snapshot mode (enabled by hand since enable-mirroring refused them).
 
     Snapshot mirroring may corrupt a clone's copy (`ceph_release.snapshot_clone_refusal`):

@@ -39,7 +39,7 @@ keep is the operator's decision (`split_brain_advice`).
 from abort import AbortResult, abort
 from ceph_cli import ImageStatus, parse_description
 from cloud_steps import CloudFacts, cloud_facts
-from cutover import CutoverResult, demote_promote
+from cutover import CutoverResult, demote_promote, snapshot_clones
 from pool_selection import narrowed, pools_without_source, select_pools
 from preflight import Finding, Preflight, preflight
 from report import (
@@ -97,6 +97,7 @@ __all__ = [
     "rollback",
     "select_pools",
     "split_brain_advice",
+    "snapshot_clones",
     "status",
     "teardown",
     "teardown_blockers",

@@ -202,7 +202,7 @@ def _promote_demoted(ioctx, name: str) -> str:
             for s in image.list_snaps()
             if s.get("namespace") == rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR
         ]
-        newest = image.snap_get_mirror_namespace(mirror[-1]) if mirror else {}
+        newest = image.snap_get_mirror_namespace(max(mirror)) if mirror else {}
         if newest.get("state") != rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED:
             raise ValueError(PENDING + "the source's demotion snapshot has not arrived yet")
         if not newest.get("complete"):
@@ -372,13 +372,11 @@ def _changed_since(image, snaps: list[dict], snapshot: str) -> str:
     changed = []
     if image.size() != ours["size"]:
         changed.append(f"size {ours['size']} -> {image.size()}")
-    # the cloud's snapshots only: a demotion (rollback's own, snapshot mode) adds a mirror one
+    # not mirror snapshots: a demotion (rollback's own, snapshot mode) adds one
     later = [
         s["name"]
         for s in snaps
-        if s["id"] > ours["id"]
-        and s.get("namespace", rbd.RBD_SNAP_NAMESPACE_TYPE_USER)
-        == rbd.RBD_SNAP_NAMESPACE_TYPE_USER
+        if s["id"] > ours["id"] and s.get("namespace") != rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR
     ]
     if later:
         changed.append(f"snapshot(s) {', '.join(later)} taken since")

@@ -92,10 +92,11 @@ def enable_mirroring(
         require_destination_pools(dst, pools)
         report = read(src, dst, pools, opts)
     _refuse_to_enable(report, peer, restart=restart, mode=mode)
-    if foreign := foreign_peers(src, dst, pools, peer):
+    if not mode.journals and (foreign := foreign_peers(src, dst, pools, peer)):
         raise MigrationError(
             f"pool(s) mirrored to other sites already, nothing changed: {listed(foreign)}. "
-            "The charm never takes over another mirror (its teardown would end it): remove "
+            "Snapshot mode never takes over another mirror (its schedules and teardown would "
+            "end it): remove "
             "those peers by hand if they are stale, then re-run"
         )
     todo = {p.pool: _to_journal(p) for p in report.pools if restart or not p.torn_down}

@@ -122,7 +122,7 @@ def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Opti
                     src.snapshot_schedule(pool, interval, add=False)
                 opts.log(f"{pool}: source mirror snapshot schedule every {interval} removed")
         except CephError as exc:
-            opts.log(f"{pool}: no source mirror snapshot schedule removed: {exc}")
+            opts.log(f"WARNING: {pool}: no source mirror snapshot schedule removed: {exc}")
 
 
 def _remove_leftover_journaling(

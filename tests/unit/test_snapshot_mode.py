@@ -428,3 +428,15 @@ def test_a_forced_snapshot_cutover_names_every_image_at_risk():
         src, dst, POOLS, Options(), timeout=60, force=True, daemon_running=True
     )
     assert len(result.at_risk) == 2 and "last copied mirror snapshot" in result.at_risk[0]
+
+
+def test_status_is_not_ready_while_a_clone_is_snapshot_mirrored(world):
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    clone = FakeImage(
+        "clone-1", parent="glance/img@snap", mirror_enabled=True, mirror_mode="snapshot"
+    )
+    world.src.pool_images["cinder-ceph"].append(clone)
+    mirror(world.src, world.dst)
+    _act(world, state, "status")
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == "false" and "61891" in results["reasons"]
