@@ -267,6 +267,7 @@ SNAPSHOT_SINCE = 15
 # no release the charm knows: None. Clones are mirrored in journal mode only until a release
 # carries it; set it to that release's version then.
 SNAPSHOT_CLONE_FIX: CephVersion | None = None
+SNAPSHOT_CLONE_ADVICE = ": mirror this pool with mode=journal, or flatten the clone"
 
 
 def snapshot_mode_refusal(pair: ReleasePair) -> str:
@@ -305,7 +306,7 @@ def snapshot_clone_refusal(pair: ReleasePair | None = None) -> str:
     where = f"fixed in {fix.describe()}" if fix else "fixed in no Ceph release yet"
     return (
         "snapshot mirroring may corrupt a clone's copy (Ceph tracker 61891, "
-        f"{where}): mirror this pool with mode=journal, or flatten the clone"
+        f"{where}){SNAPSHOT_CLONE_ADVICE}"
     )
 
 

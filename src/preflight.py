@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, PreflightImage, Space
-from ceph_release import CephVersion
+from ceph_release import SNAPSHOT_CLONE_ADVICE, CephVersion
 from mirror_modes import JOURNAL, MODES, MirrorMode
 from report import StatusReport, human_bytes, read
 from setup_mirroring import require_destination_pools
@@ -157,15 +157,22 @@ def _images(
             why = f"images not readable: {exc}"
             out.append(Finding("image", f"source pool {pool}", why, blocks=True))
             continue
+        mirrored = next(p.mode for p in report.pools if p.pool == pool) is not None
         for image in found:
-            out += _image_findings(pool, image, migrated, mode, clone_refusal)
+            out += _image_findings(pool, image, migrated, mode, clone_refusal, mirrored)
             sizes[f"{pool}/{image.name}"] = image.size
     return out
 
 
 def _image_findings(
-    pool: str, image: PreflightImage, migrated: set[str], mode: MirrorMode, clone_refusal: str
+    pool: str,
+    image: PreflightImage,
+    migrated: set[str],
+    mode: MirrorMode,
+    clone_refusal: str,
+    pool_mirrored: bool = False,
 ) -> list[Finding]:
+    """`pool_mirrored`: the pool is mirrored already (an image created since the last run)."""
     about = f"{pool}/{image.name}"
     out = []
     if image.head == QCOW2_MAGIC:
@@ -185,7 +192,14 @@ def _image_findings(
         why.append("being live-migrated (rbd migration): commit or abort that first")
     if refusal := mode.image_refusal(image.mirror_mode, image.features):
         why.append(refusal)
-    if image.parent and clone_refusal:
+    if image.parent and clone_refusal and pool_mirrored and not image.mirror_mode:
+        risk = clone_refusal.removesuffix(SNAPSHOT_CLONE_ADVICE)
+        why.append(  # created after the sync began: the pool's mode is not changed now
+            f"{risk}, and {pool} is already mirrored in {mode.name} mode: flatten it "
+            f"(rbd flatten {about}) and re-run, or abort this pool and start over with "
+            "mode=journal"
+        )
+    elif image.parent and clone_refusal:
         why.append(clone_refusal)
     parent_pool = image.parent.partition("/")[0]
     if image.parent and parent_pool not in migrated:

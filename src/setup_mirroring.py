@@ -156,10 +156,17 @@ def _refuse_to_enable(
         if (restart or not p.torn_down) and p.mode is not None and p.mode != mode
     ]
     if other:
+        # abort refuses a torn-down pool: its source stays as the last cutover left it
+        way_out = (
+            "its source keeps the finished migration's mirroring (README, runbook step 13): "
+            "restart with the mode it has"
+            if any(p.torn_down for p in report.pools if p.mode not in (None, mode))
+            else f"run enable-mirroring with the mode it has, or abort it first to mirror it "
+            f"in {mode.name} mode"
+        )
         raise MigrationError(
             f"pool(s) mirrored in the other mode, nothing changed: {listed(other)}. A pool is "
-            f"never converted between modes: run enable-mirroring with the mode it has, or "
-            f"abort it first to mirror it in {mode.name} mode"
+            f"never converted between modes: {way_out}"
         )
     odd = [f"{p.pool}/{n}" for p in report.pools for n in odd_image_names(p.source_images)]
     if odd:

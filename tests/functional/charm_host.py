@@ -14,6 +14,7 @@ The charm's code runs unmodified. Around it:
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import shlex
@@ -189,6 +190,11 @@ class CharmHost:
         self.state = self.ctx.run(event, self.state)
         self.seen.append(self.state.unit_status.message)
         return self.state
+
+    def configure(self, **config: str) -> None:
+        """`juju config` on the unit: the new values, then config-changed."""
+        self.state = dataclasses.replace(self.state, config={**self.state.config, **config})
+        self.hook("config_changed")
 
     def play_remote_charms(self) -> None:
         """ceph-proxy and ceph-mon answer what we sent (broker requests), then relation-changed."""

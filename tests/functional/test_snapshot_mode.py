@@ -10,7 +10,6 @@ mirror snapshot or schedule left.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -34,11 +33,6 @@ from tests.functional.lab.seed import (
 
 SYNC_TIMEOUT_S = 420
 SNAPSHOT_POOLS = ("glance", "cinder-ceph")
-
-
-def _configure(host: CharmHost, **config: str) -> None:
-    host.state = dataclasses.replace(host.state, config={**host.state.config, **config})
-    host.hook("config_changed")
 
 
 def _journaled(lab) -> list[str]:
@@ -72,7 +66,7 @@ def test_snapshot_mode_migrates_under_writes_and_interruptions_without_journalin
 ):
     host, lab = fresh_host, fresh_host.lab
     host.relate()
-    _configure(host, **{"mirror-mode": "snapshot", "snapshot-interval": "1m"})
+    host.configure(**{"mirror-mode": "snapshot", "snapshot-interval": "1m"})
 
     # Clones (nova) are refused in snapshot mode, with the tracker's reason; nothing changed.
     with pytest.raises(testing.ActionFailed) as exc:
@@ -83,7 +77,7 @@ def test_snapshot_mode_migrates_under_writes_and_interruptions_without_journalin
         assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
 
     # The pools without clones, and a VM that keeps writing to a volume during the sync.
-    _configure(host, pools=",".join(SNAPSHOT_POOLS))
+    host.configure(pools=",".join(SNAPSHOT_POOLS))
     volume = images(lab.src, "cinder-ceph")[0]
     stop, shadow = tmp_path / "stop-writing", tmp_path / "volume.shadow"
     lab.src.rbd("export", f"cinder-ceph/{volume}", str(shadow), "--no-progress")

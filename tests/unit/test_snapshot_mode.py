@@ -440,3 +440,35 @@ def test_status_is_not_ready_while_a_clone_is_snapshot_mirrored(world):
     _act(world, state, "status")
     results = world.ctx.action_results
     assert results["ready-for-cutover"] == "false" and "61891" in results["reasons"]
+
+
+def test_a_clone_created_in_a_snapshot_pool_after_enable_is_told_to_flatten_not_to_switch(
+    world,
+):
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    clone = FakeImage("clone-1", parent="glance/img@snap")
+    world.src.pool_images["cinder-ceph"].append(clone)
+    with pytest.raises(testing.ActionFailed) as exc:
+        _act(world, state, "enable-mirroring")
+    message = exc.value.message
+    assert "61891" in message and "rbd flatten cinder-ceph/clone-1" in message, message
+    assert "already mirrored in snapshot mode" in message
+    assert "mirror this pool with mode=journal" not in message, "a refused way out"
+    assert not clone.mirror_enabled, "nothing changed"
+
+
+def test_restarting_a_torn_down_journal_migration_in_snapshot_mode_names_the_mode_it_has():
+    src, dst = make_pair()
+    for cluster in (src, dst):
+        del cluster.pool_images["nova"]
+    migration.enable_mirroring(src, dst, POOLS, PEER, Options())
+    mirror(src, dst)
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    migration.teardown(src, dst, POOLS, PEER, Options())
+    with pytest.raises(MigrationError) as exc:
+        _enable(src, dst, restart=True)
+    message = str(exc.value)
+    assert "journal mode" in message and "restart with the mode it has" in message, message
+    assert "abort" not in message, "abort refuses a torn-down pool"
