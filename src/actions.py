@@ -249,7 +249,7 @@ def status(session: Session, params: StatusParams, log: Log, reports_dir: Path) 
         callouts=True,
         recorded_torn_down=opts.torn_down,
         journals=True,
-        snapshot_max_age=2 * ws.config.snapshot_interval_s,
+        snapshot_max_age=session.snapshot_max_age(ws.config),
     )
     session.replace_report(report, ws.pools)
     # snapshot-mirrored clones block the cutover: read (one per snapshot pool) only when ready

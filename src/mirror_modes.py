@@ -39,6 +39,12 @@ REPLAYING = "up+replaying"
 # daemon's lock refuses it. So snapshot mode does not rely on the errno: it promotes image by
 # image, each only once its demotion snapshot is complete (`promotes_per_image`).
 PROMOTE_PENDING_SNAPSHOT = EROFS
+# Juju's default update-status-hook-interval: where the source's mgr will not schedule mirror
+# snapshots, the charm takes them on that hook, so no more often than it runs.
+UPDATE_STATUS_S = 300
+# A hook that comes a little early (Juju jitters update-status) still takes the snapshot: the
+# period stays one hook, not two.
+SNAPSHOT_DUE_FRACTION = 0.8
 _INTERVAL = re.compile(r"^([1-9][0-9]*)([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
@@ -140,3 +146,22 @@ def interval_seconds(interval: str) -> int:
             f"or 1d (Ceph's schedule syntax), not {interval!r}"
         )
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def snapshot_period(interval_s: int, *, self_scheduled: bool) -> int:
+    """How often each image really gets a mirror snapshot, in seconds.
+
+    The source's mgr keeps `snapshot-interval`; the charm's own schedule (update-status) keeps
+    the longer of it and the hook's interval.
+    """
+    return max(interval_s, UPDATE_STATUS_S) if self_scheduled else interval_s
+
+
+def snapshot_max_age(interval_s: int, *, self_scheduled: bool) -> int:
+    """`ready-for-cutover` needs a copied mirror snapshot younger than this: two periods."""
+    return 2 * snapshot_period(interval_s, self_scheduled=self_scheduled)
+
+
+def snapshot_due(interval_s: int, since_last_s: float) -> bool:
+    """The charm's own schedule: whether an update-status hook takes the next snapshots."""
+    return since_last_s >= interval_s * SNAPSHOT_DUE_FRACTION

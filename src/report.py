@@ -325,8 +325,9 @@ class StatusReport:
             return []
         return [
             f"{len(stale)} image(s) have no mirror snapshot copied in the last "
-            f"{self.snapshot_max_age / 60:.0f} min (twice snapshot-interval; is the source's "
-            f"snapshot schedule running?): {listed(stale)}"
+            f"{self.snapshot_max_age / 60:.0f} min (two snapshot periods: snapshot-interval, "
+            "or the update-status interval where the charm takes them; is the snapshot "
+            f"schedule running?): {listed(stale)}"
         ]
 
     @property

@@ -28,6 +28,7 @@ from ceph_cli import CephClient, CephError, scrub
 from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
 from inputs import CharmConfig
 from migration import MigrationError, Options, PeerSpec
+from mirror_modes import snapshot_due, snapshot_max_age
 from progress import History, Progress, measure, sizes_wanted
 from record import Record
 from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
@@ -280,7 +281,7 @@ class Session:
                 callouts=True,
                 recorded_torn_down=self.record.torn_down,
                 journals=True,
-                snapshot_max_age=2 * ws.config.snapshot_interval_s,
+                snapshot_max_age=self.snapshot_max_age(ws.config),
             )
         return self._report
 
@@ -398,6 +399,12 @@ class Session:
             logger.error("%s (a restart stays pending)", exc)
             self._seen(down=True)
 
+    def snapshot_max_age(self, config: CharmConfig) -> int:
+        """How old the last copied mirror snapshot may be for `ready-for-cutover`."""
+        return snapshot_max_age(
+            config.snapshot_interval_s, self_scheduled=bool(self.record.self_scheduled)
+        )
+
     def snapshot_if_due(self) -> None:
         """Snapshot mode, pools the source's mgr does not schedule: the charm's own schedule.
 
@@ -414,7 +421,7 @@ class Session:
         except NotReadyError:
             return
         now = time.time()
-        if now - record.snapshotted_at < ws.config.snapshot_interval_s:
+        if not snapshot_due(ws.config.snapshot_interval_s, now - record.snapshotted_at):
             return
         for pool in record.self_scheduled:
             if pool in record.torn_down or pool not in ws.all_pools:

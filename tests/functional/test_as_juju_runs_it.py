@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.dispatch.unit_dir import Unit, build_venv, required_artifact, required_python
-from tests.functional.juju_standin import Model, as_json, expect_ok, last_status, results
+from tests.functional.juju_standin import (
+    Model,
+    as_json,
+    config_defaults,
+    expect_ok,
+    last_status,
+    results,
+)
 from tests.functional.lab import Lab
 from tests.functional.lab.procs import pid_alive, read_pid, wait_for
 from tests.functional.lab.seed import POOLS, images, md5_all, recorded, seed
@@ -162,6 +169,72 @@ def test_the_whole_migration_runs_through_dispatch_with_every_byte_kept(
     _durations(unit, version)
     slow = [r for r in unit.runs if r.name.startswith("hooks/") and r.seconds > HOOK_LIMIT_S]
     assert not slow, [(r.name, round(r.seconds, 1)) for r in slow]
+
+
+def test_snapshot_mode_runs_through_the_packed_charm_without_journaling_the_source(
+    seeded_lab: Lab, tmp_path: Path
+):
+    """Config mirror-mode=snapshot on the .charm: the pools without clones, by mirror snapshots.
+
+    The source's journaling is sampled on every round of the sync; the charm's own snapshots
+    come from update-status where the source's mgr does not schedule them.
+    """
+    lab = seeded_lab
+    pools = ("glance", "cinder-ceph")
+    model = _model(lab, tmp_path, "3.12")
+    unit = model.add_unit()
+    unit.set_config(
+        {
+            **config_defaults(),
+            "mirror-mode": "snapshot",
+            "snapshot-interval": "1m",
+            "pools": ",".join(pools),
+        }
+    )
+    model.deploy(unit)
+    model.relate(unit)
+
+    def journaled() -> list[str]:
+        return [
+            f"{p}/{i}"
+            for p in pools
+            for i in images(lab.src, p)
+            if "journaling" in lab.src.rbd_json("info", f"{p}/{i}")["features"]
+        ]
+
+    expect_ok(unit.action("enable-mirroring", timeout=300))
+    enabled = results(unit)
+    assert (enabled["mode"], enabled["images"]) == ("snapshot", "4"), enabled
+    for pool in pools:
+        assert lab.src.rbd_json("mirror", "pool", "info", pool)["mode"] == "image"
+    deadline, rounds = time.monotonic() + SYNC_TIMEOUT_S, 0
+    while True:
+        assert journaled() == [], "snapshot mode journaled a source image"
+        rounds += 1
+        expect_ok(unit.hook("update-status"))  # the charm's own snapshots, where it takes them
+        expect_ok(unit.action("status"))
+        got = results(unit)
+        if got["ready-for-cutover"] == "true":
+            break
+        assert time.monotonic() < deadline, f"not ready after {SYNC_TIMEOUT_S}s: {got}"
+        time.sleep(5)
+    assert {as_json(got["pools"])[p]["mirror-mode"] for p in pools} == {"snapshot"}
+
+    expect_ok(unit.action("demote-promote", timeout=300))
+    assert sum(as_json(results(unit)["promoted"]).values()) == 4
+    expect_ok(unit.action("teardown", timeout=300))
+    assert results(unit)["daemon-stopped"] == "true"
+
+    expected = {k: v for k, v in recorded(lab.src).items() if k.split("/")[0] in pools}
+    assert md5_all(lab.dst, pools) == expected
+    for pool in pools:
+        assert lab.dst.rbd_json("mirror", "pool", "info", pool)["mode"] == "disabled"
+        for image in images(lab.dst, pool):
+            snaps = lab.dst.rbd_json("snap", "ls", "--all", f"{pool}/{image}")
+            assert not [s for s in snaps if s.get("namespace", {}).get("type") == "mirror"]
+    assert journaled() == []
+    print(f"dispatch snapshot mode: {len(expected)} images md5-equal, sampled {rounds} round(s)")
+    _durations(unit, "3.12 snapshot")
 
 
 def _daemon_of_each_image(lab: Lab) -> dict[str, str]:

@@ -98,6 +98,7 @@ class FakeCluster:
     schedules: dict[str, list[str]] = field(default_factory=dict)  # pool -> snapshot intervals
     schedule_denied: bool = False  # the key has no mgr caps (ceph-proxy's)
     snapshot_lag: set[str] = field(default_factory=set)  # snapshot images not caught up
+    snapshot_age: float = 0.0  # seconds since the newest mirror snapshot was taken
     registered: set[str] = field(default_factory=set)  # pools a destination daemon is tx peer of
 
     @property
@@ -279,7 +280,7 @@ class FakeCluster:
         """What the daemon publishes for a replaying image, in the image's mode."""
         if img.mirror_mode != "snapshot":
             return "replaying"
-        remote = int(time.time())  # the newest source snapshot, taken just now
+        remote = int(time.time() - self.snapshot_age)  # the newest source snapshot
         local = remote - 1 if img.name in self.snapshot_lag else remote
         state = "syncing" if img.name in self.snapshot_lag else "idle"
         return (

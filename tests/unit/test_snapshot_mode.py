@@ -16,6 +16,7 @@ from ops import testing
 
 import ceph_release
 import migration
+import mirror_modes
 from ceph_cli import EBUSY, ImageStatus
 from ceph_release import CephVersion, ClusterVersions, ReleasePair
 from migration import MigrationError, Options, PeerSpec
@@ -208,7 +209,7 @@ def test_ready_for_cutover_only_with_a_recent_snapshot_copied_by_every_image():
     dst.snapshot_lag.clear()
     stale = _report(src, dst, 600)
     stale.read_at = time.time() + 1200
-    assert not stale.ready and "twice snapshot-interval" in " ".join(stale.reasons)
+    assert not stale.ready and "two snapshot periods" in " ".join(stale.reasons)
     assert "check the source's snapshot schedule" in migration.phase(stale)
     pools = _report(src, dst, 600).pools[0].as_dict()
     assert pools["mirror-mode"] == "snapshot" and "oldest-copied-snapshot" in pools
@@ -472,3 +473,27 @@ def test_restarting_a_torn_down_journal_migration_in_snapshot_mode_names_the_mod
     message = str(exc.value)
     assert "journal mode" in message and "restart with the mode it has" in message, message
     assert "abort" not in message, "abort refuses a torn-down pool"
+
+
+def test_the_charms_own_schedule_runs_on_update_status_so_readiness_allows_two_hooks():
+    assert mirror_modes.snapshot_max_age(60, self_scheduled=False) == 120
+    assert mirror_modes.snapshot_max_age(60, self_scheduled=True) == 600, "two 5 min hooks"
+    assert mirror_modes.snapshot_max_age(3600, self_scheduled=True) == 7200
+    assert mirror_modes.snapshot_due(300, 250), "a hook that comes a little early takes it"
+    assert not mirror_modes.snapshot_due(300, 200)
+
+
+@pytest.mark.parametrize("self_scheduled, ready", [(True, "true"), (False, "false")])
+def test_a_4_min_old_snapshot_is_ready_only_where_update_status_takes_them(
+    world, self_scheduled, ready
+):
+    world.src.schedule_denied = self_scheduled
+    state = _snapshot_world(world)
+    state = dataclasses.replace(state, config={**state.config, "snapshot-interval": "1m"})
+    state = _act(world, state, "enable-mirroring")
+    mirror(world.src, world.dst)
+    world.dst.snapshot_age = 240
+    _act(world, state, "status")
+    results = world.ctx.action_results
+    assert results["ready-for-cutover"] == ready, results["reasons"]
+    assert ("two snapshot periods" in results["reasons"]) == (ready == "false")
