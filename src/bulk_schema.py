@@ -29,7 +29,7 @@ class Request(TypedDict, total=False):
     watchers: bool  # "pool-state"
     daemons: bool  # "versions": also the rbd-mirror daemons' (a mgr command)
     snapshot: str  # "cutover-snapshots": the snapshot's name
-    action: str  # "cutover-snapshots": "create", "check" or "remove"
+    action: str  # "cutover-snapshots": "create", "check", "remove" or "promote-back"
     chunk: int  # "digests": the extent each digest covers
     sample: int  # "digests": this many random chunks per image instead of every allocated one
     seed: str  # "digests": with "sample", the same picks on both sides

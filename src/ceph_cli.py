@@ -520,7 +520,7 @@ class CephCluster(Protocol):
         workers: int = 4,
         images: Sequence[str] | None = None,
     ) -> SnapshotCheck:
-        """Create, check or remove the cutover snapshot on every image of `pool` (or `images`)."""
+        """Create, check, remove or promote-back by the cutover snapshot: see the CLI's."""
         ...
 
     def delete_images(
@@ -1068,8 +1068,9 @@ class CephClient:
         """`create`, `check` or `remove` the cutover snapshot on every image of `pool`.
 
         create: on each primary image without it; check: what changed on each image since it,
-        and which primary images lack it; remove: wherever it is. One librbd process. With
-        `images`, only those.
+        and which primary images lack it; remove: wherever it is; promote-back: promote each
+        non-primary image that has it (the cutover promoted it; rollback demoted it). One
+        librbd process. With `images`, only those.
         """
         request: Request = {
             "op": "cutover-snapshots",

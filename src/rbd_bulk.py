@@ -341,16 +341,20 @@ def _cutover_snapshot(ioctx, name: str, snapshot: str, action: str) -> tuple[str
 
     create: the snapshot, on a primary image that lacks it. remove: it, where it exists.
     check: on an image that has it, whether anything changed since (data, size, snapshots
-    taken after it); "missing" for a primary image without one. The image is opened
-    read-only to decide, read-write only to change it (a write takes its exclusive lock).
+    taken after it); "missing" for a primary image without one. promote-back: promote (not
+    forced) a mirrored, non-primary image that has it, i.e. one the cutover had promoted
+    (rollback undoing its own demotion); an image the cutover never promoted stays as it is.
+    The image is opened read-only to decide, read-write only to change it (a write takes its
+    exclusive lock).
     """
     with rbd.Image(ioctx, name, read_only=True) as image:
         snaps = list(image.list_snaps())
         has = snapshot in [s["name"] for s in snaps]
         try:
-            primary = bool(image.mirror_image_get_info().get("primary"))
+            info = image.mirror_image_get_info()
         except rbd.Error:
-            primary = False
+            info = {}
+        primary = bool(info.get("primary"))
         if action == "check":
             if not has:
                 return "", ("missing" if primary else "")
@@ -359,6 +363,11 @@ def _cutover_snapshot(ioctx, name: str, snapshot: str, action: str) -> tuple[str
         with rbd.Image(ioctx, name) as image:
             image.remove_snap(snapshot)
         return "removed", ""
+    mirrored = info.get("state") == rbd.RBD_MIRROR_IMAGE_ENABLED
+    if action == "promote-back" and has and mirrored and not primary:
+        with rbd.Image(ioctx, name) as image:
+            image.mirror_image_promote(False)
+        return "promoted", ""
     if action == "create" and primary and not has:
         with rbd.Image(ioctx, name) as image:
             image.create_snap(snapshot)

@@ -118,8 +118,12 @@ def _check_again(
             f"of {', '.join(promoted)} is primary already (an earlier rollback): the "
             "destination stays demoted; re-run with force=true to discard those writes"
         )
-    for pool in pools:  # also a pool an earlier, interrupted run demoted: none stays without
-        dst.pool_promote(pool.pool)  # a primary (librbd skips images primary already)
+    # Back as the cutover left it: each image the cutover promoted (it has the cutover
+    # snapshot), also in a pool an earlier, interrupted run demoted. Never the pool at once:
+    # an image whose demotion snapshot the daemon was still copying would be promoted too
+    # (snapshot mode: librbd allows that), without its last writes.
+    for pool in pools:
+        dst.cutover_snapshots(pool.pool, "promote-back", workers=opts.workers)
     undone()
     raise MigrationError(
         f"the destination was written while rollback ran (is a client still using the new "

@@ -17,6 +17,7 @@ import pytest
 from ops import testing
 
 import cutover
+import rollback
 import teardown
 from tests.functional.charm_host import CharmHost
 from tests.functional.lab.procs import LabError
@@ -191,3 +192,80 @@ def _sync_and_cut_over(
     assert sum(json.loads(again["promoted"]).values()) == 0, "re-run is a no-op"
     report = json.loads(sampler.communicate(timeout=120)[0])
     assert report["samples"] > 10 and report["violations"] == [], report
+
+
+def _primary(cluster, pools=SNAPSHOT_POOLS) -> dict[str, bool]:
+    """`pool/image` -> librbd's mirroring primary flag, as the cluster's admin sees it."""
+    return {
+        f"{p}/{i}": bool(cluster.rbd_json("info", f"{p}/{i}").get("mirroring", {}).get("primary"))
+        for p in pools
+        for i in images(cluster, p)
+    }
+
+
+def _ready(host: CharmHost) -> dict:
+    """Status until ready-for-cutover, update-status between (the charm's own snapshots)."""
+    deadline = time.monotonic() + SYNC_TIMEOUT_S
+    while True:
+        status, _ = host.action("status")
+        if status["ready-for-cutover"] == "true":
+            return status
+        assert time.monotonic() < deadline, f"not ready: {status['reasons']}"
+        host.hook("update_status")
+        time.sleep(5)
+
+
+def test_snapshot_rollback_promotes_back_after_a_late_write_then_rolls_back_and_migrates_again(
+    fresh_host: CharmHost, monkeypatch
+):
+    """Rollback in snapshot mode on real Ceph, a client writing to the new cluster meanwhile.
+
+    The write is injected between rollback's check and the destination's demotion: the images
+    the cutover promoted are promoted back, one by one, the source untouched; then force, the
+    resync, a second cutover and teardown: the source's bytes, never two primaries.
+    """
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.configure(
+        **{"mirror-mode": "snapshot", "snapshot-interval": "1m", "pools": ",".join(SNAPSHOT_POOLS)}
+    )
+    host.action("enable-mirroring")
+    _ready(host)
+    results, _ = host.action("demote-promote", timeout=180)
+    assert sum(json.loads(results["promoted"]).values()) == 4
+    at_demotion = md5_all(lab.src, SNAPSHOT_POOLS)
+    volume = images(lab.dst, "cinder-ceph")[0]
+    real_demote = rollback._demote_destination
+
+    def a_client_writes_first(dst, pool, result, opts):
+        if pool.pool == "cinder-ceph":
+            lab.dst.rbd(
+                "bench", "--io-type", "write", "--io-size", "4096", "--io-total", "4096",
+                f"cinder-ceph/{volume}",
+            )  # fmt: skip
+        real_demote(dst, pool, result, opts)
+
+    monkeypatch.setattr(rollback, "_demote_destination", a_client_writes_first)
+    with pytest.raises(testing.ActionFailed, match="written while rollback ran") as exc:
+        host.action("rollback")
+    monkeypatch.undo()
+    print(f"\nrollback refused after a late write: {exc.value.message[:200]}")
+    assert all(_primary(lab.dst).values()), "every image the cutover promoted is primary again"
+    assert not any(_primary(lab.src).values()), "the source untouched: never two primaries"
+
+    results, _ = host.action("rollback", force=True)
+    assert json.loads(results["discarded"]) == [
+        f"cinder-ceph/{volume}: written since the cutover (first at offset 0)"
+    ]
+    assert all(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
+    assert md5_all(lab.src, SNAPSHOT_POOLS) == at_demotion, "the source's bytes of the demotion"
+
+    _ready(host)
+    host.action("demote-promote", timeout=180)
+    results, _ = host.action("teardown")
+    assert results["daemon-stopped"] == "true"
+    assert md5_all(lab.dst, SNAPSHOT_POOLS) == at_demotion, "the late write is gone"
+    for pool in SNAPSHOT_POOLS:
+        for image in images(lab.dst, pool):
+            assert _mirror_snapshots(lab.dst, pool, image) == [], f"{pool}/{image}"
+    assert _journaled(lab) == []

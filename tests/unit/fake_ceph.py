@@ -419,6 +419,9 @@ class FakeCluster:
                 written[img.name] = "written since the cutover (first at offset 0)"
             elif action == "check" and primary and not has:
                 missing.append(img.name)
+            elif action == "promote-back" and has and img.mirror_enabled and not img.primary:
+                img.primary = True
+                changed.append(img.name)
         return SnapshotCheck(changed=tuple(changed), written=written, missing=tuple(missing))
 
     def delete_images(self, pool: str, levels, *, workers: int = 4):

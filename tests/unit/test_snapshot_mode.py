@@ -497,3 +497,39 @@ def test_a_4_min_old_snapshot_is_ready_only_where_update_status_takes_them(
     results = world.ctx.action_results
     assert results["ready-for-cutover"] == ready, results["reasons"]
     assert ("two snapshot periods" in results["reasons"]) == (ready == "false")
+
+
+def test_rollback_promoting_back_after_a_late_write_skips_an_image_the_cutover_never_promoted():
+    """Review finding: a pool-wide promote-back promoted an image whose demotion was copying."""
+    src, dst = _pair()
+    src.pool_images["cinder-ceph"].append(FakeImage("volume-2"))
+    _enable(src, dst)
+    mirror(src, dst)
+    real = dst.promote_demoted
+
+    def volume_2_still_copying(pool, images, *, workers=4):
+        done, failed = real(pool, [n for n in images if n != "volume-2"], workers=workers)
+        if pool == "cinder-ceph":
+            failed["volume-2"] = "ValueError: pending: the demotion snapshot is still copying"
+        return done, failed
+
+    dst.promote_demoted = volume_2_still_copying  # type: ignore[method-assign]
+    with pytest.raises(MigrationError, match="timed out"):
+        migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=0, force=False, daemon_running=True,
+            sleep=lambda _: None,
+        )  # fmt: skip
+    assert not dst.image("cinder-ceph", "volume-2").primary
+    real_demote = dst.pool_demote
+
+    def a_late_write_then_demote(pool):
+        if pool == "cinder-ceph":
+            dst.image(pool, "volume-1").written_since_snap = True
+        return real_demote(pool)
+
+    dst.pool_demote = a_late_write_then_demote  # type: ignore[method-assign]
+    with pytest.raises(MigrationError, match="written while rollback ran"):
+        migration.rollback(src, dst, POOLS, PEER, Options())
+    assert dst.image("cinder-ceph", "volume-1").primary, "the cutover's promotion restored"
+    assert not dst.image("cinder-ceph", "volume-2").primary, "never promoted without its copy"
+    assert not any(i.primary for i in _images(src)), "never two primaries"
