@@ -118,6 +118,8 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         mode=mode,
         clone_refusal=clone_refusal,
     )
+    # the pool-level refusals first: they say what the per-image findings cannot
+    migration.refuse_to_enable(checked.report, ws.peer, restart=params.restart, mode=mode)
     findings = checked.findings
     session.known_sizes.update(checked.sizes)  # the progress reads them no more
     for finding in findings:

@@ -56,7 +56,7 @@ from report import (
     teardown_blockers,
 )
 from rollback import RollbackResult, rollback
-from setup_mirroring import SELF_SCHEDULED, PoolEnableResult, enable_mirroring
+from setup_mirroring import SELF_SCHEDULED, PoolEnableResult, enable_mirroring, refuse_to_enable
 from teardown import TeardownResult, teardown
 from verify import READS_IN_FLIGHT, Mismatch, VerifyResult, verify
 from workflow import MigrationError, Options, PeerSpec
@@ -94,6 +94,7 @@ __all__ = [
     "phase",
     "pools_without_source",
     "preflight",
+    "refuse_to_enable",
     "rollback",
     "select_pools",
     "split_brain_advice",

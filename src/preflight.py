@@ -123,6 +123,17 @@ def _destination_images(report: StatusReport, aborting: set[str]) -> list[Findin
                     blocks=True,
                 )
             )
+        elif foreign and (pool.torn_down or pool.recorded_torn_down):
+            out.append(
+                Finding(
+                    "destination",
+                    f"destination pool {pool.pool}",
+                    f"holds the finished migration's {len(foreign)} image(s), the cloud's data "
+                    f"on this cluster since the teardown ({listed(foreign)}): never remove "
+                    "them; a new migration of this pool needs an empty destination pool",
+                    blocks=True,
+                )
+            )
         elif foreign:
             out.append(
                 Finding(

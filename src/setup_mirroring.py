@@ -91,7 +91,7 @@ def enable_mirroring(
     if report is None:
         require_destination_pools(dst, pools)
         report = read(src, dst, pools, opts)
-    _refuse_to_enable(report, peer, restart=restart, mode=mode)
+    refuse_to_enable(report, peer, restart=restart, mode=mode)
     if not mode.journals and (foreign := foreign_peers(src, dst, pools, peer)):
         raise MigrationError(
             f"pool(s) mirrored to other sites already, nothing changed: {listed(foreign)}. "
@@ -130,6 +130,18 @@ def enable_mirroring(
     return results
 
 
+def _per_mode_runs(report: StatusReport, asked: MirrorMode) -> str:
+    """The way out of a refusal for mixing modes: one enable-mirroring per mode.
+
+    Each names the pools it takes; those not mirrored yet go with the mode asked for.
+    """
+    by_mode: dict[str, list[str]] = {}
+    for pool in report.pools:
+        by_mode.setdefault((pool.mode or asked).name, []).append(pool.pool)
+    runs = [f"enable-mirroring pools={','.join(p)} mode={m}" for m, p in sorted(by_mode.items())]
+    return f"run {' and '.join(runs)}"
+
+
 def require_destination_pools(dst: CephCluster, pools: Sequence[str]) -> None:
     """MigrationError, naming them, while a destination pool does not exist yet."""
     dst_pools = {p.name for p in dst.pools()}
@@ -142,13 +154,27 @@ def require_destination_pools(dst: CephCluster, pools: Sequence[str]) -> None:
         )
 
 
-def _refuse_to_enable(
+def refuse_to_enable(
     report: StatusReport, peer: PeerSpec, *, restart: bool, mode: MirrorMode
 ) -> None:
+    """MigrationError, nothing changed, for what makes enabling `mode` on the pools wrong.
+
+    enable-mirroring asks this before its preflight's per-image findings, which would
+    otherwise hide the pool-level reason (a clone's advice in a pool of the other mode).
+    """
     if report.source_errors:
         raise MigrationError(f"the source does not answer, nothing changed: {report.source_error}")
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
+    demoted = [p.pool for p in report.pools if p.torn_down and p.cutover_started]
+    if restart and demoted:
+        raise MigrationError(
+            f"{', '.join(demoted)}: the finished migration left the source's images demoted "
+            "(read-only), and rbd-mirror copies only primary images: a new migration would "
+            "copy nothing, nothing changed. On the old cluster, with its admin key, remove the "
+            "peer, promote and disable mirroring first (README, runbook step 13), then re-run "
+            "with restart=true"
+        )
     # The source's mode only: an abort may leave a destination pool half-disabled (image mode)
     other = [
         f"{p.pool} ({p.mode.name} mode)"
@@ -156,17 +182,10 @@ def _refuse_to_enable(
         if (restart or not p.torn_down) and p.mode is not None and p.mode != mode
     ]
     if other:
-        # abort refuses a torn-down pool: its source stays as the last cutover left it
-        way_out = (
-            "its source keeps the finished migration's mirroring (README, runbook step 13): "
-            "restart with the mode it has"
-            if any(p.torn_down for p in report.pools if p.mode not in (None, mode))
-            else f"run enable-mirroring with the mode it has, or abort it first to mirror it "
-            f"in {mode.name} mode"
-        )
         raise MigrationError(
             f"pool(s) mirrored in the other mode, nothing changed: {listed(other)}. A pool is "
-            f"never converted between modes: {way_out}"
+            f"never converted between modes: {_per_mode_runs(report, mode)}, or abort a pool "
+            f"first to mirror it in {mode.name} mode"
         )
     odd = [f"{p.pool}/{n}" for p in report.pools for n in odd_image_names(p.source_images)]
     if odd:

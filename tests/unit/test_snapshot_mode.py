@@ -458,7 +458,8 @@ def test_a_clone_created_in_a_snapshot_pool_after_enable_is_told_to_flatten_not_
     assert not clone.mirror_enabled, "nothing changed"
 
 
-def test_restarting_a_torn_down_journal_migration_in_snapshot_mode_names_the_mode_it_has():
+def test_a_restart_while_the_finished_migration_left_the_source_demoted_says_what_to_do():
+    """Review finding: a restart copied nothing, then advised removing the cloud's images."""
     src, dst = make_pair()
     for cluster in (src, dst):
         del cluster.pool_images["nova"]
@@ -468,11 +469,42 @@ def test_restarting_a_torn_down_journal_migration_in_snapshot_mode_names_the_mod
         src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
     )
     migration.teardown(src, dst, POOLS, PEER, Options())
+    calls = len(src.calls), len(dst.calls)
+    for asked in (SNAP, MODES[JOURNAL]):
+        with pytest.raises(MigrationError) as exc:
+            migration.enable_mirroring(src, dst, POOLS, PEER, Options(), mode=asked, restart=True)
+        message = str(exc.value)
+        assert "demoted" in message and "runbook step 13" in message, message
+        assert "remove them" not in message
+    changing = [c for c in src.calls[calls[0] :] + dst.calls[calls[1] :] if "enable" in c]
+    assert changing == [], "nothing changed"
+
+
+def test_the_finished_migrations_images_are_never_called_removable():
+    src, dst = make_pair()
+    for cluster in (src, dst):
+        del cluster.pool_images["nova"]
+    migration.enable_mirroring(src, dst, POOLS, PEER, Options())
+    mirror(src, dst)
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    migration.teardown(src, dst, POOLS, PEER, Options())
+    checked = migration.preflight(src, dst, POOLS, Options(), all_pools=POOLS, key_caps="caps")
+    texts = [str(f) for f in checked.findings if f.kind == "destination"]
+    assert texts and all("never remove them" in t for t in texts), texts
+
+
+@pytest.mark.parametrize("asked", [SNAP, MODES[JOURNAL]])
+def test_mixed_modes_are_told_one_run_per_mode_with_its_pools(asked):
+    src, dst = _pair()
+    _enable(src, dst)  # both pools in snapshot mode
+    src.modes["cinder-ceph"] = dst.modes["cinder-ceph"] = "pool"  # as if journal-mirrored
     with pytest.raises(MigrationError) as exc:
-        _enable(src, dst, restart=True)
+        migration.enable_mirroring(src, dst, POOLS, PEER, Options(), mode=asked)
     message = str(exc.value)
-    assert "journal mode" in message and "restart with the mode it has" in message, message
-    assert "abort" not in message, "abort refuses a torn-down pool"
+    assert "pools=cinder-ceph mode=journal" in message, message
+    assert "pools=glance mode=snapshot" in message, message
 
 
 def test_the_charms_own_schedule_runs_on_update_status_so_readiness_allows_two_hooks():
