@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ceph_cli import EACCES, CephCluster, CephError, PreflightImage, Space
 from ceph_release import SNAPSHOT_CLONE_ADVICE, CephVersion
-from mirror_modes import JOURNAL, MODES, MirrorMode
+from mirror_modes import JOURNAL, MODES, MirrorMode, mode_of_pool
 from report import StatusReport, human_bytes, read
 from setup_mirroring import require_destination_pools
 from workflow import Options, listed
@@ -160,18 +160,47 @@ def _images(
     names = [p.pool for p in report.pools]
     with ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(names)))) as pool_exec:
         reads = {p: pool_exec.submit(src.preflight_images, p, workers=opts.workers) for p in names}
-    out = []
+    out, found_in = [], {}
     for pool, future in reads.items():
         try:
-            found = future.result()
+            found_in[pool] = future.result()
         except CephError as exc:
             why = f"images not readable: {exc}"
             out.append(Finding("image", f"source pool {pool}", why, blocks=True))
-            continue
+    clones = [i for found in found_in.values() for i in found if i.parent]
+    modes = _modes_after(src, report, {i.parent.partition("/")[0] for i in clones}, mode)
+    for pool, found in found_in.items():
         mirrored = next(p.mode for p in report.pools if p.pool == pool) is not None
         for image in found:
             out += _image_findings(pool, image, migrated, mode, clone_refusal, mirrored)
+            parent_mode = modes.get(image.parent.partition("/")[0])
+            if image.parent and parent_mode is not None and parent_mode != mode:
+                parent_pool = image.parent.partition("/")[0]
+                why = (
+                    f"a clone of {image.parent}, whose pool {parent_pool} is mirrored in "
+                    f"{parent_mode.name} mode: keep clones and their parents' pools in "
+                    f"one mode, {mode.name} (mixing them is not tested): abort {parent_pool} "
+                    f"and mirror it with mode={mode.name}"
+                )
+                out.append(Finding("image", f"{pool}/{image.name}", why, blocks=True))
             sizes[f"{pool}/{image.name}"] = image.size
+    return out
+
+
+def _modes_after(
+    src: CephCluster, report: StatusReport, pools: set[str], asked: MirrorMode
+) -> dict[str, MirrorMode | None]:
+    """The mode each of `pools` will be mirrored in once this run is done (None: not at all).
+
+    A pool of this run: the mode it has, else the one asked for; any other: the one it has.
+    """
+    out: dict[str, MirrorMode | None] = {p.pool: p.mode or asked for p in report.pools}
+    others = sorted(pools - set(out))
+    if others:
+        try:
+            out |= {i.name: mode_of_pool(i.mode) for i in src.mirror_pools(others)}
+        except CephError:  # not readable: the parent check above names that pool
+            pass
     return out
 
 

@@ -565,3 +565,19 @@ def test_rollback_promoting_back_after_a_late_write_skips_an_image_the_cutover_n
     assert dst.image("cinder-ceph", "volume-1").primary, "the cutover's promotion restored"
     assert not dst.image("cinder-ceph", "volume-2").primary, "never promoted without its copy"
     assert not any(i.primary for i in _images(src)), "never two primaries"
+
+
+def test_a_journal_mode_clone_of_a_snapshot_mirrored_parent_pool_is_refused():
+    """Review finding: glance in snapshot mode, then nova's clones in journal mode, passed."""
+    src, dst = make_pair()
+    src.registered |= {"glance"}
+    migration.enable_mirroring(
+        src, dst, ["glance"], PEER, Options(), mode=SNAP, sleep=lambda _: None
+    )
+    checked = migration.preflight(
+        src, dst, ["nova"], Options(), all_pools=list(src.pool_images), key_caps="caps",
+        mode=MODES[JOURNAL],
+    )  # fmt: skip
+    blocking = [str(f) for f in checked.findings if f.blocks]
+    assert blocking and all("mirrored in snapshot mode" in b for b in blocking), blocking
+    assert "abort glance and mirror it with mode=journal" in blocking[0]
