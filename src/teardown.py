@@ -111,18 +111,28 @@ def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Opti
     """The mirror snapshot schedules of the snapshot-mode source `pools`, removed.
 
     Every pool-level schedule there is the charm's (enable-mirroring refuses a pool with
-    another site's peer). A key that may not (no mgr caps: then the charm took the
-    snapshots itself), or a mgr that does not answer, is said, not fatal: the mgr skips
-    demoted and unmirrored images.
+    another site's peer). A key that may not (no mgr caps) never set one: the charm took the
+    snapshots itself; that is said, not fatal. Any other failure (a mgr that does not
+    answer) raises once every pool was tried: the caller's re-run removes what is left.
     """
+    failed = []
     for pool in pools:
         try:
             for interval in src.snapshot_schedules(pool):
                 if not opts.dry_run:
                     src.snapshot_schedule(pool, interval, add=False)
-                opts.log(f"{pool}: source mirror snapshot schedule every {interval} removed")
+                done = "would be removed" if opts.dry_run else "removed"
+                opts.log(f"{pool}: source mirror snapshot schedule every {interval} {done}")
         except CephError as exc:
-            opts.log(f"WARNING: {pool}: no source mirror snapshot schedule removed: {exc}")
+            if exc.rc in (EACCES, EPERM):
+                opts.log(f"{pool}: no source mirror snapshot schedule to remove: {exc}")
+            else:
+                failed.append(f"{pool}: {exc}")
+    if failed:
+        raise MigrationError(
+            f"the source's mirror snapshot schedule(s) could not be removed: {listed(failed)}; "
+            "re-run to remove them"
+        )
 
 
 def _remove_leftover_journaling(

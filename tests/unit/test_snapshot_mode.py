@@ -17,7 +17,7 @@ from ops import testing
 import ceph_release
 import migration
 import mirror_modes
-from ceph_cli import EBUSY, ImageStatus
+from ceph_cli import EBUSY, CephError, ImageStatus
 from ceph_release import CephVersion, ClusterVersions, ReleasePair
 from migration import MigrationError, Options, PeerSpec
 from mirror_modes import EROFS, JOURNAL, MODES, SNAPSHOT, interval_seconds, mode
@@ -270,7 +270,7 @@ def test_teardown_goes_on_when_the_source_schedule_cannot_be_removed():
     lines: list[str] = []
     migration.teardown(src, dst, POOLS, PEER, Options(log=lines.append))
     assert {dst.modes[p] for p in POOLS} == {"disabled"}
-    assert any("no source mirror snapshot schedule removed" in line for line in lines)
+    assert any("no source mirror snapshot schedule to remove" in line for line in lines)
 
 
 def test_abort_in_snapshot_mode_puts_the_source_back_and_removes_its_schedules():
@@ -581,3 +581,40 @@ def test_a_journal_mode_clone_of_a_snapshot_mirrored_parent_pool_is_refused():
     blocking = [str(f) for f in checked.findings if f.blocks]
     assert blocking and all("mirrored in snapshot mode" in b for b in blocking), blocking
     assert "abort glance and mirror it with mode=journal" in blocking[0]
+
+
+def _mgr_blip(src):
+    real = src.snapshot_schedule
+
+    def blip(pool, interval, *, add):
+        if not add:
+            raise CephError("source", ["schedule"], 110, "the mgr did not answer")
+        return real(pool, interval, add=add)
+
+    src.snapshot_schedule = blip
+    return real
+
+
+def test_abort_with_a_mgr_that_does_not_answer_fails_and_its_re_run_removes_the_schedules():
+    """Review finding: abort logged a WARNING and left the schedules for good."""
+    src, dst = _synced()
+    real = _mgr_blip(src)
+    with pytest.raises(MigrationError, match="could not be removed.*re-run"):
+        migration.abort(src, dst, POOLS, PEER, Options(), journaled={})
+    src.snapshot_schedule = real  # type: ignore[method-assign]
+    migration.abort(src, dst, POOLS, PEER, Options(), journaled={})
+    assert src.schedules == dict.fromkeys(POOLS, [])
+    assert set(src.modes.values()) == {"disabled"}
+
+
+def test_teardown_with_a_mgr_that_does_not_answer_fails_and_its_re_run_removes_the_schedules():
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    real = _mgr_blip(src)
+    with pytest.raises(MigrationError, match="could not be removed.*re-run"):
+        migration.teardown(src, dst, POOLS, PEER, Options())
+    src.snapshot_schedule = real  # type: ignore[method-assign]
+    migration.teardown(src, dst, POOLS, PEER, Options())
+    assert src.schedules == dict.fromkeys(POOLS, [])
