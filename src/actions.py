@@ -58,8 +58,9 @@ NEXT_STEPS = (
     "7. juju remove-application {app} (its keyrings and confs go with it). "
     "8. Revoke this charm's key on the old cluster (ceph-proxy's broker cannot delete keys): "
     "`ceph auth del client.{app}` with the source's admin key. The source's images stay "
-    "demoted (read-only) with journaling and pool-mode mirroring: see the README before "
-    "reusing them."
+    "demoted (read-only) with the mirroring the migration gave them (journal mode: journaling "
+    "and pool-mode mirroring; snapshot mode: image-mode mirroring and their last mirror "
+    "snapshots): see the README (runbook step 13) before reusing them."
 )
 
 
@@ -89,7 +90,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
     if record.finished and not params.restart:
         raise MigrationError(
             "the migration is finished (torn down), nothing changed: enabling mirroring "
-            "again would journal the source's images and re-arm the daemon. To start a "
+            "again would re-arm mirroring on the source's images and the daemon. To start a "
             "new migration on purpose, re-run with restart=true"
         )
     pair = read_releases(ws.source, ws.destination)

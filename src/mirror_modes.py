@@ -62,6 +62,7 @@ class MirrorMode:
     # `_promote_demoted`), else pool-wide, retried on `promote_pending_rc`
     promotes_per_image: bool
     carries_clones: bool  # clones mirror safely with any release (else ceph_release decides)
+    meanwhile: str  # what the source bears while the daemon does not copy, for messages
 
     def caught_up(self, state: str, description: Mapping[str, object]) -> bool:
         """Replaying with nothing left to copy, as far as the published status knows."""
@@ -101,6 +102,7 @@ MODES: dict[str, MirrorMode] = {
         promote_pending_rc=EBUSY,
         promotes_per_image=False,
         carries_clones=True,
+        meanwhile="the source stays journaled and its journals grow meanwhile",
     ),
     SNAPSHOT: MirrorMode(
         name=SNAPSHOT,
@@ -110,6 +112,7 @@ MODES: dict[str, MirrorMode] = {
         promote_pending_rc=PROMOTE_PENDING_SNAPSHOT,
         promotes_per_image=True,
         carries_clones=False,
+        meanwhile="the source's mirror snapshots pile up meanwhile, and the cutover copies more",
     ),
 }
 
@@ -165,3 +168,9 @@ def snapshot_max_age(interval_s: int, *, self_scheduled: bool) -> int:
 def snapshot_due(interval_s: int, since_last_s: float) -> bool:
     """The charm's own schedule: whether an update-status hook takes the next snapshots."""
     return since_last_s >= interval_s * SNAPSHOT_DUE_FRACTION
+
+
+def meanwhile(modes: Sequence[MirrorMode | None]) -> str:
+    """What the source bears while nothing is copied, for the modes of the pools concerned."""
+    said = sorted({m.meanwhile for m in modes if m is not None})
+    return "; ".join(said) or MODES[JOURNAL].meanwhile

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ceph_cli import Callout, CephCluster, CephError, ImageStatus, JournalInfo, Peer, PoolState
-from mirror_modes import SNAPSHOT, MirrorMode, mode_of_pool
+from mirror_modes import SNAPSHOT, MirrorMode, meanwhile, mode_of_pool
 from workflow import Options, PeerSpec, listed
 
 
@@ -692,12 +692,14 @@ def attention(report: StatusReport) -> str:
     """What needs the operator now, in the order it matters ("" when nothing does)."""
     changed = [c for p in report.pools for c in p.changed_since_teardown]
     errors = report.in_error
+    source_meanwhile = meanwhile([p.mode for p in report.active])
     for problem, message in (
         (report.split_brain, phase(report)),
         (
             changed,
             f"the source changed after the teardown: {', '.join(changed[:3])}: that "
-            "data is not on the new cluster",
+            "data is not on the new cluster: stop what still uses the old cluster and copy "
+            "it by hand (rbd export | rbd import, with both clusters' admin keys)",
         ),
         (
             report.source_lost and report.all_promoted,
@@ -711,14 +713,14 @@ def attention(report: StatusReport) -> str:
         (not report.source_answers, f"the source answers with errors: {report.source_error}"),
         (
             report.daemon_errors,
-            f"rbd-mirror reports {'; '.join(report.daemon_errors[:3])} (the "
-            "source stays journaled meanwhile): check the relations' addresses and keys",
+            f"rbd-mirror reports {'; '.join(report.daemon_errors[:3])} ({source_meanwhile}): "
+            "check the relations' addresses and keys",
         ),
         (
             errors,
             f"{len(errors)} image(s) in error: "
             f"{', '.join(i.pool + '/' + i.name for i in errors[:5])}: status verbose=true shows "
-            "why (the source stays journaled meanwhile)",
+            f"why ({source_meanwhile})",
         ),
     ):
         if problem:

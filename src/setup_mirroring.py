@@ -196,8 +196,8 @@ def refuse_to_enable(
     if not report.active and not restart:
         raise MigrationError(
             f"the migration of {', '.join(p.pool for p in report.pools)} is finished (torn "
-            "down), nothing changed: enabling mirroring again would journal the source's "
-            "images and re-arm the daemon. To start a new migration on purpose, re-run with "
+            "down), nothing changed: enabling mirroring again would re-arm mirroring on the "
+            "source's images and the daemon. To start a new migration on purpose, re-run with "
             "restart=true"
         )
 

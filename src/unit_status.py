@@ -126,8 +126,9 @@ def _migration_status(session: Session, report: StatusReport, record: Record) ->
     if record.paused:
         return (
             "blocked",
-            f"{down}rbd-mirror paused by the pause action: nothing is replayed and the source's "
-            "journals grow; run resume" + (", or abort" if down else ""),
+            f"{down}rbd-mirror paused by the pause action: nothing is replayed (the source's "
+            "journals grow, or its mirror snapshots pile up); run resume"
+            + (", or abort" if down else ""),
         )
     if not session.daemon_running():
         return (
