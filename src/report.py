@@ -327,7 +327,8 @@ class StatusReport:
             f"{len(stale)} image(s) have no mirror snapshot copied in the last "
             f"{self.snapshot_max_age / 60:.0f} min (two snapshot periods: snapshot-interval, "
             "or the update-status interval where the charm takes them; is the snapshot "
-            f"schedule running?): {listed(stale)}"
+            "schedule running? A changed snapshot-interval takes effect on the source when "
+            f"enable-mirroring is re-run): {listed(stale)}"
         ]
 
     @property
@@ -767,7 +768,8 @@ def phase(report: StatusReport, syncing: Callable[[], str] | None = None) -> str
     if report.stale_snapshots and report.reasons == report.stale_snapshots:
         return (
             f"{report.replaying}/{total} replaying, but no mirror snapshot copied for over "
-            f"{report.snapshot_max_age / 60:.0f} min: check the source's snapshot schedule"
+            f"{report.snapshot_max_age / 60:.0f} min: check the source's snapshot schedule "
+            "(re-run enable-mirroring after changing snapshot-interval)"
         )
     hint = "; run enable-mirroring" if any(p.not_mirrored for p in report.active) else ""
     said = syncing() if syncing else ""
