@@ -11,6 +11,8 @@ mirror snapshot or schedule left.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -30,6 +32,7 @@ from tests.functional.lab.seed import (
     primary_sampler,
     recorded,
     start_writer,
+    write_random,
 )
 
 SYNC_TIMEOUT_S = 420
@@ -269,3 +272,54 @@ def test_snapshot_rollback_promotes_back_after_a_late_write_then_rolls_back_and_
         for image in images(lab.dst, pool):
             assert _mirror_snapshots(lab.dst, pool, image) == [], f"{pool}/{image}"
     assert _journaled(lab) == []
+
+
+def _newest_mirror_snapshot(cluster, spec: str) -> dict:
+    """The image's newest mirror snapshot's namespace (state, complete), by id."""
+    snaps = [
+        s for s in cluster.rbd_json("snap", "ls", "--all", spec)
+        if s.get("namespace", {}).get("type") == "mirror"
+    ]  # fmt: skip
+    return max(snaps, key=lambda s: s["id"])["namespace"] if snaps else {}
+
+
+@pytest.mark.big_image(512)
+def test_snapshot_daemon_killed_right_after_the_demotion_then_the_re_run_finishes_the_cutover(
+    fresh_host: CharmHost, monkeypatch
+):
+    """The daemon dies with the action, just after the source's demotion.
+
+    256 MiB were written since the last copied snapshot: the demotion snapshot has them to
+    copy. The next hook restarts the daemon; the re-run waits for the demotion's copy and
+    promotes: every byte.
+    """
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.configure(
+        **{"mirror-mode": "snapshot", "snapshot-interval": "1m", "pools": ",".join(SNAPSHOT_POOLS)}
+    )
+    host.action("enable-mirroring")
+    _ready(host)
+    write_random(lab.src, "cinder-ceph", "volume-big", count=64, block=4 << 20)
+    expected = md5_all(lab.src, SNAPSHOT_POOLS)
+
+    def the_daemon_dies(*args, **kwargs):
+        (pid,) = lab.service_pids().values()
+        os.kill(pid, signal.SIGKILL)
+        raise RuntimeError("the action died with the daemon, after the demotion")
+
+    monkeypatch.setattr(cutover, "_promote_until_done", the_daemon_dies)
+    with pytest.raises(RuntimeError, match="died with the daemon"):
+        host.action("demote-promote")
+    monkeypatch.undo()
+    at_kill = _newest_mirror_snapshot(lab.dst, "cinder-ceph/volume-big")
+    print(f"\nthe destination's newest mirror snapshot when the daemon died: {at_kill}")
+    assert not any(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
+
+    host.hook("update_status")  # restarts the daemon
+    assert lab.service_pids(), "the next hook restarted the daemon"
+    results, _ = host.action("demote-promote", timeout=300)
+    print(f"re-run: promoted {results['promoted']} in {results['seconds']} s")
+    assert sum(json.loads(results["promoted"]).values()) == len(expected)
+    assert md5_all(lab.dst, SNAPSHOT_POOLS) == expected, "every byte of the demotion"
+    assert not any(_primary(lab.src).values())
