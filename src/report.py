@@ -630,6 +630,12 @@ def cutover_blockers(report: StatusReport, *, ignore_watchers: bool = False) -> 
                     else ""
                 )
                 + "stop the instance or detach the volume, or re-run with ignore-watchers=true"
+                + (
+                    " (snapshot mode: another unit's rbd-mirror watches the images it "
+                    "replays: README, Several units)"
+                    if pool.mode is not None and not pool.mode.journals
+                    else ""
+                )
                 for n, w in sorted(pool.source_watchers.items())
                 if w
             ]
