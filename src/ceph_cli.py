@@ -541,6 +541,12 @@ class CephCluster(Protocol):
         """A mirror snapshot of each primary snapshot-mirrored image: ({image: id}, errors)."""
         ...
 
+    def demote_images(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Demote each primary mirrored image of `images`, side by side: (demoted, errors)."""
+        ...
+
     def promote_demoted(
         self, pool: str, images: Sequence[str], *, workers: int = 4
     ) -> tuple[list[str], dict[str, str]]:
@@ -934,6 +940,16 @@ class CephClient:
         """
         answer = self._features("mirror-snapshot", pool, images, workers)
         return dict(answer.get("changed", {})), _failures(answer)
+
+    def demote_images(
+        self, pool: str, images: Sequence[str], *, workers: int = 4
+    ) -> tuple[list[str], dict[str, str]]:
+        """Snapshot mode's demotion, `workers` images at once, in one librbd process.
+
+        Images not mirrored or not primary are in neither result.
+        """
+        answer = self._features("demote", pool, images, workers)
+        return sorted(answer.get("changed", {})), _failures(answer)
 
     def promote_demoted(
         self, pool: str, images: Sequence[str], *, workers: int = 4

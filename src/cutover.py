@@ -84,12 +84,13 @@ def demote_promote(
         blocking += snapshot_clones(src, report)
         if blocking:
             raise MigrationError(f"not ready for cutover, nothing changed: {listed(blocking)}")
+        modes = {p.pool: p.mode or MODES[JOURNAL] for p in report.active}
+        names = {p.pool: [i.name for i in p.images] for p in report.active}
+        on_source = {p.pool: list(p.source_images) for p in report.active}
         for pool in active:
-            result.demoted[pool] = src.pool_demote(pool)
+            result.demoted[pool] = _demote(src, pool, modes[pool], on_source[pool], opts)
             opts.log(f"{pool}: demoted {result.demoted[pool]} source image(s)")
         try:
-            modes = {p.pool: p.mode or MODES[JOURNAL] for p in report.active}
-            names = {p.pool: [i.name for i in p.images] for p in report.active}
             _promote_until_done(dst, modes, result, start + timeout, opts, sleep, names)
         except BaseException:  # a timeout or an error: what this run promoted gets its proof
             _snapshot_promoted(dst, _not_primary(report), result, opts, quiet=True)
@@ -101,6 +102,24 @@ def demote_promote(
         result.promoted = {pool: after[pool] - before.get(pool, 0) for pool in active}
     result.seconds = time.monotonic() - start
     return result
+
+
+def _demote(src: CephCluster, pool: str, mode: MirrorMode, names: list[str], opts: Options) -> int:
+    """Demote the source's primary images of `pool`, as the pool's mode does it; how many.
+
+    Image by image, side by side, where each demotion is a snapshot: a failure leaves the
+    others demoted (the cutover has begun) and is raised: the re-run demotes the rest.
+    """
+    if not mode.demotes_per_image:
+        return src.pool_demote(pool)
+    demoted, failed = src.demote_images(pool, names, workers=max(opts.workers, SNAPSHOT_WORKERS))
+    if failed:
+        why = [f"{n}: {e}" for n, e in sorted(failed.items())]
+        raise MigrationError(
+            f"{pool}: {len(failed)} source image(s) not demoted ({len(demoted)} were; re-run "
+            f"demote-promote to finish): {listed(why)}"
+        )
+    return len(demoted)
 
 
 def _force_promote(

@@ -9,6 +9,7 @@ modes. Wherever they differ, they ask the pool's `MirrorMode`:
 | an image is mirrored once | it has the journaling feature | `mirror image enable IMG snapshot` |
 | the source's cost while syncing | each write twice (the journal) | a snapshot per interval |
 | caught up | replaying, 0 entries behind | replaying, idle, the newest source snapshot copied |
+| the cutover's demote | `pool demote` | per image, side by side (each one a snapshot) |
 | the cutover's promote | `pool promote`, retried on EBUSY | per image, its demotion copied |
 | clones | yes | refused (`ceph_release.SNAPSHOT_CLONE_FIX`) |
 | oldest release | any supported | `ceph_release.snapshot_mode_refusal` |
@@ -61,6 +62,9 @@ class MirrorMode:
     # promoted image by image once its own demotion snapshot is copied whole (rbd_bulk
     # `_promote_demoted`), else pool-wide, retried on `promote_pending_rc`
     promotes_per_image: bool
+    # demoted image by image, side by side (each demotion is a mirror snapshot, a mon round:
+    # `pool demote` takes them one after the other), else with `pool demote`
+    demotes_per_image: bool
     carries_clones: bool  # clones mirror safely with any release (else ceph_release decides)
     meanwhile: str  # what the source bears while the daemon does not copy, for messages
 
@@ -101,6 +105,7 @@ MODES: dict[str, MirrorMode] = {
         image_step="journaling",
         promote_pending_rc=EBUSY,
         promotes_per_image=False,
+        demotes_per_image=False,
         carries_clones=True,
         meanwhile="the source stays journaled and its journals grow meanwhile",
     ),
@@ -111,6 +116,7 @@ MODES: dict[str, MirrorMode] = {
         image_step="snapshot mirroring",
         promote_pending_rc=PROMOTE_PENDING_SNAPSHOT,
         promotes_per_image=True,
+        demotes_per_image=True,
         carries_clones=False,
         meanwhile="the source's mirror snapshots pile up meanwhile, and the cutover copies more",
     ),

@@ -180,6 +180,20 @@ def _mirror_snapshot(ioctx, name: str) -> str:
         return str(image.mirror_image_create_snapshot())
 
 
+def _demote(ioctx, name: str) -> str:
+    """Demote a primary mirrored image ("" for any other): snapshot mode's cutover.
+
+    `rbd mirror pool demote` demotes one image after the other, and in snapshot mode each
+    demotion is a mirror snapshot (a mon round); here they run side by side.
+    """
+    with rbd.Image(ioctx, name) as image:
+        info = image.mirror_image_get_info()
+        if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or not info.get("primary"):
+            return ""
+        image.mirror_image_demote()
+        return "demoted"
+
+
 def _promote_demoted(ioctx, name: str) -> str:
     """Snapshot mode: promote (not forced) a non-primary image once the demotion is copied.
 
@@ -222,6 +236,7 @@ FEATURE_OPS = {
     "disable-journaling": _disable_journaling,
     "enable-snapshot-mirroring": _enable_snapshot_mirroring,
     "mirror-snapshot": _mirror_snapshot,
+    "demote": _demote,
     "promote-demoted": _promote_demoted,
 }
 

@@ -313,6 +313,18 @@ class FakeCluster:
                 taken[name] = str(img.mirror_snapshots)
         return taken, {}
 
+    def demote_images(self, pool: str, images, *, workers: int = 4):
+        self._call(f"bulk demote {pool}")
+        demoted, failed = [], {}
+        for name in images:
+            img = self.image(pool, name)
+            if name in self.fail_images:
+                failed[name] = "OSError: [errno 110] timed out"
+            elif img.mirror_enabled and img.primary:
+                img.primary = False
+                demoted.append(name)
+        return demoted, failed
+
     def promote_demoted(self, pool: str, images, *, workers: int = 4):
         self._call(f"bulk promote-demoted {pool}")
         promoted, failed = [], {}

@@ -618,3 +618,29 @@ def test_teardown_with_a_mgr_that_does_not_answer_fails_and_its_re_run_removes_t
     src.snapshot_schedule = real  # type: ignore[method-assign]
     migration.teardown(src, dst, POOLS, PEER, Options())
     assert src.schedules == dict.fromkeys(POOLS, [])
+
+
+def test_the_snapshot_cutover_demotes_image_by_image_side_by_side_journal_mode_by_pool():
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    assert [c for c in src.calls if c.startswith("bulk demote")] == [
+        f"bulk demote {p}" for p in POOLS
+    ]
+    assert not [c for c in src.calls if c.startswith("demote ")], "no serial pool demote"
+
+
+def test_a_source_image_that_will_not_demote_fails_the_cutover_and_the_re_run_finishes():
+    src, dst = _synced()
+    src.fail_images.add("volume-1")
+    with pytest.raises(MigrationError, match="not demoted.*re-run demote-promote.*volume-1"):
+        migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+        )
+    assert not any(i.primary for i in _images(dst)), "nothing promoted"
+    src.fail_images.clear()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    assert all(i.primary for i in _images(dst)) and not any(i.primary for i in _images(src))
