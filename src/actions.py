@@ -352,7 +352,13 @@ def teardown(session: Session, params: TeardownParams, log: Log, reports_dir: Pa
     """Mirroring off on the pools; the daemon stopped once every migrated pool is torn down."""
     ws, opts = prepare(session, params.pools, log, dry_run=params.dry_run)
     result = migration.teardown(
-        ws.source, ws.destination, ws.pools, ws.peer, opts, force=params.force
+        ws.source,
+        ws.destination,
+        ws.pools,
+        ws.peer,
+        opts,
+        force=params.force,
+        all_pools=ws.all_pools,
     )
     stop = finished = False
     session.replace_report(None, ws.pools)

@@ -41,8 +41,14 @@ def teardown(
     opts: Options,
     *,
     force: bool = False,
+    all_pools: Sequence[str] = (),
 ) -> TeardownResult:
-    """Stop mirroring into the destination pools once the cutover is complete on both sides."""
+    """Stop mirroring into the destination pools once the cutover is complete on both sides.
+
+    `all_pools`: every pool of the migration; a subset holding the parents of clones still
+    mirrored in a pool outside it is refused (librbd would refuse the parents, EBUSY, after
+    the peers and the cutover snapshots were gone).
+    """
     report = read(src, dst, pools, opts)
     if report.split_brain:
         raise MigrationError(split_brain_advice(report.split_brain, peer.site_name))
@@ -51,6 +57,7 @@ def teardown(
     blocking = teardown_blockers(report, force=force)
     if blocking:
         raise MigrationError(f"refusing teardown, nothing changed: {listed(blocking)}")
+    _refuse_parents_without_clones(dst, pools, all_pools, opts.workers)
     result = TeardownResult()
     infos = _image_infos(dst, pools, opts.workers)
     images = {pool: [i for p, i in infos if p == pool] for pool in pools}
@@ -73,6 +80,25 @@ def teardown(
         f"{'; '.join(result.changes) or 'nothing'}"
     )
     return result
+
+
+def _refuse_parents_without_clones(
+    dst: CephCluster, pools: Sequence[str], all_pools: Sequence[str], workers: int
+) -> None:
+    """MigrationError, nothing changed, if a clone outside `pools` still mirrors a parent in it."""
+    inside = set(pools)
+    outside = [p for p in all_pools if p not in inside]
+    clones = [
+        f"{pool}/{info.name} (clone of {info.parent})"
+        for pool, info in _image_infos(dst, outside, workers)
+        if info.mirroring_state == "enabled" and info.parent.partition("/")[0] in inside
+    ]
+    if clones:
+        raise MigrationError(
+            f"refusing teardown, nothing changed: {', '.join(pools)} hold the parents of clones "
+            f"still mirrored in pools not torn down: {listed(clones)}: tear those pools down "
+            "first, or together (pools=...)"
+        )
 
 
 def _snapshot_pools(report: StatusReport) -> list[str]:

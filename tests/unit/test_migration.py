@@ -179,3 +179,16 @@ def test_every_phase_refuses_a_split_brain_and_changes_nothing():
 
 def _is_read(call: str) -> bool:
     return call.startswith(("bulk pool-state", "osd pool ls", "bulk mirrored", "mirror pool info"))
+
+
+def test_teardown_of_the_parents_pool_alone_is_refused_while_its_clones_are_mirrored():
+    """Review finding: teardown pools=glance removed the peers, then librbd said EBUSY."""
+    src, dst = _enabled_and_synced()
+    _cut_over(src, dst)
+    calls = len(dst.calls)
+    with pytest.raises(MigrationError, match="nothing changed.*nova/.*clone of glance/"):
+        migration.teardown(src, dst, ["glance"], PEER, Options(), all_pools=POOLS)
+    assert not [c for c in dst.calls[calls:] if "peer remove" in c or "disable" in c]
+    migration.teardown(src, dst, ["nova"], PEER, Options(), all_pools=POOLS)
+    migration.teardown(src, dst, ["glance"], PEER, Options(), all_pools=POOLS)
+    assert dst.modes["glance"] == "disabled" and dst.modes["nova"] == "disabled"
