@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ceph_cli import CephCluster
+from ceph_cli import CephCluster, CephError
 from report import PoolReport, read, split_brain_advice
 from workflow import MigrationError, Options, PeerSpec, listed
 
@@ -77,6 +77,20 @@ def rollback(
         opts.log(f"nothing to roll back: {', '.join(result.already)} rolled back already")
         return result
     written = _written_since_cutover(dst, todo, opts)
+    # An earlier run demoted the destination, which flushed a late write, and stopped before
+    # it could check again: no image is primary on either side. Back to the cutover's state.
+    stranded = [
+        p for p in todo if p.pool in rolling_back and not p.promoted and not p.source_primaries
+    ]
+    if written and not force and stranded and not opts.dry_run:
+        _promote_back(dst, stranded, opts)
+        undone()
+        raise MigrationError(
+            f"the destination was written while an earlier rollback ran (is a client still "
+            f"using the new cluster?): {listed(written)}. The destination is primary again "
+            "and the source untouched; stop that client, then re-run rollback (force=true "
+            "discards those writes)"
+        )
     if written and not force:
         raise MigrationError(
             f"the destination was written after the cutover, nothing changed: "
@@ -118,18 +132,31 @@ def _check_again(
             f"of {', '.join(promoted)} is primary already (an earlier rollback): the "
             "destination stays demoted; re-run with force=true to discard those writes"
         )
-    # Back as the cutover left it: each image the cutover promoted (it has the cutover
-    # snapshot), also in a pool an earlier, interrupted run demoted. Never the pool at once:
-    # an image whose demotion snapshot the daemon was still copying would be promoted too
-    # (snapshot mode: librbd allows that), without its last writes.
-    for pool in pools:
-        dst.cutover_snapshots(pool.pool, "promote-back", workers=opts.workers)
+    _promote_back(dst, pools, opts)
     undone()
     raise MigrationError(
         f"the destination was written while rollback ran (is a client still using the new "
         f"cluster?): {listed(late)}. The destination is primary again and the source untouched; "
         "stop that client, then re-run rollback (force=true discards those writes)"
     )
+
+
+def _promote_back(dst: CephCluster, pools: list[PoolReport], opts: Options) -> None:
+    """Back as the cutover left it: each image the cutover promoted, promoted again.
+
+    Those with the cutover snapshot, also in a pool an earlier, interrupted run demoted.
+    Never the pool at once: an image whose demotion snapshot the daemon was still copying
+    would be promoted too (snapshot mode: librbd allows that), without its last writes.
+    """
+    for pool in pools:
+        try:
+            dst.cutover_snapshots(pool.pool, "promote-back", workers=opts.workers)
+        except CephError as exc:
+            raise MigrationError(
+                f"{pool.pool}: a write reached the destination while rollback ran, and its "
+                f"images could not all be promoted back ({exc}): no image of it may be primary "
+                "anywhere now; re-run rollback (it promotes them back first)"
+            ) from exc
 
 
 def _pools_to_roll_back(

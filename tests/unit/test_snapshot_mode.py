@@ -644,3 +644,32 @@ def test_a_source_image_that_will_not_demote_fails_the_cutover_and_the_re_run_fi
         src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
     )
     assert all(i.primary for i in _images(dst)) and not any(i.primary for i in _images(src))
+
+
+def test_a_rollback_killed_after_its_demotion_flushed_a_late_write_is_put_back_by_the_re_run():
+    """Re-review finding: the re-run refused (force only) with no image primary anywhere."""
+    src, dst = _synced()
+    migration.demote_promote(
+        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
+    )
+    real = dst.pool_demote
+
+    def flushes_a_write_then_the_unit_dies(pool):
+        if pool == "cinder-ceph":
+            dst.image(pool, "volume-1").written_since_snap = True
+        demoted = real(pool)
+        if pool == "cinder-ceph":
+            raise KeyboardInterrupt("the unit died")
+        return demoted
+
+    dst.pool_demote = flushes_a_write_then_the_unit_dies  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        migration.rollback(src, dst, POOLS, PEER, Options())
+    dst.pool_demote = real  # type: ignore[method-assign]
+    undone = []
+    with pytest.raises(MigrationError, match="written while an earlier rollback ran"):
+        migration.rollback(
+            src, dst, POOLS, PEER, Options(), rolling_back=POOLS, undone=lambda: undone.append(1)
+        )
+    assert all(i.primary for i in _images(dst)), "the cutover's state again"
+    assert not any(i.primary for i in _images(src)) and undone == [1]
