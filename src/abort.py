@@ -52,6 +52,7 @@ class AbortResult:
     changes: list[str] = field(default_factory=list)
     deleted: dict[str, list[str]] = field(default_factory=dict)
     journaling_removed: list[str] = field(default_factory=list)
+    schedules_left: list[str] = field(default_factory=list)  # the mgr would not remove them
 
 
 def abort(
@@ -89,7 +90,8 @@ def abort(
     for pool in order:  # every unit's daemon stops replaying these pools, and pinging the source
         result.changes += remove_peers(dst, pool, peer, opts).changes
     snapshot_pools = [p.pool for p in report.pools if p.mode is not None and not p.mode.journals]
-    remove_snapshot_schedules(src, snapshot_pools, opts)  # before mirroring goes: its mode says
+    # before mirroring goes (its mode says which pools)
+    result.schedules_left = remove_snapshot_schedules(src, snapshot_pools, opts)
     for pool in order:
         _abort_source(
             src, dst, next(p for p in report.pools if p.pool == pool), links, result, opts

@@ -398,6 +398,7 @@ def teardown(session: Session, params: TeardownParams, log: Log, reports_dir: Pa
         "journaling-removed": len(result.journaling_removed),
         "daemon-stopped": stop,
         "next-steps": _teardown_next(session.app, cloud, stopped=stop, dry_run=opts.dry_run),
+        **({"schedules-left": json.dumps(result.schedules_left)} if result.schedules_left else {}),
     }
 
 
@@ -462,6 +463,8 @@ def abort(session: Session, params: AbortParams, log: Log) -> Results:
         "daemon-running": session.daemon_running(),
         "next": "the source is as it was: start again with enable-mirroring",
     }
+    if result.schedules_left:
+        results["schedules-left"] = json.dumps(result.schedules_left)
     if locked:
         results["exclusive-lock-added"] = json.dumps(locked[:MAX_LISTED_RESULTS])
         results["exclusive-lock-note"] = (

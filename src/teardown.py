@@ -31,6 +31,7 @@ class TeardownResult:
     order: list[str] = field(default_factory=list)
     journaling_removed: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    schedules_left: list[str] = field(default_factory=list)  # the mgr would not remove them
 
 
 def teardown(
@@ -74,7 +75,7 @@ def teardown(
         _remove_leftover_journaling(dst, pools, result, opts)
     if not report.source_lost:
         remove_journal_cap(src, pools, opts)
-        remove_snapshot_schedules(src, _snapshot_pools(report), opts)
+        result.schedules_left = remove_snapshot_schedules(src, _snapshot_pools(report), opts)
     opts.log(
         f"teardown: {'would change' if opts.dry_run else 'changed'}: "
         f"{'; '.join(result.changes) or 'nothing'}"
@@ -133,15 +134,16 @@ def remove_journal_cap(src: CephCluster, pools: Sequence[str], opts: Options) ->
             opts.log(f"WARNING: {pool}: the journal cap could not be removed: {exc}")
 
 
-def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Options) -> None:
+def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Options) -> list[str]:
     """The mirror snapshot schedules of the snapshot-mode source `pools`, removed.
 
     Every pool-level schedule there is the charm's (enable-mirroring refuses a pool with
     another site's peer). A key that may not (no mgr caps) never set one: the charm took the
-    snapshots itself; that is said, not fatal. Any other failure (a mgr that does not
-    answer) raises once every pool was tried: the caller's re-run removes what is left.
+    snapshots itself. Any other failure (a mgr that does not answer) must not hold up abort or
+    teardown (the mgr skips demoted and unmirrored images): returned, one line per pool with
+    the command that removes it by hand, for the action's results and log.
     """
-    failed = []
+    left = []
     for pool in pools:
         try:
             for interval in src.snapshot_schedules(pool):
@@ -152,13 +154,14 @@ def remove_snapshot_schedules(src: CephCluster, pools: Sequence[str], opts: Opti
         except CephError as exc:
             if exc.rc in (EACCES, EPERM):
                 opts.log(f"{pool}: no source mirror snapshot schedule to remove: {exc}")
-            else:
-                failed.append(f"{pool}: {exc}")
-    if failed:
-        raise MigrationError(
-            f"the source's mirror snapshot schedule(s) could not be removed: {listed(failed)}; "
-            "re-run to remove them"
-        )
+                continue
+            left.append(
+                f"{pool}: not removed ({exc}): once the source's mgr answers, re-run, or with "
+                f"its admin key: rbd mirror snapshot schedule ls --pool {pool}, then "
+                f"rbd mirror snapshot schedule remove --pool {pool} INTERVAL"
+            )
+            opts.log(f"WARNING: {left[-1]}")
+    return left
 
 
 def _remove_leftover_journaling(
