@@ -118,6 +118,7 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         aborting=record.aborting,
         mode=mode,
         clone_refusal=clone_refusal,
+        restart=params.restart,
     )
     # the pool-level refusals first: they say what the per-image findings cannot
     migration.refuse_to_enable(checked.report, ws.peer, restart=params.restart, mode=mode)
@@ -358,7 +359,7 @@ def teardown(session: Session, params: TeardownParams, log: Log, reports_dir: Pa
         ws.peer,
         opts,
         force=params.force,
-        all_pools=ws.all_pools,
+        all_pools=[p for p in ws.all_pools if p not in ws.missing],
     )
     stop = finished = False
     session.replace_report(None, ws.pools)

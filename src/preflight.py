@@ -72,6 +72,7 @@ def preflight(
     aborting: Sequence[str] = (),
     mode: MirrorMode = MODES[JOURNAL],
     clone_refusal: str = "",
+    restart: bool = False,
 ) -> Preflight:
     """Every finding about migrating `pools` (`all_pools`: every pool the migration covers).
 
@@ -96,14 +97,16 @@ def preflight(
             _images, src, report, set(all_pools), opts, sizes, mode, clone_refusal
         )
         space = checks.submit(_space, src, dst, pools)
-        findings = _destination_images(report, set(aborting)) + images.result()
+        findings = _destination_images(report, set(aborting), restart) + images.result()
         if mode.journals:
             findings += _journaling(src, report, key_caps)
         findings += space.result()
         return Preflight(findings + blocklist.result(), report, sizes)
 
 
-def _destination_images(report: StatusReport, aborting: set[str]) -> list[Finding]:
+def _destination_images(
+    report: StatusReport, aborting: set[str], restart: bool = False
+) -> list[Finding]:
     out = []
     for pool in report.pools:
         mirrored = {i.name for i in pool.images}
@@ -123,6 +126,8 @@ def _destination_images(report: StatusReport, aborting: set[str]) -> list[Findin
                     blocks=True,
                 )
             )
+        elif foreign and (pool.torn_down or pool.recorded_torn_down) and not restart:
+            continue  # enable-mirroring leaves a torn-down pool alone
         elif foreign and (pool.torn_down or pool.recorded_torn_down):
             out.append(
                 Finding(

@@ -490,8 +490,9 @@ class Session:
         unfinished = bool(record.pools) and not record.finished
         if unfinished and not others:
             logger.warning(
-                "%s before the migration of %s finished: the source's images stay journaled "
-                "and their journals grow until mirroring is turned off there (README, "
+                "%s before the migration of %s finished: the source's images stay mirrored "
+                "(journal mode: their journals grow; snapshot mode: their mirror snapshots "
+                "pile up) until mirroring is turned off there (README, "
                 "'Leaving a migration unfinished') or a unit replays them again",
                 why,
                 ", ".join(record.pools),
@@ -529,6 +530,6 @@ def _leaving_message(
         nobody = "no other unit replaying it" if others == 0 else "unless another unit replays it"
         return (
             f"leaving with the migration of {', '.join(unfinished)} unfinished, {nobody}: the "
-            "source stays journaled (README: Leaving a migration unfinished)"
+            "source stays mirrored (README: Leaving a migration unfinished)"
         )
     return "leaving: rbd-mirror stopped and disabled, this unit's files removed"

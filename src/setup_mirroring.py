@@ -137,7 +137,8 @@ def _per_mode_runs(report: StatusReport, asked: MirrorMode) -> str:
     """
     by_mode: dict[str, list[str]] = {}
     for pool in report.pools:
-        by_mode.setdefault((pool.mode or asked).name, []).append(pool.pool)
+        if not pool.torn_down:  # finished: enable-mirroring leaves it alone
+            by_mode.setdefault((pool.mode or asked).name, []).append(pool.pool)
     runs = [f"enable-mirroring pools={','.join(p)} mode={m}" for m, p in sorted(by_mode.items())]
     return f"run {' and '.join(runs)}"
 

@@ -172,6 +172,4 @@ def _down_for(record: Record, limit_minutes: int) -> str:
     minutes = (time.time() - record.down_since) / 60
     if minutes < limit_minutes:
         return ""
-    return (
-        f"DOWN {minutes:.0f} min (daemon-down-limit {limit_minutes}), the source's journals grow: "
-    )
+    return f"DOWN {minutes:.0f} min (daemon-down-limit {limit_minutes}), nothing is copied: "

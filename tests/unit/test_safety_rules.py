@@ -836,7 +836,7 @@ def test_rule17_a_dry_run_teardown_says_nothing_changed(world):
 def test_rule9_leaving_an_unfinished_migration_says_the_source_stays_journaled(world, caplog):
     state = _migrated(world)
     state = world.run(world.ctx.on.remove(), state)
-    assert any("stay journaled" in r.getMessage() for r in caplog.records)
+    assert any("stay mirrored" in r.getMessage() for r in caplog.records)
     assert not world.service["running"]
     status = state.unit_status
     assert status.name == "maintenance", status

@@ -175,7 +175,7 @@ def test_remove_application_mid_migration_says_no_unit_replays_it(world, monkeyp
     state = _act(world, _with_peers(ready_state(), _peers(others=2)), "enable-mirroring")
     gone = _hook(world, state, leader=True, event=world.ctx.on.stop())
     assert "no other unit replaying it" in gone.unit_status.message, gone.unit_status
-    assert any("stay journaled" in r.getMessage() for r in caplog.records)
+    assert any("stay mirrored" in r.getMessage() for r in caplog.records)
 
 
 def test_without_goal_state_a_leaving_unit_does_not_guess(world):

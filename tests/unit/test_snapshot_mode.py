@@ -490,7 +490,11 @@ def test_the_finished_migrations_images_are_never_called_removable():
         src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
     )
     migration.teardown(src, dst, POOLS, PEER, Options())
-    checked = migration.preflight(src, dst, POOLS, Options(), all_pools=POOLS, key_caps="caps")
+    left_alone = migration.preflight(src, dst, POOLS, Options(), all_pools=POOLS, key_caps="c")
+    assert not [f for f in left_alone.findings if f.kind == "destination"], "not a restart"
+    checked = migration.preflight(
+        src, dst, POOLS, Options(), all_pools=POOLS, key_caps="caps", restart=True
+    )
     texts = [str(f) for f in checked.findings if f.kind == "destination"]
     assert texts and all("never remove them" in t for t in texts), texts
 
