@@ -271,7 +271,9 @@ def _promote_until_done(
         raise MigrationError(
             f"timed out: {busy} not fully promoted (the demotion has not been replayed yet). "
             "The source is demoted and no image is primary twice; re-run demote-promote to "
-            "finish"
+            "finish. If an image stays pending run after run (status shows its daemon not "
+            "copying: a daemon restarted while it copied a demotion may not resume it before "
+            "Reef 18.2.8 and Squid 19.2.4), run rollback, then demote-promote again"
         ) from None
 
 
