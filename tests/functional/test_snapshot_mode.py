@@ -198,12 +198,22 @@ def _sync_and_cut_over(
 
 
 def _primary(cluster, pools=SNAPSHOT_POOLS) -> dict[str, bool]:
-    """`pool/image` -> librbd's mirroring primary flag, as the cluster's admin sees it."""
-    return {
-        f"{p}/{i}": bool(cluster.rbd_json("info", f"{p}/{i}").get("mirroring", {}).get("primary"))
-        for p in pools
-        for i in images(cluster, p)
-    }
+    """`pool/image` -> librbd's mirroring primary flag, as the cluster's admin sees it.
+
+    An image listed but gone by the time it is read (a resync deletes and copies it again)
+    is not primary.
+    """
+    out = {}
+    for pool in pools:
+        for image in images(cluster, pool):
+            try:
+                info = cluster.rbd_json("info", f"{pool}/{image}")
+            except LabError as exc:
+                if not str(exc).startswith("rc=2:"):
+                    raise
+                info = {}
+            out[f"{pool}/{image}"] = bool(info.get("mirroring", {}).get("primary"))
+    return out
 
 
 def _ready(host: CharmHost) -> dict:
