@@ -458,17 +458,21 @@ def test_a_clone_created_in_a_snapshot_pool_after_enable_is_told_to_flatten_not_
     assert not clone.mirror_enabled, "nothing changed"
 
 
-def test_a_restart_while_the_finished_migration_left_the_source_demoted_says_what_to_do():
-    """Review finding: a restart copied nothing, then advised removing the cloud's images."""
-    src, dst = make_pair()
-    for cluster in (src, dst):
-        del cluster.pool_images["nova"]
+def _torn_down_in_journal_mode() -> tuple[FakeCluster, FakeCluster]:
+    """Glance and cinder-ceph migrated in journal mode, cut over and torn down."""
+    src, dst = _pair()
     migration.enable_mirroring(src, dst, POOLS, PEER, Options())
     mirror(src, dst)
     migration.demote_promote(
         src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
     )
     migration.teardown(src, dst, POOLS, PEER, Options())
+    return src, dst
+
+
+def test_a_restart_while_the_finished_migration_left_the_source_demoted_says_what_to_do():
+    """Review finding: a restart copied nothing, then advised removing the cloud's images."""
+    src, dst = _torn_down_in_journal_mode()
     calls = len(src.calls), len(dst.calls)
     for asked in (SNAP, MODES[JOURNAL]):
         with pytest.raises(MigrationError) as exc:
@@ -481,15 +485,7 @@ def test_a_restart_while_the_finished_migration_left_the_source_demoted_says_wha
 
 
 def test_the_finished_migrations_images_are_never_called_removable():
-    src, dst = make_pair()
-    for cluster in (src, dst):
-        del cluster.pool_images["nova"]
-    migration.enable_mirroring(src, dst, POOLS, PEER, Options())
-    mirror(src, dst)
-    migration.demote_promote(
-        src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True
-    )
-    migration.teardown(src, dst, POOLS, PEER, Options())
+    src, dst = _torn_down_in_journal_mode()
     left_alone = migration.preflight(src, dst, POOLS, Options(), all_pools=POOLS, key_caps="c")
     assert not [f for f in left_alone.findings if f.kind == "destination"], "not a restart"
     checked = migration.preflight(
