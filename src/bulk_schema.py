@@ -260,7 +260,7 @@ class PreflightImageAnswer(TypedDict):
     mirror_mode: str  # "journal", "snapshot" or "" (mirroring off)
     head: str  # a non-clone's first 4 bytes, as hex
     snaps: list[str]  # its snapshots' names (user namespace)
-    size: int  # bytes (the progress's denominator, kept by the unit)
+    size: int  # bytes its sync copies (sync_bytes: the progress's denominator, kept)
 
 
 class PreflightImagesAnswer(TypedDict):

@@ -5,23 +5,29 @@ being copied is `up+syncing` with the description `bootstrapping, IMAGE_SYNC/COP
 (objects copied of the image's objects, rounded down), republished every 30 s (`last_update`);
 a state change is published at once. Its admin socket has no percentage. So:
 
-- bytes copied: each source image's size (read once, kept) times its published percentage; a
+- bytes copied: each source image's bytes to copy (read once, kept: its data by its object
+  map, a clone's own only, rbd_preflight.sync_bytes) times its published percentage; a
   replaying image counts whole, one not started yet counts nothing;
 - the rate: per syncing image, from its publications, not from polls (a sample is its
   `last_update` and the bytes copied then; the slope between its oldest and newest sample of
   the last `WINDOW_S` seconds); the images the daemon copies at once share the work, so the
   whole's rate is their sum;
-- the ETA: the bytes not copied now (a syncing image's since its last publication counted at
-  its rate) at that rate, or, when it is longer, the time the slowest image needs at its own
-  rate: a big image copied alone does not speed up when the small ones beside it finish (each
-  image is copied `rbd_concurrent_management_ops` objects at a time). Without two
-  publications of an image far enough apart it is unknown ("estimating").
+- the ETA: when the last image is copied if the daemon copies `slots` images at a time
+  (`rbd-mirror-concurrent-image-syncs`), each at its own measured rate, an image without a
+  rate yet (syncing, or waiting for a slot or for its parent) at the mean of those, and a
+  syncing image's bytes since its last publication counted as copied. Each image is copied
+  `rbd_concurrent_management_ops` objects at a time, so a big image copied alone does not
+  speed up when the small ones beside it finish, and an image that starts gets a rate of its
+  own instead of sharing the others' (CI, 2026-12-06: three waiting nova clones counted at
+  the big volume's rate made its ETA 47 s for 35). Without two publications of an image far
+  enough apart it is unknown ("estimating").
 
 `History` is what the unit keeps between dispatches (a small JSON file, session.py).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections.abc import Mapping
@@ -154,19 +160,20 @@ class _Tally:
     done_images: int = 0
     copied: int = 0
     total: int = 0
-    left: float = 0.0  # bytes not copied now (syncing images extrapolated to now)
-    rates: list[float] = field(default_factory=list)  # each syncing image's measured rate
-    finish: list[float] = field(default_factory=list)  # each one's seconds to its end, alone
-    unmeasured: int = 0  # syncing images without a rate yet
+    rates: list[float] = field(default_factory=list)  # each measured syncing image's rate
+    finish: list[float] = field(default_factory=list)  # each one's seconds to its end
+    unmeasured: list[float] = field(default_factory=list)  # bytes left of syncing, no rate yet
+    waiting: list[float] = field(default_factory=list)  # bytes of images not started
 
 
-def measure(report: StatusReport, history: History, now: float) -> tuple[Progress, History]:
+def measure(
+    report: StatusReport, history: History, now: float, *, slots: int = 5
+) -> tuple[Progress, History]:
     """The progress of `report`'s active pools, and the history with this read's samples.
 
     Each syncing image's rate is measured between its publications of the last `WINDOW_S`
-    seconds; the images copied at once share the work, so the rate of the whole is their sum
-    (an image without a rate yet counts as their mean). The ETA is every byte not copied now
-    (a syncing image's since its last publication counted at its rate) at that rate.
+    seconds; the rate shown is their sum (an image without a rate yet counts as their mean).
+    The ETA is when `_last_done` says the last image is copied with `slots` copied at once.
     """
     tally, kept = _Tally(), History(sizes=history.sizes)
     for pool in report.active:
@@ -176,10 +183,26 @@ def measure(report: StatusReport, history: History, now: float) -> tuple[Progres
             _count(tally, kept, key, history, statuses.get(name), now)
     rate = eta = None
     if tally.rates:
-        rate = sum(tally.rates) + tally.unmeasured * sum(tally.rates) / len(tally.rates)
-        eta = max(tally.left / rate, *tally.finish) if rate > 0 else None
+        mean = sum(tally.rates) / len(tally.rates)
+        rate = sum(tally.rates) + len(tally.unmeasured) * mean
+        if mean > 0:
+            running = tally.finish + [left / mean for left in tally.unmeasured]
+            eta = _last_done(running, [size / mean for size in tally.waiting], slots)
     progress = Progress(tally.done_images, tally.images, tally.copied, tally.total, rate, eta)
     return progress, kept
+
+
+def _last_done(running: list[float], waiting: list[float], slots: int) -> float:
+    """Seconds until the last image is copied, `slots` at a time.
+
+    Each of `running` ends in its seconds; each of `waiting` (its seconds alone) takes the
+    first slot free, in the order listed (the daemon's order is not known).
+    """
+    ends = list(running) + [0.0] * max(0, max(1, slots) - len(running))
+    heapq.heapify(ends)
+    for seconds in waiting:
+        heapq.heappush(ends, heapq.heappop(ends) + seconds)
+    return max(ends, default=0.0)
 
 
 def _count(
@@ -201,13 +224,12 @@ def _count(
         return
     at = published_at(status.last_update) if status is not None else None
     if percent is None:  # not started, or no percentage published yet
-        tally.left += size
+        tally.waiting.append(size)
         return
     copied = size * percent // 100
     tally.copied += copied
     if at is None:  # a percentage without a time: no rate from it
-        tally.unmeasured += 1
-        tally.left += size - copied
+        tally.unmeasured.append(size - copied)
         return
     samples = [s for s in history.samples.get(key, []) if now - WINDOW_S <= s[0] < at]
     samples = [s for s in samples if s[1] <= copied] + [(at, copied)]
@@ -218,7 +240,5 @@ def _count(
         left = max(0.0, size - copied - rate * max(0.0, now - at))
         tally.rates.append(rate)
         tally.finish.append(left / rate)
-        tally.left += left
     else:
-        tally.unmeasured += 1
-        tally.left += size - copied
+        tally.unmeasured.append(size - copied)

@@ -49,7 +49,8 @@ ops:
   by force (a non-primary copy), its snapshots unprotected and removed, the image removed; a
   primary image is refused.
 - "resync" ("images"): flag each non-primary image for resync; answers like disable-mirroring.
-- "sizes" ("images"): {"sizes": {name: bytes}, "failed": {...}}.
+- "sizes" ("images"): {"sizes": {name: bytes its sync copies (rbd_preflight.sync_bytes)},
+  "failed": {...}}.
 - "image-states": for every image of `pool`: features, parent, mirroring state and primary flag;
   answers {"images": [{name, features, parent, mirroring_state, primary}], "failed": {...}}.
 - "digests" and "extent": what `verify` compares, in rbd_digest.py (its docstring).
@@ -94,7 +95,7 @@ from bulk_schema import (
 )
 from journal_codec import journal_client
 from rbd_digest import extent, image_digests, parent_link
-from rbd_preflight import journal_probe, preflight_images, space
+from rbd_preflight import journal_probe, preflight_images, space, sync_bytes
 
 FEATURE_NAMES = {
     getattr(rbd, "RBD_FEATURE_" + n.upper().replace("-", "_")): n
@@ -470,11 +471,11 @@ IMAGE_OPS = {"resync": _resync}
 
 def _size(ioctx, name: str) -> int:
     with rbd.Image(ioctx, name, read_only=True) as image:
-        return image.size()
+        return sync_bytes(image)
 
 
 def _sizes(ioctx, req: dict) -> SizesAnswer:
-    """The "sizes" op: each of `images`' size in bytes (the sync progress's denominator)."""
+    """The "sizes" op: the bytes each of `images`' sync copies (the progress's denominator)."""
     done, failed = _each(ioctx, _size, list(req["images"]), int(req.get("workers", 4)))
     return {"sizes": done, "failed": failed}
 

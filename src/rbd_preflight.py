@@ -7,9 +7,10 @@ Standard library plus rados/rbd only.
   what it may still take (`max_avail`, the replicas and full ratio counted), its replica count
   and byte quota, and the cluster's raw bytes available.
 - "preflight-images" (pool): for every image, whether it is an old format 1 image, its features,
-  its parent, its mirroring state and mode, its snapshots' names, and (a non-clone only) its
-  first 4 bytes as hex: the qcow2 check. teardown's next steps read it on the destination too
-  (glance's images are those with a snapshot `snap`).
+  its parent, its mirroring state and mode, its snapshots' names, the bytes its sync copies
+  (`sync_bytes`), and (a non-clone only) its first 4 bytes as hex: the qcow2 check.
+  teardown's next steps read it on the destination too (glance's images are those with a
+  snapshot `snap`).
 - "fsid" (no pool): the cluster's fsid.
 - "journal-probe" (pool, "image"): create a 4 MiB image so named with exclusive-lock, enable
   journaling on it, remove it: whether this key may journal images in the pool. Only on a pool
@@ -108,10 +109,36 @@ def space(cluster) -> SpaceAnswer:
     return {"pools": pools, "total_avail_bytes": int(total)}
 
 
+def sync_bytes(image) -> int:
+    """The bytes rbd-mirror's initial sync copies of `image`: the progress's denominator.
+
+    Its data by its object map when fast-diff says it is valid (a clone's own data only: a
+    nova disk cloned from a 40 GiB glance image may hold a few MiB of its own, and the daemon
+    copies only that); else its size. Only the object map is read, never the data.
+    """
+    size = image.size()
+    fast_diff = getattr(rbd, "RBD_FEATURE_FAST_DIFF", 0)
+    invalid = getattr(rbd, "RBD_FLAG_FAST_DIFF_INVALID", 0)
+    if not size or not image.features() & fast_diff or image.flags() & invalid:
+        return size
+    held = [0]
+
+    def seen(_offset: int, length: int, exists: bool) -> int:
+        held[0] += length if exists else 0
+        return 0
+
+    try:
+        image.diff_iterate(0, size, None, seen, include_parent=False, whole_object=True)
+    except rbd.Error:
+        return size
+    return min(held[0], size)
+
+
 def _image(ioctx, name: str) -> PreflightImageAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         old = bool(image.old_format())
         size = image.size()
+        copied = sync_bytes(image)
         features = image.features()
         link = parent_link(image)
         head = "" if link or not size else image.read(0, HEAD_BYTES).hex()
@@ -135,7 +162,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
         "mirror_mode": MIRROR_MODES.get(mode, "") if mode is not None else "",
         "head": head,
         "snaps": snaps,
-        "size": size,
+        "size": copied,
     }
 
 

@@ -322,7 +322,8 @@ class Session:
                 logger.info("image sizes of %s not read: %s", pool, exc)
                 continue
             history.sizes.update({f"{pool}/{name}": size for name, size in found.items()})
-        progress, history = measure(report, history, time.time())
+        slots = ws.config.rbd_mirror_concurrent_image_syncs  # images the daemon copies at once
+        progress, history = measure(report, history, time.time(), slots=slots)
         if self.progress_file is not None:
             try:
                 self.progress_file.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from ops import testing
 
-from tests.functional.charm_host import CharmHost
+from tests.functional.charm_host import CharmHost, charm_root
 from tests.functional.lab.seed import POOLS, SYSTEM_PYTHON, images
 from tests.functional.test_faults import wait_ready
 
@@ -174,6 +174,16 @@ def objects_on_destination(lab, prefix: str) -> int:
     return sum(1 for name in lab.dst.rados("-p", pool, "ls").split() if name.startswith(prefix))
 
 
+def big_volume_publications(lab) -> dict[float, int]:
+    """The big volume's publications the unit keeps for its rate (progress.json): when, bytes."""
+    path = charm_root(lab.base) / "reports" / "progress.json"
+    try:
+        kept = json.loads(path.read_text()).get("samples", {}).get(BIG, [])
+    except (OSError, ValueError):
+        return {}
+    return {float(t): int(b) for t, b in kept}
+
+
 @dataclass
 class Truth:
     """The ground truth, read from the clusters every 2 s.
@@ -238,6 +248,7 @@ def test_sync_progress_rises_and_its_eta_tracks_the_time_left(fresh_host):
     count = sum(len(images(lab.src, pool)) for pool in POOLS)
     truth = Truth(objects=1024 // 4)
     samples: list[tuple[float, int, object, str]] = []
+    published: dict[float, int] = {}  # the big volume's publications the charm measured from
     try:
         host.action("enable-mirroring")
         deadline = time.monotonic() + 900
@@ -250,6 +261,7 @@ def test_sync_progress_rises_and_its_eta_tracks_the_time_left(fresh_host):
                 samples.append(
                     (answered, results["percent-copied"], results["eta-seconds"], results["phase"])
                 )
+                published.update(big_volume_publications(lab))
             truth.poll(lab, count, polled + 10)
     finally:
         for option in SLOW_DAEMON:
@@ -261,6 +273,9 @@ def test_sync_progress_rises_and_its_eta_tracks_the_time_left(fresh_host):
     print(f"\ncopied {truth.copied - start:.0f} s after the first sample; every image replaying "
           f"{truth.replaying - truth.copied:.0f} s later")  # fmt: skip
     print("objects on the destination:", [(round(t - start), n) for t, n in truth.seen])
+    to_monotonic = time.monotonic() - time.time()  # publications are epoch seconds
+    seen = [(round(t + to_monotonic - start), b // MIB) for t, b in sorted(published.items())]
+    print("the big volume's publications (t, MiB copied):", seen)
     print("t(s)  percent  eta(s)  copy-left(s)  error  phase")
     percents, errors = [], []
     for answered, percent, eta, phase in samples:

@@ -111,3 +111,33 @@ def test_a_pool_holding_images_without_application_rbd_is_flagged(lab: Lab):
     finally:
         for name in (untagged, empty):
             lab.src.ceph("osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it")
+
+
+def test_the_progress_counts_the_data_a_sync_copies_not_a_clones_virtual_size(lab: Lab):
+    """Found on the lab: waiting nova clones counted their parent's whole size as bytes to go.
+
+    With fast-diff, an image counts its data by its object map (a clone its own data only);
+    without it, its size.
+    """
+    pool = "bulk-sizes"
+    lab.src.ceph("osd", "pool", "create", pool, "8", "8")
+    lab.src.rbd("pool", "init", pool)
+    try:
+        lab.src.rbd("create", f"{pool}/base", "--size", "64M")  # Pacific's defaults: fast-diff
+        write = ["bench", "--io-type", "write", "--io-pattern", "seq", "--io-threads", "1"]
+        lab.src.rbd(*write, "--io-size", "4M", "--io-total", "8M", f"{pool}/base")
+        lab.src.rbd("snap", "create", f"{pool}/base@snap")
+        lab.src.rbd("snap", "protect", f"{pool}/base@snap")
+        lab.src.rbd("clone", f"{pool}/base@snap", f"{pool}/disk")
+        lab.src.rbd(*write, "--io-size", "4K", "--io-total", "4K", f"{pool}/disk")  # one object
+        lab.src.rbd("create", f"{pool}/plain", "--size", "16M", "--image-feature", "layering")
+        lab.src.rbd(*write, "--io-size", "4M", "--io-total", "4M", f"{pool}/plain")
+        want = {"base": 8 * 2**20, "disk": 4 * 2**20, "plain": 16 * 2**20}
+        assert bulk(lab, pool=pool, op="sizes", images=sorted(want)) == {
+            "sizes": want,
+            "failed": {},
+        }
+        found = bulk(lab, pool=pool, op="preflight-images")
+        assert {i["name"]: i["size"] for i in found["images"]} == want, found
+    finally:
+        lab.src.ceph("osd", "pool", "rm", pool, pool, "--yes-i-really-really-mean-it")

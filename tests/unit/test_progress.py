@@ -109,7 +109,8 @@ def test_sizes_not_known_yet_are_read_once_per_pool_and_kept(world: World):
     assert sum(c.startswith("bulk sizes") for c in world.src.calls) == 3, "sizes are kept"
 
 
-def test_images_copied_at_once_add_their_rates_and_a_waiting_image_counts_in_full():
+def _two_syncing_and_one_waiting() -> tuple[StatusReport, History]:
+    """`a` and `b` copied at 10 bytes/s each, 600 bytes left each; `waiting` (3000) not started."""
     assert T0 is not None
     pool = PoolReport(
         pool="p",
@@ -127,9 +128,36 @@ def test_images_copied_at_once_add_their_rates_and_a_waiting_image_counts_in_ful
         )
         for n in ("a", "b")
     ]
-    progress, _ = measure(StatusReport(pools=[pool]), history, T0)
+    return StatusReport(pools=[pool]), history
+
+
+def test_images_copied_at_once_add_their_rates_and_a_waiting_one_starts_in_a_free_slot():
+    assert T0 is not None
+    report, history = _two_syncing_and_one_waiting()
+    progress, _ = measure(report, history, T0, slots=5)
     assert progress.rate == 20.0  # 10 bytes/s each
-    assert progress.eta_s == (600 + 600 + 3000) / 20
+    assert progress.eta_s == 3000 / 10, "the waiting image at the mean rate, beside the others"
+
+
+def test_a_waiting_image_waits_for_the_first_slot_the_daemon_frees():
+    assert T0 is not None
+    report, history = _two_syncing_and_one_waiting()
+    progress, _ = measure(report, history, T0, slots=2)
+    assert progress.eta_s == 600 / 10 + 3000 / 10
+
+
+def test_small_images_waiting_beside_a_big_one_do_not_stretch_its_eta():
+    """CI, 2026-12-06: three waiting nova clones made a 35 s copy's ETA 47 s."""
+    assert T0 is not None
+    report = _report(40, "2026-12-05 05:12:39")
+    pool = report.pools[0]
+    pool.source_images += ["clone-1", "clone-2", "clone-3"]
+    sizes = {**SIZES, **{f"cinder-ceph/clone-{n}": 48 * 2**20 for n in (1, 2, 3)}}
+    history = History(sizes=sizes, samples={"cinder-ceph/big": [(T0 - 30, GIB * 10 // 100)]})
+    progress, _ = measure(report, history, T0, slots=5)
+    rate = GIB * 30 // 100 / 30
+    assert progress.eta_s is not None
+    assert abs(progress.eta_s - (GIB - GIB * 40 // 100) / rate) < 0.01, "the big one's own time"
 
 
 def test_a_history_with_an_overflowing_number_is_an_empty_history():
