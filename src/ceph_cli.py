@@ -625,7 +625,7 @@ class CephCluster(Protocol):
         ...
 
     def image_sizes(self, pool: str, images: Sequence[str], *, workers: int = 4) -> dict[str, int]:
-        """The size of each of `images` that could be read."""
+        """The bytes the sync copies of each of `images` that could be read (sync_bytes)."""
         ...
 
 
@@ -1202,7 +1202,10 @@ class CephClient:
         ]
 
     def image_sizes(self, pool: str, images: Sequence[str], *, workers: int = 4) -> dict[str, int]:
-        """The size of each of `images` (one librbd process); unreadable ones are left out."""
+        """The bytes the sync copies of each readable one of `images` (one librbd process).
+
+        rbd_preflight.sync_bytes says which bytes; unreadable images are left out.
+        """
         request: Request = {
             "op": "sizes",
             "pool": pool,

@@ -57,7 +57,7 @@ class Preflight:
 
     findings: list[Finding]
     report: StatusReport
-    sizes: dict[str, int] = field(default_factory=dict)  # "pool/image" -> bytes, as read
+    sizes: dict[str, int] = field(default_factory=dict)  # "pool/image" -> bytes to copy
 
 
 def preflight(
@@ -161,7 +161,7 @@ def _images(
     mode: MirrorMode,
     clone_refusal: str,
 ) -> list[Finding]:
-    """Each image's findings; `sizes` gets each image's size (the progress keeps them)."""
+    """Each image's findings; `sizes` gets each image's bytes to copy (the progress keeps them)."""
     names = [p.pool for p in report.pools]
     with ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(names)))) as pool_exec:
         reads = {p: pool_exec.submit(src.preflight_images, p, workers=opts.workers) for p in names}

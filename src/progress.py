@@ -40,6 +40,10 @@ from report import StatusReport, human_bytes
 WINDOW_S = 300.0  # the rate is measured over the last five minutes
 MIN_SPAN_S = 20.0  # two publications at least this far apart
 MAX_SAMPLES = 64
+# The daemon's own work per image besides its bytes (image, sync point, peer registration):
+# on the lab 2000 images of 1 MiB data in two pools, 5 at a time each, replayed 358-370 s after
+# enable (BENCHMARKS.md): about 1.8 s per image per slot.
+IMAGE_START_S = 1.8
 _PERCENT = re.compile(r"^bootstrapping, IMAGE_SYNC\S* (\d+)%")
 
 
@@ -113,7 +117,9 @@ class Progress:
     @property
     def percent(self) -> int:
         """Bytes copied, in percent of every source image's size (rounded down)."""
-        return 100 * self.bytes_done // self.bytes_total if self.bytes_total else 100
+        if not self.bytes_total:  # images of no data: by the count
+            return 100 * self.images_done // self.images if self.images else 100
+        return 100 * self.bytes_done // self.bytes_total
 
     @property
     def line(self) -> str:
@@ -155,15 +161,43 @@ def sizes_wanted(report: StatusReport, known: Mapping[str, int]) -> dict[str, li
 
 
 @dataclass
+class _Queue:
+    """One pool's images still to copy: each pool's replayer has its own sync slots."""
+
+    finish: list[float] = field(default_factory=list)  # measured: seconds to their end
+    started: list[float] = field(default_factory=list)  # copying, no rate yet: bytes left
+    at_zero: list[float] = field(default_factory=list)  # at 0%, no rate: copying or queued
+    waiting: list[float] = field(default_factory=list)  # not started: bytes
+
+    def last_done(self, mean: float, slots: int) -> tuple[float, int]:
+        """Seconds until its last image is copied, `slots` at a time; how many unmeasured copy.
+
+        The second figure counts the images without a rate that copy now. An image at 0% takes
+        a free slot, else it is queued (snapshot mode publishes 0% while an image waits for a
+        slot). Each queued image takes the first slot free, in the order listed (the daemon's
+        is not known); one not started costs `IMAGE_START_S` more.
+        """
+        slots = max(1, slots)
+        running = self.finish + [left / mean for left in self.started]
+        free = max(0, slots - len(running))
+        running += [left / mean for left in self.at_zero[:free]]
+        queued = [left / mean for left in self.at_zero[free:]]
+        queued += [IMAGE_START_S + size / mean for size in self.waiting]
+        ends = running + [0.0] * max(0, slots - len(running))
+        heapq.heapify(ends)
+        for seconds in queued:
+            heapq.heappush(ends, heapq.heappop(ends) + seconds)
+        return max(ends, default=0.0), len(self.started) + len(self.at_zero[:free])
+
+
+@dataclass
 class _Tally:
     images: int = 0
     done_images: int = 0
     copied: int = 0
     total: int = 0
     rates: list[float] = field(default_factory=list)  # each measured syncing image's rate
-    finish: list[float] = field(default_factory=list)  # each one's seconds to its end
-    unmeasured: list[float] = field(default_factory=list)  # bytes left of syncing, no rate yet
-    waiting: list[float] = field(default_factory=list)  # bytes of images not started
+    queues: dict[str, _Queue] = field(default_factory=dict)  # by pool
 
 
 def measure(
@@ -172,41 +206,30 @@ def measure(
     """The progress of `report`'s active pools, and the history with this read's samples.
 
     Each syncing image's rate is measured between its publications of the last `WINDOW_S`
-    seconds; the rate shown is their sum (an image without a rate yet counts as their mean).
-    The ETA is when `_last_done` says the last image is copied with `slots` copied at once.
+    seconds; the rate shown is the sum of the rates of the images copied now (one without a
+    rate yet counts as their mean). The ETA is when the last pool's `_Queue.last_done` is,
+    each pool's replayer copying `slots` images at once.
     """
     tally, kept = _Tally(), History(sizes=history.sizes)
     for pool in report.active:
         statuses = {i.name: i for i in pool.images}
+        queue = tally.queues.setdefault(pool.pool, _Queue())
         for name in pool.source_images:
             key = f"{pool.pool}/{name}"
-            _count(tally, kept, key, history, statuses.get(name), now)
+            _count(tally, queue, kept, key, history, statuses.get(name), now)
     rate = eta = None
     if tally.rates:
         mean = sum(tally.rates) / len(tally.rates)
-        rate = sum(tally.rates) + len(tally.unmeasured) * mean
-        if mean > 0:
-            running = tally.finish + [left / mean for left in tally.unmeasured]
-            eta = _last_done(running, [size / mean for size in tally.waiting], slots)
+        done = [q.last_done(mean, slots) for q in tally.queues.values()]
+        eta = max(seconds for seconds, _ in done)
+        rate = sum(tally.rates) + mean * sum(copying for _, copying in done)
     progress = Progress(tally.done_images, tally.images, tally.copied, tally.total, rate, eta)
     return progress, kept
 
 
-def _last_done(running: list[float], waiting: list[float], slots: int) -> float:
-    """Seconds until the last image is copied, `slots` at a time.
-
-    Each of `running` ends in its seconds; each of `waiting` (its seconds alone) takes the
-    first slot free, in the order listed (the daemon's order is not known).
-    """
-    ends = list(running) + [0.0] * max(0, max(1, slots) - len(running))
-    heapq.heapify(ends)
-    for seconds in waiting:
-        heapq.heappush(ends, heapq.heappop(ends) + seconds)
-    return max(ends, default=0.0)
-
-
 def _count(
     tally: _Tally,
+    queue: _Queue,
     kept: History,
     key: str,
     history: History,
@@ -224,12 +247,13 @@ def _count(
         return
     at = published_at(status.last_update) if status is not None else None
     if percent is None:  # not started, or no percentage published yet
-        tally.waiting.append(size)
+        queue.waiting.append(size)
         return
     copied = size * percent // 100
     tally.copied += copied
+    unmeasured = queue.started if percent else queue.at_zero
     if at is None:  # a percentage without a time: no rate from it
-        tally.unmeasured.append(size - copied)
+        unmeasured.append(size - copied)
         return
     samples = [s for s in history.samples.get(key, []) if now - WINDOW_S <= s[0] < at]
     samples = [s for s in samples if s[1] <= copied] + [(at, copied)]
@@ -239,6 +263,6 @@ def _count(
         rate = (copied - first[1]) / (at - first[0])
         left = max(0.0, size - copied - rate * max(0.0, now - at))
         tally.rates.append(rate)
-        tally.finish.append(left / rate)
+        queue.finish.append(left / rate)
     else:
-        tally.unmeasured.append(size - copied)
+        unmeasured.append(size - copied)

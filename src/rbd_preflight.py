@@ -114,13 +114,23 @@ def sync_bytes(image) -> int:
 
     Its data by its object map when fast-diff says it is valid (a clone's own data only: a
     nova disk cloned from a 40 GiB glance image may hold a few MiB of its own, and the daemon
-    copies only that); else its size. Only the object map is read, never the data.
+    copies only that); else its size. Only object maps are read, never the data: with one
+    snapshot's map invalid (fast-diff enabled after it was taken) librbd would stat every
+    object instead, so that image counts its size. Objects only a snapshot holds are not
+    counted.
     """
     size = image.size()
     fast_diff = getattr(rbd, "RBD_FEATURE_FAST_DIFF", 0)
     invalid = getattr(rbd, "RBD_FLAG_FAST_DIFF_INVALID", 0)
     if not size or not image.features() & fast_diff or image.flags() & invalid:
         return size
+    try:
+        for snap in list(image.list_snaps()):
+            image.set_snap_by_id(snap["id"])
+            if image.flags() & invalid:
+                return size
+    finally:
+        image.set_snap_by_id(None)
     held = [0]
 
     def seen(_offset: int, length: int, exists: bool) -> int:

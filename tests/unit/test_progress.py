@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ceph_cli import ImageStatus
-from progress import History, measure, published_at, sync_percent
+from progress import IMAGE_START_S, History, Progress, measure, published_at, sync_percent
 from report import PoolReport, StatusReport
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import mirror
@@ -136,14 +136,14 @@ def test_images_copied_at_once_add_their_rates_and_a_waiting_one_starts_in_a_fre
     report, history = _two_syncing_and_one_waiting()
     progress, _ = measure(report, history, T0, slots=5)
     assert progress.rate == 20.0  # 10 bytes/s each
-    assert progress.eta_s == 3000 / 10, "the waiting image at the mean rate, beside the others"
+    assert progress.eta_s == IMAGE_START_S + 3000 / 10, "at the mean rate, beside the others"
 
 
 def test_a_waiting_image_waits_for_the_first_slot_the_daemon_frees():
     assert T0 is not None
     report, history = _two_syncing_and_one_waiting()
     progress, _ = measure(report, history, T0, slots=2)
-    assert progress.eta_s == 600 / 10 + 3000 / 10
+    assert progress.eta_s == 600 / 10 + IMAGE_START_S + 3000 / 10
 
 
 def test_small_images_waiting_beside_a_big_one_do_not_stretch_its_eta():
@@ -162,3 +162,72 @@ def test_small_images_waiting_beside_a_big_one_do_not_stretch_its_eta():
 
 def test_a_history_with_an_overflowing_number_is_an_empty_history():
     assert History.from_json('{"sizes": {"a": 1e400}}') == History()
+
+
+def _pool(
+    name: str, syncing: dict[str, str], waiting: list[str], state: str = "up+syncing"
+) -> PoolReport:
+    """A pool whose `syncing` images publish those descriptions; `waiting` ones nothing."""
+    pool = PoolReport(
+        pool=name,
+        source_read=True,
+        source_mode="image",
+        destination_mode="image",
+        source_images=[*syncing, *waiting],
+        source_primary=dict.fromkeys([*syncing, *waiting], True),
+    )
+    pool.images = [
+        ImageStatus(name, n, state, d, "2026-12-05 05:12:39") for n, d in syncing.items()
+    ]
+    return pool
+
+
+def test_each_pool_has_its_own_slots_and_the_last_pool_sets_the_eta():
+    """Review: rbd-mirror's throttler is per pool replayer, not per daemon."""
+    assert T0 is not None
+    copying = "bootstrapping, IMAGE_SYNC/COPY_IMAGE 50%"
+    busy = _pool("a", {f"r{n}": copying for n in range(5)}, [f"w{n}" for n in range(5)])
+    ending = "bootstrapping, IMAGE_SYNC/COPY_IMAGE 99%"
+    idle = _pool("b", {f"r{n}": ending for n in range(5)}, [])
+    sizes = {f"a/r{n}": 2000 for n in range(5)} | {f"a/w{n}": 1000 for n in range(5)}
+    sizes |= {f"b/r{n}": 2000 for n in range(5)}
+    samples = {f"a/r{n}": [(T0 - 30, 700)] for n in range(5)}  # 10 bytes/s each
+    samples |= {f"b/r{n}": [(T0 - 30, 1680)] for n in range(5)}  # 10 bytes/s, 2 s left
+    history = History(sizes=sizes, samples=samples)
+    progress, _ = measure(StatusReport(pools=[busy, idle]), history, T0, slots=5)
+    # pool a: 1000 bytes left each (100 s), then its 5 waiting ones (100 s each) in its own
+    # slots: pool b's, free in 2 s, are not theirs
+    assert progress.eta_s == 100 + IMAGE_START_S + 100
+
+
+def test_snapshot_images_at_zero_beyond_the_slots_are_queued_not_copying():
+    """Review: a snapshot-mode image waiting for a slot already publishes syncing_percent 0."""
+    assert T0 is not None
+    copying = 'replaying, {"replay_state":"syncing","syncing_percent":50}'
+    queued = 'replaying, {"replay_state":"syncing","syncing_percent":0}'
+    syncing = {"a": copying, "b": copying} | {f"q{n}": queued for n in range(6)}
+    pool = _pool("p", syncing, [], state="up+replaying")
+    sizes = {"p/a": 2000, "p/b": 2000} | {f"p/q{n}": 1000 for n in range(6)}
+    samples = {"p/a": [(T0 - 30, 700)], "p/b": [(T0 - 30, 700)]}
+    progress, _ = measure(StatusReport(pools=[pool]), History(samples, sizes), T0, slots=5)
+    assert progress.rate == 10 * 5, "a, b and the three q in the free slots copy now"
+    # a, b: 100 s; q0-q2: 100 s; q3-q5 queued: the first three slots free at 100 s
+    assert progress.eta_s == 200
+
+
+def test_a_thousand_small_waiting_images_cost_their_start_not_only_their_bytes():
+    """Review: 1000 clones of 4 MiB waiting beside a big volume made the ETA its alone."""
+    assert T0 is not None
+    copying = "bootstrapping, IMAGE_SYNC/COPY_IMAGE 50%"
+    pool = _pool("p", {"big": copying}, [f"c{n}" for n in range(1000)])
+    sizes = {"p/big": 600 * 10} | {f"p/c{n}": 4 for n in range(1000)}
+    history = History(sizes=sizes, samples={"p/big": [(T0 - 30, 2700)]})  # 10 bytes/s
+    progress, _ = measure(StatusReport(pools=[pool]), history, T0, slots=5)
+    assert progress.eta_s is not None
+    assert progress.eta_s >= 1000 / 5 * IMAGE_START_S, "1000 starts, 5 at a time"
+
+
+def test_images_of_no_data_count_by_number_not_as_all_copied():
+    """Review: 200 empty volumes (0 bytes to copy) said 100% with nothing replaying."""
+    assert Progress(images_done=0, images=200, bytes_done=0, bytes_total=0).percent == 0
+    assert Progress(images_done=50, images=200, bytes_done=0, bytes_total=0).percent == 25
