@@ -5,22 +5,25 @@ being copied is `up+syncing` with the description `bootstrapping, IMAGE_SYNC/COP
 (objects copied of the image's objects, rounded down), republished every 30 s (`last_update`);
 a state change is published at once. Its admin socket has no percentage. So:
 
-- bytes copied: each source image's bytes to copy (read once, kept: its data by its object
-  map, a clone's own only, rbd_preflight.sync_bytes) times its published percentage; a
-  replaying image counts whole, one not started yet counts nothing;
+- bytes copied: each source image's bytes to copy (read once, kept: a clone's own data by
+  its object map, any other image's size; rbd_preflight.sync_bytes) times its published
+  percentage; a replaying image counts whole, one not started yet counts nothing;
 - the rate: per syncing image, from its publications, not from polls (a sample is its
   `last_update` and the bytes copied then; the slope between its oldest and newest sample of
   the last `WINDOW_S` seconds); the images the daemon copies at once share the work, so the
   whole's rate is their sum;
-- the ETA: when the last image is copied if the daemon copies `slots` images at a time
-  (`rbd-mirror-concurrent-image-syncs`), each at its own measured rate, an image without a
-  rate yet (syncing, or waiting for a slot or for its parent) at the mean of those, and a
-  syncing image's bytes since its last publication counted as copied. Each image is copied
-  `rbd_concurrent_management_ops` objects at a time, so a big image copied alone does not
-  speed up when the small ones beside it finish, and an image that starts gets a rate of its
-  own instead of sharing the others' (CI, 2026-12-06: three waiting nova clones counted at
-  the big volume's rate made its ETA 47 s for 35). Without two publications of an image far
-  enough apart it is unknown ("estimating").
+- the ETA: when the last pool's last image is copied if each pool's replayer copies `slots`
+  images at a time (`rbd-mirror-concurrent-image-syncs`, a throttler per pool), each image at
+  its own measured rate, one without a rate yet at the mean of its pool's (else of all), a
+  syncing image's bytes since its last publication counted as copied, and each image not
+  started `IMAGE_START_S` more. An image at 0% takes a free slot, else waits for one (snapshot
+  mode publishes 0% while it waits); waiting images start largest first (the daemon's order
+  is not known). Each image is copied `rbd_concurrent_management_ops` objects at a time, so a
+  big image copied alone does not speed up when the small ones beside it finish, and an image
+  that starts gets a rate of its own instead of sharing the others' (CI, 2026-12-06: three
+  waiting nova clones counted at the big volume's rate made its ETA 47 s for 35). A clone
+  waiting for its parent to be copied in another pool is counted as if it could start now.
+  Without two publications of an image far enough apart it is unknown ("estimating").
 
 `History` is what the unit keeps between dispatches (a small JSON file, session.py).
 """
@@ -164,30 +167,34 @@ def sizes_wanted(report: StatusReport, known: Mapping[str, int]) -> dict[str, li
 class _Queue:
     """One pool's images still to copy: each pool's replayer has its own sync slots."""
 
+    rates: list[float] = field(default_factory=list)  # measured: bytes per second
     finish: list[float] = field(default_factory=list)  # measured: seconds to their end
     started: list[float] = field(default_factory=list)  # copying, no rate yet: bytes left
     at_zero: list[float] = field(default_factory=list)  # at 0%, no rate: copying or queued
     waiting: list[float] = field(default_factory=list)  # not started: bytes
 
-    def last_done(self, mean: float, slots: int) -> tuple[float, int]:
-        """Seconds until its last image is copied, `slots` at a time; how many unmeasured copy.
+    def last_done(self, mean: float, slots: int) -> tuple[float, float]:
+        """Seconds until its last image is copied, `slots` at a time; the unmeasured ones' rate.
 
-        The second figure counts the images without a rate that copy now. An image at 0% takes
-        a free slot, else it is queued (snapshot mode publishes 0% while an image waits for a
-        slot). Each queued image takes the first slot free, in the order listed (the daemon's
-        is not known); one not started costs `IMAGE_START_S` more.
+        An image without a rate copies at the mean of the pool's, or at `mean` when it has
+        none; the second figure is the rate of those that copy now. An image at 0% takes a free
+        slot, else it is queued; queued images take the first slot free, largest first; one
+        not started costs `IMAGE_START_S` more.
         """
+        if self.rates:
+            mean = sum(self.rates) / len(self.rates)
         slots = max(1, slots)
         running = self.finish + [left / mean for left in self.started]
         free = max(0, slots - len(running))
-        running += [left / mean for left in self.at_zero[:free]]
-        queued = [left / mean for left in self.at_zero[free:]]
+        zero = sorted(self.at_zero, reverse=True)
+        running += [left / mean for left in zero[:free]]
+        queued = [left / mean for left in zero[free:]]
         queued += [IMAGE_START_S + size / mean for size in self.waiting]
         ends = running + [0.0] * max(0, slots - len(running))
         heapq.heapify(ends)
-        for seconds in queued:
+        for seconds in sorted(queued, reverse=True):
             heapq.heappush(ends, heapq.heappop(ends) + seconds)
-        return max(ends, default=0.0), len(self.started) + len(self.at_zero[:free])
+        return max(ends, default=0.0), mean * (len(self.started) + len(zero[:free]))
 
 
 @dataclass
@@ -207,7 +214,7 @@ def measure(
 
     Each syncing image's rate is measured between its publications of the last `WINDOW_S`
     seconds; the rate shown is the sum of the rates of the images copied now (one without a
-    rate yet counts as their mean). The ETA is when the last pool's `_Queue.last_done` is,
+    rate yet counts as its pool's mean). The ETA is when the last pool's `_Queue.last_done` is,
     each pool's replayer copying `slots` images at once.
     """
     tally, kept = _Tally(), History(sizes=history.sizes)
@@ -222,7 +229,7 @@ def measure(
         mean = sum(tally.rates) / len(tally.rates)
         done = [q.last_done(mean, slots) for q in tally.queues.values()]
         eta = max(seconds for seconds, _ in done)
-        rate = sum(tally.rates) + mean * sum(copying for _, copying in done)
+        rate = sum(tally.rates) + sum(unmeasured for _, unmeasured in done)
     progress = Progress(tally.done_images, tally.images, tally.copied, tally.total, rate, eta)
     return progress, kept
 
@@ -263,6 +270,7 @@ def _count(
         rate = (copied - first[1]) / (at - first[0])
         left = max(0.0, size - copied - rate * max(0.0, now - at))
         tally.rates.append(rate)
+        queue.rates.append(rate)
         queue.finish.append(left / rate)
     else:
         unmeasured.append(size - copied)

@@ -112,25 +112,14 @@ def space(cluster) -> SpaceAnswer:
 def sync_bytes(image) -> int:
     """The bytes rbd-mirror's initial sync copies of `image`: the progress's denominator.
 
-    Its data by its object map when fast-diff says it is valid (a clone's own data only: a
-    nova disk cloned from a 40 GiB glance image may hold a few MiB of its own, and the daemon
-    copies only that); else its size. Only object maps are read, never the data: with one
-    snapshot's map invalid (fast-diff enabled after it was taken) librbd would stat every
-    object instead, so that image counts its size. Objects only a snapshot holds are not
-    counted.
+    A clone's own data by its object map, when fast-diff says the map is valid for the head
+    and every snapshot: a nova disk cloned from a 40 GiB glance image may hold a few MiB of
+    its own, and the daemon copies only that. Any other image, or anything unreadable (a
+    snapshot removed meanwhile), counts its size. Only object maps are read, never the data;
+    one Python call per object the clone holds (an image that is not a clone could hold
+    millions: the preflight has a time limit).
     """
     size = image.size()
-    fast_diff = getattr(rbd, "RBD_FEATURE_FAST_DIFF", 0)
-    invalid = getattr(rbd, "RBD_FLAG_FAST_DIFF_INVALID", 0)
-    if not size or not image.features() & fast_diff or image.flags() & invalid:
-        return size
-    try:
-        for snap in list(image.list_snaps()):
-            image.set_snap_by_id(snap["id"])
-            if image.flags() & invalid:
-                return size
-    finally:
-        image.set_snap_by_id(None)
     held = [0]
 
     def seen(_offset: int, length: int, exists: bool) -> int:
@@ -138,6 +127,17 @@ def sync_bytes(image) -> int:
         return 0
 
     try:
+        fast_diff = getattr(rbd, "RBD_FEATURE_FAST_DIFF", 0)
+        invalid = getattr(rbd, "RBD_FLAG_FAST_DIFF_INVALID", 0)
+        if not size or not parent_link(image) or not image.features() & fast_diff:
+            return size
+        try:
+            for snap in [None, *(s["id"] for s in image.list_snaps())]:
+                image.set_snap_by_id(snap)  # librbd would stat each object of an invalid map
+                if image.flags() & invalid:
+                    return size
+        finally:
+            image.set_snap_by_id(None)
         image.diff_iterate(0, size, None, seen, include_parent=False, whole_object=True)
     except rbd.Error:
         return size
@@ -148,7 +148,6 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
     with rbd.Image(ioctx, name, read_only=True) as image:
         old = bool(image.old_format())
         size = image.size()
-        copied = sync_bytes(image)
         features = image.features()
         link = parent_link(image)
         head = "" if link or not size else image.read(0, HEAD_BYTES).hex()
@@ -163,6 +162,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
             mode = image.mirror_image_get_mode() if info.get("state") == 1 else None
         except (rbd.Error, AttributeError):
             info, mode = {}, None
+        copied = sync_bytes(image)  # last: whatever it meets, it answers the size
     return {
         "name": name,
         "old_format": old,

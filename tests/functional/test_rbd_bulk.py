@@ -113,11 +113,11 @@ def test_a_pool_holding_images_without_application_rbd_is_flagged(lab: Lab):
             lab.src.ceph("osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it")
 
 
-def test_the_progress_counts_the_data_a_sync_copies_not_a_clones_virtual_size(lab: Lab):
-    """Found on the lab: waiting nova clones counted their parent's whole size as bytes to go.
+def test_the_progress_counts_a_clones_own_data_not_its_parents_size(lab: Lab):
+    """Waiting nova clones counted their glance parent's whole size as bytes to copy.
 
-    With fast-diff, an image counts its data by its object map (a clone its own data only);
-    without it, its size.
+    A clone with fast-diff valid for its head and every snapshot counts its objects by its
+    object map; any other image counts its size.
     """
     pool = "bulk-sizes"
     lab.src.ceph("osd", "pool", "create", pool, "8", "8")
@@ -130,19 +130,19 @@ def test_the_progress_counts_the_data_a_sync_copies_not_a_clones_virtual_size(la
         lab.src.rbd("snap", "protect", f"{pool}/base@snap")
         lab.src.rbd("clone", f"{pool}/base@snap", f"{pool}/disk")
         lab.src.rbd(*write, "--io-size", "4K", "--io-total", "4K", f"{pool}/disk")  # one object
-        lab.src.rbd("create", f"{pool}/plain", "--size", "16M", "--image-feature", "layering")
-        lab.src.rbd(*write, "--io-size", "4M", "--io-total", "4M", f"{pool}/plain")
+        bare = ["--image-feature", "layering,exclusive-lock"]
+        lab.src.rbd("clone", f"{pool}/base@snap", f"{pool}/bare", *bare)  # no object map
+        lab.src.rbd(*write, "--io-size", "4K", "--io-total", "4K", f"{pool}/bare")
         # fast-diff enabled after a snapshot: the head's map is rebuilt, the snapshot's stays
-        # invalid, and librbd would stat every object: its size (review)
-        late = ["--image-feature", "layering,exclusive-lock"]
-        lab.src.rbd("create", f"{pool}/late", "--size", "16M", *late)
-        lab.src.rbd(*write, "--io-size", "4M", "--io-total", "4M", f"{pool}/late")
+        # invalid, and librbd would stat every object (review)
+        lab.src.rbd("clone", f"{pool}/base@snap", f"{pool}/late", *bare)
+        lab.src.rbd(*write, "--io-size", "4K", "--io-total", "4K", f"{pool}/late")
         lab.src.rbd("snap", "create", f"{pool}/late@before")
         lab.src.rbd("feature", "enable", f"{pool}/late", "object-map", "fast-diff")
         lab.src.rbd("object-map", "rebuild", f"{pool}/late")
         flags = lab.src.rbd_json("info", f"{pool}/late")["flags"]
         assert "fast diff invalid" not in flags, flags  # the head is valid, as in the cloud
-        want = {"base": 8 * 2**20, "disk": 4 * 2**20, "plain": 16 * 2**20, "late": 16 * 2**20}
+        want = {"base": 64 * 2**20, "disk": 4 * 2**20, "bare": 64 * 2**20, "late": 64 * 2**20}
         assert bulk(lab, pool=pool, op="sizes", images=sorted(want)) == {
             "sizes": want,
             "failed": {},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ceph_cli import ImageStatus
 from progress import IMAGE_START_S, History, Progress, measure, published_at, sync_percent
 from report import PoolReport, StatusReport
@@ -231,3 +233,30 @@ def test_images_of_no_data_count_by_number_not_as_all_copied():
     """Review: 200 empty volumes (0 bytes to copy) said 100% with nothing replaying."""
     assert Progress(images_done=0, images=200, bytes_done=0, bytes_total=0).percent == 0
     assert Progress(images_done=50, images=200, bytes_done=0, bytes_total=0).percent == 25
+
+
+def test_an_unmeasured_image_copies_at_its_own_pools_rate_not_the_clouds():
+    """Review: an SSD pool's fast copies made an HDD pool's 100 waiting volumes look quick."""
+    assert T0 is not None
+    copying = "bootstrapping, IMAGE_SYNC/COPY_IMAGE 50%"
+    ssd = _pool("ssd", {"s": copying}, [])
+    hdd = _pool("hdd", {"h": copying}, ["w"])
+    sizes = {"ssd/s": 2000, "hdd/h": 2000, "hdd/w": 1000}
+    samples = {"ssd/s": [(T0 - 30, 700)], "hdd/h": [(T0 - 30, 997)]}  # 10 and 0.1 bytes/s
+    history = History(sizes=sizes, samples=samples)
+    progress, _ = measure(StatusReport(pools=[ssd, hdd]), history, T0, slots=5)
+    assert progress.eta_s == pytest.approx(IMAGE_START_S + 1000 / 0.1), "w at hdd's rate"
+
+
+def test_the_eta_does_not_depend_on_the_images_names():
+    """Review: queued in `rbd ls` order, a big volume named zzz ended the sync later."""
+    assert T0 is not None
+    copying = "bootstrapping, IMAGE_SYNC/COPY_IMAGE 50%"
+    etas = []
+    for big in ("aaa-db", "zzz-db"):
+        pool = _pool("p", {"r": copying}, sorted([big, *(f"m{n}" for n in range(20))]))
+        sizes = {"p/r": 2000, f"p/{big}": 20000} | {f"p/m{n}": 1000 for n in range(20)}
+        history = History(sizes=sizes, samples={"p/r": [(T0 - 30, 700)]})
+        progress, _ = measure(StatusReport(pools=[pool]), history, T0, slots=2)
+        etas.append(progress.eta_s)
+    assert etas[0] == etas[1]
