@@ -162,7 +162,7 @@ def _image(ioctx, name: str) -> PreflightImageAnswer:
             mode = image.mirror_image_get_mode() if info.get("state") == 1 else None
         except (rbd.Error, AttributeError):
             info, mode = {}, None
-        copied = sync_bytes(image)  # last: whatever it meets, it answers the size
+        copied = sync_bytes(image)  # last: an rbd.Error in it answers the size
     return {
         "name": name,
         "old_format": old,
