@@ -264,8 +264,11 @@ SNAPSHOT_SINCE = 15
 # that is not there yet copies the parent's data up into it and into the clone's older
 # snapshots; rbd-mirror, having copied those snapshots already, copies only the new write and
 # the parent's part is lost on the destination. Its fixes (ceph/ceph PRs 55892, 60290) are in
-# no release the charm knows: None. Clones are mirrored in journal mode only until a release
-# carries it; set it to that release's version then.
+# no release the charm knows: None (tests/functional/test_snapshot_mode.py shows the loss on the
+# lab's releases). Clones are mirrored in journal mode only until a release carries it; set it
+# to that release's version then, minding where the fix sits: PR 55892 changes the daemon's
+# deep copy; PR 60290's description points at the copy-up itself, which runs in the writer's
+# librbd (nova-compute's, cinder's), a release the charm cannot read.
 SNAPSHOT_CLONE_FIX: CephVersion | None = None
 SNAPSHOT_CLONE_ADVICE = ": mirror this pool with mode=journal, or flatten the clone"
 

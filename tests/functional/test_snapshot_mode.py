@@ -5,11 +5,13 @@ with a VM still writing while the sync runs (the writer's shadow file is the tru
 destination must equal after the cutover), a cutover and a teardown each interrupted once.
 Along the way: clones refused with the tracker 61891 reason, no source image ever journaled
 (sampled), never primary on both sides (sampled through the cutover), and no mirroring,
-mirror snapshot or schedule left.
+mirror snapshot or schedule left. And why clones are refused: a clone snapshot-mirrored by
+hand loses on the destination the parent's data its first write copied up (tracker 61891).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,11 +20,13 @@ import time
 import pytest
 from ops import testing
 
+import ceph_release
 import cutover
 import rollback
 import teardown
+from ceph_release import CephVersion
 from tests.functional.charm_host import CharmHost
-from tests.functional.lab.procs import LabError
+from tests.functional.lab.procs import LabError, wait_for
 from tests.functional.lab.seed import (
     POOLS,
     file_md5,
@@ -301,8 +305,9 @@ def test_snapshot_daemon_killed_right_after_the_demotion_then_the_re_run_finishe
 
     256 MiB were written since the last copied snapshot: the demotion snapshot has them to
     copy. The next hook restarts the daemon; the re-run waits for the demotion's copy and
-    promotes: every byte. (The lab copies them within a second or two: the daemon killed while
-    the destination holds the demotion incomplete was not caught here; BENCHMARKS/README.)
+    promotes: every byte. Killed while the destination holds the demotion incomplete (caught
+    once, in CI), the restarted daemon may not resume the copy: the re-run times out naming
+    rollback, and rollback then a second cutover bring every byte.
     """
     host, lab = fresh_host, fresh_host.lab
     host.relate()
@@ -329,8 +334,110 @@ def test_snapshot_daemon_killed_right_after_the_demotion_then_the_re_run_finishe
 
     host.hook("update_status")  # restarts the daemon
     assert lab.service_pids(), "the next hook restarted the daemon"
-    results, _ = host.action("demote-promote", timeout=300)
+    try:
+        results, _ = host.action("demote-promote", timeout=300 if at_kill.get("complete") else 120)
+    except testing.ActionFailed as exc:
+        # Killed in the middle of the demotion's copy (CI, 2026-12-06: 15 objects copied): a
+        # restarted daemon before Reef 18.2.8 and Squid 19.2.4 may not resume it. The re-run
+        # promotes nothing and names the way out: rollback, then a new cutover.
+        assert not at_kill.get("complete") and "run rollback" in exc.message, exc.message
+        print(f"re-run timed out, as the copy was not resumed: {exc.message[:120]}")
+        assert not any(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
+        host.action("rollback")
+        _ready(host)
+        results, _ = host.action("demote-promote", timeout=300)
     print(f"re-run: promoted {results['promoted']} in {results['seconds']} s")
     assert sum(json.loads(results["promoted"]).values()) == len(expected)
     assert md5_all(lab.dst, SNAPSHOT_POOLS) == expected, "every byte of the demotion"
     assert not any(_primary(lab.src).values())
+
+
+def _copied(lab, spec: str) -> bool:
+    """The source's newest mirror snapshot of `spec` has arrived whole on the destination."""
+    pool, image = spec.split("/")
+    if image not in images(lab.dst, pool):
+        return False
+    newest = _newest_mirror_snapshot(lab.dst, spec)
+    source = [
+        s["id"] for s in lab.src.rbd_json("snap", "ls", "--all", spec)
+        if s.get("namespace", {}).get("type") == "mirror"
+    ]  # fmt: skip
+    return bool(source and newest.get("complete")) and newest.get("primary_snap_id") == max(source)
+
+
+# 4 KiB of fresh random data at offset 0 of an image, by the librbd of the release that runs it.
+WRITE_AT_ZERO = """
+import os, sys, rados, rbd
+conf, cluster, spec = sys.argv[1:4]
+pool, image = spec.split("/")
+with rados.Rados(conffile=conf, clustername=cluster, name="client.admin") as conn:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, image) as img:
+        img.write(os.urandom(4096), 0)
+        img.flush()
+"""
+
+
+def test_snapshot_mirroring_loses_the_parent_data_a_clones_first_write_copies_up(
+    fresh_host: CharmHost,
+):
+    """Why the charm refuses clones in snapshot mode: Ceph tracker 61891, on this lab's Ceph.
+
+    A clone is snapshot-mirrored by hand beside the charm's pools (its parent, glance's image,
+    mirrored by the charm) and its first snapshot copied: both sides equal, the destination
+    reading through to its parent. Then a client writes 4 KiB at offset 0 (with the newest
+    librbd of the lab, the destination's, in case the fix lands in the writer's copy-up):
+    librbd copies the parent's object up into the clone and its older snapshots, so the diff
+    to the next mirror snapshot holds only the 4 KiB; the daemon writes them into a new object
+    on the destination, which no longer reads through to the parent: the rest of that object
+    reads as zeros there. Where both releases are at least `ceph_release.SNAPSHOT_CLONE_FIX`,
+    the clone must arrive byte for byte; where a release copies it whole although the charm
+    knows no fix, the test fails, to set that constant.
+    """
+    host, lab = fresh_host, fresh_host.lab
+    host.relate()
+    host.configure(
+        **{"mirror-mode": "snapshot", "snapshot-interval": "1m", "pools": ",".join(SNAPSHOT_POOLS)}
+    )
+    host.action("enable-mirroring")
+    _ready(host)
+    pool, clone = "cinder-ceph", "volume-clone-61891"
+    spec = f"{pool}/{clone}"
+    with contextlib.suppress(LabError):  # no snapshot but ours (where the mgr scheduled them)
+        lab.src.rbd("mirror", "snapshot", "schedule", "rm", f"--pool={pool}")
+    assert _schedules(lab.src, pool) == []
+    (parent,) = images(lab.src, "glance")
+    lab.src.rbd("clone", f"glance/{parent}@snap", spec)
+    lab.src.rbd("mirror", "image", "enable", spec, "snapshot")
+    assert wait_for(lambda: _copied(lab, spec), timeout=SYNC_TIMEOUT_S, interval=2)
+    assert md5(lab.dst, pool, clone) == md5(lab.src, pool, clone), "the untouched clone arrived"
+
+    lab.dst.run(["/usr/bin/python3", "-c", WRITE_AT_ZERO, str(lab.src.conf), lab.src.name, spec])
+    lab.src.rbd("mirror", "image", "snapshot", spec)
+    assert wait_for(lambda: _copied(lab, spec), timeout=SYNC_TIMEOUT_S, interval=2)
+    info = lab.dst.rbd_json("info", spec)
+    size = info["object_size"]
+    first_object = f"{info['block_name_prefix']}.{0:016x}"
+    stat = lab.dst.rados("-p", pool, "stat", first_object).strip()
+    parent_bytes = lab.src.rbd_bytes("export", f"glance/{parent}@snap", "-", "--no-progress")
+    source = lab.src.rbd_bytes("export", spec, "-", "--no-progress")
+    arrived = lab.dst.rbd_bytes("export", spec, "-", "--no-progress")
+    versions = {c.name: CephVersion.parse(c.version()) for c in (lab.src, lab.dst)}
+    said = ", ".join(f"{name} {v}" for name, v in versions.items())
+    print(
+        f"\n{said} (daemon and writer: {versions[lab.dst.name]}): clone equal "
+        f"{source == arrived}; its first object on the destination: {stat}"
+    )
+    assert source[:4096] != parent_bytes[:4096], "the write changed the clone"
+    assert source[4096:] == parent_bytes[4096 : len(source)], "the source kept its parent's data"
+    assert arrived[:4096] == source[:4096], "the write itself arrived"
+    assert arrived[size:] == source[size:], "the objects nobody wrote read the parent"
+    fix = ceph_release.SNAPSHOT_CLONE_FIX
+    if fix is not None and all(v is not None and v >= fix for v in versions.values()):
+        assert arrived == source, f"{said}: a release with the fix lost the parent's data"
+    elif arrived[4096:size] == source[4096:size]:
+        pytest.fail(
+            f"{said}: the parent's data around the write arrived: is tracker 61891 fixed in "
+            "this release? Set ceph_release.SNAPSHOT_CLONE_FIX and allow clones in snapshot mode"
+        )
+    else:
+        assert arrived[4096:size] == bytes(size - 4096), f"{said}: corrupted otherwise"
