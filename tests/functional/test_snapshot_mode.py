@@ -298,55 +298,73 @@ def _newest_mirror_snapshot(cluster, spec: str) -> dict:
 
 
 @pytest.mark.big_image(512)
-def test_snapshot_daemon_killed_right_after_the_demotion_then_the_re_run_finishes_the_cutover(
+def test_snapshot_daemon_killed_mid_copy_of_the_demotion_then_rollback_brings_every_byte(
     fresh_host: CharmHost, monkeypatch
 ):
-    """The daemon dies with the action, just after the source's demotion.
+    """The daemon dies with the action while it copies the source's demotion snapshot.
 
-    256 MiB were written since the last copied snapshot: the demotion snapshot has them to
-    copy. The next hook restarts the daemon; the re-run waits for the demotion's copy and
-    promotes: every byte. Killed while the destination holds the demotion incomplete (caught
-    once, in CI), the restarted daemon may not resume the copy: the re-run times out naming
-    rollback, and rollback then a second cutover bring every byte.
+    About 320 MiB were written since the last copied snapshot: the demotion snapshot has them
+    to copy. The kill waits until the destination holds that snapshot incomplete (the case CI
+    caught once by chance). The next hook restarts the daemon. A daemon that resumes the copy
+    lets the re-run promote; one that does not (Pacific, in CI) makes the re-run time out naming
+    rollback, and rollback then a second cutover bring every byte. Never two primaries.
     """
     host, lab = fresh_host, fresh_host.lab
+    spec = "cinder-ceph/volume-big"
+    # One object in flight in the daemon's copy of this image (a slow link): a window to kill in.
+    lab.src.rbd("config", "image", "set", spec, "rbd_concurrent_management_ops", "1")
     host.relate()
     host.configure(
         **{"mirror-mode": "snapshot", "snapshot-interval": "1m", "pools": ",".join(SNAPSHOT_POOLS)}
     )
     host.action("enable-mirroring")
     _ready(host)
-    write_random(lab.src, "cinder-ceph", "volume-big", count=64, block=4 << 20)
+    write_random(lab.src, "cinder-ceph", "volume-big", count=128, block=4 << 20)
     expected = md5_all(lab.src, SNAPSHOT_POOLS)
 
     def the_daemon_dies(*args, **kwargs):
+        demotion = max(
+            s["id"] for s in lab.src.rbd_json("snap", "ls", "--all", spec)
+            if s.get("namespace", {}).get("type") == "mirror"
+        )  # fmt: skip
+
+        def copying_the_demotion() -> bool:
+            newest = _newest_mirror_snapshot(lab.dst, spec)
+            return newest.get("primary_snap_id") == demotion and not newest.get("complete")
+
+        caught = wait_for(copying_the_demotion, timeout=60, interval=0.05)
         (pid,) = lab.service_pids().values()
         os.kill(pid, signal.SIGKILL)
-        raise RuntimeError("the action died with the daemon, after the demotion")
+        raise RuntimeError(f"the action died with the daemon (mid-copy seen: {caught})")
 
     monkeypatch.setattr(cutover, "_promote_until_done", the_daemon_dies)
     with pytest.raises(RuntimeError, match="died with the daemon"):
         host.action("demote-promote")
     monkeypatch.undo()
-    at_kill = _newest_mirror_snapshot(lab.dst, "cinder-ceph/volume-big")
+    at_kill = _newest_mirror_snapshot(lab.dst, spec)
     print(f"\nthe destination's newest mirror snapshot when the daemon died: {at_kill}")
+    assert not at_kill.get("complete"), "the copy ended before the kill: nothing was tested"
     assert not any(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
 
     host.hook("update_status")  # restarts the daemon
     assert lab.service_pids(), "the next hook restarted the daemon"
     try:
-        results, _ = host.action("demote-promote", timeout=300 if at_kill.get("complete") else 120)
+        results, _ = host.action("demote-promote", timeout=90)
+        print("the restarted daemon resumed the copy; the re-run promoted")
     except testing.ActionFailed as exc:
-        # Killed in the middle of the demotion's copy (CI, 2026-12-06: 15 objects copied): a
-        # restarted daemon before Reef 18.2.8 and Squid 19.2.4 may not resume it. The re-run
-        # promotes nothing and names the way out: rollback, then a new cutover.
-        assert not at_kill.get("complete") and "run rollback" in exc.message, exc.message
+        # A restarted daemon before Reef 18.2.8 and Squid 19.2.4 may not resume the copy: the
+        # re-run promotes nothing and names the way out: rollback, then a new cutover.
+        assert "run rollback" in exc.message, exc.message
         print(f"re-run timed out, as the copy was not resumed: {exc.message[:120]}")
-        assert not any(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
+        # The images whose demotions arrived whole are promoted; the one mid-copy is primary
+        # nowhere, and the source is still demoted.
+        on_dst = _primary(lab.dst)
+        print(f"primary on the destination after the re-run: {on_dst}")
+        assert not any(_primary(lab.src).values()) and not on_dst[spec]
         host.action("rollback")
         _ready(host)
         results, _ = host.action("demote-promote", timeout=300)
-    print(f"re-run: promoted {results['promoted']} in {results['seconds']} s")
+    print(f"promoted {results['promoted']} in {results['seconds']} s")
     assert sum(json.loads(results["promoted"]).values()) == len(expected)
     assert md5_all(lab.dst, SNAPSHOT_POOLS) == expected, "every byte of the demotion"
     assert not any(_primary(lab.src).values())
