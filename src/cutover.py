@@ -227,6 +227,9 @@ class _StillBusyError(Exception):
         super().__init__(", ".join(pending))
 
 
+STALLED_AFTER_S = 30.0  # an image whose "not yet" did not change for this long is named stalled
+
+
 def _promote_until_done(
     dst: CephCluster,
     pending_modes: dict[str, MirrorMode],
@@ -245,13 +248,22 @@ def _promote_until_done(
     pool's destination images (promoted one by one).
     """
     pending = list(pending_modes)
+    # What each image still awaits, and since when that answer has not changed: a snapshot
+    # copy's answer carries its object count, so an unchanged one is a copy not progressing.
+    waiting: dict[str, tuple[str, float]] = {}
 
     def one_round() -> None:
         result.attempts += 1
+        now = time.monotonic()
         for pool in list(pending):
             names = (images or {}).get(pool, [])
-            count, waiting = _promote_round(dst, pool, pending_modes[pool], names, opts)
-            if waiting:
+            count, awaited = _promote_round(dst, pool, pending_modes[pool], names, opts)
+            for key in [k for k in waiting if k.startswith(f"{pool}/") and k not in awaited]:
+                del waiting[key]
+            for key, why in awaited.items():
+                if waiting.get(key, ("", 0.0))[0] != why:
+                    waiting[key] = (why, now)
+            if awaited:
                 continue
             pending.remove(pool)
             opts.log(f"{pool}: promotion complete ({count} in the last round)")
@@ -269,18 +281,30 @@ def _promote_until_done(
         retrying(one_round)
     except _StillBusyError as busy:
         raise MigrationError(
-            f"timed out: {busy} not fully promoted (the demotion has not been replayed yet). "
-            "The source is demoted and no image is primary twice; re-run demote-promote to "
-            "finish. If an image stays pending run after run (status shows its daemon not "
-            "copying: a daemon restarted while it copied a demotion may not resume it before "
+            f"timed out: {busy} not fully promoted (the demotion has not been replayed yet"
+            f"{_awaited(waiting, time.monotonic())}). The source is demoted and no image is "
+            "primary twice; re-run demote-promote to finish. If an image stays unchanged run "
+            "after run (a daemon restarted while it copied a demotion may not resume it before "
             "Reef 18.2.8 and Squid 19.2.4), run rollback, then demote-promote again"
         ) from None
 
 
+def _awaited(waiting: dict[str, tuple[str, float]], now: float) -> str:
+    """The images still awaited at a timeout, each with its answer; the stalled ones first."""
+    if not waiting:
+        return ""
+    stalled = sorted(k for k, (_, since) in waiting.items() if now - since >= STALLED_AFTER_S)
+    moving = sorted(k for k in waiting if k not in stalled)
+    items = [
+        f"{key} {waiting[key][0]}, unchanged for {now - waiting[key][1]:.0f} s" for key in stalled
+    ] + [f"{key} {waiting[key][0]}" for key in moving]
+    return f": {listed(items)}"
+
+
 def _promote_round(
     dst: CephCluster, pool: str, mode: MirrorMode, names: list[str], opts: Options
-) -> tuple[int, list[str]]:
-    """One promotion of `pool`: (images promoted, what is still awaited: empty when done).
+) -> tuple[int, dict[str, str]]:
+    """One promotion of `pool`: (images promoted, {what is still awaited: why}, empty when done).
 
     Journal mode: `pool promote`, "not yet" being EBUSY (librbd refuses until the demotion is
     replayed). Snapshot mode: image by image, each only once its demotion snapshot is copied
@@ -288,11 +312,11 @@ def _promote_round(
     """
     if not mode.promotes_per_image:
         try:
-            return dst.pool_promote(pool), []
+            return dst.pool_promote(pool), {}
         except CephError as exc:
             if exc.rc != mode.promote_pending_rc:
                 raise
-            return 0, [f"{pool}: {exc.rc}"]
+            return 0, {f"{pool}/*": f"(librbd answered {exc.rc})"}
     promoted, failed = dst.promote_demoted(pool, names, workers=opts.workers)
     errors = {n: e for n, e in failed.items() if PENDING not in e}
     if errors:
@@ -300,7 +324,12 @@ def _promote_round(
             f"{pool}: {len(errors)} image(s) could not be promoted (the rest is done; re-run "
             f"demote-promote): {listed([f'{n}: {e}' for n, e in sorted(errors.items())])}"
         )
-    return len(promoted), [f"{pool}/{n}" for n in sorted(failed)]
+    return len(promoted), {f"{pool}/{n}": _why_pending(e) for n, e in sorted(failed.items())}
+
+
+def _why_pending(error: str) -> str:
+    """rbd_bulk's "not yet" without its exception type and marker: "(the ... is ...)"."""
+    return f"({error.split(PENDING, 1)[-1]})"
 
 
 def _verify_cutover(

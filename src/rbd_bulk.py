@@ -221,7 +221,11 @@ def _promote_demoted(ioctx, name: str) -> str:
         if newest.get("state") != rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED:
             raise ValueError(PENDING + "the source's demotion snapshot has not arrived yet")
         if not newest.get("complete"):
-            raise ValueError(PENDING + "the source's demotion snapshot is still being copied")
+            copied, total = newest.get("last_copied_object_number", 0), image.stat()["num_objs"]
+            raise ValueError(
+                PENDING + f"the source's demotion snapshot is still being copied: object "
+                f"{copied} of {total}"
+            )
         try:
             image.mirror_image_promote(False)
         except (rbd.ReadOnlyImage, rbd.ImageBusy) as exc:  # the daemon still holds it

@@ -355,7 +355,9 @@ def test_snapshot_daemon_killed_mid_copy_of_the_demotion_then_rollback_brings_ev
         # A restarted daemon before Reef 18.2.8 and Squid 19.2.4 may not resume the copy: the
         # re-run promotes nothing and names the way out: rollback, then a new cutover.
         assert "run rollback" in exc.message, exc.message
-        print(f"re-run timed out, as the copy was not resumed: {exc.message[:120]}")
+        stalled = f"{spec} (the source's demotion snapshot is still being copied: object "
+        assert stalled in exc.message and "unchanged for" in exc.message, exc.message
+        print(f"re-run timed out, as the copy was not resumed: {exc.message}")
         # The images whose demotions arrived whole are promoted; the one mid-copy is primary
         # nowhere, and the source is still demoted.
         on_dst = _primary(lab.dst)

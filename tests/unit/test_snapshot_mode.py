@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 from ops import testing
 
 import ceph_release
+import cutover
 import migration
 import mirror_modes
 from ceph_cli import EBUSY, CephError, ImageStatus
@@ -565,6 +567,38 @@ def test_rollback_promoting_back_after_a_late_write_skips_an_image_the_cutover_n
     assert dst.image("cinder-ceph", "volume-1").primary, "the cutover's promotion restored"
     assert not dst.image("cinder-ceph", "volume-2").primary, "never promoted without its copy"
     assert not any(i.primary for i in _images(src)), "never two primaries"
+
+
+def test_a_demotion_copy_that_stops_progressing_is_named_stalled_in_the_timeout(monkeypatch):
+    """A restarted daemon that does not resume a demotion's copy (lab, Pacific).
+
+    The timeout names that image, its object count and how long it has not moved; a copy that
+    moves is named without it. Nothing is promoted; the source stays demoted.
+    """
+    src, dst = _synced()
+    clock = [1000.0]
+    monkeypatch.setattr(cutover, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    copying = "ValueError: pending: the source's demotion snapshot is still being copied"
+
+    def volume_1_stalled_img_moving(pool, images, *, workers=4):
+        object_no = 63 if pool == "cinder-ceph" else int(clock[0]) % 128
+        return [], dict.fromkeys(images, f"{copying}: object {object_no} of 128")
+
+    dst.promote_demoted = volume_1_stalled_img_moving  # type: ignore[method-assign]
+    with pytest.raises(MigrationError) as exc:
+        migration.demote_promote(
+            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True,
+            sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+        )  # fmt: skip
+    message = str(exc.value)
+    assert (
+        "cinder-ceph/volume-1 (the source's demotion snapshot is still being copied: object 63 "
+        "of 128), unchanged for 60 s, glance/img (the source's demotion snapshot is still being "
+        "copied: object " in message
+    ), message
+    assert message.count("unchanged for") == 1 and "run rollback" in message, message
+    assert not any(i.primary for i in _images(src)), "the source stays demoted"
+    assert not any(i.primary for i in _images(dst)), "nothing promoted"
 
 
 def test_a_journal_mode_clone_of_a_snapshot_mirrored_parent_pool_is_refused():
