@@ -18,6 +18,7 @@ promotion of a live source is a split brain).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class _StillBusyError(Exception):
         super().__init__(", ".join(pending))
 
 
-STALLED_AFTER_S = 30.0  # an image whose "not yet" did not change for this long is named stalled
+STALLED_AFTER_S = 60.0  # a demotion copy whose object count did not move this long is "stalled"
+# rbd_bulk's answer for a demotion snapshot the daemon is copying: "... object N[ of M]".
+_COPYING = re.compile(r"being copied: object (\d+)")
 
 
 def _promote_until_done(
@@ -280,25 +283,45 @@ def _promote_until_done(
     try:
         retrying(one_round)
     except _StillBusyError as busy:
+        listing, stalled = _awaited(waiting, time.monotonic())
         raise MigrationError(
             f"timed out: {busy} not fully promoted (the demotion has not been replayed yet"
-            f"{_awaited(waiting, time.monotonic())}). The source is demoted and no image is "
-            "primary twice; re-run demote-promote to finish. If an image stays unchanged run "
-            "after run (a daemon restarted while it copied a demotion may not resume it before "
-            "Reef 18.2.8 and Squid 19.2.4), run rollback, then demote-promote again"
+            f"{listing}). The source is demoted and no image is primary twice; re-run "
+            "demote-promote to finish. "
+            + (
+                f"A demotion copy that has not moved for {STALLED_AFTER_S:.0f} s may never "
+                "finish (a daemon restarted while it copied may not resume it: on the lab "
+                "Pacific 16.2.15 did not, Tentacle 20.2.4 did; ceph/ceph PR 65953): if it has "
+                "not moved after a re-run either, "
+                if stalled
+                else "If an image stays pending run after run, "
+            )
+            + "run rollback, then demote-promote again"
         ) from None
 
 
-def _awaited(waiting: dict[str, tuple[str, float]], now: float) -> str:
-    """The images still awaited at a timeout, each with its answer; the stalled ones first."""
-    if not waiting:
-        return ""
-    stalled = sorted(k for k, (_, since) in waiting.items() if now - since >= STALLED_AFTER_S)
-    moving = sorted(k for k in waiting if k not in stalled)
-    items = [
-        f"{key} {waiting[key][0]}, unchanged for {now - waiting[key][1]:.0f} s" for key in stalled
-    ] + [f"{key} {waiting[key][0]}" for key in moving]
-    return f": {listed(items)}"
+def _awaited(waiting: dict[str, tuple[str, float]], now: float) -> tuple[str, bool]:
+    """The images still awaited at a timeout, each with its answer; whether a copy stalled.
+
+    Demotion copies under way come first, the longest unmoved first: one that has not moved
+    for `STALLED_AFTER_S` is marked. An image that has not started copying (queued for a
+    daemon's sync slot: object 0), one whose demotion has not arrived, a daemon still holding
+    an image, or a journal-mode pool give no progress to judge and are never marked.
+    """
+    copying = {
+        key: since
+        for key, (why, since) in waiting.items()
+        if (found := _COPYING.search(why)) and int(found.group(1)) > 0
+    }
+    order = sorted(copying, key=lambda k: (copying[k], k)) + sorted(set(waiting) - set(copying))
+    items, stalled = [], False
+    for key in order:
+        why, since = waiting[key]
+        if key in copying and now - since >= STALLED_AFTER_S:
+            stalled = True
+            why += f", not moved for the last {now - since:.0f} s"
+        items.append(f"{key} {why}")
+    return (f": {listed(items)}" if items else ""), stalled
 
 
 def _promote_round(

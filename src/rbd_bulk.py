@@ -15,7 +15,8 @@ ops:
   journal mode); "mirror-snapshot": a mirror snapshot of each of `images` that is primary and
   snapshot mirrored; "promote-demoted": snapshot mode's cutover, each image promoted once the
   source's demotion is copied whole (`_promote_demoted`; failures starting "pending: " are
-  "not yet"). All answer like enable-journaling.
+  "not yet"); "rewind-copy-progress": an interrupted snapshot copy steps back one object
+  before the daemon starts (`_rewind_copy_progress`). All answer like enable-journaling.
 - "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
@@ -195,6 +196,26 @@ def _demote(ioctx, name: str) -> str:
         return "demoted"
 
 
+def _newest_mirror_snapshot_of_a_copy(image) -> tuple[int, dict] | None:
+    """(id, mirror namespace) of a non-primary snapshot-mirrored image's newest mirror snapshot.
+
+    None for an image primary, not mirrored or journal mirrored; (0, {}) for one without any
+    mirror snapshot yet.
+    """
+    info = image.mirror_image_get_info()
+    if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or info.get("primary"):
+        return None
+    if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
+        return None
+    mirror = [
+        s["id"] for s in image.list_snaps()
+        if s.get("namespace") == rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR
+    ]  # fmt: skip
+    if not mirror:
+        return 0, {}
+    return max(mirror), image.snap_get_mirror_namespace(max(mirror))
+
+
 def _promote_demoted(ioctx, name: str) -> str:
     """Snapshot mode: promote (not forced) a non-primary image once the demotion is copied.
 
@@ -207,24 +228,16 @@ def _promote_demoted(ioctx, name: str) -> str:
     retries those).
     """
     with rbd.Image(ioctx, name) as image:
-        info = image.mirror_image_get_info()
-        if info.get("state") != rbd.RBD_MIRROR_IMAGE_ENABLED or info.get("primary"):
+        found = _newest_mirror_snapshot_of_a_copy(image)
+        if found is None:
             return ""
-        if image.mirror_image_get_mode() != rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT:
-            return ""
-        mirror = [
-            s["id"]
-            for s in image.list_snaps()
-            if s.get("namespace") == rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR
-        ]
-        newest = image.snap_get_mirror_namespace(max(mirror)) if mirror else {}
+        _, newest = found
         if newest.get("state") != rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED:
             raise ValueError(PENDING + "the source's demotion snapshot has not arrived yet")
         if not newest.get("complete"):
-            copied, total = newest.get("last_copied_object_number", 0), image.stat()["num_objs"]
+            progress = _copy_progress(image, newest.get("last_copied_object_number", 0))
             raise ValueError(
-                PENDING + f"the source's demotion snapshot is still being copied: object "
-                f"{copied} of {total}"
+                PENDING + f"the source's demotion snapshot is still being copied: {progress}"
             )
         try:
             image.mirror_image_promote(False)
@@ -236,6 +249,49 @@ def _promote_demoted(ioctx, name: str) -> str:
 PENDING = "pending: "  # _promote_demoted's "not yet": retried by the cutover, never an error
 
 
+def _copy_progress(image, copied: int) -> str:
+    """The daemon's copy of a snapshot as "object N of M" (cutover tells a stalled copy by it).
+
+    M is the destination's object count, best effort: a refresh that fails, or an image grown
+    on the source since, gives "object N" alone; never an error (the answer is a "not yet").
+    """
+    try:
+        total = image.stat()["num_objs"]
+    except rbd.Error:
+        total = 0
+    return f"object {copied}" + (f" of {total}" if total >= copied else "")
+
+
+def _rewind_copy_progress(ioctx, name: str) -> str:
+    """Snapshot mode, the daemon stopped: step an interrupted copy's progress back one object.
+
+    rbd-mirror records a snapshot copy's progress as the count of objects copied, but resumes
+    it from the object after that count (snapshot `Replayer::copy_image` hands the count to
+    `ImageCopyRequest` as the last object copied). The object at that index is never copied and
+    the snapshot is then marked complete: shown on the lab with the Tentacle 20.2.4 daemon,
+    every byte of it but one object (tests/functional/test_snapshot_mode.py). One object
+    back, the resumed copy starts at the first object not known copied. "rewound" (the new
+    count), or "" when the image has no interrupted copy.
+    """
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        found = _newest_mirror_snapshot_of_a_copy(image)
+        if found is None or not found[0]:
+            return ""
+        snap_id, newest = found
+        copied = int(newest.get("last_copied_object_number", 0))
+        non_primary = (
+            rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY,
+            rbd.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED,
+        )
+        if newest.get("complete") or copied == 0 or newest.get("state") not in non_primary:
+            return ""
+        header = f"rbd_header.{image.id()}"
+    # cls_rbd's mirror_image_snapshot_set_copy_progress: snap id, complete, objects copied
+    ioctx.execute(header, "rbd", "mirror_image_snapshot_set_copy_progress",
+                  struct.pack("<QBQ", snap_id, 0, copied - 1))  # fmt: skip
+    return f"rewound to {copied - 1}"
+
+
 FEATURE_OPS = {
     "enable-journaling": _enable_journaling,
     "disable-journaling": _disable_journaling,
@@ -243,6 +299,7 @@ FEATURE_OPS = {
     "mirror-snapshot": _mirror_snapshot,
     "demote": _demote,
     "promote-demoted": _promote_demoted,
+    "rewind-copy-progress": _rewind_copy_progress,
 }
 
 

@@ -373,6 +373,7 @@ class Session:
             self._stop_if_running(why if not aborting_all else "an abort is unfinished")
             self._seen(down=record.paused)
             return
+        report = None
         try:
             report = self.report()
         except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
@@ -388,17 +389,55 @@ class Session:
                 self._stop_if_running("every migrated pool is torn down")
                 return
         try:
-            running = self.daemon_running()
-            if not running:
-                logger.warning("rbd-mirror daemon is not running: starting it")
-            if self.daemon.restart_pending() or not running:
-                self.daemon.start(restart=True)
-                self.daemon.restarted()
-                self.forget_reads()
+            self._start_daemon_if_needed(report)
             self._seen(down=not self.daemon_running() or self._silent())
         except ServiceError as exc:
             logger.error("%s (a restart stays pending)", exc)
             self._seen(down=True)
+        except (CephError, MigrationError) as exc:
+            logger.error("rbd-mirror daemon not started, retried next hook: %s", exc)
+            self._seen(down=True)
+
+    def _start_daemon_if_needed(self, report: migration.StatusReport | None) -> None:
+        """Start a stopped daemon, restart one with new files; interrupted copies rewound first."""
+        running = self.daemon_running()
+        if not running:
+            logger.warning("rbd-mirror daemon is not running: starting it")
+        if self.daemon.restart_pending() or not running:
+            if running:  # stopped first: a running daemon would record its progress again
+                self.stop_daemon("new files; stopped to rewind interrupted copies, restarting")
+            self._rewind_interrupted_copies(report)
+            self.daemon.start(restart=True)
+            self.daemon.restarted()
+            self.forget_reads()
+
+    def _rewind_interrupted_copies(self, report: migration.StatusReport | None) -> None:
+        """Before the daemon starts: each interrupted snapshot copy steps back one object.
+
+        rbd-mirror resumes an interrupted snapshot copy one object too far and marks it
+        complete without that object (rbd_bulk `_rewind_copy_progress`). Done only with the
+        daemon stopped. Unread clusters (`report` None) are not rewound: the daemon starts as
+        before, and the README says what to check. A failure keeps the daemon stopped
+        (MigrationError), retried at the next hook.
+        """
+        if report is None:
+            return
+        dst = self._built().destination
+        for pool in report.active:
+            if pool.mode is None or pool.mode.journals:
+                continue
+            rewound, failed = dst.rewind_copy_progress(pool.pool, pool.destination_names)
+            if failed:
+                raise MigrationError(
+                    f"{pool.pool}: interrupted snapshot copies could not be rewound: "
+                    + ", ".join(f"{n}: {e}" for n, e in sorted(failed.items())[:5])
+                )
+            if rewound:
+                logger.warning(
+                    "%s: interrupted snapshot copy of %s stepped back one object before the "
+                    "daemon starts (rbd-mirror resumes one object too far)",
+                    pool.pool, ", ".join(rewound),
+                )  # fmt: skip
 
     def snapshot_max_age(self, config: CharmConfig) -> int:
         """How old the last copied mirror snapshot may be for `ready-for-cutover`."""

@@ -569,36 +569,63 @@ def test_rollback_promoting_back_after_a_late_write_skips_an_image_the_cutover_n
     assert not any(i.primary for i in _images(src)), "never two primaries"
 
 
-def test_a_demotion_copy_that_stops_progressing_is_named_stalled_in_the_timeout(monkeypatch):
-    """A restarted daemon that does not resume a demotion's copy (lab, Pacific).
+COPYING = "ValueError: pending: the source's demotion snapshot is still being copied"
 
-    The timeout names that image, its object count and how long it has not moved; a copy that
-    moves is named without it. Nothing is promoted; the source stays demoted.
-    """
+
+def _time_out_with(monkeypatch, answers) -> str:
+    """demote-promote over 60 s of a fake clock, each image answering `answers(pool, clock)`."""
     src, dst = _synced()
     clock = [1000.0]
     monkeypatch.setattr(cutover, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    copying = "ValueError: pending: the source's demotion snapshot is still being copied"
-
-    def volume_1_stalled_img_moving(pool, images, *, workers=4):
-        object_no = 63 if pool == "cinder-ceph" else int(clock[0]) % 128
-        return [], dict.fromkeys(images, f"{copying}: object {object_no} of 128")
-
-    dst.promote_demoted = volume_1_stalled_img_moving  # type: ignore[method-assign]
+    dst.promote_demoted = lambda pool, images, *, workers=4: (  # type: ignore[method-assign]
+        [],
+        dict.fromkeys(images, answers(pool, clock[0])),
+    )
     with pytest.raises(MigrationError) as exc:
         migration.demote_promote(
-            src, dst, POOLS, Options(), timeout=60, force=False, daemon_running=True,
+            src, dst, POOLS, Options(), timeout=90, force=False, daemon_running=True,
             sleep=lambda s: clock.__setitem__(0, clock[0] + s),
         )  # fmt: skip
-    message = str(exc.value)
-    assert (
-        "cinder-ceph/volume-1 (the source's demotion snapshot is still being copied: object 63 "
-        "of 128), unchanged for 60 s, glance/img (the source's demotion snapshot is still being "
-        "copied: object " in message
-    ), message
-    assert message.count("unchanged for") == 1 and "run rollback" in message, message
     assert not any(i.primary for i in _images(src)), "the source stays demoted"
     assert not any(i.primary for i in _images(dst)), "nothing promoted"
+    return str(exc.value)
+
+
+def test_a_demotion_copy_that_stops_moving_is_named_first_in_the_timeout(monkeypatch):
+    """A restarted daemon that does not resume a demotion's copy (lab, Pacific).
+
+    The timeout names that image first, its object count and how long it has not moved, and
+    says why rollback is the way out; a copy that moves is named without the mark.
+    """
+
+    def volume_1_stuck_img_moving(pool, now):
+        return f"{COPYING}: object {63 if pool == 'cinder-ceph' else int(now) % 100 + 1} of 128"
+
+    message = _time_out_with(monkeypatch, volume_1_stuck_img_moving)
+    assert (
+        "(the demotion has not been replayed yet: cinder-ceph/volume-1 (the source's demotion "
+        "snapshot is still being copied: object 63 of 128), not moved for the last 90 s, "
+        "glance/img (the source's demotion snapshot is still being copied: object " in message
+    ), message
+    assert message.count("not moved for the last") == 1, message
+    assert "may not resume it" in message and "run rollback" in message, message
+
+
+def test_images_queued_for_a_sync_slot_or_not_arrived_are_never_named_stalled(monkeypatch):
+    """Review finding: a queued image reads object 0 until the daemon has a slot for it."""
+
+    def queued_or_not_arrived(pool, now):
+        if pool == "cinder-ceph":
+            return f"{COPYING}: object 0 of 128"
+        return "ValueError: pending: the source's demotion snapshot has not arrived yet"
+
+    message = _time_out_with(monkeypatch, queued_or_not_arrived)
+    assert "cinder-ceph/volume-1 (the source's demotion snapshot is still being copied: " in (
+        message
+    )
+    assert "glance/img (the source's demotion snapshot has not arrived yet)" in message
+    assert "not moved" not in message and "may not resume" not in message, message
+    assert "If an image stays pending run after run, run rollback" in message, message
 
 
 def test_a_journal_mode_clone_of_a_snapshot_mirrored_parent_pool_is_refused():
@@ -705,3 +732,67 @@ def test_a_rollback_killed_after_its_demotion_flushed_a_late_write_is_put_back_b
         )
     assert all(i.primary for i in _images(dst)), "the cutover's state again"
     assert not any(i.primary for i in _images(src)) and undone == [1]
+
+
+# --- a daemon (re)start: interrupted snapshot copies rewound first ------------------------
+
+
+def _interrupted(world: World) -> testing.State:
+    """Snapshot mirroring under way, the daemon dead with volume-1's copy interrupted."""
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    mirror(world.src, world.dst)
+    world.dst.interrupted_copies.add("volume-1")
+    world.service["running"] = False
+    world.dst.calls.clear()
+    return state
+
+
+def test_a_dead_daemon_is_started_only_after_its_interrupted_copies_are_rewound(world, caplog):
+    """The Tentacle daemon resumed a copy one object too far and lost that object (lab)."""
+    state = _interrupted(world)
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"] and not world.dst.interrupted_copies
+    rewinds = [c for c in world.dst.calls if c.startswith("bulk rewind-copy-progress")]
+    assert rewinds == ["bulk rewind-copy-progress glance", "bulk rewind-copy-progress cinder-ceph"]
+    assert "interrupted snapshot copy of volume-1 stepped back one object" in caplog.text
+
+
+def test_a_rewind_that_fails_keeps_the_daemon_stopped_until_the_next_hook(world, caplog):
+    state = _interrupted(world)
+    world.dst.fail_images.add("volume-1")
+    state = world.run(world.ctx.on.update_status(), state)
+    assert not world.service["running"], "never resumed one object too far"
+    assert "rbd-mirror daemon not started, retried next hook" in caplog.text
+    world.dst.fail_images.clear()
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"] and not world.dst.interrupted_copies
+
+
+def test_a_restart_for_new_files_stops_the_daemon_before_rewinding(world):
+    state = _interrupted(world)
+    world.service["running"] = True
+    order = []
+    real = world.dst.rewind_copy_progress
+
+    def rewind(pool, images, *, workers=4):
+        order.append(("rewind", world.service["running"]))
+        return real(pool, images, workers=workers)
+
+    world.dst.rewind_copy_progress = rewind  # type: ignore[method-assign]
+    new = dataclasses.replace(state, config={**state.config, "rbd-concurrent-management-ops": 32})
+    world.run(world.ctx.on.config_changed(), new)
+    assert order and all(running is False for _, running in order), order
+    assert world.service["running"] and world.service["stops"] >= 1
+
+
+def test_a_journal_mode_daemon_start_rewinds_nothing(world):
+    world.service["running"] = True
+    state = _act(world, ready_state(), "enable-mirroring")
+    assert world.ctx.action_results["mode"] == "journal"
+    mirror(world.src, world.dst)
+    world.dst.interrupted_copies.add("volume-1")
+    world.service["running"] = False
+    world.dst.calls.clear()
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"]
+    assert not [c for c in world.dst.calls if "rewind" in c]

@@ -1,0 +1,190 @@
+"""rbd_bulk's snapshot-mode promote and copy rewind against a stand-in for python3-rbd.
+
+The real functions run; only librbd's `Image` and the ioctx are replaced. Each "not yet" of
+`_promote_demoted` must stay a `pending: ` ValueError (the cutover retries those, and ends on
+anything else), and the demotion copy's progress must read "object N of M" (how the cutover
+tells a stalled copy). `_rewind_copy_progress` must step an interrupted copy back one object
+through cls_rbd, and touch nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import struct
+import sys
+import types
+
+import pytest
+
+PENDING = "pending: "
+NON_PRIMARY, NON_PRIMARY_DEMOTED, MIRROR_NS = 2, 3, 3
+
+
+class Error(Exception):
+    """librbd's base error."""
+
+
+class ReadOnlyImage(Error):  # noqa: N818 (librbd's name)
+    """EROFS: the daemon holds the image."""
+
+
+class ImageBusy(Error):  # noqa: N818 (librbd's name)
+    """EBUSY."""
+
+
+class FakeImage:
+    """One non-primary, snapshot-mirrored image whose newest mirror snapshot is `newest`."""
+
+    def __init__(self, newest: dict, *, stat_error: bool = False, objects: int = 128):
+        self.newest, self.stat_error, self.objects = newest, stat_error, objects
+        self.promoted = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def mirror_image_get_info(self):
+        return {"state": 1, "primary": False}
+
+    def mirror_image_get_mode(self):
+        return 1
+
+    def list_snaps(self):
+        return [{"id": 7, "namespace": MIRROR_NS}]
+
+    def snap_get_mirror_namespace(self, snap_id):
+        return self.newest
+
+    def stat(self):
+        if self.stat_error:
+            raise Error("RBD I/O error (refresh failed)")
+        return {"num_objs": self.objects}
+
+    def mirror_image_promote(self, force):
+        self.promoted = True
+
+    def id(self):
+        return "abc123"
+
+
+class FakeIoctx:
+    """Records cls calls."""
+
+    def __init__(self):
+        self.executed: list[tuple] = []
+
+    def execute(self, oid, cls, method, data):
+        self.executed.append((oid, cls, method, data))
+        return 0, b""
+
+
+class _Binding(types.SimpleNamespace):
+    """A module stand-in: the names set here, and any other constant as its own name."""
+
+    def __getattr__(self, name: str) -> str:
+        return name
+
+
+@pytest.fixture
+def bulk(monkeypatch):
+    """rbd_bulk imported with stand-ins for rados and rbd."""
+    rbd = _Binding(
+        Error=Error, ReadOnlyImage=ReadOnlyImage, ImageBusy=ImageBusy, Image=None,
+        RBD_MIRROR_IMAGE_ENABLED=1, RBD_MIRROR_IMAGE_MODE_SNAPSHOT=1,
+        RBD_SNAP_NAMESPACE_TYPE_MIRROR=MIRROR_NS,
+        RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED=NON_PRIMARY_DEMOTED,
+        RBD_SNAP_MIRROR_STATE_NON_PRIMARY=NON_PRIMARY,
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "rbd", rbd)
+    monkeypatch.setitem(sys.modules, "rados", _Binding())
+    monkeypatch.delitem(sys.modules, "rbd_bulk", raising=False)
+    module = importlib.import_module("rbd_bulk")
+    yield module
+    sys.modules.pop("rbd_bulk", None)
+
+
+def _promote(bulk, image: FakeImage) -> str:
+    bulk.rbd.Image = lambda ioctx, name: image
+    return bulk._promote_demoted(None, "volume-big")
+
+
+def test_a_demotion_still_copying_is_pending_with_its_object_count(bulk):
+    image = FakeImage({"state": NON_PRIMARY_DEMOTED, "complete": False,
+                       "last_copied_object_number": 63})  # fmt: skip
+    with pytest.raises(ValueError, match=f"^{PENDING}.*still being copied: object 63 of 128$"):
+        _promote(bulk, image)
+    assert not image.promoted
+
+
+def test_a_refresh_that_fails_while_counting_is_still_pending_not_an_error(bulk):
+    """Review finding: `stat()` refreshes the image, and that can fail as the copy ends."""
+    image = FakeImage(
+        {"state": NON_PRIMARY_DEMOTED, "complete": False, "last_copied_object_number": 5},
+        stat_error=True,
+    )
+    with pytest.raises(ValueError, match=f"^{PENDING}.*still being copied: object 5$"):
+        _promote(bulk, image)
+
+
+def test_an_image_grown_on_the_source_names_the_object_alone(bulk):
+    image = FakeImage({"state": NON_PRIMARY_DEMOTED, "complete": False,
+                       "last_copied_object_number": 150})  # fmt: skip
+    with pytest.raises(ValueError, match="object 150$"):
+        _promote(bulk, image)
+
+
+def test_a_binding_without_the_copy_counter_reads_object_zero(bulk):
+    image = FakeImage({"state": NON_PRIMARY_DEMOTED, "complete": False})
+    with pytest.raises(ValueError, match="object 0 of 128$"):
+        _promote(bulk, image)
+
+
+def test_a_demotion_copied_whole_is_promoted(bulk):
+    image = FakeImage({"state": NON_PRIMARY_DEMOTED, "complete": True})
+    assert _promote(bulk, image) == "promoted" and image.promoted
+
+
+def test_the_daemon_holding_the_image_is_pending(bulk):
+    image = FakeImage({"state": NON_PRIMARY_DEMOTED, "complete": True})
+
+    def held(force):
+        raise ReadOnlyImage("[errno 30] RBD read-only image")
+
+    image.mirror_image_promote = held  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match=f"^{PENDING}the daemon still holds it"):
+        _promote(bulk, image)
+
+
+def _rewind(bulk, image: FakeImage) -> tuple[str, list]:
+    bulk.rbd.Image = lambda ioctx, name, read_only=False: image
+    ioctx = FakeIoctx()
+    return bulk._rewind_copy_progress(ioctx, "volume-big"), ioctx.executed
+
+
+@pytest.mark.parametrize("state", [NON_PRIMARY, NON_PRIMARY_DEMOTED])
+def test_an_interrupted_copy_steps_back_one_object_through_cls_rbd(bulk, state):
+    image = FakeImage({"state": state, "complete": False, "last_copied_object_number": 3})
+    answer, executed = _rewind(bulk, image)
+    assert answer == "rewound to 2"
+    assert executed == [(
+        "rbd_header.abc123", "rbd", "mirror_image_snapshot_set_copy_progress",
+        struct.pack("<QBQ", 7, 0, 2),
+    )]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "newest",
+    [{"state": NON_PRIMARY, "complete": True, "last_copied_object_number": 128},
+     {"state": NON_PRIMARY, "complete": False, "last_copied_object_number": 0},
+     {"state": NON_PRIMARY, "complete": False}],
+)  # fmt: skip
+def test_a_copy_complete_or_not_started_is_left_alone(bulk, newest):
+    assert _rewind(bulk, FakeImage(newest)) == ("", [])
+
+
+def test_a_primary_image_is_left_alone(bulk):
+    image = FakeImage({"state": NON_PRIMARY, "complete": False, "last_copied_object_number": 3})
+    image.mirror_image_get_info = lambda: {"state": 1, "primary": True}  # type: ignore[method-assign]
+    assert _rewind(bulk, image) == ("", [])
