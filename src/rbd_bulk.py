@@ -271,9 +271,16 @@ def _rewind_copy_progress(ioctx, name: str) -> str:
     the snapshot is then marked complete: shown on the lab with the Tentacle 20.2.4 daemon,
     every byte of it but one object (tests/functional/test_snapshot_mode.py). One object
     back, the resumed copy starts at the first object not known copied. "rewound" (the new
-    count), or "" when the image has no interrupted copy.
+    count), or "" when the image has no interrupted copy or is gone. Watchers are not a sign
+    of another daemon: a killed daemon's watch outlives it by up to 30 s (the OSDs' watch
+    timeout), exactly when the next hook restarts it. Another unit's daemon copying the image
+    meanwhile could race the rewind: the README asks for one unit in snapshot mode.
     """
-    with rbd.Image(ioctx, name, read_only=True) as image:
+    try:
+        image = rbd.Image(ioctx, name, read_only=True)
+    except rbd.ImageNotFound:
+        return ""
+    with image:
         found = _newest_mirror_snapshot_of_a_copy(image)
         if found is None or not found[0]:
             return ""
@@ -768,7 +775,10 @@ def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:
     """One op on one pool."""
     workers = int(req.get("workers", 4))
     if req["op"] in FEATURE_OPS:
-        done, failed = _each(ioctx, FEATURE_OPS[req["op"]], list(req["images"]), workers)
+        names = list(req["images"])
+        if req["op"] == "rewind-copy-progress" and not names:  # listed now: the daemon is stopped
+            names = rbd.RBD().list(ioctx)
+        done, failed = _each(ioctx, FEATURE_OPS[req["op"]], names, workers)
         features: FeatureChangesAnswer = {
             "changed": {k: v for k, v in done.items() if v},
             "failed": failed,

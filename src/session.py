@@ -373,7 +373,6 @@ class Session:
             self._stop_if_running(why if not aborting_all else "an abort is unfinished")
             self._seen(down=record.paused)
             return
-        report = None
         try:
             report = self.report()
         except (NotReadyError, CephError, MigrationError, ServiceError) as exc:
@@ -389,7 +388,7 @@ class Session:
                 self._stop_if_running("every migrated pool is torn down")
                 return
         try:
-            self._start_daemon_if_needed(report)
+            self._start_daemon_if_needed()
             self._seen(down=not self.daemon_running() or self._silent())
         except ServiceError as exc:
             logger.error("%s (a restart stays pending)", exc)
@@ -398,7 +397,7 @@ class Session:
             logger.error("rbd-mirror daemon not started, retried next hook: %s", exc)
             self._seen(down=True)
 
-    def _start_daemon_if_needed(self, report: migration.StatusReport | None) -> None:
+    def _start_daemon_if_needed(self) -> None:
         """Start a stopped daemon, restart one with new files; interrupted copies rewound first."""
         running = self.daemon_running()
         if not running:
@@ -406,37 +405,41 @@ class Session:
         if self.daemon.restart_pending() or not running:
             if running:  # stopped first: a running daemon would record its progress again
                 self.stop_daemon("new files; stopped to rewind interrupted copies, restarting")
-            self._rewind_interrupted_copies(report)
+            self._rewind_interrupted_copies()
             self.daemon.start(restart=True)
             self.daemon.restarted()
             self.forget_reads()
 
-    def _rewind_interrupted_copies(self, report: migration.StatusReport | None) -> None:
+    def _rewind_interrupted_copies(self) -> None:
         """Before the daemon starts: each interrupted snapshot copy steps back one object.
 
         rbd-mirror resumes an interrupted snapshot copy one object too far and marks it
-        complete without that object (rbd_bulk `_rewind_copy_progress`). Done only with the
-        daemon stopped. Unread clusters (`report` None) are not rewound: the daemon starts as
-        before, and the README says what to check. A failure keeps the daemon stopped
-        (MigrationError), retried at the next hook.
+        complete without that object (rbd_bulk `_rewind_copy_progress`). Done with this unit's
+        daemon stopped, on every migrated pool of the destination (the op lists the images and
+        skips any not snapshot mirrored). Without relation
+        data there is nothing to start against. A failure (CephError, MigrationError) keeps the
+        daemon stopped: it could not copy from an unreadable destination either.
         """
-        if report is None:
+        try:
+            ws = self._built()
+        except NotReadyError:
             return
-        dst = self._built().destination
-        for pool in report.active:
-            if pool.mode is None or pool.mode.journals:
+        for pool in ws.all_pools:
+            if pool in ws.missing:
                 continue
-            rewound, failed = dst.rewind_copy_progress(pool.pool, pool.destination_names)
+            rewound, failed = ws.destination.rewind_copy_progress(
+                pool, [], workers=ws.config.max_workers
+            )
             if failed:
                 raise MigrationError(
-                    f"{pool.pool}: interrupted snapshot copies could not be rewound: "
+                    f"{pool}: interrupted snapshot copies could not be rewound: "
                     + ", ".join(f"{n}: {e}" for n, e in sorted(failed.items())[:5])
                 )
             if rewound:
                 logger.warning(
                     "%s: interrupted snapshot copy of %s stepped back one object before the "
                     "daemon starts (rbd-mirror resumes one object too far)",
-                    pool.pool, ", ".join(rewound),
+                    pool, ", ".join(rewound),
                 )  # fmt: skip
 
     def snapshot_max_age(self, config: CharmConfig) -> int:

@@ -345,10 +345,13 @@ class FakeCluster:
     def rewind_copy_progress(self, pool: str, images, *, workers: int = 4):
         self._call(f"bulk rewind-copy-progress {pool}")
         rewound, failed = [], {}
-        for name in images:
+        for name in images or [i.name for i in self.pool_images.get(pool, [])]:
             if name in self.fail_images:
                 failed[name] = "OSError: [errno 110] timed out"
-            elif name in self.interrupted_copies:
+            elif (
+                name in self.interrupted_copies
+                and self.image(pool, name).mirror_mode == "snapshot"
+            ):
                 self.interrupted_copies.discard(name)
                 rewound.append(name)
         return rewound, failed

@@ -32,12 +32,17 @@ class ImageBusy(Error):  # noqa: N818 (librbd's name)
     """EBUSY."""
 
 
+class ImageNotFound(Error):  # noqa: N818 (librbd's name)
+    """ENOENT."""
+
+
 class FakeImage:
     """One non-primary, snapshot-mirrored image whose newest mirror snapshot is `newest`."""
 
     def __init__(self, newest: dict, *, stat_error: bool = False, objects: int = 128):
         self.newest, self.stat_error, self.objects = newest, stat_error, objects
         self.promoted = False
+        self.watchers: list[dict] = []
 
     def __enter__(self):
         return self
@@ -68,6 +73,9 @@ class FakeImage:
     def id(self):
         return "abc123"
 
+    def watchers_list(self):
+        return iter(self.watchers)
+
 
 class FakeIoctx:
     """Records cls calls."""
@@ -92,6 +100,7 @@ def bulk(monkeypatch):
     """rbd_bulk imported with stand-ins for rados and rbd."""
     rbd = _Binding(
         Error=Error, ReadOnlyImage=ReadOnlyImage, ImageBusy=ImageBusy, Image=None,
+        ImageNotFound=ImageNotFound,
         RBD_MIRROR_IMAGE_ENABLED=1, RBD_MIRROR_IMAGE_MODE_SNAPSHOT=1,
         RBD_SNAP_NAMESPACE_TYPE_MIRROR=MIRROR_NS,
         RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED=NON_PRIMARY_DEMOTED,
@@ -188,3 +197,18 @@ def test_a_primary_image_is_left_alone(bulk):
     image = FakeImage({"state": NON_PRIMARY, "complete": False, "last_copied_object_number": 3})
     image.mirror_image_get_info = lambda: {"state": 1, "primary": True}  # type: ignore[method-assign]
     assert _rewind(bulk, image) == ("", [])
+
+
+def test_a_watched_image_is_rewound_all_the_same(bulk):
+    """A killed daemon's watch outlives it by up to 30 s: not a sign of another daemon."""
+    image = FakeImage({"state": NON_PRIMARY, "complete": False, "last_copied_object_number": 3})
+    image.watchers = [{"addr": "127.0.0.1:0/1", "id": 4242, "cookie": 1}]
+    assert _rewind(bulk, image)[0] == "rewound to 2"
+
+
+def test_an_image_gone_meanwhile_has_nothing_to_rewind(bulk):
+    def gone(ioctx, name, read_only=False):
+        raise ImageNotFound("[errno 2] RBD image not found")
+
+    bulk.rbd.Image = gone
+    assert bulk._rewind_copy_progress(FakeIoctx(), "volume-gone") == ""
