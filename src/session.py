@@ -32,7 +32,7 @@ from mirror_modes import snapshot_due, snapshot_max_age
 from progress import History, Progress, measure, sizes_wanted
 from record import Record
 from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
-from workflow import SNAPSHOT_WORKERS, Log
+from workflow import SNAPSHOT_WORKERS, Log, listed
 
 logger = logging.getLogger(__name__)
 
@@ -416,9 +416,9 @@ class Session:
         rbd-mirror resumes an interrupted snapshot copy one object too far and marks it
         complete without that object (rbd_bulk `_rewind_copy_progress`). Done with this unit's
         daemon stopped, on every migrated pool of the destination (the op lists the images and
-        skips any not snapshot mirrored). Without relation
-        data there is nothing to start against. A failure (CephError, MigrationError) keeps the
-        daemon stopped: it could not copy from an unreadable destination either.
+        skips any not snapshot mirrored). Without relation data there is nothing to start
+        against. A failure (CephError, MigrationError) keeps the daemon stopped: it could not
+        copy from an unreadable destination either.
         """
         try:
             ws = self._built()
@@ -433,7 +433,7 @@ class Session:
             if failed:
                 raise MigrationError(
                     f"{pool}: interrupted snapshot copies could not be rewound: "
-                    + ", ".join(f"{n}: {e}" for n, e in sorted(failed.items())[:5])
+                    + listed([f"{n}: {e}" for n, e in sorted(failed.items())])
                 )
             if rewound:
                 logger.warning(
