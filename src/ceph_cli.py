@@ -556,15 +556,6 @@ class CephCluster(Protocol):
         """
         ...
 
-    def rewind_copy_progress(
-        self, pool: str, images: Sequence[str], *, workers: int = 4
-    ) -> tuple[list[str], dict[str, str]]:
-        """Snapshot mode, the daemon stopped: each interrupted copy back one object.
-
-        (rewound, {image: error}); rbd_bulk `_rewind_copy_progress` says why.
-        """
-        ...
-
     def snapshot_schedules(self, pool: str) -> list[str]:
         """The pool-level mirror snapshot schedules' intervals (the mgr's rbd_support)."""
         ...
@@ -968,13 +959,6 @@ class CephClient:
         Images primary already, or not snapshot mirrored, are in neither result.
         """
         answer = self._features("promote-demoted", pool, images, workers)
-        return sorted(answer.get("changed", {})), _failures(answer)
-
-    def rewind_copy_progress(
-        self, pool: str, images: Sequence[str], *, workers: int = 4
-    ) -> tuple[list[str], dict[str, str]]:
-        """Step each interrupted snapshot copy back one object, in one librbd process."""
-        answer = self._features("rewind-copy-progress", pool, images, workers)
         return sorted(answer.get("changed", {})), _failures(answer)
 
     def snapshot_schedules(self, pool: str) -> list[str]:

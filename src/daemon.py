@@ -3,7 +3,10 @@
 The daemon is the Ubuntu package's `ceph-rbd-mirror@rbd-mirror.<unique_id>`, which runs
 `rbd-mirror --cluster ceph --id rbd-mirror.<unique_id> --setuser ceph`. It reads the destination
 from /etc/ceph/ceph.conf and the source (its remote peer) from /etc/ceph/<source>.conf; both need
-their keyrings beside them, readable by user ceph. Nothing here imports ops.
+their keyrings beside them, readable by user ceph. A drop-in for that unit adds a pre-start step
+(rbd_bulk.py's `pre_start`) that systemd runs before every start, whoever starts it: it steps
+each interrupted snapshot copy back one object, which rbd-mirror would resume one object too
+far. Nothing here imports ops.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ APT_OPTIONS = (
     "--option=Acquire::Retries=3",
 )
 SYSTEMCTL_NOT_LOADED = 5  # `systemctl stop` of a unit that does not exist
+UNIT_DIR = Path("/etc/systemd/system")  # drop-ins here outlive a reboot (/run's do not)
+DROP_IN = "rbd-mirror-migration.conf"
+# The pre-start step: rbd_bulk.py beside this module, under the Python that has python3-rbd.
+PRE_START = ("/usr/bin/python3", str(Path(__file__).with_name("rbd_bulk.py")), "--pre-start")
+PRE_START_WORKERS = 4  # images opened at once by the pre-start step
 # Written before any of the daemon's files changes, removed once it has been restarted: on disk
 # beside the files, so that a hook that crashes after writing them cannot lose the restart.
 RESTART_MARKER = ".rbd-mirror-migration.restart-pending"
@@ -91,10 +99,12 @@ class RbdMirrorDaemon:
         unique_id: str,
         source_client: str,
         conf_dir: Path = Path("/etc/ceph"),
+        unit_dir: Path = UNIT_DIR,
     ):
         self.unique_id = unique_id
         self.source_client = source_client
         self.conf_dir = conf_dir
+        self.unit_dir = unit_dir
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             undefined=jinja2.StrictUndefined,
@@ -111,6 +121,11 @@ class RbdMirrorDaemon:
     def destination_client(self) -> str:
         """The destination entity ceph-mon made for this unit."""
         return destination_client(self.unique_id)
+
+    @property
+    def drop_in(self) -> Path:
+        """The charm's drop-in for the daemon's systemd unit (its pre-start step)."""
+        return self.unit_dir / f"{self.service}.service.d" / DROP_IN
 
     # --- packages --------------------------------------------------------------------------
     @staticmethod
@@ -179,7 +194,7 @@ class RbdMirrorDaemon:
                 if k.name != keyring_name("ceph", self.source_client)
             ]
         if set(sides) >= {"source", "destination"}:
-            doomed.append(d / RESTART_MARKER)
+            doomed += [d / RESTART_MARKER, self.drop_in]
         removed = []
         for path in doomed:
             if not path.is_file():
@@ -188,6 +203,10 @@ class RbdMirrorDaemon:
                 continue
             path.unlink()
             removed.append(str(path))
+        if str(self.drop_in) in removed:
+            if not any(self.drop_in.parent.iterdir()):
+                self.drop_in.parent.rmdir()
+            _systemctl("daemon-reload")  # the unit is stopped: a failure only leaves it stale
         return removed
 
     def restart_pending(self) -> bool:
@@ -244,12 +263,34 @@ class RbdMirrorDaemon:
         """True if the service manager says the daemon is running."""
         return _systemctl("is-active", "--quiet", self.service).returncode == 0
 
+    def ensure_pre_start(self) -> bool:
+        """Write the unit's drop-in with the pre-start step; reload systemd if it changed."""
+        content = self._render("pre-start.conf.j2", command=PRE_START, workers=PRE_START_WORKERS)
+        self.drop_in.parent.mkdir(parents=True, exist_ok=True)
+        if not write_if_changed(self.drop_in, content, 0o644, ceph_owned=False):
+            return False
+        if _systemctl("daemon-reload").returncode != 0:
+            self.drop_in.unlink()  # written again, and systemd reloaded, on the next start
+            raise ServiceError(
+                "`systemctl daemon-reload` failed: the pre-start step is not loaded"
+            )
+        return True
+
     def start(self, *, restart: bool) -> None:
-        """Enable the daemon and start it (restart it when `restart`)."""
+        """Enable the daemon and start it (restart it when `restart`).
+
+        The drop-in is in place and loaded first: systemd then runs the pre-start step before
+        the daemon, also for this start. A unit that failed too often (the pre-start step
+        failing while the destination was unreachable, say) is reset, or systemd would refuse
+        to start it for the next 30 min.
+        """
+        self.ensure_pre_start()
+        _systemctl("reset-failed", self.service)
         _systemctl("enable", self.service)
         if _systemctl("restart" if restart else "start", self.service).returncode != 0:
             raise ServiceError(
-                f"could not start {self.service}; see `journalctl -u {self.service}`"
+                f"could not start {self.service} (its pre-start step rewinds interrupted "
+                f"snapshot copies and fails if it cannot); see `journalctl -u {self.service}`"
             )
 
     def stop(self) -> None:
@@ -301,20 +342,20 @@ def _same(path: Path, content: str) -> bool:
     return path.exists() and path.read_text() == content
 
 
-def write_if_changed(path: Path, content: str, mode: int) -> bool:
+def write_if_changed(path: Path, content: str, mode: int, *, ceph_owned: bool = True) -> bool:
     """Atomically write `content` with `mode`, owned by ceph when that user exists.
 
     The temporary file is created with `mode` before anything is written to it, so a key is never
-    readable by others, not even for an instant.
+    readable by others, not even for an instant. `ceph_owned=False`: the writer's (root's).
     """
     if path.exists() and path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
         return False
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
-        owner = _ceph_owner()
-        if owner is not None:
-            os.fchown(fd, *owner)
+        ids = _ceph_owner() if ceph_owned else None
+        if ids is not None:
+            os.fchown(fd, *ids)
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
             handle.flush()

@@ -15,8 +15,11 @@ ops:
   journal mode); "mirror-snapshot": a mirror snapshot of each of `images` that is primary and
   snapshot mirrored; "promote-demoted": snapshot mode's cutover, each image promoted once the
   source's demotion is copied whole (`_promote_demoted`; failures starting "pending: " are
-  "not yet"); "rewind-copy-progress": an interrupted snapshot copy steps back one object
-  before the daemon starts (`_rewind_copy_progress`). All answer like enable-journaling.
+  "not yet"). All answer like enable-journaling.
+- "rewind-before-start" (no "pool"): on every pool mirrored in image mode, each interrupted
+  snapshot copy steps back one object (`_rewind_copy_progress`); answers like
+  enable-journaling, names as `pool/image`. Run as `rbd_bulk.py --pre-start --cluster C --id
+  ID` by the daemon's systemd unit before each start (`pre_start`).
 - "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
@@ -64,12 +67,14 @@ ops:
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import struct
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import rados  # type: ignore[import-not-found]
 import rbd  # type: ignore[import-not-found]
@@ -246,6 +251,9 @@ def _promote_demoted(ioctx, name: str) -> str:
         return "promoted"
 
 
+# librados waits this long for the monitors before the pre-start step gives up (and systemd's
+# start, bounded by the unit's TimeoutStartSec of 90 s by default, fails).
+PRE_START_CONNECT_TIMEOUT_S = 20
 PENDING = "pending: "  # _promote_demoted's "not yet": retried by the cutover, never an error
 
 
@@ -299,6 +307,70 @@ def _rewind_copy_progress(ioctx, name: str) -> str:
     return f"rewound to {copied - 1}"
 
 
+def _rewind_before_start(cluster, workers: int) -> FeatureChangesAnswer:
+    """Every pool mirrored in image mode: each interrupted snapshot copy back one object.
+
+    The daemon's scope, read the way it reads it: every pool of the cluster, those whose mirror
+    mode this entity may not read skipped (rbd-mirror's ClusterWatcher skips them too), those
+    in image mode (snapshot mirroring) rewound image by image. Pool mode is journal mirroring,
+    which has no snapshot copies. A pool deleted meanwhile has nothing to rewind.
+    """
+    api = rbd.RBD()
+    answer: FeatureChangesAnswer = {"changed": {}, "failed": {}}
+    for pool in cluster.list_pools():
+        try:
+            ioctx = cluster.open_ioctx(pool)
+        except rados.ObjectNotFound:
+            continue
+        with ioctx:
+            try:
+                if api.mirror_mode_get(ioctx) != rbd.RBD_MIRROR_MODE_IMAGE:
+                    continue
+                names = api.list(ioctx)
+            except (rbd.PermissionError, rados.PermissionDeniedError):
+                continue
+            except (rbd.Error, rados.Error) as exc:
+                answer["failed"][pool] = f"{type(exc).__name__}: {exc}"
+                continue
+            done, failed = _each(ioctx, _rewind_copy_progress, names, workers)
+        answer["changed"].update({f"{pool}/{k}": v for k, v in done.items() if v})
+        answer["failed"].update({f"{pool}/{k}": v for k, v in failed.items()})
+    return answer
+
+
+def pre_start(argv: list[str]) -> int:
+    """`--pre-start --cluster C --id ID [--workers N]`: the rewind before the daemon starts.
+
+    The ExecStartPre of the daemon's unit (daemon.py's drop-in), run by systemd as root before
+    every start, whoever asks for it: the charm, systemd's own Restart=on-failure after a crash,
+    the boot, an operator. Prints what it rewound (the unit's journal keeps it); exits non-zero
+    when any pool or image could not be read, so that systemd does not start a daemon that
+    would resume such a copy one object too far.
+    """
+    parser = argparse.ArgumentParser(prog="rbd_bulk.py --pre-start")
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--id", required=True, dest="client_id")
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args(argv)
+    request = {
+        "op": "rewind-before-start",
+        "cluster": args.cluster,
+        "client_id": args.client_id,
+        "connect_timeout": PRE_START_CONNECT_TIMEOUT_S,
+        "workers": max(1, args.workers),
+    }
+    answer = cast(FeatureChangesAnswer, handle(request))
+    for name, how in sorted(answer["changed"].items()):
+        print(f"{name}: interrupted snapshot copy {how}: rbd-mirror resumes one object too far")
+    for name, error in sorted(answer["failed"].items()):
+        print(f"{name}: could not be rewound: {error}", file=sys.stderr)
+    if answer["failed"]:
+        print("not starting rbd-mirror: a copy it would resume could lose an object",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 FEATURE_OPS = {
     "enable-journaling": _enable_journaling,
     "disable-journaling": _disable_journaling,
@@ -306,7 +378,6 @@ FEATURE_OPS = {
     "mirror-snapshot": _mirror_snapshot,
     "demote": _demote,
     "promote-demoted": _promote_demoted,
-    "rewind-copy-progress": _rewind_copy_progress,
 }
 
 
@@ -767,6 +838,8 @@ def handle(req: dict) -> Mapping[str, object]:
             return _mirrored_pools(cluster, list(req["pools"]))
         if req["op"] == "versions":
             return _versions(cluster, int(req.get("connect_timeout", 10)), bool(req["daemons"]))
+        if req["op"] == "rewind-before-start":
+            return _rewind_before_start(cluster, int(req.get("workers", 4)))
         with cluster.open_ioctx(req["pool"]) as ioctx:
             return _pool_op(req, cluster, ioctx)
 
@@ -775,10 +848,7 @@ def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:
     """One op on one pool."""
     workers = int(req.get("workers", 4))
     if req["op"] in FEATURE_OPS:
-        names = list(req["images"])
-        if req["op"] == "rewind-copy-progress" and not names:  # listed now: the daemon is stopped
-            names = rbd.RBD().list(ioctx)
-        done, failed = _each(ioctx, FEATURE_OPS[req["op"]], names, workers)
+        done, failed = _each(ioctx, FEATURE_OPS[req["op"]], list(req["images"]), workers)
         features: FeatureChangesAnswer = {
             "changed": {k: v for k, v in done.items() if v},
             "failed": failed,
@@ -842,14 +912,17 @@ def _pool_read(req: dict, cluster, ioctx, workers: int) -> Mapping[str, object]:
     raise ValueError(f"unknown op {req['op']!r}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Read the request from stdin, print the answer; errors go to stderr.
 
     The exit code of a librados/librbd error is its errno (110 for a connection that timed
     out), as the `rbd` CLI does: the charm decides on that number, never on the wording.
-    Any other error exits 1.
+    Any other error exits 1. With `--pre-start`, the daemon unit's pre-start step instead.
     """
+    args = sys.argv[1:] if argv is None else argv
     try:
+        if args[:1] == ["--pre-start"]:
+            return pre_start(args[1:])
         print(json.dumps(handle(json.load(sys.stdin))))
     except (rados.Error, rbd.Error, ValueError, KeyError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ from mirror_modes import snapshot_due, snapshot_max_age
 from progress import History, Progress, measure, sizes_wanted
 from record import Record
 from relations import DestinationData, PoolRequest, SourceData, broker_request, pool_requests
-from workflow import SNAPSHOT_WORKERS, Log, listed
+from workflow import SNAPSHOT_WORKERS, Log
 
 logger = logging.getLogger(__name__)
 
@@ -391,56 +391,22 @@ class Session:
             self._start_daemon_if_needed()
             self._seen(down=not self.daemon_running() or self._silent())
         except ServiceError as exc:
-            logger.error("%s (a restart stays pending)", exc)
-            self._seen(down=True)
-        except (CephError, MigrationError) as exc:
-            logger.error("rbd-mirror daemon not started, retried next hook: %s", exc)
+            logger.error("%s (a restart stays pending, retried next hook)", exc)
             self._seen(down=True)
 
     def _start_daemon_if_needed(self) -> None:
-        """Start a stopped daemon, restart one with new files; interrupted copies rewound first."""
+        """Start a stopped daemon, restart one with new files.
+
+        systemd runs the unit's pre-start step first (daemon.py): interrupted snapshot copies
+        are rewound with the old daemon gone, before the new one resumes them.
+        """
         running = self.daemon_running()
         if not running:
             logger.warning("rbd-mirror daemon is not running: starting it")
         if self.daemon.restart_pending() or not running:
-            if running:  # stopped first: a running daemon would record its progress again
-                self.stop_daemon("new files; stopped to rewind interrupted copies, restarting")
-            self._rewind_interrupted_copies()
             self.daemon.start(restart=True)
             self.daemon.restarted()
             self.forget_reads()
-
-    def _rewind_interrupted_copies(self) -> None:
-        """Before the daemon starts: each interrupted snapshot copy steps back one object.
-
-        rbd-mirror resumes an interrupted snapshot copy one object too far and marks it
-        complete without that object (rbd_bulk `_rewind_copy_progress`). Done with this unit's
-        daemon stopped, on every migrated pool of the destination (the op lists the images and
-        skips any not snapshot mirrored). Without relation data there is nothing to start
-        against. A failure (CephError, MigrationError) keeps the daemon stopped: it could not
-        copy from an unreadable destination either.
-        """
-        try:
-            ws = self._built()
-        except NotReadyError:
-            return
-        for pool in ws.all_pools:
-            if pool in ws.missing:
-                continue
-            rewound, failed = ws.destination.rewind_copy_progress(
-                pool, [], workers=ws.config.max_workers
-            )
-            if failed:
-                raise MigrationError(
-                    f"{pool}: interrupted snapshot copies could not be rewound: "
-                    + listed([f"{n}: {e}" for n, e in sorted(failed.items())])
-                )
-            if rewound:
-                logger.warning(
-                    "%s: interrupted snapshot copy of %s stepped back one object before the "
-                    "daemon starts (rbd-mirror resumes one object too far)",
-                    pool, ", ".join(rewound),
-                )  # fmt: skip
 
     def snapshot_max_age(self, config: CharmConfig) -> int:
         """How old the last copied mirror snapshot may be for `ready-for-cutover`."""

@@ -75,11 +75,13 @@ APT_GET = """#!/bin/sh
 echo "$*" >> {log}
 exit 0
 """
-# The namespace: Ubuntu's os-release and a private /etc/ceph (and, for a fresh machine, a
-# dpkg-query that knows nothing), then the agent's exec.
+# The namespace: Ubuntu's os-release, a private /etc/ceph and /etc/systemd/system (the daemon
+# unit's drop-in) (and, for a fresh machine, a dpkg-query that knows nothing), then the agent's
+# exec.
 NAMESPACE = (
     'mount --bind "$UNIT_OS_RELEASE" /etc/os-release && '
     'mount --bind "$UNIT_ETC_CEPH" /etc/ceph && '
+    'mkdir -p /etc/systemd/system && mount --bind "$UNIT_SYSTEMD" /etc/systemd/system && '
     '{ [ -z "$UNIT_FRESH" ] || { mount --bind "$UNIT_FRESH/dpkg-query" /usr/bin/dpkg-query && '
     'mount --bind "$UNIT_FRESH/apt-get" /usr/bin/apt-get; }; } && '
     '{ [ -z "$UNIT_HOSTNAME" ] || hostname "$UNIT_HOSTNAME"; } && '
@@ -187,6 +189,11 @@ class Unit:
         """The unit's /etc/ceph."""
         return self.root / "etc-ceph"
 
+    @property
+    def systemd_dir(self) -> Path:
+        """The unit's /etc/systemd/system (where the charm writes its drop-in)."""
+        return self.root / "systemd-system"
+
     def build(self) -> Unit:
         """Lay the charm out as the artifact has it, and the stand-in tools beside it."""
         charm = self.charm_dir
@@ -218,6 +225,7 @@ class Unit:
             (fresh / name).chmod(0o755)
         self.state.mkdir()
         self.etc_ceph.mkdir()
+        self.systemd_dir.mkdir()
         (self.root / "os-release").write_text(UBUNTU_OS_RELEASE)
         (self.state / "leader").touch()
         return self
@@ -251,6 +259,7 @@ class Unit:
             "JUJU_AGENT_SOCKET_NETWORK": "unix",
             "UNIT_OS_RELEASE": str(self.root / "os-release"),
             "UNIT_ETC_CEPH": str(self.etc_ceph),
+            "UNIT_SYSTEMD": str(self.systemd_dir),
             "UNIT_FRESH": str(self.root / "fresh-machine") if self.fresh_machine else "",
             "UNIT_HOSTNAME": self.hostname,
             "UNIT_RUN_CEPH": str(self.root / "run-ceph") if self.lab_services else "",

@@ -1,9 +1,10 @@
 """Run the charm's real handlers (ops.testing) on this machine, against the lab.
 
 The charm's code runs unmodified. Around it:
-- a private mount namespace where /etc/ceph, /run/ceph and /var/log/ceph are test directories,
-  and /run/systemd/system exists (so charmhelpers uses systemctl);
-- a stand-in `systemctl` first on PATH that runs rbd-mirror the way the packaged unit does;
+- a private mount namespace where /etc/ceph, /run/ceph, /var/log/ceph and /etc/systemd/system
+  are test directories, and /run/systemd/system exists (so charmhelpers uses systemctl);
+- a stand-in `systemctl` first on PATH that runs rbd-mirror the way the packaged unit does,
+  after the ExecStartPre of the charm's drop-in;
 - charmhelpers told it runs on Ubuntu (it refuses to import core.host on Debian);
 - the lab playing ceph-proxy and ceph-mon on the two relations;
 - with a destination of another release than the host's, that release's `ceph`, `rbd`, `rados`,
@@ -62,6 +63,7 @@ def enter_private_etc_ceph(lab: Lab) -> Path:
         "/etc/ceph": root / "etc-ceph",
         "/run/ceph": root / "run-ceph",
         "/var/log/ceph": root / "log-ceph",
+        "/etc/systemd/system": root / "systemd-system",  # the daemon unit's drop-in
     }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)

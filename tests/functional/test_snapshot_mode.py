@@ -308,13 +308,14 @@ def one_copy_op(fresh_host: CharmHost):
 
 @pytest.mark.big_image(512)
 def test_snapshot_daemon_killed_mid_copy_of_the_demotion_then_rollback_brings_every_byte(
-    fresh_host: CharmHost, one_copy_op, monkeypatch, caplog
+    fresh_host: CharmHost, one_copy_op, monkeypatch
 ):
     """The daemon dies with the action while it copies the source's demotion snapshot.
 
     About 320 MiB were written since the last copied snapshot: the demotion snapshot has them
     to copy. The kill waits until the destination holds that snapshot incomplete (the case CI
-    caught once by chance). The next hook restarts the daemon. A daemon that resumes the copy
+    caught once by chance). systemd restarts the daemon (Restart=on-failure), not the charm: the
+    unit's pre-start step, the charm's drop-in, rewinds the copy before. A daemon that resumes it
     lets the re-run promote; one that does not (Pacific, in CI) makes the re-run time out naming
     rollback, and rollback then a second cutover bring every byte. Never two primaries.
     """
@@ -336,7 +337,7 @@ def test_snapshot_daemon_killed_mid_copy_of_the_demotion_then_rollback_brings_ev
     assert wait_for(lambda: _copied(lab, spec), timeout=SYNC_TIMEOUT_S, interval=2)
     write_random(lab.src, "cinder-ceph", "volume-big", count=128, block=4 << 20)
     expected = md5_all(lab.src, SNAPSHOT_POOLS)
-    (daemon,) = lab.service_pids().values()
+    ((unit, daemon),) = lab.service_pids().items()
     killer = subprocess.Popen(
         lab.dst.command(["/usr/bin/python3", "-c", KILL_MID_COPY, str(lab.dst.conf),
                          lab.dst.name, spec, str(daemon), "NON_PRIMARY_DEMOTED"]),
@@ -362,10 +363,14 @@ def test_snapshot_daemon_killed_mid_copy_of_the_demotion_then_rollback_brings_ev
     assert not any(_primary(lab.src).values()) and not any(_primary(lab.dst).values())
     lab.src.rbd("mirror", "snapshot", "schedule", "add", "--pool=cinder-ceph", "1m")
 
-    caplog.clear()
-    host.hook("update_status")  # rewinds the interrupted copy, then restarts the daemon
-    assert lab.service_pids(), "the next hook restarted the daemon"
-    assert f"copy of {spec.split('/')[1]} stepped back one object" in caplog.text
+    # What systemd does after the crash: start the unit again, the charm not involved.
+    log = lab.services_dir / f"{unit}.out"
+    logged = log.stat().st_size
+    subprocess.run(["systemctl", "start", unit], check=True, timeout=120)
+    assert lab.service_pids(), "the unit started again"
+    pre_start = log.read_bytes()[logged:].decode(errors="replace")
+    print(f"the unit's pre-start step: {pre_start.strip()}")
+    assert f"{spec}: interrupted snapshot copy rewound to " in pre_start
     try:
         results, _ = host.action("demote-promote", timeout=90)
         print("the restarted daemon resumed the copy; the re-run promoted")

@@ -53,7 +53,7 @@ def world(monkeypatch, tmp_path) -> World:
 
     class Daemon(RbdMirrorDaemon):
         def __init__(self, templates_dir, unique_id, source_client, conf_dir=None):
-            super().__init__(templates_dir, unique_id, source_client, w.etc)
+            super().__init__(templates_dir, unique_id, source_client, w.etc, w.etc / "systemd")
 
         @classmethod
         def install(cls):

@@ -71,7 +71,6 @@ class FakeCluster:
     sticky_journaling: set[str] = field(default_factory=set)  # survives `mirror pool disable`
     busy_pools: set[str] = field(default_factory=set)  # pool disable: EBUSY while images mirror
     fail_images: set[str] = field(default_factory=set)
-    interrupted_copies: set[str] = field(default_factory=set)  # snapshot copies to rewind
     watchers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> watchers
     callouts: list[Callout] = field(default_factory=list)  # what the daemon publishes
     untagged: set[str] = field(default_factory=set)  # pools with images, no application rbd
@@ -341,20 +340,6 @@ class FakeCluster:
             self.states[img.name] = ("up+stopped", "local image is primary")
             promoted.append(name)
         return promoted, failed
-
-    def rewind_copy_progress(self, pool: str, images, *, workers: int = 4):
-        self._call(f"bulk rewind-copy-progress {pool}")
-        rewound, failed = [], {}
-        for name in images or [i.name for i in self.pool_images.get(pool, [])]:
-            if name in self.fail_images:
-                failed[name] = "OSError: [errno 110] timed out"
-            elif (
-                name in self.interrupted_copies
-                and self.image(pool, name).mirror_mode == "snapshot"
-            ):
-                self.interrupted_copies.discard(name)
-                rewound.append(name)
-        return rewound, failed
 
     def snapshot_schedules(self, pool: str) -> list[str]:
         self._call(f"mirror snapshot schedule ls {pool}")

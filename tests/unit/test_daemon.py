@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -123,3 +124,113 @@ def test_a_failed_apt_install_is_a_service_error_not_a_crashed_hook(monkeypatch)
     monkeypatch.setattr(RbdMirrorDaemon, "missing_packages", staticmethod(lambda: ["rbd-mirror"]))
     with pytest.raises(ServiceError, match=r"apt-get install rbd-mirror failed \(rc=100\)"):
         RbdMirrorDaemon.install()
+
+
+# --- the service: the pre-start drop-in loaded before every start -------------------------
+
+
+@pytest.fixture
+def systemd(monkeypatch):
+    """Every systemctl call recorded; `failing` holds the verbs that exit 1."""
+    calls: list[str] = []
+    failing: set[str] = set()
+
+    def fake(*args):
+        calls.append(" ".join(args))
+        return subprocess.CompletedProcess(args, 1 if args[0] in failing else 0, "", "")
+
+    monkeypatch.setattr(daemon, "_systemctl", fake)
+    return calls, failing
+
+
+@pytest.fixture
+def unit(tmp_path) -> RbdMirrorDaemon:
+    return RbdMirrorDaemon(REPO / "templates", "host1", "client.app", tmp_path, tmp_path / "sd")
+
+
+def test_every_start_has_the_pre_start_step_loaded_before_the_unit_starts(unit, systemd, tmp_path):
+    calls, _ = systemd
+    unit.start(restart=True)
+    service = "ceph-rbd-mirror@rbd-mirror.host1"
+    assert calls == [
+        "daemon-reload",
+        f"reset-failed {service}",
+        f"enable {service}",
+        f"restart {service}",
+    ]
+    drop_in = tmp_path / "sd" / f"{service}.service.d" / "rbd-mirror-migration.conf"
+    text = drop_in.read_text()
+    assert text.startswith(MARKER) and stat.S_IMODE(drop_in.stat().st_mode) == 0o644
+    script = REPO / "src" / "rbd_bulk.py"
+    assert (
+        f"\nExecStartPre=/usr/bin/python3 {script} --pre-start --cluster ${{CLUSTER}} --id %i "
+        "--workers 4\n" in text
+    ), "the packaged unit's own cluster and instance, like its ExecStart"
+    calls.clear()
+    unit.start(restart=False)
+    assert calls == [f"reset-failed {service}", f"enable {service}", f"start {service}"], (
+        "an unchanged drop-in is not reloaded again"
+    )
+
+
+def test_a_failed_reload_is_a_service_error_and_the_next_start_writes_it_again(unit, systemd):
+    calls, failing = systemd
+    failing.add("daemon-reload")
+    with pytest.raises(ServiceError, match="daemon-reload"):
+        unit.start(restart=True)
+    assert not any(c.startswith("restart") for c in calls), "never started without the step"
+    assert not unit.drop_in.exists()
+    failing.clear()
+    unit.start(restart=True)
+    assert calls.count("daemon-reload") == 2 and unit.drop_in.exists()
+
+
+def test_a_start_that_fails_names_the_pre_start_step_and_the_journal(unit, systemd):
+    _, failing = systemd
+    failing.add("restart")
+    with pytest.raises(ServiceError, match="pre-start step rewinds interrupted snapshot copies"):
+        unit.start(restart=True)
+
+
+def test_the_drop_in_goes_with_the_unit_and_stays_while_one_relation_is_left(unit, systemd):
+    calls, _ = systemd
+    unit.start(restart=True)
+    unit.write(FILES)
+    unit.remove_files(("source",))
+    assert unit.drop_in.exists(), "the daemon may still run for the destination"
+    calls.clear()
+    removed = unit.remove_files(("source", "destination"))
+    assert str(unit.drop_in) in removed and not unit.drop_in.parent.exists()
+    assert calls == ["daemon-reload"]
+
+
+PACKAGED_UNIT = Path("/lib/systemd/system/ceph-rbd-mirror@.service")
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or not PACKAGED_UNIT.exists(),
+    reason="needs systemd-analyze and the rbd-mirror package's unit",
+)
+def test_systemd_reads_the_drop_in_as_a_pre_start_step_of_the_packaged_unit(unit, systemd):
+    """The packaged unit with our drop-in verifies under systemd's own parser, command checked.
+
+    The control (a drop-in naming a command that does not exist) must fail: `verify` did read
+    the drop-in, not just the unit.
+    """
+    unit.ensure_pre_start()
+    instance = unit.unit_dir / f"{unit.service}.service"
+    shutil.copyfile(PACKAGED_UNIT, instance)
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["systemd-analyze", "verify", str(instance)],
+            env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit.unit_dir}:"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    checked = verify()
+    assert checked.returncode == 0, checked.stderr
+    text = unit.drop_in.read_text()
+    unit.drop_in.write_text(text.replace("=/usr/bin/python3 ", "=/usr/bin/python3-missing "))
+    control = verify()
+    assert control.returncode != 0 and "/usr/bin/python3-missing" in control.stderr

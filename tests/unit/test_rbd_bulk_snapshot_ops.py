@@ -4,7 +4,8 @@ The real functions run; only librbd's `Image` and the ioctx are replaced. Each "
 `_promote_demoted` must stay a `pending: ` ValueError (the cutover retries those, and ends on
 anything else), and the demotion copy's progress must read "object N of M" (how the cutover
 tells a stalled copy). `_rewind_copy_progress` must step an interrupted copy back one object
-through cls_rbd, and touch nothing else.
+through cls_rbd, and touch nothing else; the daemon unit's pre-start step must do that on
+every pool in image mode and keep the daemon from starting when anything is unread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ class ImageBusy(Error):  # noqa: N818 (librbd's name)
 
 class ImageNotFound(Error):  # noqa: N818 (librbd's name)
     """ENOENT."""
+
+
+class PermissionError_(Error):  # noqa: N801, N818 (librbd's PermissionError)
+    """EPERM."""
+
+
+class RadosError(Exception):
+    """librados' base error."""
+
+
+class ObjectNotFound(RadosError):  # noqa: N818 (librados' name)
+    """ENOENT: a pool deleted meanwhile."""
+
+
+class PermissionDeniedError(RadosError):
+    """EPERM from librados."""
 
 
 class FakeImage:
@@ -100,14 +117,19 @@ def bulk(monkeypatch):
     """rbd_bulk imported with stand-ins for rados and rbd."""
     rbd = _Binding(
         Error=Error, ReadOnlyImage=ReadOnlyImage, ImageBusy=ImageBusy, Image=None,
-        ImageNotFound=ImageNotFound,
+        ImageNotFound=ImageNotFound, PermissionError=PermissionError_, RBD=None,
+        RBD_MIRROR_MODE_DISABLED=0, RBD_MIRROR_MODE_IMAGE=1, RBD_MIRROR_MODE_POOL=2,
         RBD_MIRROR_IMAGE_ENABLED=1, RBD_MIRROR_IMAGE_MODE_SNAPSHOT=1,
         RBD_SNAP_NAMESPACE_TYPE_MIRROR=MIRROR_NS,
         RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED=NON_PRIMARY_DEMOTED,
         RBD_SNAP_MIRROR_STATE_NON_PRIMARY=NON_PRIMARY,
     )  # fmt: skip
     monkeypatch.setitem(sys.modules, "rbd", rbd)
-    monkeypatch.setitem(sys.modules, "rados", _Binding())
+    rados = _Binding(
+        Error=RadosError, ObjectNotFound=ObjectNotFound,
+        PermissionDeniedError=PermissionDeniedError, Rados=None,
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "rados", rados)
     monkeypatch.delitem(sys.modules, "rbd_bulk", raising=False)
     module = importlib.import_module("rbd_bulk")
     yield module
@@ -212,3 +234,128 @@ def test_an_image_gone_meanwhile_has_nothing_to_rewind(bulk):
 
     bulk.rbd.Image = gone
     assert bulk._rewind_copy_progress(FakeIoctx(), "volume-gone") == ""
+
+
+# --- the daemon unit's pre-start step: every pool in image mode ---------------------------
+
+
+class FakePool(FakeIoctx):
+    """A pool's ioctx: its mirror mode (or the error reading it) and its images."""
+
+    def __init__(self, mode, images: dict[str, FakeImage], error: Exception | None = None):
+        super().__init__()
+        self.mode, self.images, self.error = mode, images, error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class FakeCluster:
+    """`list_pools` and `open_ioctx` over `pools` (None: deleted after the listing)."""
+
+    def __init__(self, pools: dict[str, FakePool | None]):
+        self.pools = pools
+
+    def list_pools(self):
+        return list(self.pools)
+
+    def open_ioctx(self, name):
+        pool = self.pools[name]
+        if pool is None:
+            raise ObjectNotFound(f"pool {name}")
+        return pool
+
+
+class FakeRBD:
+    def mirror_mode_get(self, ioctx):
+        if ioctx.error is not None:
+            raise ioctx.error
+        return ioctx.mode
+
+    def list(self, ioctx):
+        return list(ioctx.images)
+
+
+def _interrupted(copied: int = 3) -> FakeImage:
+    return FakeImage(
+        {"state": NON_PRIMARY, "complete": False, "last_copied_object_number": copied}
+    )
+
+
+@pytest.fixture
+def cluster(bulk, monkeypatch):
+    """Pools as the pre-start step finds them.
+
+    Snapshot-mirrored `glance` with one interrupted copy, journal-mirrored `nova` (pool mode)
+    with an image that would look interrupted, `.mgr` unreadable, `gone` deleted.
+    """
+    pools = {
+        ".mgr": FakePool(None, {}, error=PermissionError_("[errno 1] EPERM")),
+        "glance": FakePool(1, {"img-a": _interrupted(), "img-b": FakeImage({"complete": True})}),
+        "nova": FakePool(2, {"disk": _interrupted()}),
+        "gone": None,
+    }
+    fake = FakeCluster(pools)
+    bulk.rbd.RBD = FakeRBD
+    bulk.rbd.Image = lambda ioctx, name, read_only=False: ioctx.images[name]
+    return fake
+
+
+def test_pre_start_rewinds_every_image_mode_pool_and_nothing_in_pool_mode(bulk, cluster):
+    answer = bulk._rewind_before_start(cluster, workers=2)
+    assert answer == {"changed": {"glance/img-a": "rewound to 2"}, "failed": {}}
+    assert len(cluster.pools["glance"].executed) == 1
+    assert cluster.pools["nova"].executed == [], "journal mirroring has no snapshot copies"
+
+
+def test_pre_start_fails_when_a_pool_mode_cannot_be_read(bulk, cluster):
+    cluster.pools["cinder-ceph"] = FakePool(None, {}, error=Error("[errno 5] EIO"))
+    answer = bulk._rewind_before_start(cluster, workers=2)
+    assert answer["failed"] == {"cinder-ceph": "Error: [errno 5] EIO"}
+    assert answer["changed"] == {"glance/img-a": "rewound to 2"}, "the other pools all the same"
+
+
+def _run_pre_start(bulk, monkeypatch, answer) -> tuple[int, list]:
+    requests = []
+
+    def handle(request):
+        requests.append(request)
+        return answer
+
+    monkeypatch.setattr(bulk, "handle", handle)
+    argv = ["--pre-start", "--cluster", "ceph", "--id", "rbd-mirror.u1", "--workers", "3"]
+    return bulk.main(argv), requests
+
+
+def test_pre_start_exits_zero_and_names_what_it_rewound(bulk, monkeypatch, capsys):
+    rc, requests = _run_pre_start(
+        bulk, monkeypatch, {"changed": {"glance/img-a": "rewound to 2"}, "failed": {}}
+    )
+    assert rc == 0
+    assert requests == [{
+        "op": "rewind-before-start", "cluster": "ceph", "client_id": "rbd-mirror.u1",
+        "connect_timeout": bulk.PRE_START_CONNECT_TIMEOUT_S, "workers": 3,
+    }]  # fmt: skip
+    assert "glance/img-a: interrupted snapshot copy rewound to 2" in capsys.readouterr().out
+
+
+def test_pre_start_exits_non_zero_so_systemd_does_not_start_the_daemon(bulk, monkeypatch, capsys):
+    rc, _ = _run_pre_start(bulk, monkeypatch, {"changed": {}, "failed": {"glance/img-a": "EIO"}})
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "glance/img-a: could not be rewound: EIO" in err and "not starting rbd-mirror" in err
+
+
+def test_pre_start_that_cannot_reach_the_cluster_exits_with_its_errno(bulk, monkeypatch):
+    class TimedOutError(RadosError):
+        errno = 110
+
+    def unreachable(request):
+        raise TimedOutError("[errno 110] RADOS timed out")
+
+    monkeypatch.setattr(bulk, "handle", unreachable)
+    monkeypatch.setattr(bulk, "rados", types.SimpleNamespace(Error=RadosError))
+    assert bulk.main(["--pre-start", "--cluster", "ceph", "--id", "rbd-mirror.u1"]) == 110
