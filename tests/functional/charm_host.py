@@ -96,7 +96,8 @@ def use_release_tools(lab: Lab, saved_ns: str) -> None:
 
     The charm calls /usr/bin/{ceph,rbd,rados,python3} and its service runs /usr/bin/rbd-mirror:
     each becomes a script that runs the same path from the release's root, with this unit's
-    /etc/ceph, /run/ceph, /var/log/ceph, the lab and the repo (rbd_bulk.py) at the same paths.
+    /etc/ceph, /run/ceph, /var/log/ceph, /etc/systemd/system, the lab and the repo (rbd_bulk.py)
+    at the same paths.
     The host's own Pacific commands (a Pacific source) run in `saved_ns`, the mount namespace
     from before, where /usr/bin is untouched. Nothing to do for a Pacific destination.
     """
@@ -106,7 +107,10 @@ def use_release_tools(lab: Lab, saved_ns: str) -> None:
     root = ensure_root(release)
     tools = lab.base / "release-tools"
     tools.mkdir(exist_ok=True)
-    binds = (Path("/etc/ceph"), Path("/run/ceph"), Path("/var/log/ceph"), lab.base, REPO)
+    binds = (
+        Path("/etc/ceph"), Path("/run/ceph"), Path("/var/log/ceph"), Path("/etc/systemd/system"),
+        lab.base, REPO,
+    )  # fmt: skip
     for tool in RELEASE_TOOLS:
         script = tools / tool
         argv = wrap(root, [f"/usr/bin/{tool}"], binds=binds)
