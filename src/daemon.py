@@ -11,15 +11,19 @@ far. Nothing here imports ops.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+
+from inputs import POOL_NAME
 
 # python3-rbd: the librbd bindings of the system Python, used by rbd_bulk.py for per-image work.
 PACKAGES = ("rbd-mirror", "ceph-common", "python3-rbd")
@@ -41,7 +45,10 @@ UNIT_DIR = Path("/etc/systemd/system")  # drop-ins here outlive a reboot (/run's
 DROP_IN = "rbd-mirror-migration.conf"
 # The pre-start step: rbd_bulk.py beside this module, under the Python that has python3-rbd.
 PRE_START = ("/usr/bin/python3", str(Path(__file__).with_name("rbd_bulk.py")), "--pre-start")
-PRE_START_WORKERS = 4  # images opened at once by the pre-start step
+PRE_START_WORKERS = 16  # images opened at once by the pre-start step (max-workers' default)
+# The unit's TimeoutStartSec in the drop-in: the pre-start step opens every image of the
+# migrated pools (about 5 s per 1000 images at 16 workers on the lab), the daemon starts at once.
+PRE_START_TIMEOUT_S = 600
 # Written before any of the daemon's files changes, removed once it has been restarted: on disk
 # beside the files, so that a hook that crashes after writing them cannot lose the restart.
 RESTART_MARKER = ".rbd-mirror-migration.restart-pending"
@@ -206,7 +213,8 @@ class RbdMirrorDaemon:
         if str(self.drop_in) in removed:
             if not any(self.drop_in.parent.iterdir()):
                 self.drop_in.parent.rmdir()
-            _systemctl("daemon-reload")  # the unit is stopped: a failure only leaves it stale
+            with contextlib.suppress(ServiceError):  # the unit is stopped: only left stale
+                _systemctl("daemon-reload")
         return removed
 
     def restart_pending(self) -> bool:
@@ -263,31 +271,57 @@ class RbdMirrorDaemon:
         """True if the service manager says the daemon is running."""
         return _systemctl("is-active", "--quiet", self.service).returncode == 0
 
-    def ensure_pre_start(self) -> bool:
-        """Write the unit's drop-in with the pre-start step; reload systemd if it changed."""
-        content = self._render("pre-start.conf.j2", command=PRE_START, workers=PRE_START_WORKERS)
-        self.drop_in.parent.mkdir(parents=True, exist_ok=True)
-        if not write_if_changed(self.drop_in, content, 0o644, ceph_owned=False):
+    def ensure_pre_start(self, pools: Sequence[str]) -> bool:
+        """The unit's drop-in runs the pre-start step over `pools`, and systemd has loaded it.
+
+        Written where it changed, and systemd reloaded then or whenever it says the unit's
+        files changed on disk since it loaded them (a hook killed between the two). True if
+        systemd was reloaded. ServiceError when the drop-in is not in force: it is removed, so
+        that the next call writes and reloads it again.
+        """
+        if bad := [p for p in pools if not POOL_NAME.match(p)]:
+            raise ServiceError(f"pool name(s) {bad!r} cannot go on the daemon unit's command line")
+        content = self._render(
+            "pre-start.conf.j2",
+            command=PRE_START,
+            workers=PRE_START_WORKERS,
+            pools=",".join(sorted(pools)),
+            timeout=PRE_START_TIMEOUT_S,
+        )
+        try:
+            self.drop_in.parent.mkdir(parents=True, exist_ok=True)
+            changed = write_if_changed(self.drop_in, content, 0o644, ceph_owned=False)
+        except OSError as exc:
+            raise ServiceError(f"could not write {self.drop_in}: {exc.strerror}") from None
+        if not changed and not self._needs_reload():
             return False
-        if _systemctl("daemon-reload").returncode != 0:
-            self.drop_in.unlink()  # written again, and systemd reloaded, on the next start
+        try:
+            reloaded = _systemctl("daemon-reload").returncode == 0
+        except ServiceError:
+            reloaded = False
+        if not reloaded:
+            self.drop_in.unlink(missing_ok=True)
             raise ServiceError(
                 "`systemctl daemon-reload` failed: the pre-start step is not loaded"
             )
         return True
 
+    def _needs_reload(self) -> bool:
+        shown = _systemctl("show", "--property=NeedDaemonReload", "--value", self.service)
+        return shown.stdout.strip() == "yes"
+
     def start(self, *, restart: bool) -> None:
         """Enable the daemon and start it (restart it when `restart`).
 
-        The drop-in is in place and loaded first: systemd then runs the pre-start step before
-        the daemon, also for this start. A unit that failed too often (the pre-start step
-        failing while the destination was unreachable, say) is reset, or systemd would refuse
-        to start it for the next 30 min.
+        systemd runs the pre-start step of the drop-in (`ensure_pre_start`, which the caller
+        runs first) before the daemon, and for as long as the drop-in's TimeoutStartSec. A unit
+        that failed too often (the pre-start step failing while the destination was
+        unreachable, say) is reset, or systemd would refuse to start it for the next 30 min.
         """
-        self.ensure_pre_start()
         _systemctl("reset-failed", self.service)
         _systemctl("enable", self.service)
-        if _systemctl("restart" if restart else "start", self.service).returncode != 0:
+        verb = "restart" if restart else "start"
+        if _systemctl(verb, self.service, timeout=PRE_START_TIMEOUT_S + 30).returncode != 0:
             raise ServiceError(
                 f"could not start {self.service} (its pre-start step rewinds interrupted "
                 f"snapshot copies and fails if it cannot); see `journalctl -u {self.service}`"
@@ -302,19 +336,20 @@ class RbdMirrorDaemon:
         _systemctl("disable", self.service)
 
 
-def _systemctl(*args: str) -> subprocess.CompletedProcess:
-    """One bounded systemctl call; a hang becomes a ServiceError."""
+def _systemctl(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """One bounded systemctl call (SERVICE_TIMEOUT_S unless told); a hang is a ServiceError."""
+    timeout = SERVICE_TIMEOUT_S if timeout is None else timeout
     try:
         return subprocess.run(  # noqa: S603 - fixed argv, no shell
             [SYSTEMCTL, *args],
             capture_output=True,
             text=True,
             check=False,
-            timeout=SERVICE_TIMEOUT_S,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         raise ServiceError(
-            f"`systemctl {' '.join(args)}` did not answer in {SERVICE_TIMEOUT_S} s"
+            f"`systemctl {' '.join(args)}` did not answer in {timeout:.0f} s"
         ) from None
     except OSError as exc:
         raise ServiceError(f"`systemctl {' '.join(args)}` failed: {exc}") from None

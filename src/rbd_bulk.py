@@ -16,10 +16,10 @@ ops:
   snapshot mirrored; "promote-demoted": snapshot mode's cutover, each image promoted once the
   source's demotion is copied whole (`_promote_demoted`; failures starting "pending: " are
   "not yet"). All answer like enable-journaling.
-- "rewind-before-start" (no "pool"): on every pool mirrored in image mode, each interrupted
-  snapshot copy steps back one object (`_rewind_copy_progress`); answers like
+- "rewind-before-start" ("pools", no "pool"): on each of `pools` mirrored in image mode, each
+  interrupted snapshot copy steps back one object (`_rewind_copy_progress`); answers like
   enable-journaling, names as `pool/image`. Run as `rbd_bulk.py --pre-start --cluster C --id
-  ID` by the daemon's systemd unit before each start (`pre_start`).
+  ID --pools P,Q` by the daemon's systemd unit before each start (`pre_start`).
 - "disable-mirroring": mirroring off on the images of `levels` (lists of names, clones' level
   first), one level at a time, each in the thread pool; stops after a level with failures;
   answers {"changed": [name], "failed": {name: error}}.
@@ -254,6 +254,7 @@ def _promote_demoted(ioctx, name: str) -> str:
 # librados waits this long for the monitors before the pre-start step gives up (and systemd's
 # start, bounded by the unit's TimeoutStartSec of 90 s by default, fails).
 PRE_START_CONNECT_TIMEOUT_S = 20
+PRE_START_OSD_OP_TIMEOUT_S = 30
 PENDING = "pending: "  # _promote_demoted's "not yet": retried by the cutover, never an error
 
 
@@ -281,7 +282,7 @@ def _rewind_copy_progress(ioctx, name: str) -> str:
     back, the resumed copy starts at the first object not known copied. "rewound" (the new
     count), or "" when the image has no interrupted copy or is gone. Watchers are not a sign
     of another daemon: a killed daemon's watch outlives it by up to 30 s (the OSDs' watch
-    timeout), exactly when the next hook restarts it. Another unit's daemon copying the image
+    timeout), exactly when systemd restarts it. Another unit's daemon copying the image
     meanwhile could race the rewind: the README asks for one unit in snapshot mode.
     """
     try:
@@ -307,17 +308,16 @@ def _rewind_copy_progress(ioctx, name: str) -> str:
     return f"rewound to {copied - 1}"
 
 
-def _rewind_before_start(cluster, workers: int) -> FeatureChangesAnswer:
-    """Every pool mirrored in image mode: each interrupted snapshot copy back one object.
+def _rewind_before_start(cluster, pools: list[str], workers: int) -> FeatureChangesAnswer:
+    """Each interrupted snapshot copy of `pools` (the migrated ones) back one object.
 
-    The daemon's scope, read the way it reads it: every pool of the cluster, those whose mirror
-    mode this entity may not read skipped (rbd-mirror's ClusterWatcher skips them too), those
-    in image mode (snapshot mirroring) rewound image by image. Pool mode is journal mirroring,
-    which has no snapshot copies. A pool deleted meanwhile has nothing to rewind.
+    A pool in image mode (snapshot mirroring) is rewound image by image; one in pool mode is
+    journal mirroring, which has no snapshot copies; one deleted meanwhile has nothing to
+    rewind. Anything unread is a failure: the daemon must not resume that copy.
     """
     api = rbd.RBD()
     answer: FeatureChangesAnswer = {"changed": {}, "failed": {}}
-    for pool in cluster.list_pools():
+    for pool in pools:
         try:
             ioctx = cluster.open_ioctx(pool)
         except rados.ObjectNotFound:
@@ -327,8 +327,6 @@ def _rewind_before_start(cluster, workers: int) -> FeatureChangesAnswer:
                 if api.mirror_mode_get(ioctx) != rbd.RBD_MIRROR_MODE_IMAGE:
                     continue
                 names = api.list(ioctx)
-            except (rbd.PermissionError, rados.PermissionDeniedError):
-                continue
             except (rbd.Error, rados.Error) as exc:
                 answer["failed"][pool] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -339,7 +337,7 @@ def _rewind_before_start(cluster, workers: int) -> FeatureChangesAnswer:
 
 
 def pre_start(argv: list[str]) -> int:
-    """`--pre-start --cluster C --id ID [--workers N]`: the rewind before the daemon starts.
+    """`--pre-start --cluster C --id ID --pools P,Q [--workers N]`: the rewind before a start.
 
     The ExecStartPre of the daemon's unit (daemon.py's drop-in), run by systemd as root before
     every start, whoever asks for it: the charm, systemd's own Restart=on-failure after a crash,
@@ -351,15 +349,24 @@ def pre_start(argv: list[str]) -> int:
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--id", required=True, dest="client_id")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--pools", default="", help="comma-separated; none: nothing to do")
     args = parser.parse_args(argv)
+    pools = [p for p in args.pools.split(",") if p]
+    if not pools:
+        return 0
     request = {
         "op": "rewind-before-start",
         "cluster": args.cluster,
         "client_id": args.client_id,
         "connect_timeout": PRE_START_CONNECT_TIMEOUT_S,
         "workers": max(1, args.workers),
+        "pools": pools,
     }
-    answer = cast(FeatureChangesAnswer, handle(request))
+    try:
+        answer = cast(FeatureChangesAnswer, handle(request))
+    except (rados.Error, rbd.Error) as exc:
+        print(f"not starting rbd-mirror: the cluster was not read ({exc})", file=sys.stderr)
+        raise
     for name, how in sorted(answer["changed"].items()):
         print(f"{name}: interrupted snapshot copy {how}: rbd-mirror resumes one object too far")
     for name, error in sorted(answer["failed"].items()):
@@ -819,6 +826,8 @@ def handle(req: dict) -> Mapping[str, object]:
         conf["rados_mon_op_timeout"] = timeout
     if req["op"] in READ_ONCE_OPS:
         conf["rbd_cache"] = "false"  # each byte is read once: a cache only costs memory
+    if req["op"] == "rewind-before-start":  # a hung OSD must not hold the daemon's start
+        conf["rados_osd_op_timeout"] = str(PRE_START_OSD_OP_TIMEOUT_S)
     # conffile="" makes librados read the default search path (/etc/ceph/$cluster.conf).
     with rados.Rados(
         clustername=req["cluster"],
@@ -826,22 +835,28 @@ def handle(req: dict) -> Mapping[str, object]:
         conffile=req.get("conffile", ""),
         conf=conf,
     ) as cluster:
-        if req["op"] == "pools":
-            return _pools(cluster)
-        if req["op"] == "space":
-            return space(cluster)
-        if req["op"] == "fsid":
-            return {"fsid": cluster.get_fsid()}
-        if req["op"] == "daemon-callouts":
-            return _daemon_callouts(cluster, int(req.get("connect_timeout", 10)))
-        if req["op"] == "mirrored-pools":
-            return _mirrored_pools(cluster, list(req["pools"]))
-        if req["op"] == "versions":
-            return _versions(cluster, int(req.get("connect_timeout", 10)), bool(req["daemons"]))
-        if req["op"] == "rewind-before-start":
-            return _rewind_before_start(cluster, int(req.get("workers", 4)))
+        if req["op"] in CLUSTER_OPS:
+            return CLUSTER_OPS[req["op"]](cluster, req)
         with cluster.open_ioctx(req["pool"]) as ioctx:
             return _pool_op(req, cluster, ioctx)
+
+
+# Ops on the cluster, no pool opened: each a function of the connection and the request.
+CLUSTER_OPS = {
+    "pools": lambda cluster, req: _pools(cluster),
+    "space": lambda cluster, req: space(cluster),
+    "fsid": lambda cluster, req: {"fsid": cluster.get_fsid()},
+    "daemon-callouts": lambda cluster, req: _daemon_callouts(
+        cluster, int(req.get("connect_timeout", 10))
+    ),
+    "mirrored-pools": lambda cluster, req: _mirrored_pools(cluster, list(req["pools"])),
+    "versions": lambda cluster, req: _versions(
+        cluster, int(req.get("connect_timeout", 10)), bool(req["daemons"])
+    ),
+    "rewind-before-start": lambda cluster, req: _rewind_before_start(
+        cluster, list(req["pools"]), int(req.get("workers", 4))
+    ),
+}
 
 
 def _pool_op(req: dict, cluster, ioctx) -> Mapping[str, object]:

@@ -15,6 +15,7 @@ The charm (charm.py) turns Juju's inputs into the two loaders and maps `NotReady
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -106,6 +107,8 @@ class Session:
         # "pool/image" -> bytes read by this dispatch (the preflight's): not read again
         self.known_sizes: dict[str, int] = {}
         self.leaving: str | None = None  # set when the unit goes: its last unit status
+        self._protected: tuple[str, ...] | None = None  # pools the pre-start step covers
+        self._unprotected: tuple[tuple[str, ...], ServiceError] | None = None  # failed so
 
     # --- the record ------------------------------------------------------------------------
     @property
@@ -114,8 +117,32 @@ class Session:
         return self.records.load()
 
     def save(self, record: Record) -> None:
-        """Remember `record`."""
+        """Remember `record`; the daemon's pre-start step follows its pools at once."""
         self.records.save(record)
+        if record.pools != self._protected:
+            try:
+                self._protect_copies(record.pools)
+            except ServiceError as exc:
+                logger.error("%s (retried next hook)", exc)
+
+    def _protect_copies(self, pools: tuple[str, ...]) -> None:
+        """The daemon unit's pre-start step rewinds the copies of `pools` (daemon.py).
+
+        Kept up to date from every record saved and on every reconcile, whether or not the
+        daemon is (re)started: systemd may restart it on its own at any time, and an upgrade
+        from a revision without the drop-in finds the daemon running. ServiceError if the
+        drop-in is not in force.
+        """
+        if pools == self._protected:
+            return
+        if self._unprotected is not None and self._unprotected[0] == pools:
+            raise self._unprotected[1]  # tried in this dispatch already
+        try:
+            self.daemon.ensure_pre_start(pools)
+        except ServiceError as exc:
+            self._unprotected = (pools, exc)
+            raise
+        self._protected, self._unprotected = pools, None
 
     # --- inputs ----------------------------------------------------------------------------
     def config(self) -> CharmConfig:
@@ -365,6 +392,8 @@ class Session:
         migration (`enable-mirroring restart=true`).
         """
         record = self.record
+        with contextlib.suppress(ServiceError):  # a start without it fails below, logged
+            self._protect_copies(record.pools)
         # An unfinished abort of every migrated pool keeps the daemon stopped: it would copy
         # images back while the next abort deletes them. Of a subset, the rest still migrates.
         aborting_all = bool(record.aborting) and set(record.pools) <= set(record.aborting)
@@ -398,8 +427,10 @@ class Session:
         """Start a stopped daemon, restart one with new files.
 
         systemd runs the unit's pre-start step first (daemon.py): interrupted snapshot copies
-        are rewound with the old daemon gone, before the new one resumes them.
+        are rewound with the old daemon gone, before the new one resumes them. Never started
+        without it (ServiceError).
         """
+        self._protect_copies(self.record.pools)
         running = self.daemon_running()
         if not running:
             logger.warning("rbd-mirror daemon is not running: starting it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ops import testing
 
 import actions
 import charm
+import daemon
 import session
 from ceph_release import CephVersion
 from daemon import RbdMirrorDaemon
@@ -30,7 +32,9 @@ class World:
     src: FakeCluster
     dst: FakeCluster
     etc: Path
-    service: dict = field(default_factory=lambda: {"running": False, "starts": 0, "stops": 0})
+    service: dict = field(
+        default_factory=lambda: {"running": False, "starts": 0, "stops": 0, "systemctl": []}
+    )
     ctx: testing.Context = field(default=None)  # type: ignore[assignment]  # set by the fixture
 
     leader: bool = True  # the unit the actions that change pools run on
@@ -53,7 +57,9 @@ def world(monkeypatch, tmp_path) -> World:
 
     class Daemon(RbdMirrorDaemon):
         def __init__(self, templates_dir, unique_id, source_client, conf_dir=None):
-            super().__init__(templates_dir, unique_id, source_client, w.etc, w.etc / "systemd")
+            super().__init__(
+                templates_dir, unique_id, source_client, w.etc, w.etc.parent / "systemd"
+            )
 
         @classmethod
         def install(cls):
@@ -70,6 +76,11 @@ def world(monkeypatch, tmp_path) -> World:
             w.service["running"] = False
             w.service["stops"] += 1
 
+    def systemctl(*args, timeout=None):
+        w.service["systemctl"].append(" ".join(args))
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(daemon, "_systemctl", systemctl)  # only the drop-in's calls get here
     monkeypatch.setattr(session, "CephClient", client)
     monkeypatch.setattr(actions, "unit_tool_versions", lambda: dict(w.unit_tools))
     monkeypatch.setattr(charm, "RbdMirrorDaemon", Daemon)

@@ -126,21 +126,25 @@ def test_a_failed_apt_install_is_a_service_error_not_a_crashed_hook(monkeypatch)
         RbdMirrorDaemon.install()
 
 
-# --- the service: the pre-start drop-in loaded before every start -------------------------
+# --- the service: the pre-start drop-in, loaded whenever it changes -----------------------
 
 
 @pytest.fixture
 def systemd(monkeypatch):
-    """Every systemctl call recorded; `failing` holds the verbs that exit 1."""
+    """Every systemctl call recorded; `failing` holds the verbs that exit 1 ("hang": raise)."""
     calls: list[str] = []
-    failing: set[str] = set()
+    failing: dict[str, str] = {}
+    shown = {"NeedDaemonReload": "no"}
 
-    def fake(*args):
+    def fake(*args, timeout=None):
         calls.append(" ".join(args))
-        return subprocess.CompletedProcess(args, 1 if args[0] in failing else 0, "", "")
+        if failing.get(args[0]) == "hang":
+            raise ServiceError(f"`systemctl {args[0]}` did not answer in 90 s")
+        out = shown["NeedDaemonReload"] + "\n" if args[0] == "show" else ""
+        return subprocess.CompletedProcess(args, 1 if args[0] in failing else 0, out, "")
 
     monkeypatch.setattr(daemon, "_systemctl", fake)
-    return calls, failing
+    return calls, failing, shown
 
 
 @pytest.fixture
@@ -148,60 +152,90 @@ def unit(tmp_path) -> RbdMirrorDaemon:
     return RbdMirrorDaemon(REPO / "templates", "host1", "client.app", tmp_path, tmp_path / "sd")
 
 
-def test_every_start_has_the_pre_start_step_loaded_before_the_unit_starts(unit, systemd, tmp_path):
-    calls, _ = systemd
-    unit.start(restart=True)
-    service = "ceph-rbd-mirror@rbd-mirror.host1"
-    assert calls == [
-        "daemon-reload",
-        f"reset-failed {service}",
-        f"enable {service}",
-        f"restart {service}",
-    ]
-    drop_in = tmp_path / "sd" / f"{service}.service.d" / "rbd-mirror-migration.conf"
+SERVICE = "ceph-rbd-mirror@rbd-mirror.host1"
+SHOW = f"show --property=NeedDaemonReload --value {SERVICE}"
+
+
+def test_the_drop_in_runs_the_pre_start_step_over_the_migrated_pools(unit, systemd, tmp_path):
+    calls, _, _ = systemd
+    assert unit.ensure_pre_start(("nova", "glance")) is True
+    assert calls == ["daemon-reload"]
+    drop_in = tmp_path / "sd" / f"{SERVICE}.service.d" / "rbd-mirror-migration.conf"
     text = drop_in.read_text()
     assert text.startswith(MARKER) and stat.S_IMODE(drop_in.stat().st_mode) == 0o644
     script = REPO / "src" / "rbd_bulk.py"
+    assert script.is_file()
     assert (
         f"\nExecStartPre=/usr/bin/python3 {script} --pre-start --cluster ${{CLUSTER}} --id %i "
-        "--workers 4\n" in text
+        '--workers 16 --pools "glance,nova"\n' in text
     ), "the packaged unit's own cluster and instance, like its ExecStart"
+    assert "\nTimeoutStartSec=600\n" in text
     calls.clear()
-    unit.start(restart=False)
-    assert calls == [f"reset-failed {service}", f"enable {service}", f"start {service}"], (
-        "an unchanged drop-in is not reloaded again"
-    )
+    assert unit.ensure_pre_start(("glance", "nova")) is False
+    assert calls == [SHOW], "unchanged and loaded: not reloaded"
+    assert unit.ensure_pre_start(("glance",)) is True and calls[-1] == "daemon-reload"
 
 
-def test_a_failed_reload_is_a_service_error_and_the_next_start_writes_it_again(unit, systemd):
-    calls, failing = systemd
-    failing.add("daemon-reload")
+def test_a_drop_in_changed_on_disk_but_never_loaded_is_loaded(unit, systemd):
+    """A hook killed between writing the drop-in and reloading systemd."""
+    calls, _, shown = systemd
+    unit.ensure_pre_start(("nova",))
+    shown["NeedDaemonReload"] = "yes"
+    calls.clear()
+    assert unit.ensure_pre_start(("nova",)) is True
+    assert calls == [SHOW, "daemon-reload"]
+
+
+@pytest.mark.parametrize("how", ["fails", "hang"])
+def test_a_failed_reload_removes_the_drop_in_so_the_next_call_writes_it_again(unit, systemd, how):
+    calls, failing, _ = systemd
+    failing["daemon-reload"] = how
     with pytest.raises(ServiceError, match="daemon-reload"):
-        unit.start(restart=True)
-    assert not any(c.startswith("restart") for c in calls), "never started without the step"
+        unit.ensure_pre_start(("nova",))
     assert not unit.drop_in.exists()
     failing.clear()
+    assert unit.ensure_pre_start(("nova",)) is True and unit.drop_in.exists()
+
+
+def test_a_pool_name_systemd_would_read_otherwise_is_refused(unit, systemd):
+    with pytest.raises(ServiceError, match="command line"):
+        unit.ensure_pre_start(("nova", "a%i b"))
+    assert not unit.drop_in.exists()
+
+
+def test_start_resets_a_failed_unit_and_waits_for_the_pre_start_step(unit, monkeypatch):
+    calls = []
+
+    def fake(*args, timeout=None):
+        calls.append((" ".join(args), timeout))
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(daemon, "_systemctl", fake)
     unit.start(restart=True)
-    assert calls.count("daemon-reload") == 2 and unit.drop_in.exists()
+    assert calls == [
+        (f"reset-failed {SERVICE}", None), (f"enable {SERVICE}", None),
+        (f"restart {SERVICE}", daemon.PRE_START_TIMEOUT_S + 30),
+    ]  # fmt: skip
 
 
 def test_a_start_that_fails_names_the_pre_start_step_and_the_journal(unit, systemd):
-    _, failing = systemd
-    failing.add("restart")
+    _, failing, _ = systemd
+    failing["restart"] = "fails"
     with pytest.raises(ServiceError, match="pre-start step rewinds interrupted snapshot copies"):
         unit.start(restart=True)
 
 
 def test_the_drop_in_goes_with_the_unit_and_stays_while_one_relation_is_left(unit, systemd):
-    calls, _ = systemd
-    unit.start(restart=True)
+    calls, failing, _ = systemd
+    unit.ensure_pre_start(("nova",))
     unit.write(FILES)
     unit.remove_files(("source",))
     assert unit.drop_in.exists(), "the daemon may still run for the destination"
     calls.clear()
+    failing["daemon-reload"] = "hang"
     removed = unit.remove_files(("source", "destination"))
     assert str(unit.drop_in) in removed and not unit.drop_in.parent.exists()
-    assert calls == ["daemon-reload"]
+    assert calls == ["daemon-reload"], "a reload that hangs does not fail the removal"
 
 
 PACKAGED_UNIT = Path("/lib/systemd/system/ceph-rbd-mirror@.service")
@@ -217,7 +251,7 @@ def test_systemd_reads_the_drop_in_as_a_pre_start_step_of_the_packaged_unit(unit
     The control (a drop-in naming a command that does not exist) must fail: `verify` did read
     the drop-in, not just the unit.
     """
-    unit.ensure_pre_start()
+    unit.ensure_pre_start(("glance", "nova"))
     instance = unit.unit_dir / f"{unit.service}.service"
     shutil.copyfile(PACKAGED_UNIT, instance)
 

@@ -290,10 +290,9 @@ def cluster(bulk, monkeypatch):
     """Pools as the pre-start step finds them.
 
     Snapshot-mirrored `glance` with one interrupted copy, journal-mirrored `nova` (pool mode)
-    with an image that would look interrupted, `.mgr` unreadable, `gone` deleted.
+    with an image that would look interrupted, `gone` deleted.
     """
     pools = {
-        ".mgr": FakePool(None, {}, error=PermissionError_("[errno 1] EPERM")),
         "glance": FakePool(1, {"img-a": _interrupted(), "img-b": FakeImage({"complete": True})}),
         "nova": FakePool(2, {"disk": _interrupted()}),
         "gone": None,
@@ -305,16 +304,25 @@ def cluster(bulk, monkeypatch):
 
 
 def test_pre_start_rewinds_every_image_mode_pool_and_nothing_in_pool_mode(bulk, cluster):
-    answer = bulk._rewind_before_start(cluster, workers=2)
+    answer = bulk._rewind_before_start(cluster, ["glance", "nova", "gone"], workers=2)
     assert answer == {"changed": {"glance/img-a": "rewound to 2"}, "failed": {}}
     assert len(cluster.pools["glance"].executed) == 1
     assert cluster.pools["nova"].executed == [], "journal mirroring has no snapshot copies"
 
 
-def test_pre_start_fails_when_a_pool_mode_cannot_be_read(bulk, cluster):
-    cluster.pools["cinder-ceph"] = FakePool(None, {}, error=Error("[errno 5] EIO"))
-    answer = bulk._rewind_before_start(cluster, workers=2)
-    assert answer["failed"] == {"cinder-ceph": "Error: [errno 5] EIO"}
+def test_pre_start_touches_only_the_migrated_pools(bulk, cluster):
+    """Another pool in image mode (another mirroring on the destination) is not ours."""
+    cluster.pools["other"] = FakePool(1, {"theirs": _interrupted()})
+    answer = bulk._rewind_before_start(cluster, ["glance"], workers=2)
+    assert answer["changed"] == {"glance/img-a": "rewound to 2"}
+    assert cluster.pools["other"].executed == []
+
+
+@pytest.mark.parametrize("error", [Error("[errno 5] EIO"), PermissionError_("[errno 1] EPERM")])
+def test_pre_start_fails_when_a_migrated_pool_cannot_be_read(bulk, cluster, error):
+    cluster.pools["cinder-ceph"] = FakePool(None, {}, error=error)
+    answer = bulk._rewind_before_start(cluster, ["cinder-ceph", "glance"], workers=2)
+    assert list(answer["failed"]) == ["cinder-ceph"]
     assert answer["changed"] == {"glance/img-a": "rewound to 2"}, "the other pools all the same"
 
 
@@ -327,6 +335,7 @@ def _run_pre_start(bulk, monkeypatch, answer) -> tuple[int, list]:
 
     monkeypatch.setattr(bulk, "handle", handle)
     argv = ["--pre-start", "--cluster", "ceph", "--id", "rbd-mirror.u1", "--workers", "3"]
+    argv += ["--pools", "glance,nova"]
     return bulk.main(argv), requests
 
 
@@ -338,6 +347,7 @@ def test_pre_start_exits_zero_and_names_what_it_rewound(bulk, monkeypatch, capsy
     assert requests == [{
         "op": "rewind-before-start", "cluster": "ceph", "client_id": "rbd-mirror.u1",
         "connect_timeout": bulk.PRE_START_CONNECT_TIMEOUT_S, "workers": 3,
+        "pools": ["glance", "nova"],
     }]  # fmt: skip
     assert "glance/img-a: interrupted snapshot copy rewound to 2" in capsys.readouterr().out
 
@@ -349,7 +359,7 @@ def test_pre_start_exits_non_zero_so_systemd_does_not_start_the_daemon(bulk, mon
     assert "glance/img-a: could not be rewound: EIO" in err and "not starting rbd-mirror" in err
 
 
-def test_pre_start_that_cannot_reach_the_cluster_exits_with_its_errno(bulk, monkeypatch):
+def test_pre_start_that_cannot_reach_the_cluster_exits_with_its_errno(bulk, monkeypatch, capsys):
     class TimedOutError(RadosError):
         errno = 110
 
@@ -357,5 +367,11 @@ def test_pre_start_that_cannot_reach_the_cluster_exits_with_its_errno(bulk, monk
         raise TimedOutError("[errno 110] RADOS timed out")
 
     monkeypatch.setattr(bulk, "handle", unreachable)
-    monkeypatch.setattr(bulk, "rados", types.SimpleNamespace(Error=RadosError))
-    assert bulk.main(["--pre-start", "--cluster", "ceph", "--id", "rbd-mirror.u1"]) == 110
+    argv = ["--pre-start", "--cluster", "ceph", "--id", "rbd-mirror.u1", "--pools", "nova"]
+    assert bulk.main(argv) == 110
+    assert "not starting rbd-mirror: the cluster was not read" in capsys.readouterr().err
+
+
+def test_pre_start_without_migrated_pools_reads_nothing(bulk, monkeypatch):
+    monkeypatch.setattr(bulk, "handle", lambda request: pytest.fail("nothing to read"))
+    assert bulk.main(["--pre-start", "--cluster", "ceph", "--id", "x", "--pools", ""]) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from ops import testing
 
 import ceph_release
 import cutover
+import daemon
 import migration
 import mirror_modes
 from ceph_cli import EBUSY, CephError, ImageStatus
@@ -732,3 +734,49 @@ def test_a_rollback_killed_after_its_demotion_flushed_a_late_write_is_put_back_b
         )
     assert all(i.primary for i in _images(dst)), "the cutover's state again"
     assert not any(i.primary for i in _images(src)) and undone == [1]
+
+
+# --- the daemon unit's pre-start step (daemon.py's drop-in) follows the migrated pools ----
+
+
+def _drop_in(world: World) -> str:
+    (path,) = (world.etc.parent / "systemd").glob("*/rbd-mirror-migration.conf")
+    return path.read_text()
+
+
+def test_enable_mirroring_puts_its_pools_in_the_pre_start_step(world):
+    _act(world, _snapshot_world(world), "enable-mirroring")
+    assert '--pools "cinder-ceph,glance"' in _drop_in(world)
+    assert "daemon-reload" in world.service["systemctl"]
+
+
+def test_an_upgrade_finding_the_daemon_running_puts_the_pre_start_step_in_force(world):
+    """A revision without the drop-in ran the daemon; systemd may restart it at any time."""
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    for path in (world.etc.parent / "systemd").glob("*/*.conf"):
+        path.unlink()
+    world.service.update(running=True, starts=0, systemctl=[])
+    world.run(world.ctx.on.upgrade_charm(), state)
+    assert '--pools "cinder-ceph,glance"' in _drop_in(world)
+    assert "daemon-reload" in world.service["systemctl"]
+
+
+def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
+    world, monkeypatch, caplog
+):
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    for path in (world.etc.parent / "systemd").glob("*/*.conf"):
+        path.unlink()
+    world.service.update(running=False, starts=0)
+    rc = {"daemon-reload": 1}
+
+    def systemctl(*args, timeout=None):
+        return subprocess.CompletedProcess(args, rc.get(args[0], 0), "", "")
+
+    monkeypatch.setattr(daemon, "_systemctl", systemctl)
+    state = world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 0, "never resumed without the rewind in force"
+    assert caplog.text.count("the pre-start step is not loaded") == 2, "tried once a dispatch"
+    rc.clear()
+    world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"] and '--pools "cinder-ceph,glance"' in _drop_in(world)
