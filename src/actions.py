@@ -137,7 +137,12 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         record = record.restarted_migration()
 
     def before_changes(journaled: dict[str, list[str]]) -> None:
-        session.save(record.enabled(list(ws.pools), ws.config.source_cluster_name, journaled))
+        enabled = record.enabled(list(ws.pools), ws.config.source_cluster_name, journaled)
+        try:  # the daemon's pre-start step covers a pool before any copy of it can begin
+            session.protect_copies(enabled.pools)
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}; nothing changed") from None
+        session.save(enabled)
 
     results = migration.enable_mirroring(
         ws.source,

@@ -229,6 +229,7 @@ class RbdMirrorMigrationCharm(ops.CharmBase):
     def _reconcile(self, _: ops.EventBase) -> None:
         """Bring packages, relation data, files and the daemon in line with every input."""
         self.session.records.publish()  # first: whatever returns early below
+        self.session.keep_copies_protected()  # so is the daemon's pre-start step
         try:
             config = self.session.config()
         except NotReadyError as exc:

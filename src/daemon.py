@@ -274,10 +274,11 @@ class RbdMirrorDaemon:
     def ensure_pre_start(self, pools: Sequence[str]) -> bool:
         """The unit's drop-in runs the pre-start step over `pools`, and systemd has loaded it.
 
-        Written where it changed, and systemd reloaded then or whenever it says the unit's
-        files changed on disk since it loaded them (a hook killed between the two). True if
-        systemd was reloaded. ServiceError when the drop-in is not in force: it is removed, so
-        that the next call writes and reloads it again.
+        Written where it changed; systemd reloaded then, or whenever what it loaded is not the
+        file on disk (a hook killed between the two, a reload that failed): it says so in
+        NeedDaemonReload, or, for a drop-in directory it has never seen (systemd before v257,
+        issue 31752), by not listing the drop-in in DropInPaths. True if systemd was reloaded;
+        ServiceError when the drop-in is not in force (the file stays: the next call reloads).
         """
         if bad := [p for p in pools if not POOL_NAME.match(p)]:
             raise ServiceError(f"pool name(s) {bad!r} cannot go on the daemon unit's command line")
@@ -293,22 +294,29 @@ class RbdMirrorDaemon:
             changed = write_if_changed(self.drop_in, content, 0o644, ceph_owned=False)
         except OSError as exc:
             raise ServiceError(f"could not write {self.drop_in}: {exc.strerror}") from None
-        if not changed and not self._needs_reload():
+        if not changed and self._loaded():
             return False
         try:
             reloaded = _systemctl("daemon-reload").returncode == 0
         except ServiceError:
             reloaded = False
         if not reloaded:
-            self.drop_in.unlink(missing_ok=True)
             raise ServiceError(
                 "`systemctl daemon-reload` failed: the pre-start step is not loaded"
             )
         return True
 
-    def _needs_reload(self) -> bool:
-        shown = _systemctl("show", "--property=NeedDaemonReload", "--value", self.service)
-        return shown.stdout.strip() == "yes"
+    def _loaded(self) -> bool:
+        """Systemd runs the drop-in as it is on disk."""
+        shown = _systemctl(
+            "show", "--property=NeedDaemonReload", "--property=DropInPaths", self.service
+        )
+        props = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+        return (
+            shown.returncode == 0
+            and props.get("NeedDaemonReload") == "no"
+            and str(self.drop_in) in props.get("DropInPaths", "").split()
+        )
 
     def start(self, *, restart: bool) -> None:
         """Enable the daemon and start it (restart it when `restart`).

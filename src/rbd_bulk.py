@@ -251,8 +251,8 @@ def _promote_demoted(ioctx, name: str) -> str:
         return "promoted"
 
 
-# librados waits this long for the monitors before the pre-start step gives up (and systemd's
-# start, bounded by the unit's TimeoutStartSec of 90 s by default, fails).
+# librados waits this long for the monitors before the pre-start step gives up, and the start
+# fails (systemd tries again after the drop-in's RestartSec).
 PRE_START_CONNECT_TIMEOUT_S = 20
 PRE_START_OSD_OP_TIMEOUT_S = 30
 PENDING = "pending: "  # _promote_demoted's "not yet": retried by the cutover, never an error

@@ -15,7 +15,6 @@ The charm (charm.py) turns Juju's inputs into the two loaders and maps `NotReady
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -27,7 +26,7 @@ from typing import Literal, Protocol
 import migration
 from ceph_cli import CephClient, CephError, scrub
 from daemon import DaemonFiles, ForeignFileError, RbdMirrorDaemon, ServiceError
-from inputs import CharmConfig
+from inputs import POOL_NAME, CharmConfig
 from migration import MigrationError, Options, PeerSpec
 from mirror_modes import snapshot_due, snapshot_max_age
 from progress import History, Progress, measure, sizes_wanted
@@ -119,20 +118,29 @@ class Session:
     def save(self, record: Record) -> None:
         """Remember `record`; the daemon's pre-start step follows its pools at once."""
         self.records.save(record)
-        if record.pools != self._protected:
-            try:
-                self._protect_copies(record.pools)
-            except ServiceError as exc:
-                logger.error("%s (retried next hook)", exc)
+        self.keep_copies_protected(record.pools)
 
-    def _protect_copies(self, pools: tuple[str, ...]) -> None:
+    def keep_copies_protected(self, pools: tuple[str, ...] | None = None) -> None:
+        """`protect_copies` of the record's pools (or `pools`); a failure is logged only.
+
+        Run first on every reconcile and on every record saved, whether or not the daemon is
+        (re)started: systemd may restart it on its own at any time, and an upgrade from a
+        revision without the drop-in finds the daemon running. A start without it fails.
+        """
+        try:
+            self.protect_copies(self.record.pools if pools is None else pools)
+        except ServiceError as exc:
+            logger.error("%s (retried next hook; the daemon is not started without it)", exc)
+
+    def protect_copies(self, pools: tuple[str, ...]) -> None:
         """The daemon unit's pre-start step rewinds the copies of `pools` (daemon.py).
 
-        Kept up to date from every record saved and on every reconcile, whether or not the
-        daemon is (re)started: systemd may restart it on its own at any time, and an upgrade
-        from a revision without the drop-in finds the daemon running. ServiceError if the
-        drop-in is not in force.
+        ServiceError if the drop-in is not in force. A name that is not a pool name (junk in
+        the peer bag) cannot be migrated, and is left out with an error logged.
         """
+        if bad := [p for p in pools if not POOL_NAME.match(p)]:
+            logger.error("not pool names, left out of the daemon's pre-start step: %s", bad)
+            pools = tuple(p for p in pools if p not in bad)
         if pools == self._protected:
             return
         if self._unprotected is not None and self._unprotected[0] == pools:
@@ -392,8 +400,7 @@ class Session:
         migration (`enable-mirroring restart=true`).
         """
         record = self.record
-        with contextlib.suppress(ServiceError):  # a start without it fails below, logged
-            self._protect_copies(record.pools)
+        self.keep_copies_protected(record.pools)
         # An unfinished abort of every migrated pool keeps the daemon stopped: it would copy
         # images back while the next abort deletes them. Of a subset, the rest still migrates.
         aborting_all = bool(record.aborting) and set(record.pools) <= set(record.aborting)
@@ -430,7 +437,7 @@ class Session:
         are rewound with the old daemon gone, before the new one resumes them. Never started
         without it (ServiceError).
         """
-        self._protect_copies(self.record.pools)
+        self.protect_copies(self.record.pools)
         running = self.daemon_running()
         if not running:
             logger.warning("rbd-mirror daemon is not running: starting it")

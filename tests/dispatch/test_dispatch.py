@@ -113,6 +113,10 @@ def test_a_removed_relation_takes_its_files_and_the_next_hook_does_not_bring_the
         _ok(unit, unit.hook(hook))
     written = sorted(p.name for p in unit.etc_ceph.iterdir())
     assert "source.conf" in written and "source.client.rbd-mirror-migration.keyring" in written
+    (drop_in,) = unit.systemd_dir.glob("ceph-rbd-mirror@rbd-mirror.unit-x.service.d/*.conf")
+    script = unit.charm_dir / "src" / "rbd_bulk.py"
+    assert f"ExecStartPre=/usr/bin/python3 {script} --pre-start " in drop_in.read_text()
+    assert script.is_file(), "the artifact carries the pre-start step's script"
 
     unit.depart_and_break("source:1")
     left = sorted(p.name for p in unit.etc_ceph.iterdir())

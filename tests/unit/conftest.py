@@ -77,8 +77,12 @@ def world(monkeypatch, tmp_path) -> World:
             w.service["stops"] += 1
 
     def systemctl(*args, timeout=None):
+        """What systemd answers about the drop-in: what it loaded at the last reload."""
         w.service["systemctl"].append(" ".join(args))
-        return subprocess.CompletedProcess(args, 0, "", "")
+        if args[0] == "daemon-reload":
+            w.service["loaded"] = " ".join(map(str, (w.etc.parent / "systemd").glob("*/*.conf")))
+        shown = f"NeedDaemonReload=no\nDropInPaths={w.service.get('loaded', '')}\n"
+        return subprocess.CompletedProcess(args, 0, shown if args[0] == "show" else "", "")
 
     monkeypatch.setattr(daemon, "_systemctl", systemctl)  # only the drop-in's calls get here
     monkeypatch.setattr(session, "CephClient", client)

@@ -130,18 +130,25 @@ def test_a_failed_apt_install_is_a_service_error_not_a_crashed_hook(monkeypatch)
 
 
 @pytest.fixture
-def systemd(monkeypatch):
-    """Every systemctl call recorded; `failing` holds the verbs that exit 1 ("hang": raise)."""
+def systemd(monkeypatch, tmp_path):
+    """Every systemctl call recorded; `failing` holds the verbs that exit 1 ("hang": raise).
+
+    `show` answers as systemd would: the drop-ins it loaded at the last reload, and whether
+    one changed on disk since (`shown["NeedDaemonReload"]` forces that answer).
+    """
     calls: list[str] = []
     failing: dict[str, str] = {}
-    shown = {"NeedDaemonReload": "no"}
+    shown = {"NeedDaemonReload": "no", "DropInPaths": ""}
 
     def fake(*args, timeout=None):
         calls.append(" ".join(args))
         if failing.get(args[0]) == "hang":
             raise ServiceError(f"`systemctl {args[0]}` did not answer in 90 s")
-        out = shown["NeedDaemonReload"] + "\n" if args[0] == "show" else ""
-        return subprocess.CompletedProcess(args, 1 if args[0] in failing else 0, out, "")
+        rc = 1 if args[0] in failing else 0
+        if args[0] == "daemon-reload" and not rc:
+            shown["DropInPaths"] = " ".join(map(str, (tmp_path / "sd").glob("*/*.conf")))
+        out = "".join(f"{k}={v}\n" for k, v in shown.items()) if args[0] == "show" else ""
+        return subprocess.CompletedProcess(args, rc, out, "")
 
     monkeypatch.setattr(daemon, "_systemctl", fake)
     return calls, failing, shown
@@ -153,7 +160,7 @@ def unit(tmp_path) -> RbdMirrorDaemon:
 
 
 SERVICE = "ceph-rbd-mirror@rbd-mirror.host1"
-SHOW = f"show --property=NeedDaemonReload --value {SERVICE}"
+SHOW = f"show --property=NeedDaemonReload --property=DropInPaths {SERVICE}"
 
 
 def test_the_drop_in_runs_the_pre_start_step_over_the_migrated_pools(unit, systemd, tmp_path):
@@ -169,7 +176,7 @@ def test_the_drop_in_runs_the_pre_start_step_over_the_migrated_pools(unit, syste
         f"\nExecStartPre=/usr/bin/python3 {script} --pre-start --cluster ${{CLUSTER}} --id %i "
         '--workers 16 --pools "glance,nova"\n' in text
     ), "the packaged unit's own cluster and instance, like its ExecStart"
-    assert "\nTimeoutStartSec=600\n" in text
+    assert "\nTimeoutStartSec=600\n" in text and "\nStartLimitIntervalSec=0\n" in text
     calls.clear()
     assert unit.ensure_pre_start(("glance", "nova")) is False
     assert calls == [SHOW], "unchanged and loaded: not reloaded"
@@ -186,15 +193,27 @@ def test_a_drop_in_changed_on_disk_but_never_loaded_is_loaded(unit, systemd):
     assert calls == [SHOW, "daemon-reload"]
 
 
+def test_a_new_drop_in_directory_systemd_never_saw_is_loaded(unit, systemd):
+    """Before v257, systemd says NeedDaemonReload=no for it (systemd issue 31752)."""
+    calls, _, shown = systemd
+    unit.ensure_pre_start(("nova",))
+    shown["DropInPaths"] = ""  # written, then the hook died before the reload
+    calls.clear()
+    assert unit.ensure_pre_start(("nova",)) is True
+    assert calls == [SHOW, "daemon-reload"]
+
+
 @pytest.mark.parametrize("how", ["fails", "hang"])
-def test_a_failed_reload_removes_the_drop_in_so_the_next_call_writes_it_again(unit, systemd, how):
+def test_a_failed_reload_is_retried_by_the_next_call(unit, systemd, how):
     calls, failing, _ = systemd
     failing["daemon-reload"] = how
     with pytest.raises(ServiceError, match="daemon-reload"):
         unit.ensure_pre_start(("nova",))
-    assert not unit.drop_in.exists()
+    assert unit.drop_in.exists(), "kept: systemd may have loaded an earlier one, or a reboot"
     failing.clear()
-    assert unit.ensure_pre_start(("nova",)) is True and unit.drop_in.exists()
+    calls.clear()
+    assert unit.ensure_pre_start(("nova",)) is True
+    assert calls == [SHOW, "daemon-reload"]
 
 
 def test_a_pool_name_systemd_would_read_otherwise_is_refused(unit, systemd):

