@@ -141,7 +141,10 @@ def enable_mirroring(session: Session, params: EnableMirroringParams, log: Log) 
         try:  # the daemon's pre-start step covers a pool before any copy of it can begin
             session.protect_copies(enabled.pools)
         except ServiceError as exc:
-            raise ServiceError(f"{exc}; nothing changed") from None
+            raise ServiceError(
+                f"{exc}; nothing changed. The daemon's pre-start step must cover a pool before "
+                "it is mirrored: see the unit's log and `systemctl daemon-reload`, then re-run"
+            ) from None
         session.save(enabled)
 
     results = migration.enable_mirroring(

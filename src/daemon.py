@@ -112,6 +112,7 @@ class RbdMirrorDaemon:
         self.source_client = source_client
         self.conf_dir = conf_dir
         self.unit_dir = unit_dir
+        self._last_load_state = ""  # the unit's LoadState, as `_loaded` last read it
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             undefined=jinja2.StrictUndefined,
@@ -271,6 +272,15 @@ class RbdMirrorDaemon:
         """True if the service manager says the daemon is running."""
         return _systemctl("is-active", "--quiet", self.service).returncode == 0
 
+    def stopped(self) -> bool:
+        """Neither running nor about to run.
+
+        A unit waiting to be restarted (its pre-start step failed, say) is `activating`, and
+        systemd starts it again after RestartSec.
+        """
+        state = _systemctl("is-active", self.service).stdout.strip()
+        return state in ("inactive", "failed", "unknown", "")
+
     def ensure_pre_start(self, pools: Sequence[str]) -> bool:
         """The unit's drop-in runs the pre-start step over `pools`, and systemd has loaded it.
 
@@ -296,6 +306,8 @@ class RbdMirrorDaemon:
             raise ServiceError(f"could not write {self.drop_in}: {exc.strerror}") from None
         if not changed and self._loaded():
             return False
+        if not changed and self._last_load_state == "not-found":
+            return False  # no unit yet (packages to come): its first load reads the drop-in
         try:
             reloaded = _systemctl("daemon-reload").returncode == 0
         except ServiceError:
@@ -307,24 +319,27 @@ class RbdMirrorDaemon:
         return True
 
     def _loaded(self) -> bool:
-        """Systemd runs the drop-in as it is on disk."""
-        shown = _systemctl(
-            "show", "--property=NeedDaemonReload", "--property=DropInPaths", self.service
-        )
-        props = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+        """Systemd runs the drop-in as it is on disk (LoadState kept for `ensure_pre_start`)."""
+        props = self._show("NeedDaemonReload", "DropInPaths", "LoadState")
+        self._last_load_state = props.get("LoadState", "")
         return (
-            shown.returncode == 0
-            and props.get("NeedDaemonReload") == "no"
+            props.get("NeedDaemonReload") == "no"
             and str(self.drop_in) in props.get("DropInPaths", "").split()
         )
+
+    def _show(self, *names: str) -> dict[str, str]:
+        shown = _systemctl("show", *(f"--property={n}" for n in names), self.service)
+        if shown.returncode != 0:
+            return {}
+        return dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
 
     def start(self, *, restart: bool) -> None:
         """Enable the daemon and start it (restart it when `restart`).
 
         systemd runs the pre-start step of the drop-in (`ensure_pre_start`, which the caller
-        runs first) before the daemon, and for as long as the drop-in's TimeoutStartSec. A unit
-        that failed too often (the pre-start step failing while the destination was
-        unreachable, say) is reset, or systemd would refuse to start it for the next 30 min.
+        runs first) before the daemon, and for as long as the drop-in's TimeoutStartSec. A
+        failed unit is reset first (the drop-in lifts the packaged start limit; a unit that
+        hit it before the drop-in was loaded would refuse to start for 30 min).
         """
         _systemctl("reset-failed", self.service)
         _systemctl("enable", self.service)
@@ -391,7 +406,11 @@ def write_if_changed(path: Path, content: str, mode: int, *, ceph_owned: bool = 
     The temporary file is created with `mode` before anything is written to it, so a key is never
     readable by others, not even for an instant. `ceph_owned=False`: the writer's (root's).
     """
-    if path.exists() and path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
+    if (
+        path.exists()
+        and path.read_bytes() == content.encode()
+        and (path.stat().st_mode & 0o777) == mode
+    ):
         return False
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
     try:

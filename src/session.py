@@ -108,6 +108,7 @@ class Session:
         self.leaving: str | None = None  # set when the unit goes: its last unit status
         self._protected: tuple[str, ...] | None = None  # pools the pre-start step covers
         self._unprotected: tuple[tuple[str, ...], ServiceError] | None = None  # failed so
+        self._said: ServiceError | None = None  # the failure last logged
 
     # --- the record ------------------------------------------------------------------------
     @property
@@ -130,7 +131,9 @@ class Session:
         try:
             self.protect_copies(self.record.pools if pools is None else pools)
         except ServiceError as exc:
-            logger.error("%s (retried next hook; the daemon is not started without it)", exc)
+            if exc is not self._said:  # once a dispatch: the cached failure is raised again
+                logger.error("%s (retried next hook; the daemon is not started without it)", exc)
+            self._said = exc
 
     def protect_copies(self, pools: tuple[str, ...]) -> None:
         """The daemon unit's pre-start step rewinds the copies of `pools` (daemon.py).
@@ -511,8 +514,9 @@ class Session:
             self.forget_reads()
 
     def _stop_if_running(self, why: str) -> None:
+        """Stop it if it runs, or is about to: systemd restarts a failed start on its own."""
         try:
-            if self.daemon_running():
+            if self.daemon_running() or not self.daemon.stopped():
                 self.stop_daemon(why)
         except ServiceError as exc:
             logger.error("%s", exc)

@@ -68,6 +68,9 @@ def world(monkeypatch, tmp_path) -> World:
         def running(self):
             return w.service["running"]
 
+        def stopped(self):
+            return not w.service["running"]
+
         def start(self, *, restart):
             w.service["running"] = True
             w.service["starts"] += 1
@@ -79,9 +82,15 @@ def world(monkeypatch, tmp_path) -> World:
     def systemctl(*args, timeout=None):
         """What systemd answers about the drop-in: what it loaded at the last reload."""
         w.service["systemctl"].append(" ".join(args))
+        on_disk = {str(p): p.read_text() for p in (w.etc.parent / "systemd").glob("*/*.conf")}
         if args[0] == "daemon-reload":
-            w.service["loaded"] = " ".join(map(str, (w.etc.parent / "systemd").glob("*/*.conf")))
-        shown = f"NeedDaemonReload=no\nDropInPaths={w.service.get('loaded', '')}\n"
+            w.service["loaded"] = on_disk
+        loaded = w.service.get("loaded", {})
+        changed = any(on_disk.get(path) != text for path, text in loaded.items())
+        shown = (
+            f"NeedDaemonReload={'yes' if changed else 'no'}\nDropInPaths={' '.join(loaded)}\n"
+            "LoadState=loaded\n"
+        )
         return subprocess.CompletedProcess(args, 0, shown if args[0] == "show" else "", "")
 
     monkeypatch.setattr(daemon, "_systemctl", systemctl)  # only the drop-in's calls get here

@@ -138,7 +138,7 @@ def systemd(monkeypatch, tmp_path):
     """
     calls: list[str] = []
     failing: dict[str, str] = {}
-    shown = {"NeedDaemonReload": "no", "DropInPaths": ""}
+    shown = {"NeedDaemonReload": "no", "DropInPaths": "", "LoadState": "loaded"}
 
     def fake(*args, timeout=None):
         calls.append(" ".join(args))
@@ -160,7 +160,7 @@ def unit(tmp_path) -> RbdMirrorDaemon:
 
 
 SERVICE = "ceph-rbd-mirror@rbd-mirror.host1"
-SHOW = f"show --property=NeedDaemonReload --property=DropInPaths {SERVICE}"
+SHOW = f"show --property=NeedDaemonReload --property=DropInPaths --property=LoadState {SERVICE}"
 
 
 def test_the_drop_in_runs_the_pre_start_step_over_the_migrated_pools(unit, systemd, tmp_path):
@@ -176,7 +176,8 @@ def test_the_drop_in_runs_the_pre_start_step_over_the_migrated_pools(unit, syste
         f"\nExecStartPre=/usr/bin/python3 {script} --pre-start --cluster ${{CLUSTER}} --id %i "
         '--workers 16 --pools "glance,nova"\n' in text
     ), "the packaged unit's own cluster and instance, like its ExecStart"
-    assert "\nTimeoutStartSec=600\n" in text and "\nStartLimitIntervalSec=0\n" in text
+    assert "\n[Unit]\nStartLimitIntervalSec=0\n" in text, "a [Unit] key: ignored elsewhere"
+    assert "\n[Service]\nRestartSec=10\nTimeoutStartSec=600\n" in text
     calls.clear()
     assert unit.ensure_pre_start(("glance", "nova")) is False
     assert calls == [SHOW], "unchanged and loaded: not reloaded"
@@ -201,6 +202,26 @@ def test_a_new_drop_in_directory_systemd_never_saw_is_loaded(unit, systemd):
     calls.clear()
     assert unit.ensure_pre_start(("nova",)) is True
     assert calls == [SHOW, "daemon-reload"]
+
+
+def test_no_unit_yet_no_reload_until_the_drop_in_changes(unit, systemd):
+    """Before the package: systemd shows LoadState=not-found and no drop-ins for the unit."""
+    calls, _, shown = systemd
+    unit.ensure_pre_start(("nova",))
+    shown.update(LoadState="not-found", DropInPaths="")
+    calls.clear()
+    assert unit.ensure_pre_start(("nova",)) is False and calls == [SHOW]
+    assert unit.ensure_pre_start(("nova", "glance")) is True and calls[-1] == "daemon-reload"
+
+
+def test_a_unit_waiting_to_be_restarted_is_not_stopped(unit, monkeypatch):
+    states = iter(["activating", "active", "inactive", "failed", ""])
+
+    def fake(*args, timeout=None):
+        return subprocess.CompletedProcess(args, 3, next(states) + "\n", "")
+
+    monkeypatch.setattr(daemon, "_systemctl", fake)
+    assert [unit.stopped() for _ in range(5)] == [False, False, True, True, True]
 
 
 @pytest.mark.parametrize("how", ["fails", "hang"])

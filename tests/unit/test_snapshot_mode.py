@@ -21,10 +21,12 @@ import cutover
 import daemon
 import migration
 import mirror_modes
+import session
 from ceph_cli import EBUSY, CephError, ImageStatus
 from ceph_release import CephVersion, ClusterVersions, ReleasePair
 from migration import MigrationError, Options, PeerSpec
 from mirror_modes import EROFS, JOURNAL, MODES, SNAPSHOT, interval_seconds, mode
+from record import Record
 from tests.unit.conftest import World, ready_state
 from tests.unit.fake_ceph import FakeCluster, FakeImage, make_pair, mirror
 
@@ -764,10 +766,11 @@ def test_an_upgrade_finding_the_daemon_running_puts_the_pre_start_step_in_force(
 def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
     world, monkeypatch, caplog
 ):
+    """An upgrade from a revision without the drop-in, the daemon dead, the reload failing."""
     state = _act(world, _snapshot_world(world), "enable-mirroring")
     for path in (world.etc.parent / "systemd").glob("*/*.conf"):
         path.unlink()
-    world.service.update(running=False, starts=0)
+    world.service.update(running=False, starts=0, loaded={})  # systemd loaded none
     rc = {"daemon-reload": 1}
     real = daemon._systemctl
 
@@ -780,9 +783,13 @@ def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
     state = world.run(world.ctx.on.update_status(), state)
     assert world.service["starts"] == 0, "never resumed without the rewind in force"
     assert "the pre-start step is not loaded" in caplog.text
+    assert caplog.text.count("the pre-start step is not loaded (retried next hook") == 1
     rc.clear()
-    world.run(world.ctx.on.update_status(), state)
+    state = world.run(world.ctx.on.update_status(), state)
     assert world.service["running"] and '--pools "cinder-ceph,glance"' in _drop_in(world)
+    assert any('"cinder-ceph,glance"' in t for t in world.service["loaded"].values()), (
+        "started only once systemd loaded it"
+    )
 
 
 def _reload_fails(monkeypatch) -> dict:
@@ -821,3 +828,17 @@ def test_a_hook_that_returns_early_still_puts_the_pre_start_step_in_force(world)
     out = world.run(world.ctx.on.upgrade_charm(), bad)
     assert out.unit_status.name == "blocked"
     assert '--pools "cinder-ceph,glance"' in _drop_in(world)
+
+
+def test_junk_pool_names_in_the_record_are_left_out_of_the_pre_start_step(caplog):
+    """A hand-edited peer bag: its junk must not stop the daemon from ever starting."""
+    asked = []
+    daemon_stub = SimpleNamespace(ensure_pre_start=lambda pools: asked.append(pools))
+    records = SimpleNamespace(load=lambda: Record(pools=("glance", "bad pool;x")))
+    s = session.Session(
+        app="app", daemon=daemon_stub, records=records,  # type: ignore[arg-type]
+        load_config=lambda: None, load_relations=lambda: None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    s.keep_copies_protected()
+    assert asked == [("glance",)]
+    assert "not pool names, left out of the daemon's pre-start step" in caplog.text
