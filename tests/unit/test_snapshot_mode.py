@@ -763,36 +763,8 @@ def test_an_upgrade_finding_the_daemon_running_puts_the_pre_start_step_in_force(
     assert "daemon-reload" in world.service["systemctl"]
 
 
-def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
-    world, monkeypatch, caplog
-):
-    """An upgrade from a revision without the drop-in, the daemon dead, the reload failing."""
-    state = _act(world, _snapshot_world(world), "enable-mirroring")
-    for path in (world.etc.parent / "systemd").glob("*/*.conf"):
-        path.unlink()
-    world.service.update(running=False, starts=0, loaded={})  # systemd loaded none
-    rc = {"daemon-reload": 1}
-    real = daemon._systemctl
-
-    def systemctl(*args, timeout=None):
-        if args[0] in rc:
-            return subprocess.CompletedProcess(args, rc[args[0]], "", "")
-        return real(*args, timeout=timeout)
-
-    monkeypatch.setattr(daemon, "_systemctl", systemctl)
-    state = world.run(world.ctx.on.update_status(), state)
-    assert world.service["starts"] == 0, "never resumed without the rewind in force"
-    assert "the pre-start step is not loaded" in caplog.text
-    assert caplog.text.count("the pre-start step is not loaded (retried next hook") == 1
-    rc.clear()
-    state = world.run(world.ctx.on.update_status(), state)
-    assert world.service["running"] and '--pools "cinder-ceph,glance"' in _drop_in(world)
-    assert any('"cinder-ceph,glance"' in t for t in world.service["loaded"].values()), (
-        "started only once systemd loaded it"
-    )
-
-
 def _reload_fails(monkeypatch) -> dict:
+    """`systemctl daemon-reload` exits 1 until the returned dict is cleared."""
     rc = {"daemon-reload": 1}
     real = daemon._systemctl
 
@@ -803,6 +775,27 @@ def _reload_fails(monkeypatch) -> dict:
 
     monkeypatch.setattr(daemon, "_systemctl", systemctl)
     return rc
+
+
+def test_a_daemon_is_not_started_while_its_pre_start_step_cannot_be_loaded(
+    world, monkeypatch, caplog
+):
+    """An upgrade from a revision without the drop-in, the daemon dead, the reload failing."""
+    state = _act(world, _snapshot_world(world), "enable-mirroring")
+    for path in (world.etc.parent / "systemd").glob("*/*.conf"):
+        path.unlink()
+    world.service.update(running=False, starts=0, loaded={})  # systemd loaded none
+    rc = _reload_fails(monkeypatch)
+    state = world.run(world.ctx.on.update_status(), state)
+    assert world.service["starts"] == 0, "never resumed without the rewind in force"
+    assert "the pre-start step is not loaded" in caplog.text
+    assert caplog.text.count("the pre-start step is not loaded (retried next hook") == 1
+    rc.clear()
+    state = world.run(world.ctx.on.update_status(), state)
+    assert world.service["running"] and '--pools "cinder-ceph,glance"' in _drop_in(world)
+    assert any('"cinder-ceph,glance"' in t for t in world.service["loaded"].values()), (
+        "started only once systemd loaded it"
+    )
 
 
 def test_enable_mirroring_changes_nothing_while_the_pre_start_step_cannot_cover_its_pools(
